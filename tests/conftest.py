@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny configs and models built from config (seconds, no downloads)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = [
+    "data.name=digits",
+    "data.resolution=8",
+    "model.block_out_channels=[8,16]",
+    "model.norm_num_groups=4",
+    "model.attention=false",
+    "model.num_train_timesteps=100",
+    "pretrain.steps=30",
+    "pretrain.checkpoint_every=10",
+    "pretrain.classifier_steps=150",
+    "eval.num_samples=60",
+    "eval.sampler_steps=4",
+    "eval.proxy_batch=16",
+    "eval.elbo_timesteps=5",
+    "unlearn.steps=6",
+    "unlearn.batch_size=8",
+    "forget.classes=[3]",
+    "tracking.enabled=false",
+]
+
+
+@pytest.fixture
+def tiny_overrides(tmp_path: Path) -> list[str]:
+    return [*TINY, f"workdir={tmp_path / 'work'}"]
+
+
+@pytest.fixture
+def tiny_cfg(tiny_overrides: list[str]):
+    from unlearn.config import load_config
+
+    return load_config(None, tiny_overrides)
+
+
+@pytest.fixture
+def demo_cfg(tmp_path: Path):
+    """The shipped demo config, with a private workdir (uses the shipped assets)."""
+    from unlearn.config import load_config
+
+    return load_config(REPO / "configs" / "demo.yaml", [f"workdir={tmp_path / 'work'}"])

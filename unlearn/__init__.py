@@ -1,0 +1,1 @@
+"""unlearn-lab: make generative models forget."""

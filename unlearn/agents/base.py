@@ -1,0 +1,40 @@
+"""The plug-in point for choosing λ."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import torch
+
+from unlearn.types import StepStats
+
+
+class LambdaAgent(ABC):
+    """Chooses λ in [0, 1] before every optimiser step.
+
+    ``reset(seed)`` starts an episode and returns λ0; ``act(stats)`` gets the statistics of
+    the previous step (None before the first) and returns λ for the next one. Agents that
+    learn inside the loop expose ``parameters()`` (optimised jointly with the model on the
+    method's objective plus ``regularizer()``) and/or use ``update(stats)`` after each step.
+    ``act`` may return a tensor that carries gradient (variational agent).
+    """
+
+    name: ClassVar[str]
+    needs_grad_stats: ClassVar[bool] = False
+
+    @abstractmethod
+    def reset(self, seed: int) -> float: ...
+
+    @abstractmethod
+    def act(self, stats: StepStats | None) -> float | torch.Tensor: ...
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return []
+
+    def regularizer(self) -> torch.Tensor | None:
+        """Extra loss term for learnable agents (e.g. β·KL), from the last ``act``."""
+        return None
+
+    def update(self, stats: StepStats) -> None:
+        """Observe the finished step (dual ascent updates its multiplier here)."""

@@ -1,0 +1,187 @@
+"""``unlearn``: the command line. Parses and dispatches only; the work lives in the library.
+
+Heavy libraries (torch, diffusers, ray, mlflow) are imported inside the commands so that
+``unlearn --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="Make generative models forget: unlearn classes or memorised samples from DDPMs, "
+    "score models and VAEs, and choose the forgetting weight λ.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML experiment config (default: the embedded demo)."),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a config field: section.field=value (repeatable)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+
+
+def _config(config: Path | None, overrides: list[str] | None):
+    from unlearn.config import load_config
+
+    return load_config(config or default_config_path(), overrides or [])
+
+
+def default_config_path() -> Path:
+    return Path(__file__).parent / "assets" / "demo.yaml"
+
+
+@app.command()
+def pretrain(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    force: Annotated[bool, typer.Option(help="Retrain even when a cached result exists.")] = False,
+) -> None:
+    """Train the base generative model and the evaluation classifier.
+
+    Results are cached under WORKDIR/pretrained by a hash of the config; an interrupted run
+    resumes from its last checkpoint. Shipped assets made by the same config are reused.
+    """
+    from unlearn.console import console, progress_bars
+    from unlearn.pretrain import pretrain as run_pretrain
+
+    cfg = _config(config, set_)
+    with progress_bars() as progress:
+        res = run_pretrain(cfg, progress, force=force)
+    console.print(f"base model:  {res.model_dir}")
+    console.print(f"classifier:  {res.classifier_dir} (held-out accuracy {res.classifier_accuracy:.4f})")
+
+
+@app.command("eval")
+def eval_cmd(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory (or diffusers UNet dir).")],
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    json_: JsonOpt = False,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for the sample grid (default: MODEL_DIR/eval).")
+    ] = None,
+    classifier: Annotated[
+        Path | None, typer.Option(help="Evaluation classifier dir (default: from the config).")
+    ] = None,
+) -> None:
+    """Evaluate a model: forget rate, FID on classifier features, class coverage, proxies, NLL."""
+    from unlearn.evaluation import evaluate_dir
+
+    cfg = _config(config, set_)
+    res = evaluate_dir(cfg, model_dir, classifier, out)
+    if json_:
+        typer.echo(json.dumps(res.to_dict(), indent=2))
+        return
+    from unlearn.console import console
+    from unlearn.report import eval_table
+
+    console.print(eval_table({"model": res.result}))
+    console.print(f"sample grid: {res.grid}")
+
+
+@app.command()
+def demo(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    out: Annotated[Path | None, typer.Option(help="Report folder (default: WORKDIR/reports/demo).")] = None,
+) -> None:
+    """The end-to-end demo on the embedded defaults: evaluate the shipped base model, write a report."""
+    from unlearn.console import console, progress_bars
+    from unlearn.report import eval_table, run_demo
+
+    cfg = _config(config, set_)
+    with progress_bars() as progress:
+        rep = run_demo(cfg, out, progress)
+    console.print(eval_table(rep.results))
+    console.print(f"report: {rep.path / 'report.md'}")
+
+
+@app.command("run")
+def run_cmd(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    json_: JsonOpt = False,
+    no_eval: Annotated[bool, typer.Option("--no-eval", help="Skip the sample-based evaluations.")] = False,
+) -> None:
+    """Unlearn: model x method x λ agent for the configured budget, tracked in MLflow.
+
+    Example: unlearn run --set method.name=siss --set agent.name=variational --set forget.classes=[7]
+    """
+    from unlearn.console import console, progress_bars
+    from unlearn.experiment import run
+
+    cfg = _config(config, set_)
+    with progress_bars(not json_) as progress:
+        res = run(cfg, progress, evaluate=not no_eval)
+    if json_:
+        typer.echo(json.dumps(res.to_dict(), indent=2))
+    else:
+        from unlearn.report import eval_table
+
+        if res.before is not None and res.after is not None:
+            console.print(eval_table({"before": res.before, "after": res.after},
+                                     f"{cfg.method.name} + {cfg.agent.name} λ"))  # fmt: skip
+        console.print(f"steps: {res.steps}  wall time: {res.wall_time:.1f}s  status: {res.status}")
+        console.print(f"model: {res.model_dir}")
+        console.print(f"MLflow run id: {res.run_id}")
+    if res.status != "finished":
+        from unlearn.console import err_console
+
+        err_console.print(f"[bold red]run stopped:[/] {res.message}")
+        raise typer.Exit(1)
+
+
+@app.command()
+def runs(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    experiment: Annotated[str | None, typer.Option(help="MLflow experiment (default: from config).")] = None,
+    sort: Annotated[str | None, typer.Option(help="Metric to sort by, ascending, e.g. eval/fid.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many runs.")] = 20,
+    json_: JsonOpt = False,
+) -> None:
+    """List MLflow runs of an experiment as a table."""
+    from unlearn.console import console, table
+    from unlearn.tracking import list_runs
+
+    cfg = _config(config, set_)
+    rows = list_runs(cfg, experiment, sort, limit)
+    if json_:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    keys = ["eval/forget_rate", "eval/fid", "perf/wall_time"]
+    console.print(table(f"runs of {experiment or cfg.tracking.experiment}",
+                        ["run_id", "name", "status", "method", "agent", *keys],
+                        [[r["run_id"][:8], r["name"], r["status"], r["method"], r["agent"],
+                          *[r.get(k) for k in keys]] for r in rows]))  # fmt: skip
+
+
+def main() -> None:
+    """Console entry point: configuration and input errors exit with code 2 and one line."""
+    from unlearn.config import ConfigError
+
+    try:
+        app()
+    except ConfigError as e:
+        from unlearn.console import err_console
+
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

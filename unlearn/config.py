@@ -1,0 +1,346 @@
+"""Typed, validated experiment configuration.
+
+A config is a tree of frozen dataclasses loaded from YAML, with ``--set section.field=value``
+overrides. Every field carries its allowed range or choices in ``metadata``; invalid input
+raises :class:`ConfigError` naming the field, the value and what is allowed, before any work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """Invalid configuration or input; the CLI turns it into exit code 2 and one line."""
+
+
+def _f(default: Any = dataclasses.MISSING, *, doc: str = "", lo=None, hi=None, choices=None, **kw):
+    """A dataclass field with its documentation and validation bounds."""
+    meta = {"doc": doc, "lo": lo, "hi": hi, "choices": choices}
+    if default is dataclasses.MISSING and "default_factory" in kw:
+        return field(default_factory=kw.pop("default_factory"), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+DATASETS = ("mnist", "digits", "torchvision-mnist", "fashion-mnist", "cifar10", "folder")
+MODEL_KINDS = ("ddpm", "cond_ddpm", "vpsde", "vae")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which images, at which size, and how they split into train / held-out."""
+
+    name: str = _f("mnist", doc="dataset", choices=DATASETS)
+    resolution: int = _f(16, doc="square image side in pixels", lo=8, hi=256)
+    root: str = _f("", doc="folder for online datasets or the image folder")
+    heldout_fraction: float = _f(0.1, doc="fraction held out for evaluation", lo=0.01, hi=0.5)
+    split_seed: int = _f(0, doc="seed of the train / held-out split", lo=0)
+
+
+@dataclass(frozen=True)
+class OutlierConfig:
+    """A synthetic out-of-distribution image injected ``copies`` times (memorisation)."""
+
+    copies: int = _f(0, doc="times the outlier is added to training data; 0 = none", lo=0, hi=10000)
+    seed: int = _f(0, doc="seed of the outlier pattern", lo=0)
+    radius: float = _f(0.35, doc="RMS pixel distance counted as a reproduction", lo=0.0, hi=2.0)
+
+
+@dataclass(frozen=True)
+class ForgetConfig:
+    """What to forget: classes, explicit training indices, or the injected outlier."""
+
+    classes: tuple[int, ...] = _f(default_factory=tuple, doc="class ids to forget")
+    indices: tuple[int, ...] = _f(default_factory=tuple, doc="training-set indices to forget")
+    outlier: OutlierConfig = _f(default_factory=OutlierConfig, doc="memorised outlier")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The generative model family and its (small) diffusers UNet / VAE."""
+
+    kind: str = _f("ddpm", doc="model family", choices=MODEL_KINDS)
+    block_out_channels: tuple[int, ...] = _f((32, 64, 64), doc="UNet / VAE channel widths")
+    layers_per_block: int = _f(1, doc="resnet layers per UNet block", lo=1, hi=4)
+    attention: bool = _f(True, doc="self-attention at the lowest resolution")
+    norm_num_groups: int = _f(8, doc="group-norm groups", lo=1, hi=64)
+    num_train_timesteps: int = _f(1000, doc="DDPM diffusion steps", lo=10, hi=4000)
+    beta_schedule: str = _f("squaredcos_cap_v2", choices=("linear", "squaredcos_cap_v2"))
+    latent_channels: int = _f(4, doc="VAE latent channels", lo=1, hi=64)
+    pretrained: str = _f("", doc="directory or hub id of a diffusers UNet2DModel to start from")
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Training of the base model and of the evaluation classifier."""
+
+    steps: int = _f(6000, doc="optimiser steps for the base model", lo=1)
+    batch_size: int = _f(64, lo=1, hi=4096)
+    lr: float = _f(2e-3, lo=1e-7, hi=1.0)
+    ema_decay: float = _f(0.999, doc="EMA of weights; 0 disables", lo=0.0, hi=0.99999)
+    checkpoint_every: int = _f(500, doc="steps between resumable checkpoints", lo=1)
+    classifier_steps: int = _f(3000, lo=1)
+    classifier_lr: float = _f(2e-3, lo=1e-7, hi=1.0)
+    seed: int = _f(0, lo=0)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Sample-based evaluation; all seeds fixed so two evaluations agree exactly."""
+
+    num_samples: int = _f(1000, doc="generated samples per evaluation", lo=10, hi=100000)
+    sampler_steps: int = _f(50, doc="DDIM steps", lo=2, hi=1000)
+    batch_size: int = _f(250, lo=1, hi=10000)
+    seed: int = _f(1234, lo=0)
+    proxy_batch: int = _f(128, doc="held-out images in the fixed-noise proxy batches", lo=1)
+    elbo_timesteps: int = _f(50, doc="timesteps sampled for the negative ELBO", lo=1, hi=4000)
+    confidence: float = _f(0.9, doc="classifier confidence for a 'clean' sample", lo=0.0, hi=1.0)
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """The unlearning loss."""
+
+    name: str = _f("siss", doc="unlearning method")
+    lam: float = _f(0.5, doc="static lambda (mixture weight / trade-off)", lo=0.0, hi=1.0)
+    scale: float = _f(0.0, doc="SISS forget scale s in (1+s)", lo=0.0, hi=1000.0)
+    form: str = _f("loss", doc="SISS combination", choices=("loss", "gradient"))
+    clip: float = _f(1.0, doc="gradient clipping norm (0 = off)", lo=0.0)
+    options: dict = _f(default_factory=dict, doc="method-specific options")
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """How lambda is chosen at every step."""
+
+    name: str = _f("static", doc="lambda agent")
+    path: str = _f("", doc="policy directory (policy agent) or PBT result (schedule)")
+    options: dict = _f(default_factory=dict, doc="agent-specific options")
+
+
+@dataclass(frozen=True)
+class UnlearnConfig:
+    """The unlearning run: budget, optimiser, evaluation cadence."""
+
+    steps: int = _f(200, doc="optimiser steps", lo=1)
+    batch_size: int = _f(64, lo=1, hi=4096)
+    lr: float = _f(1e-4, lo=1e-8, hi=1.0)
+    grad_accum: int = _f(1, lo=1, hi=1024)
+    eval_every: int = _f(0, doc="steps between proxy evaluations (0 = only at the end)", lo=0)
+    seed: int = _f(0, lo=0)
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """MLflow: embedded SQLite store by default, ``MLFLOW_TRACKING_URI`` wins."""
+
+    uri: str = _f("", doc="tracking URI; empty = sqlite:///<workdir>/mlflow.db")
+    experiment: str = _f("unlearn", doc="MLflow experiment name")
+    enabled: bool = _f(True)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole experiment."""
+
+    name: str = _f("experiment", doc="experiment name")
+    workdir: str = _f("runs", doc="where models, caches and reports go (made absolute)")
+    device: str = _f("auto", doc="auto | cpu | cuda | cuda:N", choices=None)
+    data: DataConfig = _f(default_factory=DataConfig)
+    forget: ForgetConfig = _f(default_factory=ForgetConfig)
+    model: ModelConfig = _f(default_factory=ModelConfig)
+    pretrain: PretrainConfig = _f(default_factory=PretrainConfig)
+    eval: EvalConfig = _f(default_factory=EvalConfig)
+    method: MethodConfig = _f(default_factory=MethodConfig)
+    agent: AgentConfig = _f(default_factory=AgentConfig)
+    unlearn: UnlearnConfig = _f(default_factory=UnlearnConfig)
+    tracking: TrackingConfig = _f(default_factory=TrackingConfig)
+
+    def to_dict(self) -> dict:
+        return _to_plain(self)
+
+    def digest(self, *sections: str) -> str:
+        """Short hash of the given sections (all when none): the cache key of derived work."""
+        d = self.to_dict()
+        if sections:
+            d = {s: d[s] for s in sections}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+    @property
+    def workdir_path(self) -> Path:
+        return Path(self.workdir).expanduser().resolve()
+
+
+def _to_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, tuple):
+        return [_to_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    return obj
+
+
+def _allowed(f: dataclasses.Field) -> str:
+    m = f.metadata
+    if m.get("choices"):
+        return "one of " + ", ".join(map(str, m["choices"]))
+    lo, hi = m.get("lo"), m.get("hi")
+    if lo is not None and hi is not None:
+        return f"a value in [{lo}, {hi}]"
+    if lo is not None:
+        return f"a value >= {lo}"
+    if hi is not None:
+        return f"a value <= {hi}"
+    return ""
+
+
+def _coerce(path: str, tp: Any, value: Any) -> Any:
+    """Convert a YAML value to the annotated type or raise ConfigError."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        return build(tp, value, path)
+    if origin in (tuple, list):
+        (inner, *_) = typing.get_args(tp) or (Any,)
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        return tuple(_coerce(f"{path}[{i}]", inner, v) for i, v in enumerate(value))
+    if tp is dict or origin is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{path}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return str(value)
+    if origin in (typing.Union, types.UnionType):
+        return value
+    return value
+
+
+def build(cls: type, values: dict, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a plain mapping, validating every field."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        where = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ConfigError(f"{where}: unknown key; allowed keys: {', '.join(fields)}")
+    kwargs = {}
+    for name, value in values.items():
+        f = fields[name]
+        path = f"{prefix}.{name}" if prefix else name
+        v = _coerce(path, hints[name], value)
+        m = f.metadata
+        if m.get("choices") is not None and v not in m["choices"]:
+            raise ConfigError(f"{path}: {v!r} is not allowed; expected {_allowed(f)}")
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            lo, hi = m.get("lo"), m.get("hi")
+            if (lo is not None and v < lo) or (hi is not None and v > hi) or v != v:
+                raise ConfigError(f"{path}: {v!r} is out of range; expected {_allowed(f)}")
+        kwargs[name] = v
+    return cls(**kwargs)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b=value`` -> (["a", "b"], parsed YAML value)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected section.field=value")
+    key, raw = text.split("=", 1)
+    keys = [k for k in key.strip().split(".") if k]
+    if not keys:
+        raise ConfigError(f"--set {text!r}: empty field name")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {e}") from None
+    return keys, value
+
+
+def apply_overrides(values: dict, overrides: list[str]) -> dict:
+    out = json.loads(json.dumps(values))  # deep copy of plain data
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = out
+        for k in keys[:-1]:
+            nxt = node.get(k)
+            if nxt is None:
+                nxt = node[k] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {'.'.join(keys)}: {k} is not a section")
+            node = nxt
+        node[keys[-1]] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a YAML config (or the defaults when ``path`` is None) and apply ``--set`` overrides.
+
+    Relative ``workdir`` resolves against the current directory, so every later path is
+    absolute (Tune trials and Ray jobs change their working directory).
+    """
+    values: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config: file {str(p)!r} does not exist")
+        try:
+            values = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config: {p} is not valid YAML: {e}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"config: {p} must hold a mapping at the top level")
+    values = apply_overrides(values, overrides or [])
+    cfg = build(Config, values)
+    return dataclasses.replace(cfg, workdir=str(cfg.workdir_path))
+
+
+def with_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """A new config with ``--set`` style overrides applied and validated."""
+    return build(Config, apply_overrides(cfg.to_dict(), overrides))
+
+
+def describe(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(field, default, doc + allowed) rows for help text and docs."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        path = f"{prefix}.{f.name}" if prefix else f.name
+        if dataclasses.is_dataclass(hints[f.name]):
+            rows += describe(hints[f.name], path)
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        doc = " ".join(x for x in (f.metadata.get("doc", ""), _allowed(f)) if x)
+        rows.append((path, repr(default), doc))
+    return rows

@@ -1,0 +1,73 @@
+"""Evaluate a saved model directory (``unlearn eval``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from unlearn.config import Config, ConfigError
+from unlearn.data import inject_outlier, load_splits, split_forget
+from unlearn.metrics import EvalResult, evaluate, prepare, save_grid
+from unlearn.models import check_compatible, load_model
+from unlearn.runtime import resolve_device
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """An evaluation and where its sample grid went."""
+
+    model_dir: Path
+    result: EvalResult
+    grid: Path
+
+    def to_dict(self) -> dict:
+        return {"model_dir": str(self.model_dir), "grid": str(self.grid), **self.result.to_dict()}
+
+
+def load_classifier(cfg: Config, classifier_dir: Path | None) -> torch.nn.Module:
+    from unlearn.pretrain import locate
+
+    if classifier_dir is None:
+        _, classifier_dir = locate(cfg)
+        if classifier_dir is None:
+            raise ConfigError(
+                "classifier: no evaluation classifier for this data config; run "
+                "`unlearn pretrain` or pass --classifier"
+            )
+    clf = load_model(classifier_dir)
+    if not hasattr(clf, "features"):
+        raise ConfigError(f"classifier: {classifier_dir} is not an evaluation classifier")
+    return clf
+
+
+def evaluate_dir(
+    cfg: Config, model_dir: Path, classifier_dir: Path | None = None, out: Path | None = None
+) -> EvalReport:
+    """Load, check shapes against the data, evaluate, write the sample grid."""
+    model_dir = Path(model_dir).resolve()
+    model = load_model(model_dir)
+    splits = load_splits(cfg.data)
+    check_compatible(model, splits.train.channels, splits.train.resolution, "model")
+    clf = load_classifier(cfg, classifier_dir)
+    check_compatible(clf, splits.train.channels, splits.train.resolution, "classifier")
+    for c in cfg.forget.classes:
+        if not 0 <= c < splits.train.num_classes:
+            raise ConfigError(
+                f"forget.classes: class {c} is not in the data; "
+                f"expected 0..{splits.train.num_classes - 1}"
+            )
+    split = None
+    if cfg.forget.classes or cfg.forget.indices or cfg.forget.outlier.copies:
+        train, outlier = inject_outlier(splits.train, cfg.forget)
+        split = split_forget(train, cfg.forget, outlier)
+    dev = resolve_device(cfg.device)
+    model.to(dev)
+    data = prepare(model, cfg, splits, split)
+    result, samples = evaluate(model, clf, cfg, data)
+    out = Path(out).resolve() if out else model_dir / "eval"
+    grid = save_grid(samples[:100], out / "samples.png", nrow=10)
+    (out / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2))
+    return EvalReport(model_dir, result, grid)

@@ -1,0 +1,167 @@
+"""Save and load models as directories (JSON config + safetensors), atomically.
+
+Layout of a model directory written here::
+
+    unlearn.json            family, num_classes, format version
+    unet/                   diffusers UNet2DModel (config.json + safetensors)   [diffusion]
+    scheduler/              diffusers scheduler config                           [diffusion]
+    config.json, model.safetensors                                   [vae, classifier]
+
+Any diffusers ``UNet2DModel`` directory (or a ``DDPMPipeline`` directory with ``unet/`` and
+``scheduler/``) also loads, as an unconditional DDPM; on a networked machine a hub id does too.
+Weights load through safetensors only, never through unrestricted pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from unlearn.config import ConfigError
+from unlearn.models.classifier import Classifier
+from unlearn.models.diffusion import DiffusionModel
+from unlearn.models.vae import ConvVAE
+
+META = "unlearn.json"
+FORMAT = 1
+
+
+class ModelLoadError(ConfigError):
+    """A model directory that is missing, incomplete or corrupted."""
+
+
+def _atomic_dir(target: Path):
+    """Context: write into a temporary sibling, then swap it in (nothing half-written)."""
+
+    class _Ctx:
+        def __enter__(self) -> Path:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+            return self.tmp
+
+        def __exit__(self, exc_type, exc, tb) -> None:
+            if exc_type is not None:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+                return
+            if target.exists():
+                old = target.with_name(f".{target.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                target.rename(old)
+                self.tmp.rename(target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                self.tmp.rename(target)
+
+    return _Ctx()
+
+
+def save_model(model: torch.nn.Module, path: str | Path) -> Path:
+    """Write a diffusion model, VAE or classifier to ``path`` (replaced atomically)."""
+    path = Path(path).resolve()
+    with _atomic_dir(path) as tmp:
+        if isinstance(model, DiffusionModel):
+            model.unet.save_pretrained(tmp / "unet", safe_serialization=True)
+            model.scheduler.save_pretrained(tmp / "scheduler")
+            meta = {"family": model.kind, "num_classes": model.num_classes}
+        elif isinstance(model, (ConvVAE, Classifier)):
+            family = "vae" if isinstance(model, ConvVAE) else "classifier"
+            (tmp / "config.json").write_text(json.dumps(model.config, indent=2))
+            state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+            save_file(state, str(tmp / "model.safetensors"))
+            meta = {"family": family, "num_classes": model.num_classes}
+        else:
+            raise TypeError(f"cannot save {type(model).__name__}")
+        meta["format"] = FORMAT
+        (tmp / META).write_text(json.dumps(meta, indent=2))
+    return path
+
+
+def _read_json(p: Path) -> dict:
+    try:
+        return json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ModelLoadError(f"model: {p} is unreadable or corrupted ({e})") from None
+
+
+def _load_unet(src: str, subfolder: str | None = None):
+    from diffusers import UNet2DModel
+
+    try:
+        return UNet2DModel.from_pretrained(
+            src, subfolder=subfolder, use_safetensors=True, low_cpu_mem_usage=False
+        )
+    except Exception as e:  # diffusers raises OSError, ValueError, safetensors errors ...
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ModelLoadError(f"model: cannot load UNet from {src!r}: {msg}") from None
+
+
+def load_model(path: str | Path) -> torch.nn.Module:
+    """Load what :func:`save_model` wrote, a diffusers UNet directory, or a hub id."""
+    from diffusers import DDPMScheduler
+
+    p = Path(path).expanduser()
+    if not p.exists():
+        if str(path).count("/") == 1 and not str(path).startswith((".", "/", "~")):
+            unet = _load_unet(str(path))  # hub id (needs network)
+            return _wrap_plain_unet(unet, None)
+        raise ModelLoadError(f"model: directory {str(p)!r} does not exist")
+    if not p.is_dir():
+        raise ModelLoadError(f"model: {str(p)!r} is not a directory")
+    if (p / META).is_file():
+        meta = _read_json(p / META)
+        family = meta.get("family")
+        if family in ("ddpm", "cond_ddpm", "vpsde"):
+            unet = _load_unet(str(p / "unet"))
+            try:
+                sched = DDPMScheduler.from_pretrained(str(p / "scheduler"))
+            except Exception as e:
+                raise ModelLoadError(f"model: scheduler in {p} is unreadable ({e})") from None
+            return DiffusionModel(unet, sched, family, int(meta["num_classes"])).eval()
+        if family in ("vae", "classifier"):
+            cfg = _read_json(p / "config.json")
+            model = ConvVAE(**cfg) if family == "vae" else Classifier(**cfg)
+            try:
+                state = load_file(str(p / "model.safetensors"))
+                model.load_state_dict(state)
+            except Exception as e:
+                raise ModelLoadError(
+                    f"model: weights in {p} are missing or corrupted ({type(e).__name__}: {e})"
+                ) from None
+            return model.eval()
+        raise ModelLoadError(f"model: {p / META} names unknown family {family!r}")
+    if (p / "unet").is_dir():  # DDPMPipeline layout
+        return _wrap_plain_unet(_load_unet(str(p), "unet"), p / "scheduler")
+    if (p / "config.json").is_file():
+        cfg = _read_json(p / "config.json")
+        if cfg.get("_class_name") == "UNet2DModel":
+            return _wrap_plain_unet(_load_unet(str(p)), None)
+    raise ModelLoadError(
+        f"model: {str(p)!r} is not a model directory (no {META}, no diffusers UNet2DModel)"
+    )
+
+
+def _wrap_plain_unet(unet, sched_dir: Path | None) -> DiffusionModel:
+    from diffusers import DDPMScheduler
+
+    if sched_dir is not None and sched_dir.is_dir():
+        sched = DDPMScheduler.from_pretrained(str(sched_dir))
+    else:
+        sched = DDPMScheduler(num_train_timesteps=1000)
+    n_cls = unet.config.num_class_embeds
+    kind = "cond_ddpm" if n_cls else "ddpm"
+    return DiffusionModel(unet, sched, kind, (n_cls - 1) if n_cls else 10).eval()
+
+
+def check_compatible(model: torch.nn.Module, channels: int, resolution: int, what: str) -> None:
+    """Fail clearly when a model's image shape does not match the data."""
+    mc, mr = int(model.channels), int(model.resolution)
+    if (mc, mr) != (channels, resolution):
+        raise ConfigError(
+            f"{what}: model expects {mc}x{mr}x{mr} images but the data is "
+            f"{channels}x{resolution}x{resolution}; set data.resolution={mr} or use another model"
+        )
