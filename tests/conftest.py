@@ -52,3 +52,22 @@ def demo_cfg(tmp_path: Path):
     from unlearn.config import load_config
 
     return load_config(REPO / "configs" / "demo.yaml", [f"workdir={tmp_path / 'work'}"])
+
+
+@pytest.fixture(scope="session")
+def tiny_workdir(tmp_path_factory) -> Path:
+    """A workdir holding a pretrained tiny base model + classifier (trained once per session)."""
+    from unlearn.config import load_config
+    from unlearn.pretrain import pretrain
+
+    wd = tmp_path_factory.mktemp("tiny-work")
+    pretrain(load_config(None, [*TINY, f"workdir={wd}"]))
+    return wd
+
+
+@pytest.fixture
+def tiny_ready(tiny_workdir: Path):
+    """Tiny config whose base model and classifier already exist (shared, read-only)."""
+    from unlearn.config import load_config
+
+    return load_config(None, [*TINY, f"workdir={tiny_workdir}"])

@@ -75,7 +75,9 @@ def test_folder_dataset(tmp_path):
         (tmp_path / c).mkdir()
         for i in range(3):
             Image.new("RGB", (10, 10), (i * 40, 10, 10)).save(tmp_path / c / f"{i}.png")
-    s = load_splits(DataConfig(name="folder", root=str(tmp_path), resolution=8, heldout_fraction=0.3))
+    s = load_splits(
+        DataConfig(name="folder", root=str(tmp_path), resolution=8, heldout_fraction=0.3)
+    )
     assert s.train.channels == 3 and s.train.num_classes == 2
     with pytest.raises(ConfigError, match="data.root"):
         load_splits(DataConfig(name="folder", root=str(tmp_path / "missing")))

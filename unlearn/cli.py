@@ -60,7 +60,9 @@ def pretrain(
     with progress_bars() as progress:
         res = run_pretrain(cfg, progress, force=force)
     console.print(f"base model:  {res.model_dir}")
-    console.print(f"classifier:  {res.classifier_dir} (held-out accuracy {res.classifier_accuracy:.4f})")
+    console.print(
+        f"classifier:  {res.classifier_dir} (held-out accuracy {res.classifier_accuracy:.4f})"
+    )
 
 
 @app.command("eval")
@@ -95,7 +97,9 @@ def eval_cmd(
 def demo(
     config: ConfigOpt = None,
     set_: SetOpt = None,
-    out: Annotated[Path | None, typer.Option(help="Report folder (default: WORKDIR/reports/demo).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Report folder (default: WORKDIR/reports/demo).")
+    ] = None,
 ) -> None:
     """The end-to-end demo on the embedded defaults: evaluate the shipped base model, write a report."""
     from unlearn.console import console, progress_bars
@@ -113,7 +117,9 @@ def run_cmd(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     json_: JsonOpt = False,
-    no_eval: Annotated[bool, typer.Option("--no-eval", help="Skip the sample-based evaluations.")] = False,
+    no_eval: Annotated[
+        bool, typer.Option("--no-eval", help="Skip the sample-based evaluations.")
+    ] = False,
 ) -> None:
     """Unlearn: model x method x λ agent for the configured budget, tracked in MLflow.
 
@@ -131,8 +137,12 @@ def run_cmd(
         from unlearn.report import eval_table
 
         if res.before is not None and res.after is not None:
-            console.print(eval_table({"before": res.before, "after": res.after},
-                                     f"{cfg.method.name} + {cfg.agent.name} λ"))  # fmt: skip
+            console.print(
+                eval_table(
+                    {"before": res.before, "after": res.after},
+                    f"{cfg.method.name} + {cfg.agent.name} λ",
+                )
+            )
         console.print(f"steps: {res.steps}  wall time: {res.wall_time:.1f}s  status: {res.status}")
         console.print(f"model: {res.model_dir}")
         console.print(f"MLflow run id: {res.run_id}")
@@ -147,8 +157,12 @@ def run_cmd(
 def runs(
     config: ConfigOpt = None,
     set_: SetOpt = None,
-    experiment: Annotated[str | None, typer.Option(help="MLflow experiment (default: from config).")] = None,
-    sort: Annotated[str | None, typer.Option(help="Metric to sort by, ascending, e.g. eval/fid.")] = None,
+    experiment: Annotated[
+        str | None, typer.Option(help="MLflow experiment (default: from config).")
+    ] = None,
+    sort: Annotated[
+        str | None, typer.Option(help="Metric to sort by, ascending, e.g. eval/fid.")
+    ] = None,
     limit: Annotated[int, typer.Option(help="At most this many runs.")] = 20,
     json_: JsonOpt = False,
 ) -> None:
@@ -162,10 +176,23 @@ def runs(
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
     keys = ["eval/forget_rate", "eval/fid", "perf/wall_time"]
-    console.print(table(f"runs of {experiment or cfg.tracking.experiment}",
-                        ["run_id", "name", "status", "method", "agent", *keys],
-                        [[r["run_id"][:8], r["name"], r["status"], r["method"], r["agent"],
-                          *[r.get(k) for k in keys]] for r in rows]))  # fmt: skip
+    console.print(
+        table(
+            f"runs of {experiment or cfg.tracking.experiment}",
+            ["run_id", "name", "status", "method", "agent", *keys],
+            [
+                [
+                    r["run_id"][:8],
+                    r["name"],
+                    r["status"],
+                    r["method"],
+                    r["agent"],
+                    *[r.get(k) for k in keys],
+                ]
+                for r in rows
+            ],
+        )
+    )
 
 
 def main() -> None:

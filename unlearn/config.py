@@ -149,6 +149,50 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
+class EnvConfig:
+    """The Gymnasium environment: T decisions of K optimiser steps each."""
+
+    decisions: int = _f(10, doc="decisions per episode (T)", lo=1, hi=100000)
+    steps_per_decision: int = _f(5, doc="optimiser steps per decision (K)", lo=1, hi=100000)
+    beta: float = _f(1.0, doc="weight of quality loss in the reward", lo=0.0, hi=1000.0)
+    reward: str = _f("tradeoff", doc="reward definition", choices=("tradeoff", "forget", "final"))
+    final_eval: bool = _f(True, doc="sample-based metrics at the end of the episode")
+    final_eval_samples: int = _f(200, doc="samples of the end-of-episode evaluation", lo=10)
+    scale_action: bool = _f(False, doc="second action dimension: the forget scale")
+    divergence_penalty: float = _f(10.0, lo=0.0)
+    train_instances: tuple[int, ...] = _f((1, 3, 5, 7), doc="classes to forget during training")
+    test_instances: tuple[int, ...] = _f((2, 8), doc="held-out classes for evaluation")
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    """RLlib training of λ policies on the environment."""
+
+    algo: str = _f("ppo", choices=("ppo", "sac"))
+    iterations: int = _f(5, lo=1)
+    env_runners: int = _f(1, lo=0, hi=1024)
+    gpus_per_env_runner: float = _f(0.0, lo=0.0, hi=8.0)
+    sample_timeout_s: float = _f(600.0, doc="RLlib sample timeout; slow envs need a lot", lo=1.0)
+    train_batch_size: int = _f(40, lo=1)
+    minibatch_size: int = _f(20, lo=1)
+    lr: float = _f(3e-4, lo=1e-8, hi=1.0)
+    gamma: float = _f(0.99, lo=0.0, hi=1.0)
+    seed: int = _f(0, lo=0)
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """Ray Tune searches: resources per trial and the objective."""
+
+    cpus_per_trial: float = _f(1.0, lo=0.0, hi=1024.0)
+    gpus_per_trial: float = _f(0.0, lo=0.0, hi=64.0)
+    num_samples: int = _f(4, lo=1)
+    max_concurrent: int = _f(2, lo=1)
+    fid_weight: float = _f(0.01, doc="weight of FID in the single-objective score", lo=0.0)
+    seed: int = _f(0, lo=0)
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole experiment."""
 
@@ -164,6 +208,9 @@ class Config:
     agent: AgentConfig = _f(default_factory=AgentConfig)
     unlearn: UnlearnConfig = _f(default_factory=UnlearnConfig)
     tracking: TrackingConfig = _f(default_factory=TrackingConfig)
+    env: EnvConfig = _f(default_factory=EnvConfig)
+    rl: RLConfig = _f(default_factory=RLConfig)
+    tune: TuneConfig = _f(default_factory=TuneConfig)
 
     def to_dict(self) -> dict:
         return _to_plain(self)

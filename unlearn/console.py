@@ -26,9 +26,13 @@ def progress_bars(enabled: bool = True) -> Iterator:
         yield lambda task, done, total: None
         return
     bars = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), console=err_console, transient=False,
-    )  # fmt: skip
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    )
     tasks: dict[str, int] = {}
 
     def update(task: str, done: int, total: int) -> None:

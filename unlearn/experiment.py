@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from unlearn.config import Config
+from unlearn.metrics import EvalResult
 from unlearn.runtime import ProgressFn, no_progress, resolve_device
 from unlearn.unlearner import Unlearner, UnlearnResult
 
@@ -56,28 +57,39 @@ def build(cfg: Config, model: torch.nn.Module | None = None) -> Setup:
     return Setup(cfg, unl, pre.model_dir)
 
 
-def run(cfg: Config, progress: ProgressFn = no_progress, evaluate: bool = True) -> UnlearnResult:
-    """One tracked unlearning run: before/after evaluation, per-step λ, artifacts, status."""
+def run(
+    cfg: Config,
+    progress: ProgressFn = no_progress,
+    evaluate: bool = True,
+    before: EvalResult | None = None,
+) -> UnlearnResult:
+    """One tracked unlearning run: before/after evaluation, per-step λ, artifacts, status.
+
+    ``before`` reuses an evaluation of the same base model (evaluations are deterministic).
+    """
     from unlearn.metrics import save_grid
     from unlearn.models import save_model
     from unlearn.tracking import Tracker
 
     setup = build(cfg)
     unl = setup.unlearner
-    tracker = Tracker(cfg, run_name=f"{cfg.method.name}-{cfg.agent.name}",
-                      tags={"unlearn.method": cfg.method.name, "unlearn.agent": cfg.agent.name})  # fmt: skip
+    tracker = Tracker(
+        cfg,
+        run_name=f"{cfg.method.name}-{cfg.agent.name}",
+        tags={"unlearn.method": cfg.method.name, "unlearn.agent": cfg.agent.name},
+    )
     tracker.log_params(cfg.to_dict())
     out = cfg.workdir_path / "unlearned" / (tracker.run_id or f"{cfg.method.name}-{cfg.agent.name}")
     out.mkdir(parents=True, exist_ok=True)
     status = "FAILED"
     try:
-        before = None
-        if evaluate:
+        if evaluate and before is None:
             progress("evaluate before", 0, 1)
             before, samples = unl.evaluate()
             save_grid(samples[:100], out / "before.png", nrow=10)
-            tracker.log_metrics(before.metrics("before/"))
             progress("evaluate before", 1, 1)
+        if before is not None:
+            tracker.log_metrics(before.metrics("before/"))
         result = unl.run(callbacks=[tracker.step_callback()], progress=progress)
         result.before = before
         if evaluate:
@@ -87,8 +99,12 @@ def run(cfg: Config, progress: ProgressFn = no_progress, evaluate: bool = True) 
             save_grid(samples[:100], out / "after.png", nrow=10)
             tracker.log_metrics(after.metrics("eval/"))
             progress("evaluate after", 1, 1)
-        tracker.log_metrics({"perf/wall_time": result.wall_time,
-                             "perf/steps_per_s": result.steps / max(result.wall_time, 1e-9)})  # fmt: skip
+        tracker.log_metrics(
+            {
+                "perf/wall_time": result.wall_time,
+                "perf/steps_per_s": result.steps / max(result.wall_time, 1e-9),
+            }
+        )
         save_model(unl.model.cpu(), out / "model")
         unl.model.to(unl.device)
         result.model_dir = str(out / "model")
@@ -125,4 +141,3 @@ def plot_lambda(series: dict[str, list[float]], path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
-

@@ -37,13 +37,19 @@ class Pretrained:
 
 
 def model_key(cfg: Config) -> str:
-    return f"{cfg.model.kind}-{cfg.digest('data', 'model', 'pretrain') }-o{cfg.forget.outlier.copies}"
+    return (
+        f"{cfg.model.kind}-{cfg.digest('data', 'model', 'pretrain')}-o{cfg.forget.outlier.copies}"
+    )
 
 
 def classifier_key(cfg: Config) -> str:
     d = cfg.to_dict()
-    key = {"data": d["data"], "steps": cfg.pretrain.classifier_steps,
-           "lr": cfg.pretrain.classifier_lr, "seed": cfg.pretrain.seed}  # fmt: skip
+    key = {
+        "data": d["data"],
+        "steps": cfg.pretrain.classifier_steps,
+        "lr": cfg.pretrain.classifier_lr,
+        "seed": cfg.pretrain.seed,
+    }
     import hashlib
 
     return "classifier-" + hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
@@ -69,7 +75,9 @@ def locate(cfg: Config) -> tuple[Path | None, Path | None]:
     """Existing base model and classifier for ``cfg``: the cache first, then shipped assets."""
     m, c = cache_dirs(cfg)
     sm, sc = shipped_dirs(cfg)
-    return (m if (m / "unlearn.json").is_file() else sm), (c if (c / "unlearn.json").is_file() else sc)
+    return (m if (m / "unlearn.json").is_file() else sm), (
+        c if (c / "unlearn.json").is_file() else sc
+    )
 
 
 def _batch(data: ImageData, step: int, seed: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,7 +120,9 @@ def _shift_augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return out
 
 
-def _loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, g: torch.Generator, cond_drop: float):
+def _loss(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, g: torch.Generator, cond_drop: float
+):
     if isinstance(model, ConvVAE):
         noise = torch.randn(model.encode(x)[0].shape, generator=g).to(x.device)
         return model.neg_elbo(x, noise).mean() / x[0].numel()
@@ -134,6 +144,7 @@ def train_base(cfg: Config, progress: ProgressFn = no_progress, force: bool = Fa
     splits = load_splits(cfg.data)
     train, _ = inject_outlier(splits.train, cfg.forget)
     p = cfg.pretrain
+    torch.manual_seed(p.seed)  # weight initialisation
     model = build_model(cfg.model, train.channels, train.resolution, train.num_classes).to(dev)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=0.0)
@@ -163,10 +174,15 @@ def train_base(cfg: Config, progress: ProgressFn = no_progress, force: bool = Fa
             for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
                 pe.lerp_(pm, 1 - decay)
         if (step + 1) % p.checkpoint_every == 0 or step + 1 == p.steps:
-            _save_ckpt(ckdir / "state.pt", {
-                "model": model.state_dict(), "ema": ema.state_dict(),
-                "opt": opt.state_dict(), "step": step + 1,
-            })  # fmt: skip
+            _save_ckpt(
+                ckdir / "state.pt",
+                {
+                    "model": model.state_dict(),
+                    "ema": ema.state_dict(),
+                    "opt": opt.state_dict(),
+                    "step": step + 1,
+                },
+            )
             log.info("base step %d loss %.4f", step + 1, loss.item())
         progress("base model", step + 1, p.steps)
     final = ema if p.ema_decay > 0 else model

@@ -14,8 +14,15 @@ from unlearn.console import table
 from unlearn.metrics import EvalResult
 from unlearn.runtime import ProgressFn, no_progress
 
-TABLE_KEYS = ("forget_rate", "fid", "coverage_kl", "confident", "proxy_retain",
-              "proxy_forget", "nelbo_bpd")  # fmt: skip
+TABLE_KEYS = (
+    "forget_rate",
+    "fid",
+    "coverage_kl",
+    "confident",
+    "proxy_retain",
+    "proxy_forget",
+    "nelbo_bpd",
+)
 
 
 def eval_table(results: dict[str, EvalResult], title: str = "evaluation") -> Table:
@@ -42,7 +49,9 @@ class DemoReport:
     sections: list[str] = field(default_factory=list)
 
 
-def run_demo(cfg: Config, out: Path | None = None, progress: ProgressFn = no_progress) -> DemoReport:
+def run_demo(
+    cfg: Config, out: Path | None = None, progress: ProgressFn = no_progress
+) -> DemoReport:
     """Evaluate the (shipped or cached) base model and write a report folder."""
     from unlearn.data import load_splits
     from unlearn.metrics import evaluate, prepare, save_grid, save_histogram
@@ -61,8 +70,12 @@ def run_demo(cfg: Config, out: Path | None = None, progress: ProgressFn = no_pro
     progress("evaluate base model", 1, 1)
     rep.results["base"] = base
     save_grid(samples[:100], out / "base_samples.png", nrow=10)
-    save_histogram(base.class_hist, out / "base_class_hist.png", "base model: predicted classes",
-                   tuple(cfg.forget.classes))  # fmt: skip
+    save_histogram(
+        base.class_hist,
+        out / "base_class_hist.png",
+        "base model: predicted classes",
+        tuple(cfg.forget.classes),
+    )
     rep.sections.append(
         "## Base model\n\n"
         f"- model: `{pre.model_dir}`\n- classifier: `{pre.classifier_dir}` "
@@ -72,13 +85,65 @@ def run_demo(cfg: Config, out: Path | None = None, progress: ProgressFn = no_pro
         "![samples](base_samples.png)\n\n![class histogram](base_class_hist.png)\n"
     )
     write_report(cfg, rep)
+    if cfg.forget.classes:
+        unlearn_section(cfg, rep, base, progress)
+        write_report(cfg, rep)
     return rep
+
+
+DEMO_AGENTS = (("static", []), ("variational", []))
+
+
+def unlearn_section(cfg: Config, rep: DemoReport, base: EvalResult, progress: ProgressFn) -> None:
+    """Forget the configured class with SISS under a static and a variational λ."""
+    import shutil
+
+    from unlearn.config import with_overrides
+    from unlearn.experiment import plot_lambda, run
+
+    lams: dict[str, list[float]] = {}
+    lines = [
+        "## Unlearning",
+        "",
+        f"Forget classes {list(cfg.forget.classes)} with `{cfg.method.name}` "
+        f"({cfg.unlearn.steps} steps, batch {cfg.unlearn.batch_size}).",
+        "",
+        "| agent | forget rate before | after | FID before | after | steps | wall time (s) | MLflow run |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for agent, extra in DEMO_AGENTS:
+        c = with_overrides(cfg, [f"agent.name={agent}", *extra])
+        res = run(c, progress, before=base)
+        name = f"{cfg.method.name} + {agent} λ"
+        rep.results[name] = res.after
+        lams[agent] = res.lambdas
+        for f, dst in (("after.png", f"{agent}_after.png"),):
+            src = Path(res.model_dir).parent / f
+            if src.exists():
+                shutil.copy(src, rep.path / dst)
+        lines.append(
+            f"| {agent} | {base.forget_rate:.3f} | {res.after.forget_rate:.3f} | {base.fid:.3g} | "
+            f"{res.after.fid:.3g} | {res.steps} | {res.wall_time:.1f} | `{res.run_id}` |"
+        )
+    plot_lambda(lams, rep.path / "lambda.png")
+    lines += ["", "![λ trajectories](lambda.png)", ""]
+    lines += [f"{a}: ![{a}]({a}_after.png)" for a, _ in DEMO_AGENTS]
+    rep.sections.append("\n".join(lines) + "\n")
 
 
 def write_report(cfg: Config, rep: DemoReport) -> Path:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    text = [f"# unlearn-lab report: {cfg.name}", "", f"Generated {now}.", "",
-            "## Summary", "", markdown_table(rep.results), "", *rep.sections]  # fmt: skip
+    text = [
+        f"# unlearn-lab report: {cfg.name}",
+        "",
+        f"Generated {now}.",
+        "",
+        "## Summary",
+        "",
+        markdown_table(rep.results),
+        "",
+        *rep.sections,
+    ]
     path = rep.path / "report.md"
     path.write_text("\n".join(text) + "\n")
     (rep.path / "results.json").write_text(

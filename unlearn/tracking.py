@@ -64,8 +64,13 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 class Tracker:
     """One MLflow run. A disabled tracker accepts every call and does nothing."""
 
-    def __init__(self, cfg: Config, run_name: str | None = None, parent_run_id: str | None = None,
-                 tags: dict[str, str] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        cfg: Config,
+        run_name: str | None = None,
+        parent_run_id: str | None = None,
+        tags: dict[str, str] | None = None,
+    ):
         self.enabled = cfg.tracking.enabled
         self.run_id: str | None = None
         self._buffer: list = []
@@ -83,7 +88,9 @@ class Tracker:
             artifacts = None
             if self.uri.startswith("sqlite:///"):
                 artifacts = (cfg.workdir_path / "mlartifacts").as_uri()
-            exp_id = self.client.create_experiment(cfg.tracking.experiment, artifact_location=artifacts)
+            exp_id = self.client.create_experiment(
+                cfg.tracking.experiment, artifact_location=artifacts
+            )
         else:
             exp_id = exp.experiment_id
         all_tags = {"unlearn.config": cfg.name, **(tags or {})}
@@ -109,7 +116,9 @@ class Tracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        ms = [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None and v == v]
+        ms = [
+            Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None and v == v
+        ]
         for i in range(0, len(ms), 500):
             self.client.log_batch(self.run_id, metrics=ms[i : i + 500])
 
@@ -151,8 +160,9 @@ class Tracker:
             self.client.set_terminated(self.run_id, status=status)
 
 
-def list_runs(cfg: Config, experiment: str | None = None, sort: str | None = None,
-              max_results: int = 50) -> list[dict[str, Any]]:  # fmt: skip
+def list_runs(
+    cfg: Config, experiment: str | None = None, sort: str | None = None, max_results: int = 50
+) -> list[dict[str, Any]]:
     """Runs of an experiment as plain rows (id, name, status, params of interest, metrics)."""
     from mlflow.tracking import MlflowClient
 
@@ -161,15 +171,21 @@ def list_runs(cfg: Config, experiment: str | None = None, sort: str | None = Non
     exp = client.get_experiment_by_name(name)
     if exp is None:
         known = [e.name for e in client.search_experiments()]
-        raise ConfigError(f"--experiment: {name!r} does not exist; known: {', '.join(known) or 'none'}")
+        raise ConfigError(
+            f"--experiment: {name!r} does not exist; known: {', '.join(known) or 'none'}"
+        )
     order = [f"metrics.`{sort}` ASC"] if sort else ["attributes.start_time DESC"]
     runs = client.search_runs([exp.experiment_id], order_by=order, max_results=max_results)
     rows = []
     for r in runs:
-        rows.append({
-            "run_id": r.info.run_id, "name": r.info.run_name, "status": r.info.status,
-            "method": r.data.params.get("method.name", ""),
-            "agent": r.data.params.get("agent.name", ""),
-            **r.data.metrics,
-        })  # fmt: skip
+        rows.append(
+            {
+                "run_id": r.info.run_id,
+                "name": r.info.run_name,
+                "status": r.info.status,
+                "method": r.data.params.get("method.name", ""),
+                "agent": r.data.params.get("agent.name", ""),
+                **r.data.metrics,
+            }
+        )
     return rows

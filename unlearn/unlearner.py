@@ -81,8 +81,18 @@ def _flat_norm(grads: Sequence[torch.Tensor | None]) -> float:
     return math.sqrt(sq)
 
 
+def _add(
+    acc: list[torch.Tensor | None] | None, new: Sequence[torch.Tensor | None]
+) -> list[torch.Tensor | None]:
+    if acc is None:
+        return list(new)
+    return [b if a is None else a if b is None else a + b for a, b in zip(acc, new, strict=True)]
+
+
 def _cosine(a: Sequence[torch.Tensor | None], b: Sequence[torch.Tensor | None]) -> float:
-    dot = sum(float((x * y).sum()) for x, y in zip(a, b, strict=True) if x is not None and y is not None)
+    dot = sum(
+        float((x * y).sum()) for x, y in zip(a, b, strict=True) if x is not None and y is not None
+    )
     na, nb = _flat_norm(a), _flat_norm(b)
     return dot / (na * nb) if na > 0 and nb > 0 else float("nan")
 
@@ -128,7 +138,9 @@ class Unlearner:
         self.method.setup(model, split)
         self.params = [p for p in method.trainable_parameters(model) if p.requires_grad]
         # the episode's starting point, kept in memory: reset never touches disk
-        self._initial = copy.deepcopy({k: v.detach().clone() for k, v in model.state_dict().items()})
+        self._initial = copy.deepcopy(
+            {k: v.detach().clone() for k, v in model.state_dict().items()}
+        )
         self._initial_params = [p.detach().clone() for p in self.params]
         self.reset(cfg.unlearn.seed)
 
@@ -142,7 +154,9 @@ class Unlearner:
         lam0 = self.agent.reset(self.seed)
         agent_params = list(self.agent.parameters())
         self.agent_opt = (
-            torch.optim.Adam(agent_params, lr=getattr(self.agent, "lr", 1e-3)) if agent_params else None
+            torch.optim.Adam(agent_params, lr=getattr(self.agent, "lr", 1e-3))
+            if agent_params
+            else None
         )
         self.t = 0
         self.last: StepStats | None = None
@@ -194,31 +208,36 @@ class Unlearner:
         r_sum = f_sum = tot_sum = 0.0
         g_r_acc = g_f_acc = None
         extras: dict[str, float] = {}
-        for _ in range(u.grad_accum):
+        for i in range(u.grad_accum):
+            # λ's graph (variational agents) is shared by the micro-batches: keep it until the last
+            keep_lam_graph = i < u.grad_accum - 1
             terms = self._loss_terms(lam, g)
             total = terms.total / u.grad_accum
             reg = self.agent.regularizer()
+            obj = total + (reg / u.grad_accum if reg is not None else 0.0)
             if not all(math.isfinite(float(v)) for v in (terms.retain, terms.forget, terms.total)):
                 raise DivergenceError(
                     f"non-finite loss at step {self.t} (retain={float(terms.retain):.4g}, "
                     f"forget={float(terms.forget):.4g}); weights kept from the last good step"
                 )
             if gradient_form or want_stats:
-                keep = True
-                g_r = torch.autograd.grad(terms.retain, self.params, retain_graph=keep, allow_unused=True)
-                g_f = torch.autograd.grad(terms.forget, self.params, retain_graph=keep, allow_unused=True)
-                g_r_acc = g_r if g_r_acc is None else [a + b if a is not None else b for a, b in zip(g_r_acc, g_r, strict=True)]
-                g_f_acc = g_f if g_f_acc is None else [a + b if a is not None else b for a, b in zip(g_f_acc, g_f, strict=True)]
-            if gradient_form:
-                if self.agent_opt is not None:  # the agent still learns from the objective
-                    obj = total + (reg if reg is not None else 0.0)
-                    agent_params = list(self.agent.parameters())
-                    grads = torch.autograd.grad(obj, agent_params, allow_unused=True)
-                    for p, gr in zip(agent_params, grads, strict=True):
-                        p.grad = gr if p.grad is None or gr is None else p.grad + gr
-            else:
-                obj = total + (reg / u.grad_accum if reg is not None else 0.0)
-                obj.backward()
+                g_r = torch.autograd.grad(
+                    terms.retain, self.params, retain_graph=True, allow_unused=True
+                )
+                g_f = torch.autograd.grad(
+                    terms.forget, self.params, retain_graph=True, allow_unused=True
+                )
+                g_r_acc = _add(g_r_acc, g_r)
+                g_f_acc = _add(g_f_acc, g_f)
+            if not gradient_form:
+                obj.backward(retain_graph=keep_lam_graph)
+            elif self.agent_opt is not None:  # the agent still learns from the objective
+                agent_params = list(self.agent.parameters())
+                grads = torch.autograd.grad(
+                    obj, agent_params, retain_graph=keep_lam_graph, allow_unused=True
+                )
+                for p, gr in zip(agent_params, grads, strict=True):
+                    p.grad = gr if p.grad is None or gr is None else p.grad + gr
             r_sum += float(terms.retain) / u.grad_accum
             f_sum += float(terms.forget) / u.grad_accum
             tot_sum += float(terms.total) / u.grad_accum
@@ -236,7 +255,9 @@ class Unlearner:
         gnorm = _flat_norm(grads)
         if not math.isfinite(gnorm):
             self.opt.zero_grad(set_to_none=True)
-            raise DivergenceError(f"non-finite gradient at step {self.t}; weights kept from the last good step")
+            raise DivergenceError(
+                f"non-finite gradient at step {self.t}; weights kept from the last good step"
+            )
         # gradient-form methods clip inside combine_gradients (SISS reference code)
         if self.cfg.method.clip > 0 and not gradient_form:
             torch.nn.utils.clip_grad_norm_(self.params, self.cfg.method.clip)
@@ -251,9 +272,15 @@ class Unlearner:
             retain_loss=r_sum,
             forget_loss=f_sum,
             total_loss=tot_sum,
-            retain_grad_norm=_flat_norm(g_r_acc) if g_r_acc is not None else self._carry("retain_grad_norm"),
-            forget_grad_norm=_flat_norm(g_f_acc) if g_f_acc is not None else self._carry("forget_grad_norm"),
-            grad_cosine=_cosine(g_r_acc, g_f_acc) if g_r_acc is not None else self._carry("grad_cosine"),
+            retain_grad_norm=_flat_norm(g_r_acc)
+            if g_r_acc is not None
+            else self._carry("retain_grad_norm"),
+            forget_grad_norm=_flat_norm(g_f_acc)
+            if g_f_acc is not None
+            else self._carry("forget_grad_norm"),
+            grad_cosine=_cosine(g_r_acc, g_f_acc)
+            if g_r_acc is not None
+            else self._carry("grad_cosine"),
             weight_spread=self._carry("weight_spread"),
             proxy_retain=self._carry("proxy_retain"),
             proxy_forget=self._carry("proxy_forget"),
@@ -273,7 +300,12 @@ class Unlearner:
         """Add the fixed-noise proxies and the weights' drift to ``stats``."""
         import dataclasses
 
-        drift = math.sqrt(sum(float((p.detach() - p0).pow(2).sum()) for p, p0 in zip(self.params, self._initial_params, strict=True)))
+        drift = math.sqrt(
+            sum(
+                float((p.detach() - p0).pow(2).sum())
+                for p, p0 in zip(self.params, self._initial_params, strict=True)
+            )
+        )
         base = math.sqrt(sum(float(p0.pow(2).sum()) for p0 in self._initial_params)) or 1.0
         upd = {"weight_spread": drift / base}
         if self.eval_data is not None:
@@ -284,7 +316,9 @@ class Unlearner:
     def proxies(self) -> tuple[float, float]:
         if self.eval_data is None:
             return float("nan"), float("nan")
-        return proxy_loss(self.model, self.eval_data.proxy_retain), proxy_loss(self.model, self.eval_data.proxy_forget)
+        return proxy_loss(self.model, self.eval_data.proxy_retain), proxy_loss(
+            self.model, self.eval_data.proxy_forget
+        )
 
     def evaluate(self, base_forget_rate: float | None = None) -> tuple[EvalResult, torch.Tensor]:
         """Sample-based evaluation of the current weights (fixed seeds)."""
@@ -326,3 +360,18 @@ class Unlearner:
             message=message,
         )
 
+    # -- env instances ---------------------------------------------------------------------
+    def set_split(self, split: ForgetSplit, eval_data: EvalData | None = None) -> None:
+        """Re-target the run at another forget split (a new env instance), in memory.
+
+        The starting weights are restored first so the method's ``setup`` (anchors, n and k)
+        sees the pretrained model; ``eval_data`` replaces the proxies and evaluation data.
+        """
+        self.model.load_state_dict(self._initial)
+        self.split = split
+        if eval_data is not None:
+            self.eval_data = eval_data
+        self.method.setup(self.model, split)
+        self.params = [p for p in self.method.trainable_parameters(self.model) if p.requires_grad]
+        self._initial_params = [p.detach().clone() for p in self.params]
+        self.reset(self.seed)

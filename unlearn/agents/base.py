@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -22,6 +22,15 @@ class LambdaAgent(ABC):
 
     name: ClassVar[str]
     needs_grad_stats: ClassVar[bool] = False
+    #: ``agent.options`` this agent accepts: name -> :class:`unlearn.agents.options.Opt`.
+    OPTIONS: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def from_options(
+        cls, options: dict[str, Any], default_lam: float, path: str = ""
+    ) -> LambdaAgent:
+        """Build from validated options (defaults filled in); ``path`` is ``agent.path``."""
+        return cls(**options)
 
     @abstractmethod
     def reset(self, seed: int) -> float: ...
@@ -38,3 +47,4 @@ class LambdaAgent(ABC):
 
     def update(self, stats: StepStats) -> None:
         """Observe the finished step (dual ascent updates its multiplier here)."""
+        return None

@@ -59,7 +59,9 @@ def inject_outlier(train: ImageData, cfg: ForgetConfig) -> tuple[ImageData, torc
     return ImageData(imgs, labels, train.num_classes), o
 
 
-def split_forget(train: ImageData, cfg: ForgetConfig, outlier: torch.Tensor | None = None) -> ForgetSplit:
+def split_forget(
+    train: ImageData, cfg: ForgetConfig, outlier: torch.Tensor | None = None
+) -> ForgetSplit:
     """Divide ``train`` by the forget specification; fails on an empty or invalid request."""
     n = len(train)
     mask = torch.zeros(n, dtype=torch.bool)

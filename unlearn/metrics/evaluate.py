@@ -26,9 +26,16 @@ from unlearn.metrics.proxies import ProxyBatch, proxy_loss
 from unlearn.models import Classifier
 
 METRIC_KEYS = (
-    "forget_rate", "fid", "coverage_kl", "confident", "proxy_retain", "proxy_forget",
-    "nelbo_bpd", "pul", "outlier_rate",
-)  # fmt: skip
+    "forget_rate",
+    "fid",
+    "coverage_kl",
+    "confident",
+    "proxy_retain",
+    "proxy_forget",
+    "nelbo_bpd",
+    "pul",
+    "outlier_rate",
+)
 
 
 @dataclass(frozen=True)
@@ -53,8 +60,11 @@ class EvalResult:
 
     def metrics(self, prefix: str = "eval/") -> dict[str, float]:
         """Flat, namespaced numbers for MLflow."""
-        out = {f"{prefix}{k}": float(getattr(self, k)) for k in METRIC_KEYS
-               if getattr(self, k) is not None}  # fmt: skip
+        out = {
+            f"{prefix}{k}": float(getattr(self, k))
+            for k in METRIC_KEYS
+            if getattr(self, k) is not None
+        }
         for c, v in enumerate(self.class_hist):
             out[f"{prefix}class_{c}"] = float(v)
         return out
@@ -72,7 +82,9 @@ class EvalData:
     outlier: torch.Tensor | None
 
 
-def prepare(model: torch.nn.Module, cfg: Config, splits: Splits, split: ForgetSplit | None) -> EvalData:
+def prepare(
+    model: torch.nn.Module, cfg: Config, splits: Splits, split: ForgetSplit | None
+) -> EvalData:
     """Build the fixed reference data once (reused by every evaluation of a run)."""
     held = splits.heldout
     classes = tuple(cfg.forget.classes)
@@ -106,8 +118,9 @@ def generate(model: torch.nn.Module, cfg: Config, n: int | None = None) -> torch
         labels = torch.arange(n) % model.num_classes
     was = model.training
     model.eval()
-    out = model.sample(n, steps=cfg.eval.sampler_steps, generator=g, labels=labels,
-                       batch_size=cfg.eval.batch_size)  # fmt: skip
+    out = model.sample(
+        n, steps=cfg.eval.sampler_steps, generator=g, labels=labels, batch_size=cfg.eval.batch_size
+    )
     model.train(was)
     return out
 

@@ -9,7 +9,9 @@ import numpy as np
 import torch
 
 
-def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, scale: int = 2) -> Path:
+def save_grid(
+    images: torch.Tensor, path: str | Path, nrow: int | None = None, scale: int = 2
+) -> Path:
     """Tile images in [-1, 1] into one PNG (upscaled ``scale``x with nearest neighbour)."""
     from PIL import Image
 
@@ -20,7 +22,9 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, s
     canvas = torch.zeros((c, rows * (h + 1) + 1, nrow * (w + 1) + 1), dtype=torch.uint8)
     for i in range(n):
         r, k = divmod(i, nrow)
-        canvas[:, 1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + k * (w + 1) : 1 + k * (w + 1) + w] = x[i]
+        canvas[:, 1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + k * (w + 1) : 1 + k * (w + 1) + w] = x[
+            i
+        ]
     arr = canvas.permute(1, 2, 0).numpy()
     img = Image.fromarray(arr[..., 0] if c == 1 else arr)
     img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
@@ -30,8 +34,12 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, s
     return path
 
 
-def save_histogram(hist: list[float], path: str | Path, title: str = "class histogram",
-                   forget: tuple[int, ...] = ()) -> Path:  # fmt: skip
+def save_histogram(
+    hist: list[float],
+    path: str | Path,
+    title: str = "class histogram",
+    forget: tuple[int, ...] = (),
+) -> Path:
     """Bar plot of the predicted-class fractions; forgotten classes drawn in red."""
     import matplotlib
 

@@ -64,7 +64,9 @@ def diffusion_nelbo(
 
 
 @torch.no_grad()
-def nelbo_bpd(model: torch.nn.Module, x0: torch.Tensor, timesteps: int = 50, seed: int = 0) -> float:
+def nelbo_bpd(
+    model: torch.nn.Module, x0: torch.Tensor, timesteps: int = 50, seed: int = 0
+) -> float:
     """Mean negative ELBO in bits/dim of ``x0`` (images in [-1, 1])."""
     D = x0[0].numel()
     if isinstance(model, ConvVAE):

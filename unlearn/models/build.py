@@ -9,7 +9,9 @@ from unlearn.models.diffusion import DiffusionModel, build_unet, make_scheduler
 from unlearn.models.vae import ConvVAE
 
 
-def build_model(cfg: ModelConfig, channels: int, resolution: int, num_classes: int) -> torch.nn.Module:
+def build_model(
+    cfg: ModelConfig, channels: int, resolution: int, num_classes: int
+) -> torch.nn.Module:
     """A randomly initialised model of ``cfg.kind`` (or ``cfg.pretrained`` when set)."""
     if cfg.pretrained:
         from unlearn.models.io import check_compatible, load_model
@@ -18,10 +20,18 @@ def build_model(cfg: ModelConfig, channels: int, resolution: int, num_classes: i
         check_compatible(model, channels, resolution, "model.pretrained")
         return model
     if cfg.kind == "vae":
-        return ConvVAE(channels, resolution, cfg.block_out_channels, cfg.latent_channels, num_classes)
+        return ConvVAE(
+            channels, resolution, cfg.block_out_channels, cfg.latent_channels, num_classes
+        )
     unet = build_unet(
-        cfg.kind, channels, resolution, num_classes, cfg.block_out_channels,
-        cfg.layers_per_block, cfg.attention, cfg.norm_num_groups,
-    )  # fmt: skip
+        cfg.kind,
+        channels,
+        resolution,
+        num_classes,
+        cfg.block_out_channels,
+        cfg.layers_per_block,
+        cfg.attention,
+        cfg.norm_num_groups,
+    )
     sched = make_scheduler(cfg.kind, cfg.num_train_timesteps, cfg.beta_schedule)
     return DiffusionModel(unet, sched, cfg.kind, num_classes)

@@ -27,11 +27,17 @@ class Classifier(nn.Module):
             return [nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU()]
 
         self.body = nn.Sequential(
-            *block(channels, w), *block(w, w), nn.MaxPool2d(2),
-            *block(w, 2 * w), *block(2 * w, 2 * w), nn.MaxPool2d(2),
-            nn.AdaptiveAvgPool2d(2), nn.Flatten(),
-            nn.Linear(8 * w, 128), nn.ReLU(),
-        )  # fmt: skip
+            *block(channels, w),
+            *block(w, w),
+            nn.MaxPool2d(2),
+            *block(w, 2 * w),
+            *block(2 * w, 2 * w),
+            nn.MaxPool2d(2),
+            nn.AdaptiveAvgPool2d(2),
+            nn.Flatten(),
+            nn.Linear(8 * w, 128),
+            nn.ReLU(),
+        )
         self.dropout = nn.Dropout(0.3)
         self.head = nn.Linear(128, num_classes)
 

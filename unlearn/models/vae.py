@@ -58,14 +58,19 @@ class ConvVAE(nn.Module):
         self.decoder_logvar = decoder_logvar
         act = nn.SiLU()
         self.encoder = nn.Sequential(
-            nn.Conv2d(channels, w1, 3, 2, 1), act, nn.Conv2d(w1, w2, 3, 2, 1), act,
+            nn.Conv2d(channels, w1, 3, 2, 1),
+            act,
+            nn.Conv2d(w1, w2, 3, 2, 1),
+            act,
             nn.Conv2d(w2, 2 * latent_channels, 3, 1, 1),
-        )  # fmt: skip
+        )
         self.decoder = nn.Sequential(
-            nn.Conv2d(latent_channels, w2, 3, 1, 1), act,
-            nn.ConvTranspose2d(w2, w1, 4, 2, 1), act,
+            nn.Conv2d(latent_channels, w2, 3, 1, 1),
+            act,
+            nn.ConvTranspose2d(w2, w1, 4, 2, 1),
+            act,
             nn.ConvTranspose2d(w1, channels, 4, 2, 1),
-        )  # fmt: skip
+        )
 
     @property
     def channels(self) -> int:
@@ -86,9 +91,7 @@ class ConvVAE(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.decoder(z))
 
-    def forward(
-        self, x: torch.Tensor, noise: torch.Tensor | None = None
-    ) -> VAEOutput:
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> VAEOutput:
         mean, logvar = self.encode(x)
         if noise is None:
             noise = torch.randn_like(mean)

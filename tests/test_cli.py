@@ -1,0 +1,86 @@
+"""The real ``unlearn`` console command, in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+UNLEARN = str(Path(sys.executable).with_name("unlearn"))
+
+
+def cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(
+        [UNLEARN, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout
+    )
+
+
+def test_help_lists_commands_and_imports_nothing_heavy():
+    r = cli("--help")
+    assert r.returncode == 0
+    for cmd in ("pretrain", "eval", "run", "runs", "demo"):
+        assert cmd in r.stdout
+    code = "import sys, unlearn.cli; print(sorted(m for m in ('torch','ray','mlflow','diffusers') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("cmd", ["pretrain", "eval", "run", "runs", "demo"])
+def test_every_command_explains_itself(cmd):
+    r = cli(cmd, "--help")
+    assert r.returncode == 0 and "--config" in r.stdout and len(r.stdout) > 200
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--set", "method.lam=2"], "method.lam: 2.0 is out of range"),
+        (["--set", "data.name=imagenet"], "data.name: 'imagenet' is not allowed"),
+        (["--set", "forget.classes=[42]"], "forget.classes: class 42 is not in the data"),
+    ],
+)
+def test_bad_config_exits_2_with_one_line(args, fragment, tmp_path):
+    model = REPO / "unlearn/assets/demo/model"
+    r = cli("eval", str(model), "--set", f"workdir={tmp_path}", *args)
+    assert r.returncode == 2, r.stderr
+    assert fragment in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_eval_bad_model_dirs(tmp_path):
+    r = cli("eval", str(tmp_path / "missing"), "--set", f"workdir={tmp_path}")
+    assert r.returncode == 2 and "does not exist" in r.stderr
+    model = REPO / "unlearn/assets/demo/model"
+    r = cli("eval", str(model), "--set", f"workdir={tmp_path}", "--set", "data.resolution=12")
+    assert r.returncode == 2 and "model expects 1x16x16 images" in r.stderr
+    assert not (model / "eval").exists()
+
+
+def test_eval_json_of_shipped_model_is_deterministic(tmp_path):
+    args = [
+        "eval",
+        str(REPO / "unlearn/assets/demo/model"),
+        "--json",
+        "--out",
+        str(tmp_path / "ev"),
+        "--set",
+        f"workdir={tmp_path}",
+        "--set",
+        "eval.num_samples=80",
+        "--set",
+        "eval.sampler_steps=5",
+        "--set",
+        "eval.elbo_timesteps=5",
+    ]
+    r1, r2 = cli(*args), cli(*args)
+    assert r1.returncode == 0, r1.stderr
+    a, b = json.loads(r1.stdout), json.loads(r2.stdout)
+    assert a == b
+    assert a["num_samples"] == 80 and 0 <= a["forget_rate"] <= 1
+    assert (tmp_path / "ev" / "samples.png").stat().st_size > 0

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from unlearn.config import ConfigError
+from unlearn.models import load_model
+from unlearn.pretrain import cache_dirs, load_pretrained, pretrain, train_base
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_pretrain_caches_and_resumes_identically(tiny_cfg, tmp_path):
+    with pytest.raises(ConfigError, match="run `unlearn pretrain"):
+        load_pretrained(tiny_cfg)
+
+    def stop_at_15(task, done, total):
+        if task == "base model" and done == 15:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train_base(tiny_cfg, stop_at_15)
+    model_dir, _ = cache_dirs(tiny_cfg)
+    assert not (model_dir / "unlearn.json").exists(), "an interrupted run left a model behind"
+    resumed_from = []
+    res = pretrain(tiny_cfg, lambda t, d, n: resumed_from.append(d) if t == "base model" else None)
+    assert resumed_from[0] == 11, "did not resume from the step-10 checkpoint"
+    assert res.model_dir == model_dir and 0 <= res.classifier_accuracy <= 1
+
+    fresh = dataclasses.replace(tiny_cfg, workdir=str(tmp_path / "other"))
+    straight = train_base(fresh)
+    a, b = load_model(res.model_dir), load_model(straight)
+    for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
+        assert torch.equal(x, y)
+
+    calls = []
+    again = pretrain(tiny_cfg, lambda *a: calls.append(a))
+    assert again.model_dir == res.model_dir and not calls, "cached result was retrained"
+    model, clf, _ = load_pretrained(tiny_cfg)
+    assert model.resolution == 8 and clf.num_classes == 10

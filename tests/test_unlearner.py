@@ -1,0 +1,105 @@
+"""The one unlearning loop: determinism, reset from memory, divergence, MLflow tracking."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from unlearn.config import ConfigError, with_overrides
+from unlearn.experiment import build, run
+from unlearn.types import LossTerms
+
+
+def _weights(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_same_seed_same_trajectory_and_reset_restores(tiny_ready):
+    cfg = with_overrides(tiny_ready, ["method.name=siss", "agent.name=static"])
+    unl = build(cfg).unlearner
+    start = _weights(unl.model)
+    a = unl.run()
+    end_a = _weights(unl.model)
+    assert a.status == "finished" and a.steps == cfg.unlearn.steps
+    assert any(not torch.equal(start[k], end_a[k]) for k in start), "weights did not move"
+    unl.reset(cfg.unlearn.seed)
+    for k, v in _weights(unl.model).items():
+        assert torch.equal(v, start[k]), "reset did not restore the starting weights"
+    b = unl.run()
+    assert [s.total_loss for s in a.history] == [s.total_loss for s in b.history]
+    for k, v in _weights(unl.model).items():
+        assert torch.equal(v, end_a[k])
+
+
+@pytest.mark.parametrize("method", ["siss", "naive"])
+def test_static_lambda_is_logged_every_step(tiny_ready, method):
+    cfg = with_overrides(tiny_ready, [f"method.name={method}", "method.lam=0.3"])
+    res = build(cfg).unlearner.run()
+    assert res.lambdas == [pytest.approx(0.3)] * cfg.unlearn.steps
+    assert all(torch.isfinite(torch.tensor(s.retain_loss)) for s in res.history)
+
+
+def test_nonfinite_loss_stops_with_last_good_weights(tiny_ready):
+    cfg = with_overrides(tiny_ready, ["method.name=naive"])
+    unl = build(cfg).unlearner
+    real = unl.method.loss
+    calls = {"n": 0}
+    snap = {}
+
+    def flaky(model, retain, forget, lam, g):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            snap.update(_weights(model))
+            t = real(model, retain, forget, lam, g)
+            nan = t.total * float("nan")
+            return LossTerms(retain=nan, forget=t.forget, total=nan)
+        return real(model, retain, forget, lam, g)
+
+    unl.method.loss = flaky
+    res = unl.run()
+    assert res.status == "diverged" and res.steps == 3
+    assert "non-finite loss at step 3" in res.message
+    for k, v in _weights(unl.model).items():
+        assert torch.equal(v, snap[k])
+
+
+def test_tracked_run_logs_lambda_and_marks_failures(tiny_ready, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = with_overrides(
+        tiny_ready, ["tracking.enabled=true", f"tracking.uri={uri}", "tracking.experiment=t"]
+    )
+    res = run(cfg)
+    client = MlflowClient(tracking_uri=uri)
+    r = client.get_run(res.run_id)
+    assert r.info.status == "FINISHED"
+    hist = client.get_metric_history(res.run_id, "unlearn/lambda")
+    assert len(hist) == cfg.unlearn.steps
+    assert "eval/fid" in r.data.metrics and "before/forget_rate" in r.data.metrics
+    assert r.data.params["method.name"] == cfg.method.name
+    arts = {a.path for a in client.list_artifacts(res.run_id)}
+    assert {"before.png", "after.png", "lambda.png", "result.json"} <= arts
+    assert res.after is not None and res.before is not None
+
+
+def test_bad_requests_fail_before_training(tiny_ready):
+    with pytest.raises(ConfigError, match="forget.classes: class 11"):
+        build(with_overrides(tiny_ready, ["forget.classes=[11]"]))
+    with pytest.raises(ConfigError, match="method.name"):
+        build(with_overrides(tiny_ready, ["method.name=nosuch"]))
+    with pytest.raises(ConfigError, match="conditional"):
+        build(with_overrides(tiny_ready, ["method.name=fdiv"]))
+    with pytest.raises(ConfigError, match="method.lam"):
+        with_overrides(tiny_ready, ["method.lam=-0.1"])
+
+
+def test_result_is_typed_and_serialisable(tiny_ready):
+    import json
+
+    res = build(with_overrides(tiny_ready, ["method.name=siss"])).unlearner.run()
+    d = res.to_dict()
+    json.dumps(d)
+    assert dataclasses.is_dataclass(res.history[0])

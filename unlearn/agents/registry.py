@@ -1,0 +1,62 @@
+"""Agent names -> classes, and the factory that validates ``agent.*`` config into an agent."""
+
+from __future__ import annotations
+
+from unlearn.agents.base import LambdaAgent
+from unlearn.agents.dual import DualAscentAgent
+from unlearn.agents.hybrid import HybridAgent
+from unlearn.agents.options import OptionError, validate_options
+from unlearn.agents.schedule import ScheduleAgent
+from unlearn.agents.static import StaticAgent
+from unlearn.agents.variational import VariationalAgent
+from unlearn.config import AgentConfig, ConfigError
+
+__all__ = ["AGENTS", "build_agent", "get_agent", "register_agent", "validate_options"]
+
+AGENTS: dict[str, type[LambdaAgent]] = {
+    cls.name: cls
+    for cls in (StaticAgent, ScheduleAgent, VariationalAgent, DualAscentAgent, HybridAgent)
+}
+
+
+def register_agent(name: str, cls: type[LambdaAgent]) -> type[LambdaAgent]:
+    """Make ``cls`` available as ``agent.name=<name>``; usable as a class decorator argument.
+
+    The place for the exported RL policy agent ("policy"): a ``LambdaAgent`` that loads the
+    TorchScript file + JSON metadata from ``agent.path`` with torch alone (no Ray, no
+    pickles), maps StepStats to the observation layout recorded in the metadata and applies
+    the recorded action unsquash. It declares its ``OPTIONS`` and overrides
+    ``from_options(options, default_lam, path)`` to read ``path``; the factory, the
+    validation and the hybrid's ``coarse: {name: policy}`` then work unchanged.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, LambdaAgent)):
+        raise TypeError(f"{cls!r} is not a LambdaAgent subclass")
+    if name in AGENTS and AGENTS[name] is not cls:
+        raise ValueError(f"agent {name!r} is already registered as {AGENTS[name].__name__}")
+    AGENTS[name] = cls
+    return cls
+
+
+def build_agent(
+    name: str, options: dict | None, default_lam: float, path: str = "", prefix: str = "agent"
+) -> LambdaAgent:
+    """Validate ``options`` for agent ``name`` and build it (errors name ``<prefix>.options.<key>``)."""
+    if name not in AGENTS:
+        raise ConfigError(f"{prefix}.name: unknown agent {name!r}; allowed: {', '.join(AGENTS)}")
+    cls = AGENTS[name]
+    where = f"{prefix}.options"
+    opts = validate_options(cls.OPTIONS, options, default_lam, where)
+    try:
+        return cls.from_options(opts, default_lam, path)
+    except OptionError as e:
+        # nested agents (the hybrid's coarse one) already carry their full prefix
+        raise (e if e.prefix != "agent.options" else e.under(where)) from None
+
+
+def get_agent(cfg: AgentConfig, default_lam: float) -> LambdaAgent:
+    """The agent described by ``cfg``; ``default_lam`` (``method.lam``) fills λ defaults.
+
+    Raises :class:`ConfigError` naming ``agent.name`` or ``agent.options.<key>``, the value and
+    what is allowed, before any work starts.
+    """
+    return build_agent(cfg.name, cfg.options, default_lam, cfg.path, "agent")

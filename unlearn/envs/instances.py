@@ -1,0 +1,84 @@
+"""Env instances: which class to forget, with which seed (DACBench-style instance sets).
+
+The forget split, its evaluation data and the base model's evaluation depend only on the
+class, so they are built once per class and cached; switching instances re-targets the one
+:class:`~unlearn.unlearner.Unlearner` (``set_split``) instead of building a second one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from unlearn.config import Config, ConfigError
+from unlearn.data import ForgetSplit, Splits, inject_outlier, load_splits, split_forget
+from unlearn.metrics import EvalData, EvalResult, prepare
+from unlearn.unlearner import Unlearner
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One episode's task: forget ``forget_class``; ``seed`` drives batches and noise."""
+
+    forget_class: int
+    seed: int
+    split: str  # "train" | "test" | "custom"
+
+
+class InstanceBank:
+    """Per-class forget splits, evaluation data and base evaluations, built on first use."""
+
+    def __init__(self, cfg: Config, unlearner: Unlearner):
+        self.cfg = cfg
+        self.unlearner = unlearner
+        self.splits: Splits = load_splits(cfg.data)
+        self.train, self.outlier = inject_outlier(self.splits.train, cfg.forget)
+        present = sorted(int(c) for c in self.splits.train.labels.unique() if int(c) >= 0)
+        for name in ("train_instances", "test_instances"):
+            bad = [c for c in getattr(cfg.env, name) if c not in present]
+            if bad:
+                raise ConfigError(
+                    f"env.{name}: class {bad[0]} is not in the data; present: {present}"
+                )
+        if not cfg.env.train_instances:
+            raise ConfigError("env.train_instances: at least one class is needed")
+        self.present = present
+        self._data: dict[int, tuple[ForgetSplit, EvalData]] = {}
+        self._base: dict[int, EvalResult] = {}
+        self.current: int | None = None
+
+    def pool(self, split: str) -> tuple[int, ...]:
+        if split == "train":
+            return self.cfg.env.train_instances
+        if split == "test":
+            if not self.cfg.env.test_instances:
+                raise ConfigError("env.test_instances: empty; no held-out instances to use")
+            return self.cfg.env.test_instances
+        raise ValueError(f"reset option split={split!r}: expected 'train' or 'test'")
+
+    def check(self, c: int) -> int:
+        if c not in self.present:
+            raise ValueError(f"reset option instance={c!r}: class not in the data {self.present}")
+        return c
+
+    def _cfg_for(self, c: int) -> Config:
+        return dataclasses.replace(self.cfg, forget=dataclasses.replace(self.cfg.forget, classes=(c,)))
+
+    def activate(self, c: int) -> None:
+        """Point the unlearner at class ``c`` (no-op when it already is)."""
+        if c == self.current:
+            return
+        if c not in self._data:
+            cfg_c = self._cfg_for(c)
+            split = split_forget(self.train, cfg_c.forget, self.outlier)
+            eval_data = prepare(self.unlearner.model, cfg_c, self.splits, split)
+            self._data[c] = (split, eval_data)
+        split, eval_data = self._data[c]
+        self.unlearner.set_split(split, eval_data)
+        self.current = c
+
+    def base_eval(self, c: int) -> EvalResult:
+        """The base model's evaluation for class ``c``; call with the starting weights loaded."""
+        if c not in self._base:
+            self._base[c], _ = self.unlearner.evaluate()
+        return self._base[c]

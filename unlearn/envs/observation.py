@@ -1,0 +1,172 @@
+"""The observation of the unlearning env, shared by the env and the exported-policy agent.
+
+One definition, two users: :class:`~unlearn.envs.UnlearningEnv` builds its observations
+here, and :class:`~unlearn.agents.policy.PolicyAgent` builds the same vector from the same
+``StepStats`` and proxies when an exported policy drives ``unlearn run``. This module imports
+neither gymnasium nor ray, so the agent loads with torch (or onnxruntime) alone.
+
+Layout (float32, clipped to ``[LOW, HIGH]``; ``OBS_VERSION`` names it in policy metadata):
+
+====  ===============  ================================================================  ============
+idx   name             value                                                             bounds
+====  ===============  ================================================================  ============
+0     progress         optimiser steps done / budget (= decisions done / T in the env)   [0, 1]
+1     prev_lambda      λ applied during the previous decision (λ0 = method.lam at reset)  [0, 1]
+2     retain_rel       log(proxy_retain / proxy_retain at reset)                          [-5, 5]
+3     forget_rel       log(proxy_forget / proxy_forget at reset)                          [-5, 5]
+4     retain_delta     change of retain_rel over the last decision                        [-5, 5]
+5     forget_delta     change of forget_rel over the last decision                        [-5, 5]
+6     log_retain_grad  log10 of the retain-term gradient norm (last measured step)        [-8, 4]
+7     log_forget_grad  log10 of the forget-term gradient norm                             [-8, 4]
+8     grad_cosine      cosine between the two gradients                                   [-1, 1]
+9     prev_scale       previous forget-scale action in [0, 1] (only with scale_action)    [0, 1]
+====  ===============  ================================================================  ============
+
+Unknown values (before the first step, or a statistic that was not measured) read as 0.
+Non-finite inputs never reach the policy: they read as 0 and the env ends the episode.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from unlearn.types import StepStats
+
+OBS_VERSION = "unlearn-obs-v1"
+
+_BASE = (
+    ("progress", 0.0, 1.0, "optimiser steps done / budget"),
+    ("prev_lambda", 0.0, 1.0, "λ of the previous decision"),
+    ("retain_rel", -5.0, 5.0, "log(proxy_retain / proxy_retain at reset)"),
+    ("forget_rel", -5.0, 5.0, "log(proxy_forget / proxy_forget at reset)"),
+    ("retain_delta", -5.0, 5.0, "change of retain_rel over the last decision"),
+    ("forget_delta", -5.0, 5.0, "change of forget_rel over the last decision"),
+    ("log_retain_grad", -8.0, 4.0, "log10 retain gradient norm"),
+    ("log_forget_grad", -8.0, 4.0, "log10 forget gradient norm"),
+    ("grad_cosine", -1.0, 1.0, "cosine(retain gradient, forget gradient)"),
+)
+_SCALE = ("prev_scale", 0.0, 1.0, "previous forget-scale action in [0, 1]")
+
+# The second action dimension (env.scale_action) maps [0, 1] linearly onto this forget
+# scale s of SISS's (1 + s) factor; 0 keeps the plain loss form.
+SCALE_RANGE = (0.0, 10.0)
+
+
+@dataclass(frozen=True)
+class ObsLayout:
+    """Field names and bounds of the observation vector."""
+
+    names: tuple[str, ...]
+    low: np.ndarray
+    high: np.ndarray
+    docs: tuple[str, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.names)
+
+    def to_dict(self) -> dict:
+        return {
+            "version": OBS_VERSION,
+            "names": list(self.names),
+            "low": [float(v) for v in self.low],
+            "high": [float(v) for v in self.high],
+            "docs": list(self.docs),
+            "normalisation": "see unlearn.envs.observation: log-ratios to the reset proxies, "
+            "log10 gradient norms, clipped to [low, high]; unknown values read as 0",
+        }
+
+
+def layout(scale_action: bool = False) -> ObsLayout:
+    rows = _BASE + ((_SCALE,) if scale_action else ())
+    return ObsLayout(
+        names=tuple(r[0] for r in rows),
+        low=np.array([r[1] for r in rows], dtype=np.float32),
+        high=np.array([r[2] for r in rows], dtype=np.float32),
+        docs=tuple(r[3] for r in rows),
+    )
+
+
+def action_to_controls(action: np.ndarray) -> tuple[float, float | None]:
+    """An env action (already finite and inside [0, 1]) → (λ, forget scale or None)."""
+    lam = float(action[0])
+    if len(action) < 2:
+        return lam, None
+    lo, hi = SCALE_RANGE
+    return lam, lo + float(action[1]) * (hi - lo)
+
+
+def _finite(x: float | None, default: float = 0.0) -> float:
+    return float(x) if x is not None and math.isfinite(x) else default
+
+
+def _log_ratio(p: float, p0: float) -> float:
+    if not (math.isfinite(p) and math.isfinite(p0)) or p <= 0 or p0 <= 0:
+        return 0.0
+    return math.log(p / p0)
+
+
+def _log10(x: float) -> float:
+    return math.log10(max(x, 1e-12)) if math.isfinite(x) else 0.0
+
+
+class ObservationBuilder:
+    """Turns (last StepStats, current proxies, previous action) into the observation.
+
+    ``reset`` takes the proxies of the starting weights; ``observe`` is called once per
+    decision, after its K steps, and remembers the relative proxies for the next deltas.
+    """
+
+    def __init__(self, scale_action: bool = False):
+        self.layout = layout(scale_action)
+        self.scale_action = scale_action
+        self._p0 = (float("nan"), float("nan"))
+        self._rel = (0.0, 0.0)
+
+    def reset(self, proxy_retain: float, proxy_forget: float, lam0: float, scale0: float = 0.0) -> np.ndarray:
+        self._p0 = (proxy_retain, proxy_forget)
+        self._rel = (0.0, 0.0)
+        values = [0.0, lam0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+        return self._vector(values, scale0)
+
+    @property
+    def rel(self) -> tuple[float, float]:
+        """The relative proxies (retain, forget) of the last observation (unclipped)."""
+        return self._rel
+
+    def relative(self, proxy_retain: float, proxy_forget: float) -> tuple[float, float]:
+        """log-ratios of the proxies to their values at reset (unclipped; the reward uses them)."""
+        return _log_ratio(proxy_retain, self._p0[0]), _log_ratio(proxy_forget, self._p0[1])
+
+    def observe(
+        self,
+        stats: StepStats,
+        proxy_retain: float,
+        proxy_forget: float,
+        lam: float,
+        scale: float = 0.0,
+    ) -> np.ndarray:
+        r, f = self.relative(proxy_retain, proxy_forget)
+        dr, df = r - self._rel[0], f - self._rel[1]
+        self._rel = (r, f)
+        values = [
+            _finite(stats.progress),
+            _finite(lam),
+            r,
+            f,
+            dr,
+            df,
+            _log10(stats.retain_grad_norm),
+            _log10(stats.forget_grad_norm),
+            _finite(stats.grad_cosine),
+        ]
+        return self._vector(values, scale)
+
+    def _vector(self, values: list[float], scale: float) -> np.ndarray:
+        if self.scale_action:
+            values = [*values, _finite(scale)]
+        v = np.nan_to_num(np.asarray(values, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        return np.clip(v, self.layout.low, self.layout.high).astype(np.float32)

@@ -1,0 +1,273 @@
+"""The unlearning process as a Gymnasium environment: the action is λ."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from unlearn.config import Config, ConfigError, build
+from unlearn.envs.instances import Instance, InstanceBank
+from unlearn.envs.observation import ObservationBuilder, action_to_controls
+from unlearn.unlearner import DivergenceError
+
+log = logging.getLogger(__name__)
+
+
+def as_config(config: Config | Mapping | None) -> Config:
+    """A Config from a Config, a plain dict of one, or RLlib's ``{"config": {...}}`` env_config."""
+    if config is None:
+        raise ConfigError("env: a config is required (gymnasium.make(..., config=cfg))")
+    if isinstance(config, Config):
+        return config
+    if isinstance(config, Mapping):
+        d = dict(config)
+        if "config" in d and isinstance(d["config"], (Mapping, Config)):
+            return as_config(d["config"])
+        return build(Config, d)
+    raise ConfigError(f"env: expected a Config or a mapping, got {type(config).__name__}")
+
+
+def env_config(cfg: Config) -> Config:
+    """The config the env's unlearner runs with: budget T·K, end-of-episode sample count.
+
+    ``unlearn.eval_every`` is switched off because the env measures the proxies itself,
+    once per decision; the first train instance becomes ``forget.classes`` of the build.
+    """
+    e = cfg.env
+    return dataclasses.replace(
+        cfg,
+        unlearn=dataclasses.replace(
+            cfg.unlearn, steps=e.decisions * e.steps_per_decision, eval_every=0
+        ),
+        eval=dataclasses.replace(cfg.eval, num_samples=e.final_eval_samples),
+        forget=dataclasses.replace(cfg.forget, classes=(e.train_instances[0],))
+        if e.train_instances
+        else cfg.forget,
+    )
+
+
+class UnlearningEnv(gym.Env):
+    """Choose λ for an unlearning run, one decision every K optimiser steps.
+
+    One episode is one unlearning run of the configured method on the pretrained model:
+    ``env.decisions`` (T) decisions, each applying the chosen λ for
+    ``env.steps_per_decision`` (K) optimiser steps of the same :class:`Unlearner` that
+    ``unlearn run`` uses (built once; episodes restore its weights from memory).
+
+    ## Action Space
+
+    ``Box(0, 1, (1,), float32)``: λ for the next K steps. With ``env.scale_action`` the shape
+    is ``(2,)`` and the second entry maps linearly onto the method's forget scale s in
+    ``SCALE_RANGE`` = [0, 10] (SISS's ``(1 + s)`` factor). Out-of-range values are clipped; a
+    non-finite entry is replaced by the previous action's value and logged as a warning.
+
+    ## Observation Space
+
+    A flat float32 ``Box`` of 9 entries (10 with ``scale_action``), clipped to declared
+    bounds; layout in :mod:`unlearn.envs.observation` (progress, previous λ, log-ratios of
+    the fixed-noise retain / forget proxy losses to their values at reset and their changes
+    over the last decision, log10 gradient norms of the two terms, their cosine).
+
+    ## Rewards
+
+    ``env.reward = "tradeoff"`` (default), per decision: forgetting gained minus β·quality
+    lost, ``Δ log(proxy_forget) − β·Δ log(proxy_retain)`` (relative to the values at reset,
+    so the per-decision rewards sum to the whole run's change). ``"forget"``: only the first
+    term. ``"final"``: no per-decision reward. With ``env.final_eval`` the last decision adds
+    the sample-based metrics on ``env.final_eval_samples`` samples, against the base model
+    (evaluated once per instance): ``(forget rate drop) − β·(relative FID increase)``
+    (``"forget"``: the drop only). Divergence gives ``−env.divergence_penalty``.
+
+    ## Starting State
+
+    The pretrained weights (restored from an in-memory copy, never from disk), fresh
+    optimiser state, λ0 = ``method.lam``. The instance — the class to forget and the seed
+    of the run's batches — comes from ``reset(options=...)``: ``{"instance": c}`` (any
+    class of the data, optionally with ``"seed": s``), ``{"split": "test"}`` (a random
+    held-out instance from ``env.test_instances``); by default a random one of
+    ``env.train_instances``, drawn with the env's seeded generator.
+
+    ## Episode End
+
+    Terminated after T decisions (the budget is part of the task and of the observation),
+    or when the loss, a gradient or a proxy becomes non-finite (divergence: penalty,
+    ``info["diverged"] = True``; ``reset()`` makes the env usable again). No truncation.
+
+    ## Arguments
+
+    ``config``: a :class:`unlearn.config.Config` (the same one ``unlearn run`` takes), or its
+    plain ``to_dict()`` form, or ``{"config": {...}}`` (RLlib's ``env_config``). Relevant
+    sections: ``env`` (T, K, β, reward, final_eval, final_eval_samples, scale_action,
+    divergence_penalty, instances), ``method``, ``unlearn``, ``eval``, ``model``, ``data``.
+    ``render_mode``: unsupported (None).
+
+    Example::
+
+        import gymnasium, unlearn.envs
+        env = gymnasium.make("unlearn/Unlearning-v0", config=load_config("configs/tiny.yaml"))
+    """
+
+    metadata = {"render_modes": []}  # noqa: RUF012 (Gymnasium's convention)
+
+    def __init__(self, config: Config | Mapping | None = None, render_mode: str | None = None):
+        from unlearn.experiment import build as build_setup
+
+        if render_mode is not None:
+            raise ConfigError(f"env: render_mode {render_mode!r} is not supported")
+        cfg = as_config(config)
+        self.cfg = env_config(cfg)
+        self.T = self.cfg.env.decisions
+        self.K = self.cfg.env.steps_per_decision
+        self.setup = build_setup(self.cfg)
+        self.unlearner = self.setup.unlearner
+        self.bank = InstanceBank(self.cfg, self.unlearner)
+        self.scale_action = self.cfg.env.scale_action
+        if self.scale_action and not hasattr(self.unlearner.method, "scale"):
+            raise ConfigError(
+                f"env.scale_action: method {self.cfg.method.name!r} has no forget scale; "
+                "use a method with one (siss) or set env.scale_action=false"
+            )
+        self.builder = ObservationBuilder(self.scale_action)
+        lay = self.builder.layout
+        self.observation_space = gym.spaces.Box(lay.low, lay.high, dtype=np.float32)
+        dim = 2 if self.scale_action else 1
+        self.action_space = gym.spaces.Box(0.0, 1.0, (dim,), dtype=np.float32)
+        self.lam0 = float(self.cfg.method.lam)
+        self.scale0 = float(getattr(self.unlearner.method, "scale", 0.0) or 0.0)
+        self.instance: Instance | None = None
+        self._done = True
+
+    # -- gymnasium API -----------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self.instance = self._choose(options or {})
+        self.bank.activate(self.instance.forget_class)
+        self.unlearner.reset(self.instance.seed)
+        self._set_scale(self.scale0)
+        self.base = self.bank.base_eval(self.instance.forget_class) if self._final() else None
+        pr, pf = self.unlearner.proxies()
+        self.decision = 0
+        self.prev_action = np.array(
+            [self.lam0, self._scale_to_action(self.scale0)][: self.action_space.shape[0]],
+            dtype=np.float32,
+        )
+        self.lambdas: list[float] = []
+        self.episode_return = 0.0
+        self._done = False
+        self._obs = self.builder.reset(pr, pf, self.lam0, float(self.prev_action[-1]))
+        info = {"instance": self.instance.forget_class, "seed": self.instance.seed,
+                "split": self.instance.split, "proxy_retain": pr, "proxy_forget": pf}  # fmt: skip
+        return self._obs.copy(), info
+
+    def step(self, action):
+        if self._done:
+            raise RuntimeError("UnlearningEnv.step() after the episode ended; call reset()")
+        act, fixed = self._sanitize(action)
+        lam, scale = action_to_controls(act)
+        if scale is not None:
+            self._set_scale(scale)
+        prev_rel = self.builder.rel
+        info: dict[str, Any] = {"instance": self.instance.forget_class, "lambda": lam,
+                                "action_fixed": fixed}  # fmt: skip
+        if scale is not None:
+            info["scale"] = scale
+        try:
+            stats = self.unlearner.step(self.K, lam=lam)
+            pr, pf = self.unlearner.proxies()
+            if not (math.isfinite(pr) and math.isfinite(pf)):
+                raise DivergenceError(f"non-finite proxy loss (retain={pr}, forget={pf})")
+        except DivergenceError as e:
+            log.warning("episode diverged at decision %d: %s", self.decision + 1, e)
+            self._done = True
+            reward = -float(self.cfg.env.divergence_penalty)
+            self.episode_return += reward
+            info.update(diverged=True, message=str(e), episode_return=self.episode_return)
+            return self._obs.copy(), reward, True, False, info
+        self.decision += 1
+        self.lambdas.append(lam)
+        self.prev_action = act
+        last = stats[-1]
+        self._obs = self.builder.observe(last, pr, pf, lam, float(act[-1]))
+        r, f = self.builder.rel
+        dr, df = r - prev_rel[0], f - prev_rel[1]
+        kind, beta = self.cfg.env.reward, self.cfg.env.beta
+        reward = {"tradeoff": df - beta * dr, "forget": df, "final": 0.0}[kind]
+        terminated = self.decision >= self.T
+        info.update(diverged=False, proxy_retain=pr, proxy_forget=pf, retain_loss=last.retain_loss,
+                    forget_loss=last.forget_loss, decision=self.decision)  # fmt: skip
+        if terminated:
+            self._done = True
+            if self._final():
+                reward += self._final_reward(info)
+            info["lambdas"] = list(self.lambdas)
+        self.episode_return += reward
+        if terminated:
+            info["episode_return"] = self.episode_return
+        return self._obs.copy(), float(reward), terminated, False, info
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _final(self) -> bool:
+        return bool(self.cfg.env.final_eval)
+
+    def _final_reward(self, info: dict[str, Any]) -> float:
+        ev, _ = self.unlearner.evaluate(self.base.forget_rate)
+        drop = self.base.forget_rate - ev.forget_rate
+        fid_rel = (ev.fid - self.base.fid) / max(abs(self.base.fid), 1e-6)
+        info.update({"eval/forget_rate": ev.forget_rate, "eval/fid": ev.fid,
+                     "base/forget_rate": self.base.forget_rate, "base/fid": self.base.fid})  # fmt: skip
+        if not (math.isfinite(drop) and math.isfinite(fid_rel)):
+            return -float(self.cfg.env.divergence_penalty)
+        if self.cfg.env.reward == "forget":
+            return drop
+        return drop - self.cfg.env.beta * fid_rel
+
+    def _choose(self, options: dict[str, Any]) -> Instance:
+        unknown = sorted(set(options) - {"instance", "split", "seed"})
+        if unknown:
+            raise ValueError(f"reset options: unknown key {unknown[0]!r}; allowed: instance, split, seed")
+        split = str(options.get("split", "train"))
+        if "instance" in options:
+            c = self.bank.check(int(options["instance"]))
+            pools = {"train": self.cfg.env.train_instances, "test": self.cfg.env.test_instances}
+            split = next((k for k, v in pools.items() if c in v), "custom")
+        else:
+            pool = self.bank.pool(split)
+            c = int(pool[int(self.np_random.integers(len(pool)))])
+        seed = options.get("seed")
+        if seed is None:
+            seed = int(self.np_random.integers(0, 2**31 - 1))
+        return Instance(forget_class=c, seed=int(seed), split=split)
+
+    def _sanitize(self, action) -> tuple[np.ndarray, bool]:
+        a = np.asarray(action, dtype=np.float32).reshape(-1)
+        if a.shape != self.action_space.shape:
+            raise ValueError(f"action shape {a.shape}: expected {self.action_space.shape}")
+        fixed = False
+        bad = ~np.isfinite(a)
+        if bad.any():
+            log.warning("non-finite action %s: using the previous action's value %s",
+                        a.tolist(), self.prev_action[bad].tolist())  # fmt: skip
+            a = np.where(bad, self.prev_action, a)
+            fixed = True
+        clipped = np.clip(a, self.action_space.low, self.action_space.high).astype(np.float32)
+        if not np.array_equal(clipped, a):
+            log.debug("action %s clipped to %s", a.tolist(), clipped.tolist())
+            fixed = True
+        return clipped, fixed
+
+    def _set_scale(self, scale: float) -> None:
+        if self.scale_action:
+            self.unlearner.method.scale = float(scale)
+
+    @staticmethod
+    def _scale_to_action(scale: float) -> float:
+        from unlearn.envs.observation import SCALE_RANGE
+
+        lo, hi = SCALE_RANGE
+        return float(min(1.0, max(0.0, (scale - lo) / (hi - lo))))

@@ -1,0 +1,327 @@
+"""Search spaces in YAML: which config fields a sweep varies, over which ranges, and when.
+
+A space file (``configs/tune/*.yaml``)::
+
+    description: static λ vs the variational agent, SISS
+    fixed:                                   # applied to every trial
+      method.name: siss
+    params:                                  # sampled in this order
+      agent.name: {choice: [static, variational]}
+      method.lam: {float: [0.05, 0.95]}
+      unlearn.lr: {float: [1.0e-5, 1.0e-3], log: true}
+      agent.options.beta: {float: [1.0e-4, 1.0], log: true, when: {agent.name: variational}}
+
+Every key is a config path (``section.field`` or ``section.options.key``). ``when`` makes a
+parameter conditional on earlier parameters (or fixed values): it is sampled only when each
+named path holds one of the listed values. :func:`validate_space` checks the whole space
+against the config and the method / agent registries before Ray starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from unlearn.config import Config, ConfigError, build
+
+KINDS = ("float", "int", "choice")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched config path.
+
+    Args:
+        path: dotted config path, e.g. ``method.lam`` or ``agent.options.beta``.
+        kind: ``float``, ``int`` or ``choice``.
+        low: inclusive lower bound (numbers).
+        high: inclusive upper bound (numbers).
+        log: sample on a log scale (numbers, ``low > 0``).
+        values: the choices (``choice``).
+        when: ``(path, allowed values)`` pairs that must all hold for the parameter to exist.
+    """
+
+    path: str
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    values: tuple[Any, ...] = ()
+    when: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+
+    def representatives(self) -> list[Any]:
+        """Values that exercise the whole range (bounds, every choice)."""
+        if self.kind == "choice":
+            return list(self.values)
+        return [self.low, self.high]
+
+    def active(self, values: dict[str, Any]) -> bool:
+        return all(values.get(p) in allowed for p, allowed in self.when)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A parsed search-space file."""
+
+    name: str
+    params: tuple[Param, ...]
+    fixed: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    source: str = ""
+
+    def names(self) -> list[str]:
+        return [p.path for p in self.params]
+
+    @property
+    def conditional(self) -> bool:
+        return any(p.when for p in self.params)
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    """Parse a space file; a malformed one raises :class:`ConfigError` naming the entry."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--space: file {str(p)!r} does not exist")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--space: {p} is not valid YAML: {e}") from None
+    return parse_space(raw, name=p.stem, source=str(p.resolve()))
+
+
+def parse_space(raw: Any, name: str = "space", source: str = "") -> SearchSpace:
+    where = f"space {name}"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping with 'params' (and optional 'fixed')")
+    unknown = sorted(set(raw) - {"params", "fixed", "description", "name"})
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {unknown[0]!r}; allowed: name, description, fixed, params"
+        )
+    fixed = raw.get("fixed") or {}
+    params_raw = raw.get("params") or {}
+    if not isinstance(fixed, dict) or not isinstance(params_raw, dict):
+        raise ConfigError(f"{where}: 'fixed' and 'params' must be mappings of config paths")
+    if not params_raw:
+        raise ConfigError(f"{where}: 'params' is empty; nothing to search")
+    params: list[Param] = []
+    for path, spec in params_raw.items():
+        params.append(_parse_param(f"{where}: params.{path}", str(path), spec, params, fixed))
+    clash = sorted(set(fixed) & set(params_raw))
+    if clash:
+        raise ConfigError(f"{where}: {clash[0]} is both fixed and searched")
+    return SearchSpace(
+        name=str(raw.get("name") or name),
+        params=tuple(params),
+        fixed=dict(fixed),
+        description=str(raw.get("description") or ""),
+        source=source,
+    )
+
+
+def _parse_param(where: str, path: str, spec: Any, earlier: list[Param], fixed: dict) -> Param:
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: expected a mapping like {{float: [low, high]}}, got {spec!r}")
+    kinds = [k for k in KINDS if k in spec]
+    if len(kinds) != 1:
+        raise ConfigError(f"{where}: give exactly one of float: [low, high], int: [low, high], "
+                          f"choice: [values]")  # fmt: skip
+    kind = kinds[0]
+    unknown = sorted(set(spec) - {kind, "log", "when"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; allowed: {kind}, log, when")
+    when = _parse_when(where, spec.get("when"), earlier, fixed)
+    if kind == "choice":
+        values = spec["choice"]
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}: empty choice; give a non-empty list of values")
+        for v in values:
+            if not (v is None or isinstance(v, (bool, int, float, str))):
+                raise ConfigError(f"{where}: choice {v!r} must be a number, string or bool")
+        if len(set(map(json.dumps, values))) != len(values):
+            raise ConfigError(f"{where}: choice lists a value twice: {values!r}")
+        if spec.get("log"):
+            raise ConfigError(f"{where}: log applies to float and int ranges only")
+        return Param(path, kind, values=tuple(values), when=when)
+    bounds = spec[kind]
+    if not (isinstance(bounds, list) and len(bounds) == 2):
+        raise ConfigError(f"{where}: expected {kind}: [low, high], got {bounds!r}")
+    lo, hi = bounds
+    for b in (lo, hi):
+        if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b):
+            raise ConfigError(f"{where}: bound {b!r} is not a finite number")
+        if kind == "int" and isinstance(b, float) and not b.is_integer():
+            raise ConfigError(f"{where}: bound {b!r} of an int range is not an integer")
+    if lo >= hi:
+        raise ConfigError(f"{where}: empty range [{lo}, {hi}]; low must be below high")
+    log = bool(spec.get("log", False))
+    if log and lo <= 0:
+        raise ConfigError(f"{where}: a log range needs low > 0, got {lo}")
+    cast = float if kind == "float" else int
+    return Param(path, kind, cast(lo), cast(hi), log, when=when)
+
+
+def _parse_when(where: str, when: Any, earlier: list[Param], fixed: dict) -> tuple:
+    if when is None:
+        return ()
+    if not isinstance(when, dict) or not when:
+        raise ConfigError(f"{where}: 'when' must map earlier parameters to allowed values")
+    known = {p.path: p for p in earlier}
+    out = []
+    for path, allowed in when.items():
+        allowed = tuple(allowed) if isinstance(allowed, list) else (allowed,)
+        if path in known:
+            q = known[path]
+            if q.kind != "choice":
+                raise ConfigError(f"{where}: 'when' may only test choice parameters; {path} is a range")
+            missing = [a for a in allowed if a not in q.values]
+            if missing:
+                raise ConfigError(f"{where}: when {path} = {missing[0]!r}, but {path} is one of "
+                                  f"{list(q.values)}")  # fmt: skip
+        elif path in fixed:
+            if fixed[path] not in allowed:
+                raise ConfigError(f"{where}: never sampled: fixed {path} = {fixed[path]!r} is not "
+                                  f"one of {list(allowed)}")  # fmt: skip
+        else:
+            raise ConfigError(f"{where}: 'when' names {path}, which is neither an earlier "
+                              f"parameter nor a fixed value")  # fmt: skip
+        out.append((str(path), allowed))
+    return tuple(out)
+
+
+# -- configs of trials ---------------------------------------------------------------------
+
+
+def apply_params(cfg: Config, values: dict[str, Any]) -> Config:
+    """``cfg`` with dotted-path values set and validated (ranges, choices, unknown keys).
+
+    Values are set on the plain mapping (not through ``--set`` text), so floats such as
+    ``1e-05`` keep their type.
+    """
+    d = cfg.to_dict()
+    for path, value in values.items():
+        keys = path.split(".")
+        node = d
+        for k in keys[:-1]:
+            nxt = node.get(k)
+            if nxt is None:
+                nxt = node[k] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"{path}: {k} is not a section")
+            node = nxt
+        node[keys[-1]] = value
+    return build(Config, d)
+
+
+def trial_values(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any]:
+    """Fixed values plus the active sampled ones (inactive conditionals dropped)."""
+    values = dict(space.fixed)
+    for p in space.params:
+        if p.path in params and p.active(values):
+            values[p.path] = params[p.path]
+    return values
+
+
+def trial_config(cfg: Config, space: SearchSpace, params: dict[str, Any]) -> Config:
+    return apply_params(cfg, trial_values(space, params))
+
+
+def validate_space(space: SearchSpace, cfg: Config) -> None:
+    """Every parameter must name a config field and every bound / choice must be accepted.
+
+    Each representative value is applied to the config (with its conditions satisfied) and
+    the method and agent are built from it, so an unknown path, a bound outside the field's
+    range, an unknown method or agent option fails here, before Ray starts.
+    """
+    _check(space, cfg, dict(space.fixed), "fixed values")
+    for p in space.params:
+        context = dict(space.fixed)
+        for cond, allowed in p.when:
+            context[cond] = allowed[0]
+        for v in p.representatives():
+            _check(space, cfg, {**context, p.path: v}, f"params.{p.path} = {v!r}")
+
+
+def _check(space: SearchSpace, cfg: Config, values: dict[str, Any], what: str) -> Config:
+    try:
+        c = apply_params(cfg, values)
+        _build_plugins(c)
+    except ConfigError as e:
+        raise ConfigError(f"space {space.name}: {what}: {e}") from None
+    return c
+
+
+def _build_plugins(cfg: Config) -> None:
+    """Construct method and agent (cheap) so their own option validation runs."""
+    from unlearn.agents import get_agent
+
+    get_agent(cfg.agent, default_lam=cfg.method.lam)
+    try:
+        from unlearn.methods import get_method
+    except ImportError:  # the registry is optional while methods are being added
+        return
+    get_method(cfg.method)
+
+
+# -- the space in each searcher's language ------------------------------------------------
+
+
+class OptunaSpace:
+    """Define-by-run Optuna space (conditionals need it); picklable for Tune's resume."""
+
+    def __init__(self, space: SearchSpace):
+        self.space = space
+
+    def __call__(self, trial) -> dict[str, Any]:
+        values = dict(self.space.fixed)
+        for p in self.space.params:
+            if not p.active(values):
+                continue
+            if p.kind == "choice":
+                v = trial.suggest_categorical(p.path, list(p.values))
+            elif p.kind == "float":
+                v = trial.suggest_float(p.path, p.low, p.high, log=p.log)
+            else:
+                v = trial.suggest_int(p.path, int(p.low), int(p.high), log=p.log)
+            values[p.path] = v
+        return {}  # the captured suggestions are the trial's config
+
+
+def tune_domains(space: SearchSpace) -> dict[str, Any]:
+    """Ray Tune domains (no conditionals): the PBT / PB2 initial population and mutations."""
+    from ray import tune
+
+    out: dict[str, Any] = {}
+    for p in space.params:
+        if p.kind == "choice":
+            out[p.path] = tune.choice(list(p.values))
+        elif p.kind == "float":
+            out[p.path] = (tune.loguniform if p.log else tune.uniform)(p.low, p.high)
+        else:
+            out[p.path] = (tune.lograndint if p.log else tune.randint)(int(p.low), int(p.high) + 1)
+    return out
+
+
+def bounds(space: SearchSpace) -> dict[str, list[float]]:
+    """``{path: [low, high]}`` of the numeric parameters (PB2's ``hyperparam_bounds``)."""
+    return {p.path: [p.low, p.high] for p in space.params if p.kind != "choice"}
+
+
+def clip(space: SearchSpace, config: dict[str, Any]) -> dict[str, Any]:
+    """Keep PBT's perturbed values (x0.8 / x1.2) inside the declared ranges."""
+    out = dict(config)
+    for p in space.params:
+        if p.kind != "choice" and p.path in out:
+            v = min(p.high, max(p.low, out[p.path]))
+            out[p.path] = int(round(v)) if p.kind == "int" else float(v)
+    return out
+
+
+def to_dict(space: SearchSpace) -> dict[str, Any]:
+    return dataclasses.asdict(space)
