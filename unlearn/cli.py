@@ -195,6 +195,17 @@ def runs(
     )
 
 
+from unlearn.cli_rl import policy_app, rl_app  # noqa: E402
+
+app.add_typer(rl_app, name="rl")
+app.add_typer(policy_app, name="policy")
+
+
+from unlearn.cli_tune import register as _register_tune  # noqa: E402
+
+_register_tune(app)
+
+
 def main() -> None:
     """Console entry point: configuration and input errors exit with code 2 and one line."""
     from unlearn.config import ConfigError

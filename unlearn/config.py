@@ -178,6 +178,8 @@ class RLConfig:
     lr: float = _f(3e-4, lo=1e-8, hi=1.0)
     gamma: float = _f(0.99, lo=0.0, hi=1.0)
     seed: int = _f(0, lo=0)
+    num_epochs: int = _f(4, doc="PPO epochs over each train batch", lo=1, hi=1000)
+    hidden: tuple[int, ...] = _f((64, 64), doc="hidden layer widths of the policy / value MLPs")
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,10 @@ class TuneConfig:
     max_concurrent: int = _f(2, lo=1)
     fid_weight: float = _f(0.01, doc="weight of FID in the single-objective score", lo=0.0)
     seed: int = _f(0, lo=0)
+    report_every: int = _f(0, doc="steps between reports and checkpoints (0 = steps / 10)", lo=0)
+    proxy_forget_weight: float = _f(0.5, doc="forget-proxy weight in tune/proxy_score", lo=0.0)
+    grace_period: int = _f(2, doc="ASHA: reports before a trial may be stopped", lo=1)
+    perturbation_interval: int = _f(2, doc="PBT / PB2: reports between perturbations", lo=1)
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,13 @@ from unlearn.agents.base import LambdaAgent
 from unlearn.agents.dual import DualAscentAgent
 from unlearn.agents.hybrid import HybridAgent
 from unlearn.agents.options import DEFAULT_LAM, Opt, OptionError
+from unlearn.agents.policy import PolicyAgent
 from unlearn.agents.registry import AGENTS, build_agent, get_agent, register_agent
 from unlearn.agents.schedule import ScheduleAgent
 from unlearn.agents.static import StaticAgent
 from unlearn.agents.variational import VariationalAgent
+
+register_agent("policy", PolicyAgent)
 
 __all__ = [
     "AGENTS",

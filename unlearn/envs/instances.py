@@ -62,7 +62,9 @@ class InstanceBank:
         return c
 
     def _cfg_for(self, c: int) -> Config:
-        return dataclasses.replace(self.cfg, forget=dataclasses.replace(self.cfg.forget, classes=(c,)))
+        return dataclasses.replace(
+            self.cfg, forget=dataclasses.replace(self.cfg.forget, classes=(c,))
+        )
 
     def activate(self, c: int) -> None:
         """Point the unlearner at class ``c`` (no-op when it already is)."""

@@ -126,7 +126,9 @@ class ObservationBuilder:
         self._p0 = (float("nan"), float("nan"))
         self._rel = (0.0, 0.0)
 
-    def reset(self, proxy_retain: float, proxy_forget: float, lam0: float, scale0: float = 0.0) -> np.ndarray:
+    def reset(
+        self, proxy_retain: float, proxy_forget: float, lam0: float, scale0: float = 0.0
+    ) -> np.ndarray:
         self._p0 = (proxy_retain, proxy_forget)
         self._rel = (0.0, 0.0)
         values = [0.0, lam0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]

@@ -11,7 +11,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from unlearn.config import Config, ConfigError, build
+from unlearn.config import AgentConfig, Config, ConfigError, build
 from unlearn.envs.instances import Instance, InstanceBank
 from unlearn.envs.observation import ObservationBuilder, action_to_controls
 from unlearn.unlearner import DivergenceError
@@ -37,11 +37,14 @@ def env_config(cfg: Config) -> Config:
     """The config the env's unlearner runs with: budget T·K, end-of-episode sample count.
 
     ``unlearn.eval_every`` is switched off because the env measures the proxies itself,
-    once per decision; the first train instance becomes ``forget.classes`` of the build.
+    once per decision; the first train instance becomes ``forget.classes`` of the build;
+    the configured agent is replaced by a static one (the env's action is λ, and a learning
+    agent's regulariser must not enter the loss).
     """
     e = cfg.env
     return dataclasses.replace(
         cfg,
+        agent=AgentConfig(),
         unlearn=dataclasses.replace(
             cfg.unlearn, steps=e.decisions * e.steps_per_decision, eval_every=0
         ),
@@ -113,7 +116,7 @@ class UnlearningEnv(gym.Env):
         env = gymnasium.make("unlearn/Unlearning-v0", config=load_config("configs/tiny.yaml"))
     """
 
-    metadata = {"render_modes": []}  # noqa: RUF012 (Gymnasium's convention)
+    metadata = {"render_modes": []}  # noqa: RUF012 (Gymnasium's class attribute)
 
     def __init__(self, config: Config | Mapping | None = None, render_mode: str | None = None):
         from unlearn.experiment import build as build_setup
@@ -153,10 +156,7 @@ class UnlearningEnv(gym.Env):
         self.base = self.bank.base_eval(self.instance.forget_class) if self._final() else None
         pr, pf = self.unlearner.proxies()
         self.decision = 0
-        self.prev_action = np.array(
-            [self.lam0, self._scale_to_action(self.scale0)][: self.action_space.shape[0]],
-            dtype=np.float32,
-        )
+        self.prev_action = self.initial_action()
         self.lambdas: list[float] = []
         self.episode_return = 0.0
         self._done = False
@@ -212,6 +212,11 @@ class UnlearningEnv(gym.Env):
         return self._obs.copy(), float(reward), terminated, False, info
 
     # -- helpers ----------------------------------------------------------------------------
+    def initial_action(self) -> np.ndarray:
+        """The action that keeps the starting controls: λ0 (and the configured forget scale)."""
+        a = [self.lam0, self._scale_to_action(self.scale0)]
+        return np.array(a[: self.action_space.shape[0]], dtype=np.float32)
+
     def _final(self) -> bool:
         return bool(self.cfg.env.final_eval)
 
@@ -230,7 +235,9 @@ class UnlearningEnv(gym.Env):
     def _choose(self, options: dict[str, Any]) -> Instance:
         unknown = sorted(set(options) - {"instance", "split", "seed"})
         if unknown:
-            raise ValueError(f"reset options: unknown key {unknown[0]!r}; allowed: instance, split, seed")
+            raise ValueError(
+                f"reset options: unknown key {unknown[0]!r}; allowed: instance, split, seed"
+            )
         split = str(options.get("split", "train"))
         if "instance" in options:
             c = self.bank.check(int(options["instance"]))

@@ -7,7 +7,9 @@ from typing import ClassVar
 
 import torch
 
+from unlearn.config import ConfigError, MethodConfig
 from unlearn.data import ForgetSplit
+from unlearn.methods.options import Opt, validate_options
 from unlearn.types import Batch, LossTerms
 
 
@@ -18,10 +20,18 @@ class UnlearningMethod(ABC):
         name: registry name (``method.name`` in the config).
         combine: ``"loss"`` → the unlearner backpropagates ``LossTerms.total`` once;
             ``"gradient"`` → it backpropagates ``retain`` and ``forget`` separately and
-            calls :meth:`combine_gradients`.
+            calls :meth:`combine_gradients` (an instance may override it: SISS sets it from
+            ``method.form``).
         families: model kinds the method supports.
         needs_conditional: requires a class-conditional model (f-divergence).
         uses_retain: False for methods that only see the forget set (VDU).
+        forms: the ``method.form`` values the method accepts (``gradient`` only where it has
+            a gradient form; SISS).
+        OPTIONS: the declared ``method.options``; validated when the method is built.
+
+    Args:
+        cfg: the ``method`` config section (default: ``MethodConfig(name=<name>)``); its
+            ``options`` are validated against ``OPTIONS`` and stored in ``self.options``.
     """
 
     name: ClassVar[str]
@@ -29,8 +39,23 @@ class UnlearningMethod(ABC):
     families: ClassVar[tuple[str, ...]] = ("ddpm", "cond_ddpm", "vpsde")
     needs_conditional: ClassVar[bool] = False
     uses_retain: ClassVar[bool] = True
+    forms: ClassVar[tuple[str, ...]] = ("loss",)
+    OPTIONS: ClassVar[dict[str, Opt]] = {}
 
-    def setup(self, model: torch.nn.Module, split: ForgetSplit) -> None:
+    def __init__(self, cfg: MethodConfig | None = None):
+        self.cfg = cfg if cfg is not None else MethodConfig(name=self.name)
+        if self.cfg.form not in self.forms:
+            raise ConfigError(
+                f"method.form: {self.cfg.form!r} is not allowed for method {self.name!r}; "
+                f"expected one of {', '.join(self.forms)}"
+            )
+        self.options = validate_options(self.OPTIONS, self.cfg.options)
+
+    def trainable_parameters(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
+        """The parameters the unlearner optimises (default: all of the model's)."""
+        return list(model.parameters())
+
+    def setup(self, model: torch.nn.Module, split: ForgetSplit) -> None:  # noqa: B027 (optional hook)
         """Called once before unlearning: freeze anchors, count n and k, estimate Fisher..."""
 
     @abstractmethod

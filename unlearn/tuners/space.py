@@ -179,7 +179,9 @@ def _parse_when(where: str, when: Any, earlier: list[Param], fixed: dict) -> tup
         if path in known:
             q = known[path]
             if q.kind != "choice":
-                raise ConfigError(f"{where}: 'when' may only test choice parameters; {path} is a range")
+                raise ConfigError(
+                    f"{where}: 'when' may only test choice parameters; {path} is a range"
+                )
             missing = [a for a in allowed if a not in q.values]
             if missing:
                 raise ConfigError(f"{where}: when {path} = {missing[0]!r}, but {path} is one of "
@@ -240,12 +242,20 @@ def validate_space(space: SearchSpace, cfg: Config) -> None:
     range, an unknown method or agent option fails here, before Ray starts.
     """
     _check(space, cfg, dict(space.fixed), "fixed values")
-    for p in space.params:
-        context = dict(space.fixed)
+    by_path = {p.path: p for p in space.params}
+
+    def context(p: Param) -> dict[str, Any]:  # conditions hold, transitively
+        out: dict[str, Any] = {}
         for cond, allowed in p.when:
-            context[cond] = allowed[0]
+            if cond in by_path:
+                out.update(context(by_path[cond]))
+            out[cond] = allowed[0]
+        return out
+
+    for p in space.params:
+        ctx = {**space.fixed, **context(p)}
         for v in p.representatives():
-            _check(space, cfg, {**context, p.path: v}, f"params.{p.path} = {v!r}")
+            _check(space, cfg, {**ctx, p.path: v}, f"params.{p.path} = {v!r}")
 
 
 def _check(space: SearchSpace, cfg: Config, values: dict[str, Any], what: str) -> Config:
@@ -258,15 +268,18 @@ def _check(space: SearchSpace, cfg: Config, values: dict[str, Any], what: str) -
 
 
 def _build_plugins(cfg: Config) -> None:
-    """Construct method and agent (cheap) so their own option validation runs."""
+    """Construct method and agent (cheap) so their own option validation runs, and check
+    that the method suits the configured model family (without building the model)."""
+    from types import SimpleNamespace
+
     from unlearn.agents import get_agent
+    from unlearn.methods import check_compatible, get_method
 
     get_agent(cfg.agent, default_lam=cfg.method.lam)
-    try:
-        from unlearn.methods import get_method
-    except ImportError:  # the registry is optional while methods are being added
-        return
-    get_method(cfg.method)
+    kind = cfg.model.kind
+    check_compatible(
+        get_method(cfg.method), SimpleNamespace(kind=kind, conditional=kind == "cond_ddpm")
+    )
 
 
 # -- the space in each searcher's language ------------------------------------------------
@@ -324,4 +337,14 @@ def clip(space: SearchSpace, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def to_dict(space: SearchSpace) -> dict[str, Any]:
-    return dataclasses.asdict(space)
+    """Plain data (JSON-safe) that :func:`from_dict` turns back into the space."""
+    return json.loads(json.dumps(dataclasses.asdict(space)))
+
+
+def from_dict(d: dict[str, Any]) -> SearchSpace:
+    params = tuple(
+        Param(**{**p, "values": tuple(p["values"]),
+                 "when": tuple((c, tuple(a)) for c, a in p["when"])})
+        for p in d["params"]
+    )  # fmt: skip
+    return SearchSpace(d["name"], params, dict(d["fixed"]), d["description"], d["source"])

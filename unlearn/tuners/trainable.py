@@ -13,6 +13,7 @@ The last report carries the sample-based metrics (``eval/forget_rate``, ``eval/f
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import tempfile
@@ -29,6 +30,7 @@ NAN = float("nan")
 #: keys the searchers read; intermediate reports carry NaN (Tune wants them in every result)
 OBJECTIVE_KEYS = ("eval/forget_rate", "eval/fid", "tune/score")
 BAD_PROXY = 1e6  # proxy score of a diverged trial: finite, so ASHA / PBT can rank it
+FINAL_KEY = "unlearn/final"  # marks the last report (PBT does not exploit there)
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,6 @@ class TrialSpec:
         cpus: CPUs given to each trial (torch threads match them).
         fid_weight: weight of FID in ``tune/score = forget_rate + fid_weight * fid``.
         proxy_forget_weight: weight of the forget proxy in ``tune/proxy_score``.
-        final_eval: run the sample-based evaluation at the end of each trial.
     """
 
     base: dict
@@ -51,7 +52,6 @@ class TrialSpec:
     cpus: float
     fid_weight: float
     proxy_forget_weight: float
-    final_eval: bool = True
 
 
 def score(forget_rate: float, fid: float, fid_weight: float) -> float:
@@ -81,6 +81,8 @@ def step_metrics(stats) -> dict[str, float]:
 
 def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     """Function trainable (use with ``tune.with_parameters(run_trial, spec=...)``)."""
+    start = time.perf_counter()  # setup time = imports + model, data and evaluation data
+    import torch
     from ray import tune
 
     from unlearn.config import Config, build
@@ -88,13 +90,22 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     from unlearn.runtime import set_threads
     from unlearn.tuners.space import trial_config
 
-    start = time.perf_counter()
     set_threads(max(1, int(spec.cpus)))
-    cfg = trial_config(build(Config, spec.base), spec.space, config)
+    base = build(Config, spec.base)
+    cfg = trial_config(base, spec.space, config)
     unl = build_setup(cfg).unlearner
-    state = _restore(unl, tune.get_checkpoint())
+
+    def config_agent(params: dict[str, Any]):
+        """The agent a trial with ``params`` starts with (PBT may have changed them)."""
+        from unlearn.agents import get_agent
+
+        c = trial_config(base, spec.space, params)
+        return get_agent(c.agent, default_lam=c.method.lam)
+
+    state = _restore(unl, tune.get_checkpoint(), dict(config), config_agent)
+    state["config"] = dict(config)
     if state.get("final") is not None:  # finished before the driver died: report, do not rerun
-        tune.report(state["final"], checkpoint=_checkpoint(unl, state))
+        _report(state["final"], unl, state)
         return
     if state.get("proxy0") is None:
         state["proxy0"] = list(unl.proxies())
@@ -110,11 +121,11 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
         state["unlearn_time"] = state.get("unlearn_time", 0.0) + now - t_run
         t_run = now
         metrics = {**_progress_metrics(unl, state, spec), **extra}
-        metrics["steps"] = list(pending)
+        metrics["steps"] = json.dumps(pending)  # a string: Tune's loggers pass it through
         pending.clear()
         if final:
             state["final"] = {k: v for k, v in metrics.items() if k != "steps"}
-        tune.report(metrics, checkpoint=_checkpoint(unl, state))
+        _report(metrics, unl, state)
         t_run = time.perf_counter()
 
     def on_step(stats) -> None:
@@ -124,20 +135,16 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
 
     res = unl.run(callbacks=[on_step])
     state["unlearn_time"] = state.get("unlearn_time", 0.0) + time.perf_counter() - t_run
-    t_run = time.perf_counter()
-    final: dict[str, Any] = {"unlearn/status": res.status, "lambdas": _lambdas(unl)}
-    if spec.final_eval:
-        t0 = time.perf_counter()
-        after, _ = unl.evaluate()
-        final.update(after.metrics("eval/"))
-        final["tune/score"] = score(after.forget_rate, after.fid, spec.fid_weight)
-        final["perf/eval_time"] = time.perf_counter() - t0
-    else:
-        final.update(dict.fromkeys(OBJECTIVE_KEYS, NAN))
+    final: dict[str, Any] = {"unlearn/status": res.status, "lambdas": _lambdas(unl),
+                             "perf/threads": torch.get_num_threads(), FINAL_KEY: 1}  # fmt: skip
+    t0 = time.perf_counter()
+    after, _ = unl.evaluate()
+    final.update(after.metrics("eval/"))
+    final["tune/score"] = score(after.forget_rate, after.fid, spec.fid_weight)
+    final["perf/eval_time"] = time.perf_counter() - t0
     if res.status != "finished":
         final["unlearn/message"] = res.message
-    # the evaluation is not unlearning time
-    t_run = time.perf_counter()
+    t_run = time.perf_counter()  # the evaluation is not unlearning time
     report(final, final=True)
 
 
@@ -169,9 +176,8 @@ def _agent_state(agent) -> dict[str, Any]:
     return {"params": [p.detach().cpu() for p in agent.parameters()], "scalars": scalars}
 
 
-def _checkpoint(unl, state: dict):
+def _save(unl, state: dict, d: Path) -> None:
     import torch
-    from ray import tune
 
     payload = {
         "model": {k: v.detach().cpu() for k, v in unl.model.state_dict().items()},
@@ -182,13 +188,27 @@ def _checkpoint(unl, state: dict):
         "history": [dataclasses.asdict(s) for s in unl.history],
         "state": state,
     }
-    d = Path(tempfile.mkdtemp(prefix="unlearn-ckpt-"))
     torch.save(payload, d / "trial.pt")
-    return tune.Checkpoint.from_directory(str(d))
 
 
-def _restore(unl, checkpoint) -> dict[str, Any]:
-    """Load a checkpoint into the freshly built unlearner; returns the trial's own state."""
+def _report(metrics: dict[str, Any], unl, state: dict) -> None:
+    """``tune.report`` with a checkpoint (Tune copies it to the sweep's storage)."""
+    from ray import tune
+
+    with tempfile.TemporaryDirectory(prefix="unlearn-ckpt-") as d:
+        _save(unl, state, Path(d))
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def _restore(unl, checkpoint, config: dict[str, Any], config_agent) -> dict[str, Any]:
+    """Load a checkpoint into the freshly built unlearner; returns the trial's own state.
+
+    A PBT exploit restores another trial's checkpoint under a perturbed config: the weights,
+    optimiser moments, step and the agent's learned state carry over, while whatever the
+    config sets (learning rates, a static agent's λ, a dual agent's step size) follows the
+    new config. An agent attribute counts as config-set when the agents built from the old
+    and the new config differ in it.
+    """
     if checkpoint is None:
         return {}
     import torch
@@ -199,13 +219,23 @@ def _restore(unl, checkpoint) -> dict[str, Any]:
         p = torch.load(Path(d) / "trial.pt", map_location="cpu", weights_only=True)
     unl.model.load_state_dict(p["model"])
     unl.opt.load_state_dict(p["opt"])
+    for group in unl.opt.param_groups:
+        group["lr"] = unl.cfg.unlearn.lr
     with torch.no_grad():
         for param, saved in zip(unl.agent.parameters(), p["agent"]["params"], strict=True):
             param.copy_(saved)
+    old = p["state"].get("config", config)
+    from_config = set()
+    if old != config:
+        a, b = vars(config_agent(old)), vars(config_agent(config))
+        from_config = {k for k in p["agent"]["scalars"] if k in a and k in b and a[k] != b[k]}
     for k, v in p["agent"]["scalars"].items():
-        setattr(unl.agent, k, v)
+        if k not in from_config:
+            setattr(unl.agent, k, v)
     if unl.agent_opt is not None and p["agent_opt"] is not None:
         unl.agent_opt.load_state_dict(p["agent_opt"])
+        for group in unl.agent_opt.param_groups:
+            group["lr"] = getattr(unl.agent, "lr", group["lr"])
     unl.t = int(p["t"])
     unl.history = [StepStats(**s) for s in p["history"]]
     unl.last = unl.history[-1] if unl.history else None

@@ -1,0 +1,175 @@
+"""``unlearn submit`` against a real local Ray head with token authentication on.
+
+The head is this module's own (``ray start --head --block`` in a private temp dir, free
+ports, its own token file); teardown ends exactly that process group, never other Ray
+instances on the machine (``ray stop`` would).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+UNLEARN = str(BIN / "unlearn")
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MLFLOW_"))}
+    return {**env, "COLUMNS": "200", "OMP_NUM_THREADS": "1", **extra}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    import requests
+
+    tmp = Path(tempfile.mkdtemp(prefix="urj-", dir="/tmp"))  # short: Ray's socket paths
+    token = secrets.token_hex(32)
+    (tmp / "token").write_text(token)
+    dash = free_port()
+    env = clean_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(tmp / "token"),
+                    PATH=f"{BIN}:{os.environ['PATH']}", RAY_USAGE_STATS_ENABLED="0")  # fmt: skip
+    ports = {f"--{k}": str(free_port()) for k in (
+        "port", "ray-client-server-port", "dashboard-agent-listen-port",
+        "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port",
+        "node-manager-port", "object-manager-port")}  # fmt: skip
+    cmd = [str(BIN / "ray"), "start", "--head", "--block", "--num-cpus=2", "--include-dashboard=true",
+           "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--temp-dir={tmp / 'ray'}",
+           *[f"{k}={v}" for k, v in ports.items()]]  # fmt: skip
+    log = (tmp / "head.log").open("w")
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    address = f"http://127.0.0.1:{dash}"
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # the dashboard first, then the job agent behind /api/jobs/
+            assert proc.poll() is None, (tmp / "head.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the Ray head did not come up"
+            try:
+                if (
+                    requests.get(f"{address}/api/jobs/", headers=headers, timeout=2).status_code
+                    == 200
+                ):
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(1)
+        time.sleep(3)
+        yield {"address": address, "token": token, "token_path": tmp / "token", "tmp": tmp}
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)  # `ray start --block` stops what it started
+            proc.wait(timeout=10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def submit(cluster, *args: str, env: dict | None = None, timeout: int = 400):
+    e = env if env is not None else clean_env(RAY_AUTH_TOKEN_PATH=str(cluster["token_path"]))
+    return subprocess.run([UNLEARN, "submit", "--address", cluster["address"], *args],
+                          capture_output=True, text=True, env=e, timeout=timeout)  # fmt: skip
+
+
+def test_tiny_sweep_as_a_job_lands_in_mlflow(cluster, tiny_workdir, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    wd = tmp_path / "w"
+    wd.mkdir()
+    (wd / "pretrained").symlink_to(tiny_workdir / "pretrained")
+    job = tmp_path / "job"
+    job.mkdir()
+    cfg = yaml.safe_load((REPO / "configs/tiny.yaml").read_text())
+    cfg.update(workdir=str(wd), tracking={"experiment": "jobs"})
+    (job / "config.yaml").write_text(yaml.safe_dump(cfg))
+    shutil.copy(REPO / "configs/tune/static_siss.yaml", job / "space.yaml")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    r = submit(cluster, "--follow", "--working-dir", str(job), "--env", f"MLFLOW_TRACKING_URI={uri}",
+               "--env", "OMP_NUM_THREADS=1", "--", "unlearn", "tune", "--config", "config.yaml",
+               "--space", "space.yaml", "--search", "random", "--num-samples", "2",
+               "--max-concurrent", "2", "--name", "jobsweep")  # fmt: skip
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert "SUCCEEDED" in r.stdout and "sweep jobsweep" in r.stdout  # the job's own output
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("jobs")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [x for x in runs if x.data.tags.get("unlearn.kind") == "sweep"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    kids = [x for x in runs if x.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(kids) == 2 and all("eval/fid" in k.data.metrics for k in kids)
+
+
+def test_job_exit_status_is_mirrored_and_uploads_exclude_junk(cluster, tmp_path):
+    (tmp_path / "keep.txt").write_text("x")
+    (tmp_path / "runs.db").write_text("x")
+    (tmp_path / ".venv").mkdir()
+    (tmp_path / ".venv" / "big").write_text("x")
+    code = "import os; print('files:', sorted(os.listdir())); raise SystemExit(3)"
+    r = submit(cluster, "--follow", "--working-dir", str(tmp_path), "--", "python", "-c", code)
+    assert r.returncode == 1, r.stderr
+    assert "files: ['keep.txt']" in r.stdout and "FAILED" in r.stdout
+
+
+def test_submission_without_the_token_is_refused(cluster, tmp_path):
+    import requests
+
+    headers = {"Authorization": f"Bearer {cluster['token']}"}
+    jobs = requests.get(f"{cluster['address']}/api/jobs/", headers=headers, timeout=10).json()
+    # no token anywhere (HOME without ~/.ray/auth_token)
+    r = submit(cluster, "--working-dir", str(tmp_path), "--", "echo", "hi",
+               env=clean_env(HOME=str(tmp_path)))  # fmt: skip
+    assert r.returncode == 2 and "requires a token and none was found" in r.stderr
+    # someone else's token
+    r = submit(cluster, "--working-dir", str(tmp_path), "--", "echo", "hi",
+               env=clean_env(HOME=str(tmp_path), RAY_AUTH_TOKEN="0" * 64))  # fmt: skip
+    assert r.returncode == 2 and "refused the token" in r.stderr
+    # the server itself refuses, whatever the client does
+    raw = requests.post(
+        f"{cluster['address']}/api/jobs/", json={"entrypoint": "echo hi"}, timeout=10
+    )
+    assert raw.status_code == 401
+    after = requests.get(f"{cluster['address']}/api/jobs/", headers=headers, timeout=10).json()
+    assert len(after) == len(jobs)
+
+
+def test_unreachable_address_fails_within_10s(tmp_path):
+    silent = socket.socket()  # accepts connections, never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        for port in (free_port(), silent.getsockname()[1]):
+            t0 = time.monotonic()
+            r = subprocess.run([UNLEARN, "submit", "--address", f"http://127.0.0.1:{port}",
+                                "--", "unlearn", "tune"], capture_output=True, text=True,
+                               env=clean_env(), timeout=60)  # fmt: skip
+            assert time.monotonic() - t0 < 10
+            assert r.returncode == 2 and "no Ray cluster answers" in r.stderr
+            assert len(r.stderr.strip().splitlines()) == 1
+    finally:
+        silent.close()

@@ -1,0 +1,146 @@
+"""A sweep tracked on a real ``mlflow server`` over HTTP, read back with MlflowClient;
+``unlearn ui``; a tracking server that is down stops a sweep before it starts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_YAML = REPO / "configs" / "tiny.yaml"
+UNLEARN = str(Path(sys.executable).with_name("unlearn"))
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_health(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "server exited early"
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not become healthy")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+           "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+           "--default-artifact-root", str(root / "artifacts")]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_health(url, proc)
+        yield url
+    finally:
+        stop(proc)
+
+
+def test_demo_search_over_http(mlflow_server, tiny_workdir, tmp_path, monkeypatch):
+    """The 4-trial static-vs-variational demo search, tracked on the server."""
+    import ray
+    from mlflow.tracking import MlflowClient
+
+    from unlearn.config import load_config
+    from unlearn.tuners import demo_search, init_ray
+
+    wd = tmp_path / "w"
+    wd.mkdir()
+    (wd / "pretrained").symlink_to(tiny_workdir / "pretrained")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    cfg = load_config(TINY_YAML, [f"workdir={wd}", "tracking.experiment=sweeps"])
+    init_ray(num_cpus=2)
+    try:
+        res = demo_search(cfg)
+    finally:
+        ray.shutdown()
+    assert len(res.trials) == 4 and all(t.status == "finished" for t in res.trials)
+    assert {t.params["agent.name"] for t in res.trials} == {"static", "variational"}
+    assert res.pareto and res.best in res.pareto
+    assert res.pareto_plot.stat().st_size > 1000
+    assert load_config(res.artifacts["best_config"]).agent.name == res.best.params["agent.name"]
+
+    client = MlflowClient(mlflow_server)  # read back over HTTP
+    exp = client.get_experiment_by_name("sweeps")
+    parent = client.get_run(res.parent_run_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags["unlearn.kind"] == "sweep"
+    assert parent.data.metrics["sweep/trials"] == 4
+    arts = {a.path for a in client.list_artifacts(res.parent_run_id)}
+    assert {"pareto.png", "best_config.yaml", "results.csv", "results.md"} <= arts
+    kids = client.search_runs(
+        [exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
+    assert len(kids) == 4
+    for run in kids:
+        p, m = run.data.params, run.data.metrics
+        assert run.info.status == "FINISHED"
+        assert p["method.name"] == "siss" and p["agent.name"] in ("static", "variational")
+        assert ("agent.options.beta" in p) == (p["agent.name"] == "variational")
+        assert {"eval/forget_rate", "eval/fid", "tune/score", "perf/trial_time"} <= set(m)
+        hist = client.get_metric_history(run.info.run_id, "unlearn/lambda")
+        assert sorted(h.step for h in hist) == list(range(1, cfg.unlearn.steps + 1))
+        if p["agent.name"] == "static":
+            assert all(h.value == pytest.approx(float(p["method.lam"])) for h in hist)
+
+
+def test_tracking_server_down_stops_before_the_sweep(tiny_workdir, tmp_path):
+    (tmp_path / "pretrained").symlink_to(tiny_workdir / "pretrained")
+    port = free_port()  # nothing listens here
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}", "COLUMNS": "200"}
+    t0 = time.monotonic()
+    r = subprocess.run([UNLEARN, "tune", "--config", str(TINY_YAML), "--set", f"workdir={tmp_path}",
+                        "--space", str(REPO / "configs/tune/static_siss.yaml")],
+                       capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    assert f"MLflow server http://127.0.0.1:{port} is not reachable" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "tune").exists(), "a sweep was started"
+    assert time.monotonic() - t0 < 60
+
+
+def test_ui_serves_the_embedded_store(tmp_path):
+    port = free_port()
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.Popen([UNLEARN, "ui", "--port", str(port), "--set", f"workdir={tmp_path}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+                            start_new_session=True)  # fmt: skip
+    try:
+        line = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in line and str(tmp_path / "mlflow.db") in line
+        wait_health(f"http://127.0.0.1:{port}", proc)
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=5"
+        ) as r:
+            assert r.status == 200
+    finally:
+        stop(proc)
+    assert (tmp_path / "mlflow.db").is_file()

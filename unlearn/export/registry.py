@@ -1,0 +1,96 @@
+"""Exported policies in the MLflow model registry: register a directory, resolve ``models:/``.
+
+A policy is logged as the artifacts of an MLflow run (``policy/``: the file and its
+metadata), registered as a model version whose source is that folder, and given an alias
+(``champion``). ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` downloads it back. No
+pickled Python model is involved, so loading one never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from unlearn.config import Config, ConfigError
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A registered policy version."""
+
+    name: str
+    version: str
+    alias: str
+    run_id: str
+    source: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}@{self.alias}"
+
+
+def resolve_policy_dir(path: str, tracking_uri: str = "") -> Path:
+    """A local policy directory for ``path`` (a directory, or a ``models:/`` registry URI)."""
+    if path.startswith("models:/"):
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+        if not uri:
+            raise ConfigError(
+                f"agent.path: {path} needs an MLflow tracking URI "
+                "(agent.options.tracking_uri or MLFLOW_TRACKING_URI)"
+            )
+        dst = tempfile.mkdtemp(prefix="unlearn-policy-")
+        try:
+            mlflow.set_registry_uri(uri)
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=path, dst_path=dst, tracking_uri=uri
+            )
+        except MlflowException as e:
+            raise ConfigError(f"policy: cannot load {path} from {uri}: {e.message}") from None
+        return Path(local)
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise ConfigError(f"policy: {path!r} is not a directory (expected an exported policy)")
+    return p.resolve()
+
+
+def register_policy(
+    cfg: Config, policy_dir: Path, name: str, alias: str = "champion"
+) -> Registered:
+    """Log ``policy_dir`` to an MLflow run, register it as a version of ``name``, set ``alias``."""
+    from mlflow.exceptions import MlflowException
+
+    from unlearn.export.policy_file import load_policy
+    from unlearn.tracking import Tracker, flatten
+
+    pol = load_policy(policy_dir)  # refuses a broken or mismatched policy before logging it
+    if not cfg.tracking.enabled:
+        cfg = dataclasses.replace(cfg, tracking=dataclasses.replace(cfg.tracking, enabled=True))
+    tracker = Tracker(cfg, run_name=f"policy-{name}", tags={"unlearn.policy": name})
+    try:
+        meta = pol.meta
+        tracker.log_params(flatten({k: meta[k] for k in ("algorithm", "format",
+                                                        "steps_per_decision", "source_checkpoint")
+                                    if k in meta}, "policy."))  # fmt: skip
+        client = tracker.client
+        client.log_artifacts(tracker.run_id, str(policy_dir), "policy")
+        run = client.get_run(tracker.run_id)
+        source = f"{run.info.artifact_uri}/policy"
+        try:
+            client.create_registered_model(name, description="unlearn λ policy")
+        except MlflowException as e:
+            if "RESOURCE_ALREADY_EXISTS" not in str(e.error_code):
+                raise
+        mv = client.create_model_version(name, source, run_id=tracker.run_id,
+                                         tags={"format": pol.format})  # fmt: skip
+        client.set_registered_model_alias(name, alias, mv.version)
+        tracker.end("FINISHED")
+    except MlflowException as e:
+        tracker.end("FAILED")
+        raise ConfigError(f"policy register: {e.message}") from None
+    return Registered(name, str(mv.version), alias, tracker.run_id, source)

@@ -1,0 +1,179 @@
+"""Ray Jobs submission: run an ``unlearn`` command on a Ray cluster, follow it, mirror its exit.
+
+``submit(address, ["unlearn", "tune", ...])`` uploads the working directory (without
+virtual environments, run outputs, databases, VCS data), passes environment variables such
+as ``MLFLOW_TRACKING_URI`` and returns the job's final status when following it.
+
+Token authentication (Ray >= 2.5x turns it on for clusters it starts): the client sends
+``Authorization: Bearer <token>`` with the token found where Ray itself looks —
+``RAY_AUTH_TOKEN``, the file named by ``RAY_AUTH_TOKEN_PATH``, then ``~/.ray/auth_token``.
+Ray's own client adds that header only when ``RAY_AUTH_MODE=token`` is set in the client's
+environment, so it is passed explicitly here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from unlearn.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: never uploaded with the working directory (gitignore-style patterns, as Ray reads them)
+EXCLUDES = [".venv", "venv", ".git", "runs", "mlruns", "reports", "*.db", "__pycache__",
+            "*.egg-info", ".pytest_cache", ".ruff_cache", "*.pt", "*.ckpt"]  # fmt: skip
+TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+CONNECT_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """A submitted job: its id and, when it was followed to the end, its final status."""
+
+    job_id: str
+    address: str
+    status: str
+    message: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        """0 when the job succeeded, 1 when it failed or was stopped, 0 while still running."""
+        if self.status in ("FAILED", "STOPPED"):
+            return 1
+        return 0
+
+
+def find_token() -> str | None:
+    """The cluster token, from the same places Ray reads it (first found wins)."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"].strip()
+    for path in (os.environ.get("RAY_AUTH_TOKEN_PATH"), "~/.ray/auth_token"):
+        if path:
+            p = Path(path).expanduser()
+            if p.is_file() and p.read_text().strip():
+                return p.read_text().strip()
+    return None
+
+
+def _check_address(address: str) -> str:
+    if not address.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"--address: {address!r} must be the dashboard URL, e.g. http://HEAD:8265"
+        )
+    return address.rstrip("/")
+
+
+def client(address: str, token: str | None = None):
+    """A JobSubmissionClient for ``address``; unreachable or refusing clusters raise
+    :class:`ConfigError` within ``CONNECT_TIMEOUT_S`` seconds (Ray's client has no timeout)."""
+    import requests
+
+    address = _check_address(address)
+    token = token if token is not None else find_token()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        r = requests.get(f"{address}/api/version", headers=headers, timeout=CONNECT_TIMEOUT_S)
+    except requests.exceptions.RequestException as e:
+        raise ConfigError(f"--address: no Ray cluster answers at {address} "
+                          f"({type(e).__name__}); is the dashboard port forwarded?") from None  # fmt: skip
+    _raise_for_auth(address, r.status_code, token)
+    if r.status_code != 200:
+        raise ConfigError(f"--address: {address} is not a Ray dashboard (HTTP {r.status_code})")
+    from ray.job_submission import JobSubmissionClient
+
+    return JobSubmissionClient(address, headers=headers)
+
+
+def _raise_for_auth(address: str, status: int, token: str | None) -> None:
+    if status == 401:
+        raise ConfigError(f"--address: the cluster at {address} requires a token and none was "
+                          "found; set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH, or copy the "
+                          "cluster's token to ~/.ray/auth_token")  # fmt: skip
+    if status == 403:
+        raise ConfigError(f"--address: the cluster at {address} refused the token "
+                          f"({'given' if token else 'none'}); use the cluster's own token")  # fmt: skip
+
+
+def parse_env(items: list[str]) -> dict[str, str]:
+    """``["K=V", ...]`` -> mapping; a malformed item raises ConfigError."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--env {item!r}: expected KEY=VALUE")
+        out[key.strip()] = value
+    return out
+
+
+def submit(
+    address: str,
+    entrypoint: list[str],
+    env: dict[str, str] | None = None,
+    working_dir: str | Path = ".",
+    follow: bool = False,
+    on_log: Callable[[str], None] | None = None,
+    excludes: list[str] | None = None,
+    token: str | None = None,
+) -> JobResult:
+    """Submit ``entrypoint`` as a Ray job; with ``follow``, stream its logs and wait for it.
+
+    Args:
+        address: the cluster's dashboard URL (``http://HEAD:8265``).
+        entrypoint: the command, e.g. ``["unlearn", "tune", "--config", ...]``.
+        env: environment variables of the job; an ``http(s)`` ``MLFLOW_TRACKING_URI`` of
+            this shell is forwarded unless given.
+        working_dir: uploaded and used as the job's working directory.
+        follow: stream logs to ``on_log`` and return the final status.
+        on_log: receives log chunks (the CLI prints them).
+        excludes: upload exclusions (default :data:`EXCLUDES`).
+        token: the cluster token (default: :func:`find_token`).
+    """
+    if not entrypoint:
+        raise ConfigError("submit: give the command to run after --, e.g. -- unlearn tune ...")
+    wd = Path(working_dir).expanduser().resolve()
+    if not wd.is_dir():
+        raise ConfigError(f"--working-dir: {wd} is not a directory")
+    env = dict(env or {})
+    local_uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if "MLFLOW_TRACKING_URI" not in env and local_uri.startswith(("http://", "https://")):
+        env["MLFLOW_TRACKING_URI"] = local_uri
+    c = client(address, token)
+    runtime_env = {"working_dir": str(wd), "excludes": list(excludes or EXCLUDES), "env_vars": env}
+    cmd = shlex.join(entrypoint)
+    job_id = c.submit_job(entrypoint=cmd, runtime_env=runtime_env)
+    log.info("submitted %s as job %s", cmd, job_id)
+    if not follow:
+        return JobResult(job_id, address, str(c.get_job_status(job_id)))
+    _follow(c, job_id, on_log or (lambda s: None))
+    info = c.get_job_info(job_id)
+    return JobResult(job_id, address, str(info.status), info.message or "")
+
+
+def _follow(c, job_id: str, on_log: Callable[[str], None]) -> None:
+    import asyncio
+
+    async def tail() -> None:
+        async for chunk in c.tail_job_logs(job_id):
+            on_log(chunk)
+
+    try:
+        asyncio.run(tail())
+    except RuntimeError as e:  # the log stream closed early: fall back to polling
+        log.warning("log stream ended (%s); polling the job status", e)
+    wait(c, job_id)
+
+
+def wait(c, job_id: str, timeout_s: float | None = None, poll_s: float = 1.0) -> str:
+    """Poll until the job reaches a terminal status (or ``timeout_s`` passes)."""
+    start = time.monotonic()
+    while True:
+        status = str(c.get_job_status(job_id))
+        if status in TERMINAL or (timeout_s is not None and time.monotonic() - start > timeout_s):
+            return status
+        time.sleep(poll_s)

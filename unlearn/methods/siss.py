@@ -1,0 +1,313 @@
+"""SISS: Subtracted Importance-Sampled Scores (Alberti et al., "Data Unlearning in Diffusion
+Models", ICLR 2025).
+
+The retain objective ``n/(n-k)·L_X − k/(n-k)·L_A`` needs the denoising loss of a retain
+sample x and of a forget sample a. SISS evaluates both with ONE network forward: it draws
+the noisy input m from the defensive mixture
+
+    q_λ(m) = (1-λ)·N(m; γ·x, σ²I) + λ·N(m; γ·a, σ²I)
+
+(shared t and ε for the pair) and re-weights each term by the density ratio of its own
+Gaussian to the mixture, so both estimates are unbiased for every λ ∈ (0, 1); λ only changes
+their variance (and, in the gradient form, the effective balance).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import ClassVar, NamedTuple
+
+import torch
+
+from unlearn.config import MethodConfig
+from unlearn.data import ForgetSplit
+from unlearn.methods.base import UnlearningMethod
+from unlearn.methods.common import (
+    ALL_FAMILIES,
+    as_lam,
+    axpy,
+    clip_to_norm,
+    flat_norm,
+    is_vae,
+    lam_value,
+    model_labels,
+    rand,
+    randn,
+    resample,
+    sq_err,
+)
+from unlearn.methods.options import Opt
+from unlearn.types import Batch, LossTerms
+
+# Weights are capped at 1e30: only reachable for draws the mixture cannot produce (λ exactly
+# 0 or 1), where the exact weight is unbounded; |δ| is clamped to 1e30 so that ±inf
+# distances never meet a zero mixture weight as 0·inf
+_LOG_W_MAX = math.log(1e30)
+_DELTA_MAX = 1e30
+
+
+class ImportanceWeights(NamedTuple):
+    """Per-sample weights of the x and the a term (unpacks as ``w_x, w_a``)."""
+
+    w_x: torch.Tensor
+    w_a: torch.Tensor
+
+
+def _safe_log(p: torch.Tensor) -> torch.Tensor:
+    """log p with log 0 = -inf and a zero (not NaN) gradient at p = 0."""
+    pos = p > 0
+    return torch.where(pos, torch.log(torch.where(pos, p, torch.ones_like(p))), -math.inf)
+
+
+def log_mixture(delta: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
+    """``log((1-λ) + λ·exp(δ))`` by log-sum-exp, never forming ``exp(δ)``.
+
+    ``logaddexp(log(1-λ), log λ + δ)`` is finite for any δ and differentiable in δ and λ,
+    including λ = 0 or 1 (exact: the term with zero weight drops out).
+    """
+    lam = torch.as_tensor(lam, dtype=delta.dtype, device=delta.device)
+    delta = delta.clamp(-_DELTA_MAX, _DELTA_MAX)
+    return torch.logaddexp(_safe_log(1 - lam), _safe_log(lam) + delta)
+
+
+def weights_from_log_ratio(delta: torch.Tensor, lam: float | torch.Tensor) -> ImportanceWeights:
+    """Defensive-mixture weights from ``δ = log p_a(m) - log p_x(m)``.
+
+    ``w_x = p_x/q_λ = 1/((1-λ) + λ·e^δ)`` and ``w_a = p_a/q_λ = 1/((1-λ)·e^{-δ} + λ)``
+    (SISS, Alberti et al. 2025, defensive mixture), both computed in log space.
+    """
+    delta = delta.float()
+    lam = torch.as_tensor(lam, dtype=delta.dtype, device=delta.device)
+    log_w_x = -log_mixture(delta, lam)
+    # (1-λ)e^{-δ} + λ is the same mixture with δ → -δ and λ → 1-λ
+    log_w_a = -log_mixture(-delta, 1 - lam)
+    return ImportanceWeights(
+        torch.exp(log_w_x.clamp(max=_LOG_W_MAX)), torch.exp(log_w_a.clamp(max=_LOG_W_MAX))
+    )
+
+
+def importance_weights(
+    m: torch.Tensor,
+    x0_x: torch.Tensor,
+    x0_a: torch.Tensor,
+    gamma: torch.Tensor | float,
+    sigma: torch.Tensor | float,
+    lam: float | torch.Tensor,
+) -> ImportanceWeights:
+    """SISS importance weights of the noisy inputs ``m`` (one per row).
+
+    Args:
+        m: noisy inputs drawn from the mixture, shape ``(B, ...)``.
+        x0_x: clean retain samples x, same shape.
+        x0_a: clean forget samples a, same shape.
+        gamma: signal scale γ_t, a number or broadcastable to ``m`` (e.g. ``(B, 1, 1, 1)``).
+        sigma: noise scale σ_t, likewise.
+        lam: mixture weight λ ∈ [0, 1] of the forget component (float or tensor with grad).
+
+    Returns:
+        ``ImportanceWeights(w_x, w_a)`` of shape ``(B,)`` with
+        ``w_x = 1/((1-λ) + λ·exp(d_x - d_a))``, ``w_a = 1/((1-λ)·exp(d_a - d_x) + λ)`` and
+        ``d = ||m - γ·x0||² / (2σ²)``; finite for any distance.
+    """
+    m, x, a = m.float(), x0_x.float(), x0_a.float()
+    gamma = torch.as_tensor(gamma, dtype=torch.float32, device=m.device)
+    sigma = torch.as_tensor(sigma, dtype=torch.float32, device=m.device)
+    # d_x - d_a = (||m-γx||² - ||m-γa||²)/(2σ²) = ½ Σ (u-v)(u+v) with u, v the two ε-targets;
+    # u - v = γ(a-x)/σ is formed directly, so large, nearly equal distances do not cancel
+    diff = gamma * (a - x) / sigma
+    both = (2 * m - gamma * (x + a)) / sigma
+    delta = 0.5 * (diff * both).flatten(1).sum(1)
+    return weights_from_log_ratio(delta, lam)
+
+
+def siss_coefficients(n: int, k: int, scale: float) -> tuple[float, float]:
+    """``(n/(n-k), (1+s)·k/(n-k))``: the loss form's factors of L_x and L_a."""
+    if not 0 < k < n:
+        raise RuntimeError("call setup(model, split) before loss(): SISS needs n and k")
+    return n / (n - k), (1 + scale) * k / (n - k)
+
+
+def siss_gradient(
+    g_x: Sequence[torch.Tensor | None],
+    g_a: Sequence[torch.Tensor | None],
+    C: float | None,
+    scale: float,
+    clip: float,
+) -> list[torch.Tensor | None]:
+    """The gradient form of the SISS reference code: ``g_x - (1+s)·C·g_a/||g_a||``, clipped.
+
+    The reference implementation (claserken/SISS, ``delete_celeb.py``) sets the NegGrad
+    term's norm to ``scaling_norm`` and then clips the sum to norm 1; ``C = None`` scales it
+    to ``||g_x||`` instead, so the forget step is as long as the retain step.
+    """
+    nx, na = float(flat_norm(g_x)), float(flat_norm(g_a))
+    c = nx if C is None else float(C)
+    coef = -(1 + scale) * c / na if na > 0 and math.isfinite(na) else 0.0
+    return clip_to_norm(axpy(g_x, coef, g_a), clip)
+
+
+def _ess(w: torch.Tensor) -> float:
+    """Effective sample size fraction (Σw)²/(B·Σw²) ∈ (0, 1]: 1 = no weight degeneracy."""
+    w = w.detach().double()
+    den = float(w.pow(2).sum()) * w.numel()
+    return float(w.sum() ** 2) / den if den > 0 else float("nan")
+
+
+def _gauss_logpdf(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; mean, diag(exp(logvar))) per sample, without the 2π constant."""
+    z, mean, logvar = z.float(), mean.float(), logvar.float()
+    return -0.5 * ((z - mean).pow(2) * torch.exp(-logvar) + logvar).flatten(1).sum(1)
+
+
+class SISS(UnlearningMethod):
+    """SISS with one forward per (retain, forget) pair (Alberti et al., ICLR 2025).
+
+    Per step: x from the retain batch, a from the forget batch (resampled with the step's
+    generator to the retain batch size when they differ), one shared t and ε per pair, and a
+    Bernoulli(λ) draw per pair choosing m = noisy a (prob. λ) or noisy x. With
+    ``w = importance_weights(m, x, a, γ, σ, λ)``::
+
+        L_x = mean w_x·||ε_θ(m, t) - (m - γx)/σ||²     (pixel mean)
+        L_a = mean w_a·||ε_θ(m, t) - (m - γa)/σ||²
+
+    ``LossTerms``: retain = L_x, forget = L_a (both unbiased estimates of plain denoising
+    losses), total = the loss form ``n/(n-k)·L_x - (1+s)·k/(n-k)·L_a``. The paper draws x from
+    the whole training set X; with ``x_from: retain`` (default) x comes from X \\ A, so the
+    loss form equals ``L_{X\\A} + k/(n-k)·(L_{X\\A} - (1+s)·L_A)`` in expectation (an extra
+    push away from A); ``x_from: all`` swaps each x for a forget sample with probability k/n,
+    which makes x ~ X as in the paper. λ may be a tensor with gradient: the weights are
+    differentiable in λ (the Bernoulli draw is not).
+
+    VP-SDE: the same estimator with continuous t (``model.sample_t`` / ``noise_level``).
+
+    VAE (``ConvVAE``): the mixture is over the two encoder posteriors,
+    ``q_λ(z) = (1-λ)·q(z|x) + λ·q(z|a)``; z is drawn from it by reparameterisation (shared
+    standard-normal noise, Bernoulli(λ) component), decoded once, and the reconstruction
+    terms ``-log p(x|z)``, ``-log p(a|z)`` are weighted by ``w = q(z|·)/q_λ(z)`` from
+    :func:`weights_from_log_ratio` with ``δ = log q(z|a) - log q(z|x)``. The KL terms are
+    exact (closed form for Gaussians) and need no weighting. L_x, L_a are the resulting
+    negative ELBOs per dimension; the estimate and its reparameterised gradient are unbiased
+    because the draw's distribution does not depend on the weights.
+
+    Gradient form (``method.form: gradient``): the unlearner back-propagates retain and
+    forget separately and :meth:`combine_gradients` returns
+    ``g_x - (1+s)·C·g_a/||g_a||`` clipped to ``method.clip`` (the reference code's
+    norm-scaled NegGrad term; the n/(n-k) factors are absorbed in C).
+
+    Args:
+        cfg: the method config: ``scale`` (s), ``form`` (``loss`` | ``gradient``), ``clip``
+            (gradient form) and ``options``:
+
+            - ``C``: gradient form: length of the forget step; null (default) = ``||g_x||``.
+            - ``x_from``: ``retain`` (default) or ``all`` (x ~ X as in the paper, see above).
+            - ``labels``: class-conditional models only: ``own`` (default) evaluates ε_θ(m)
+              under x's label for L_x and a's label for L_a (one batched call of twice the
+              size, exact); ``null`` uses the null class for both (one forward, unlearns the
+              unconditional model only).
+    """
+
+    name = "siss"
+    families = ALL_FAMILIES
+    forms = ("loss", "gradient")
+    OPTIONS: ClassVar[dict[str, Opt]] = {
+        "C": Opt(
+            None,
+            "gradient form: forget step length; null = ||g_x||",
+            lo=0.0,
+            lo_open=True,
+            optional=True,
+        ),  # fmt: skip
+        "x_from": Opt("retain", "where x is drawn from", kind=str, choices=("retain", "all")),
+        "labels": Opt("own", "conditioning of the two terms", kind=str, choices=("own", "null")),
+    }
+
+    def __init__(self, cfg: MethodConfig | None = None):
+        super().__init__(cfg)
+        self.combine = self.cfg.form
+        self.scale = float(self.cfg.scale)
+        self.clip = float(self.cfg.clip)
+        self.n = self.k = 0
+
+    def setup(self, model: torch.nn.Module, split: ForgetSplit) -> None:
+        self.n, self.k = split.n, split.k
+
+    def loss(
+        self,
+        model: torch.nn.Module,
+        retain: Batch,
+        forget: Batch,
+        lam: float | torch.Tensor,
+        generator: torch.Generator,
+    ) -> LossTerms:
+        c_x, c_a = siss_coefficients(self.n, self.k, self.scale)
+        dev = retain.images.device
+        size = len(retain)
+        a = resample(forget, size, generator)
+        x = retain
+        if self.options["x_from"] == "all":
+            idx = torch.randint(0, len(forget), (size,), generator=generator).to(dev)
+            swap = rand(size, generator, dev) < self.k / self.n
+            x = Batch(
+                torch.where(swap.view(-1, 1, 1, 1), forget.images[idx], x.images),
+                torch.where(swap, forget.labels[idx], x.labels),
+            )
+        lam_t = as_lam(lam, dev)
+        pick_a = rand(size, generator, dev) < min(1.0, max(0.0, lam_value(lam)))
+        if is_vae(model):
+            l_x, l_a, w = self._vae_terms(model, x, a, pick_a, lam_t, generator)
+        else:
+            l_x, l_a, w = self._diffusion_terms(model, x, a, pick_a, lam_t, generator)
+        total = c_x * l_x - c_a * l_a
+        extras = {"siss/ess_x": _ess(w.w_x), "siss/ess_a": _ess(w.w_a)}
+        return LossTerms(retain=l_x, forget=l_a, total=total, extras=extras)
+
+    def _diffusion_terms(self, model, x: Batch, a: Batch, pick_a, lam_t, g):
+        size = len(x)
+        t = model.sample_t(size, g)
+        eps = randn(x.images.shape, g, x.images)
+        nl = model.noise_level(t)
+        gamma, sigma = nl.gamma, nl.sigma
+        sel = pick_a.view(-1, 1, 1, 1)
+        x0, a0 = x.images.float(), a.images.float()
+        m = torch.where(sel, gamma * a0 + sigma * eps, gamma * x0 + sigma * eps)
+        w = importance_weights(m, x0, a0, gamma, sigma, lam_t)
+        # ε-targets (m - γ·x0)/σ formed without dividing a difference of large numbers by a
+        # tiny σ: the drawn component's target is ε itself
+        shift = gamma * (a0 - x0) / sigma
+        target_x = eps + sel * shift
+        target_a = eps - (~sel) * shift
+        if model.conditional and self.options["labels"] == "own":
+            labels = torch.cat([model_labels(model, x.labels), model_labels(model, a.labels)])
+            pred_x, pred_a = model.eps(torch.cat([m, m]), torch.cat([t, t]), labels).chunk(2)
+        else:
+            pred_x = pred_a = model.eps(m, t, None)
+        l_x = (w.w_x * sq_err(pred_x, target_x)).mean()
+        l_a = (w.w_a * sq_err(pred_a, target_a)).mean()
+        return l_x, l_a, w
+
+    def _vae_terms(self, model, x: Batch, a: Batch, pick_a, lam_t, g):
+        x0, a0 = x.images, a.images
+        mu_x, lv_x = model.encode(x0)
+        mu_a, lv_a = model.encode(a0)
+        e = randn(mu_x.shape, g, x0)
+        sel = pick_a.view(-1, 1, 1, 1)
+        z = torch.where(sel, mu_a + torch.exp(0.5 * lv_a) * e, mu_x + torch.exp(0.5 * lv_x) * e)
+        w = weights_from_log_ratio(
+            _gauss_logpdf(z, mu_a, lv_a) - _gauss_logpdf(z, mu_x, lv_x), lam_t
+        )
+        recon = model.decode(z).float()
+        inv_2var = 0.5 * math.exp(-model.decoder_logvar)
+        dims = x0[0].numel()
+
+        def neg_elbo(target, mu, lv, weight):
+            rec = (recon - target.float()).pow(2).flatten(1).sum(1) * inv_2var
+            kl = 0.5 * (mu.pow(2) + lv.exp() - 1 - lv).float().flatten(1).sum(1)
+            return (weight * rec + kl).mean() / dims
+
+        return neg_elbo(x0, mu_x, lv_x, w.w_x), neg_elbo(a0, mu_a, lv_a, w.w_a), w
+
+    def combine_gradients(
+        self, g_retain: list[torch.Tensor], g_forget: list[torch.Tensor], lam: float
+    ) -> list[torch.Tensor]:
+        return siss_gradient(g_retain, g_forget, self.options["C"], self.scale, self.clip)

@@ -1,0 +1,30 @@
+"""RLlib callbacks: the env's per-episode facts (λ trajectory, end metrics) as RLlib metrics.
+
+They run inside env runners and reach the driver through RLlib's metrics, reduced to one
+mean per training iteration; ``unlearn.rl.train`` logs them to MLflow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.rllib.callbacks.callbacks import RLlibCallback
+
+END_KEYS = ("eval/forget_rate", "eval/fid", "base/forget_rate", "base/fid")
+
+
+class UnlearnCallbacks(RLlibCallback):
+    """Logs ``unlearn/lambda_d<i>`` (λ of decision i), end-of-episode metrics, divergences."""
+
+    def on_episode_end(self, *, episode: Any, metrics_logger: Any = None, **kwargs: Any) -> None:
+        if metrics_logger is None:
+            return
+        infos = episode.get_infos()
+        last = infos[-1] if len(infos) else {}
+        diverged = bool(last.get("diverged", False))
+        metrics_logger.log_value("env/diverged", float(diverged), reduce="mean")
+        for i, lam in enumerate(last.get("lambdas", [])):
+            metrics_logger.log_value(f"unlearn/lambda_d{i}", float(lam), reduce="mean")
+        for key in END_KEYS:
+            if key in last:
+                metrics_logger.log_value(key, float(last[key]), reduce="mean")

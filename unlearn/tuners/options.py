@@ -1,0 +1,124 @@
+"""How a sweep searches, and the checks that refuse bad input before Ray starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from unlearn.config import Config, ConfigError
+from unlearn.tuners.space import SearchSpace
+
+SEARCHES = ("optuna", "random", "pbt", "pb2")
+SCHEDULERS = ("fifo", "asha", "pbt", "pb2")
+OBJECTIVES = ("multi", "weighted")
+POPULATION = ("pbt", "pb2")
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """How to search (everything else comes from the config's ``tune`` section).
+
+    Args:
+        search: ``optuna``, ``random``, ``pbt`` or ``pb2``.
+        scheduler: ``asha`` (early stopping), ``fifo`` or None; ``pbt`` / ``pb2`` only
+            together with the same ``search``.
+        objective: ``multi`` (forget rate and FID → Pareto front) or ``weighted``
+            (``forget_rate + tune.fid_weight * fid``).
+        num_samples: trials (PBT: population size); default ``tune.num_samples``.
+        max_concurrent: trials at once; default ``tune.max_concurrent``.
+        name: sweep name (directory under ``WORKDIR/tune`` and MLflow parent run name).
+        resume: continue the sweep ``name`` (or the newest one of this space and search).
+        address: Ray cluster address; default: ``RAY_ADDRESS`` or a new local instance.
+        points_to_evaluate: trial configs the Optuna study runs first.
+    """
+
+    search: str = "optuna"
+    scheduler: str | None = None
+    objective: str = "multi"
+    num_samples: int | None = None
+    max_concurrent: int | None = None
+    name: str | None = None
+    resume: bool = False
+    address: str | None = None
+    points_to_evaluate: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def population(self) -> bool:
+        return self.search in POPULATION
+
+
+def check_options(opts: SweepOptions, space: SearchSpace) -> None:
+    """Combinations Ray cannot run, refused before it starts."""
+    s = opts.search
+    if s not in SEARCHES:
+        raise ConfigError(f"--search: {s!r} is not allowed; expected one of {', '.join(SEARCHES)}")
+    if opts.scheduler is not None and opts.scheduler not in SCHEDULERS:
+        allowed = ", ".join(SCHEDULERS)
+        raise ConfigError(
+            f"--scheduler: {opts.scheduler!r} is not allowed; expected one of {allowed}"
+        )
+    if opts.objective not in OBJECTIVES:
+        raise ConfigError(
+            f"--objective: {opts.objective!r} is not allowed; expected multi or weighted"
+        )
+    if opts.scheduler in POPULATION and s not in POPULATION:
+        raise ConfigError(f"--scheduler {opts.scheduler} with --search {s}: PBT cannot share a run "
+                          f"with a search algorithm; use --search {opts.scheduler}")  # fmt: skip
+    if s in POPULATION and opts.scheduler not in (None, s):
+        raise ConfigError(
+            f"--search {s} is itself the scheduler; drop --scheduler {opts.scheduler}"
+        )
+    if s in POPULATION and opts.points_to_evaluate:
+        raise ConfigError(f"--search {s}: PBT cannot share a run with a search algorithm "
+                          "(points to evaluate need one)")  # fmt: skip
+    if s in POPULATION and space.conditional:
+        raise ConfigError(f"space {space.name}: conditional parameters need a searcher; PBT "
+                          "mutates a fixed set of parameters")  # fmt: skip
+    cat = [p.path for p in space.params if p.kind == "choice"]
+    if s == "pb2" and cat:
+        raise ConfigError(f"space {space.name}: params.{cat[0]}: PB2 needs numeric ranges, "
+                          "not choices (use --search pbt)")  # fmt: skip
+    for what, v in (("--num-samples", opts.num_samples), ("--max-concurrent", opts.max_concurrent)):
+        if v is not None and v < 1:
+            raise ConfigError(f"{what}: {v} is out of range; expected a value >= 1")
+
+
+def check_tracking(cfg: Config) -> str | None:
+    """The tracking URI, checked to answer; a server that is down stops the sweep here."""
+    if not cfg.tracking.enabled:
+        return None
+    from unlearn.tracking import tracking_uri
+
+    uri = tracking_uri(cfg)
+    if uri.startswith(("http://", "https://")):
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as r:
+                ok = r.status == 200
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            reason = getattr(e, "reason", e)
+            raise ConfigError(f"tracking: MLflow server {uri} is not reachable ({reason}); start it "
+                              "(unlearn ui) or unset MLFLOW_TRACKING_URI") from None  # fmt: skip
+        if not ok:
+            raise ConfigError(f"tracking: MLflow server {uri} is not healthy (/health != 200)")
+    elif uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    return uri
+
+
+def check_pretrained(cfg: Config) -> None:
+    """Trials load the base model and classifier; a missing one stops the sweep here.
+
+    On a cluster the workdir must be shared storage (or the models shipped in the package),
+    since trials run on other nodes than the driver.
+    """
+    from unlearn.pretrain import locate
+
+    model, clf = locate(cfg)
+    if model is None or clf is None:
+        what = "base model" if model is None else "classifier"
+        raise ConfigError(f"model: no pretrained {what} for this config under {cfg.workdir_path}; "
+                          "run `unlearn pretrain --config <your config>` first")  # fmt: skip

@@ -1,0 +1,268 @@
+"""A sweep: validate, start (or join) Ray, run a Tuner, collect results, track in MLflow.
+
+Searchers and schedulers (DESIGN.md, "Agents, tuners, tracking, cluster"):
+
+- ``optuna``: Optuna TPE over a define-by-run space (conditionals), multi-objective
+  (``eval/forget_rate``, ``eval/fid``, both minimised → Pareto front) or one weighted score;
+  ``random``: the same with Optuna's random sampler. ``--scheduler asha`` stops trials early
+  on ``tune/proxy_score`` (fixed-noise denoising losses, reported every few steps).
+- ``pbt`` / ``pb2``: Population Based Training over λ (and other numeric parameters) for
+  schedules. PBT replaces trials' configs mid-run, so it cannot share a run with a search
+  algorithm (Ray refuses); the winner's λ over time is written as a replayable schedule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from unlearn.config import Config, ConfigError, build
+from unlearn.runtime import ProgressFn, no_progress
+from unlearn.tuners.artifacts import finish, parent_run
+from unlearn.tuners.options import SweepOptions, check_options, check_pretrained, check_tracking
+from unlearn.tuners.results import SweepResult, TrialResult
+from unlearn.tuners.space import SearchSpace, from_dict, to_dict, trial_config, validate_space
+from unlearn.tuners.trainable import TrialSpec
+
+log = logging.getLogger(__name__)
+
+MULTI = (["eval/forget_rate", "eval/fid"], ["min", "min"])
+META = "unlearn_sweep.json"  # config, space, options and parent run of a sweep (for --resume)
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
+    """Join ``address`` (or ``RAY_ADDRESS``, set inside a Ray job), else start a private local
+    instance (never a leftover cluster). Returns whether this call started or joined Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
+    if address:
+        ray.init(address=address, **quiet)
+    else:
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
+    return True
+
+
+def run_sweep(
+    cfg: Config, space: SearchSpace, opts: SweepOptions, progress: ProgressFn = no_progress
+) -> SweepResult:
+    """Run (or resume) a sweep and return its trials, Pareto front, best trial and artifacts.
+
+    Everything that can be wrong with the input (space, option combinations, missing
+    pretrained models, a tracking server that is down) raises :class:`ConfigError` before
+    Ray starts. A resumed sweep uses the config, space and options it was started with.
+    """
+    check_options(opts, space)
+    path = _sweep_dir(cfg, space, opts)
+    meta = json.loads((path / META).read_text()) if opts.resume else None
+    if meta is not None:
+        cfg, space = build(Config, meta["config"]), from_dict(meta["space"])
+        opts = SweepOptions(**{**meta["options"], "resume": True, "name": path.name,
+                               "address": opts.address})  # fmt: skip
+    validate_space(space, cfg)
+    check_pretrained(trial_config(cfg, space, {}))
+    uri = check_tracking(cfg)
+    if meta is not None and meta.get("parent_run_id") and meta.get("uri") != uri:
+        raise ConfigError(f"--resume: sweep {path.name} is tracked at {meta['uri']}, not {uri}; "
+                          f"set MLFLOW_TRACKING_URI={meta['uri']}")  # fmt: skip
+    t0 = time.perf_counter()
+    started = init_ray(opts.address)
+    try:
+        # Tune prints tables and MLflow prints run links: the library logs them instead
+        with contextlib.redirect_stdout(_LogWriter()):
+            return _run(cfg, space, opts, path, uri, meta, progress, t0)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
+def _sweep_dir(cfg: Config, space: SearchSpace, opts: SweepOptions) -> Path:
+    from ray.tune import Tuner
+
+    root = cfg.workdir_path / "tune"
+    if not opts.resume:
+        name = opts.name or f"{space.name}-{opts.search}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if (root / name).exists():
+            raise ConfigError(f"--name: sweep {name!r} already exists in {root}; pass --resume to "
+                              "continue it or choose another name")  # fmt: skip
+        return root / name
+    if opts.name:
+        path = root / opts.name
+    else:
+        found = [p for p in root.glob(f"{space.name}-{opts.search}-*") if (p / META).is_file()]
+        if not found:
+            raise ConfigError(f"--resume: no earlier {opts.search} sweep of space {space.name} "
+                              f"in {root}")  # fmt: skip
+        path = max(found, key=lambda p: p.stat().st_mtime)
+    if not (path / META).is_file() or not Tuner.can_restore(str(path)):
+        raise ConfigError(f"--resume: {path} holds no sweep that can be resumed")
+    return path
+
+
+def _run(cfg, space, opts, path, uri, meta, progress, t0) -> SweepResult:
+    from ray import tune
+
+    from unlearn.tuners.callbacks import SweepCallback, flat_params
+    from unlearn.tuners.trainable import run_trial
+
+    # save the experiment state often: a killed driver loses at most this much bookkeeping;
+    # every report carries a checkpoint, so Tune's "snapshotting too often" warning is expected
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    t = cfg.tune
+    n = opts.num_samples or t.num_samples
+    every = t.report_every or max(1, cfg.unlearn.steps // 10)
+    spec = TrialSpec(base=cfg.to_dict(), space=space, report_every=every, cpus=t.cpus_per_trial,
+                     fid_weight=t.fid_weight, proxy_forget_weight=t.proxy_forget_weight)  # fmt: skip
+    trainable = tune.with_resources(tune.with_parameters(run_trial, spec=spec),
+                                    {"cpu": t.cpus_per_trial, "gpu": t.gpus_per_trial})  # fmt: skip
+    resume_id = meta.get("parent_run_id") if meta else None
+    parent, exp_id = parent_run(cfg, space, opts, path.name, uri, n, resume_id)
+    cb = SweepCallback(uri, exp_id, parent, path.name,
+                       functools.partial(flat_params, cfg.to_dict(), to_dict(space)),
+                       params_at_end=opts.population, total=n)  # fmt: skip
+    cb.progress = progress
+    progress("trials", 0, n)
+    if opts.resume:
+        tuner = tune.Tuner.restore(
+            str(path), trainable, resume_unfinished=True, resume_errored=True
+        )
+        internal = getattr(tuner, "_local_tuner", None)
+        if internal is not None:  # the pickled callback has no progress hook and no client
+            internal.get_run_config().callbacks = [cb]
+    else:
+        tuner = _new_tuner(cfg, space, opts, path, trainable, cb, n, every)
+        path.mkdir(parents=True, exist_ok=True)
+        options = {k: v for k, v in asdict(opts).items() if k not in ("resume", "address")}
+        meta = {"config": cfg.to_dict(), "space": to_dict(space), "options": options,
+                "parent_run_id": parent, "uri": uri}  # fmt: skip
+        (path / META).write_text(json.dumps(meta, indent=1))
+    grid = tuner.fit()
+    trials = [_trial_result(r, cb) for r in grid]
+    return finish(cfg, space, opts, path, trials, parent, uri, time.perf_counter() - t0)
+
+
+def _new_tuner(cfg, space, opts, path, trainable, cb, n: int, every: int):
+    from ray import tune
+
+    from unlearn.tuners.space import tune_domains
+
+    return tune.Tuner(
+        trainable,
+        param_space=tune_domains(space) if opts.population else {},
+        tune_config=tune.TuneConfig(
+            search_alg=_make_search(opts, space, cfg.tune.seed),
+            scheduler=_make_scheduler(opts, space, cfg, math.ceil(cfg.unlearn.steps / every)),
+            num_samples=n,
+            max_concurrent_trials=opts.max_concurrent or cfg.tune.max_concurrent,
+            trial_dirname_creator=_trial_dirname,
+            # a fresh actor per trial re-imports torch and diffusers (seconds per trial)
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=path.name,
+            storage_path=str(path.parent),
+            callbacks=[cb],
+            # PBT restores trials from other trials' older checkpoints: keep them all
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None if opts.population else 2),
+            verbose=0,
+        ),
+    )
+
+
+def _trial_dirname(trial) -> str:
+    return trial.trial_id
+
+
+def _make_search(opts: SweepOptions, space: SearchSpace, seed: int):
+    if opts.population:
+        return None
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from unlearn.tuners.optuna_search import SweepOptunaSearch
+    from unlearn.tuners.space import OptunaSpace
+
+    sampler = (optuna.samplers.RandomSampler(seed=seed) if opts.search == "random"
+               else optuna.samplers.TPESampler(seed=seed))  # fmt: skip
+    metric, mode = MULTI if opts.objective == "multi" else ("tune/score", "min")
+    return SweepOptunaSearch(OptunaSpace(space), metric=metric, mode=mode, sampler=sampler,
+                             points_to_evaluate=opts.points_to_evaluate or None)  # fmt: skip
+
+
+def _make_scheduler(opts: SweepOptions, space: SearchSpace, cfg: Config, n_reports: int):
+    from unlearn.tuners.space import bounds, clip, tune_domains
+
+    kind = opts.scheduler or (opts.search if opts.population else None)
+    common: dict[str, Any] = {"time_attr": "training_iteration", "metric": "tune/proxy_score",
+                              "mode": "min"}  # fmt: skip
+    if kind == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        n = max(1, n_reports)
+        return ASHAScheduler(max_t=n, grace_period=min(cfg.tune.grace_period, n),
+                             reduction_factor=2, **common)  # fmt: skip
+    if kind not in ("pbt", "pb2"):
+        return None
+    from unlearn.tuners.schedulers import SweepPB2, SweepPBT
+
+    # synchronous generations: a function trainable can only offer its latest checkpoint, so
+    # in asynchronous PBT a clone may copy a donor that has already moved on (or finished)
+    common.update(perturbation_interval=cfg.tune.perturbation_interval, synch=True,
+                  custom_explore_fn=functools.partial(clip, space))  # fmt: skip
+    if kind == "pbt":
+        return SweepPBT(hyperparam_mutations=tune_domains(space), **common)
+    return SweepPB2(hyperparam_bounds=bounds(space), **common)
+
+
+class _LogWriter(io.TextIOBase):
+    """A text stream whose lines go to this module's logger."""
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            if line.strip():
+                log.info("%s", line)
+        return len(text)
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def _trial_result(r, cb) -> TrialResult:
+    m = dict(r.metrics or {})
+    tid = Path(r.path).name  # the trial directory is named by the trial id
+    fr, fid, score = (
+        _num(m.get("eval/forget_rate")),
+        _num(m.get("eval/fid")),
+        _num(m.get("tune/score")),
+    )
+    if r.error is not None:
+        status = "error"
+    elif fr is not None or score is not None:
+        status = "diverged" if m.get("unlearn/status") == "diverged" else "finished"
+    else:
+        status = "early_stopped"
+    return TrialResult(
+        trial_id=tid, params=dict(r.config or {}), status=status, forget_rate=fr, fid=fid,
+        score=score, proxy_score=_num(m.get("tune/proxy_score")),
+        steps=int(m.get("unlearn/step", 0) or 0), lambdas=list(m.get("lambdas") or []),
+        unlearn_time=float(m.get("perf/unlearn_time", 0.0) or 0.0),
+        build_time=float(m.get("perf/build_time", 0.0) or 0.0),
+        eval_time=float(m.get("perf/eval_time", 0.0) or 0.0),
+        trial_time=cb.wall.get(tid), run_id=cb.runs.get(tid),
+    )  # fmt: skip
