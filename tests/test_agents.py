@@ -65,7 +65,11 @@ def _make(name: str) -> LambdaAgent:
 
 
 # -- the contract every registered agent passes ----------------------------------------------
-@pytest.mark.parametrize("name", sorted(AGENTS))
+# (the policy agent needs an exported file and a bound unlearner: tests/test_policy.py)
+CONTRACT = sorted(set(AGENTS) - {"policy"})
+
+
+@pytest.mark.parametrize("name", CONTRACT)
 def test_contract_range_and_determinism(name: str) -> None:
     agent = _make(name)
     assert isinstance(agent, LambdaAgent) and agent.name == name
@@ -75,7 +79,7 @@ def test_contract_range_and_determinism(name: str) -> None:
     assert _episode(_make(name), seed=3) == lams  # fresh instance
 
 
-@pytest.mark.parametrize("name", sorted(AGENTS))
+@pytest.mark.parametrize("name", CONTRACT)
 def test_contract_nan_and_extreme_stats(name: str) -> None:
     agent = _make(name)
     agent.reset(0)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from unlearn.config import Config
+from unlearn.config import Config, ConfigError
 from unlearn.console import table
 from unlearn.metrics import EvalResult
 from unlearn.runtime import ProgressFn, no_progress
@@ -47,12 +47,28 @@ class DemoReport:
     path: Path
     results: dict[str, EvalResult] = field(default_factory=dict)
     sections: list[str] = field(default_factory=list)
+    facts: dict[str, object] = field(default_factory=dict)
+
+
+DEMO_PARTS = ("unlearn", "search", "rl")
 
 
 def run_demo(
-    cfg: Config, out: Path | None = None, progress: ProgressFn = no_progress
+    cfg: Config,
+    out: Path | None = None,
+    progress: ProgressFn = no_progress,
+    parts: tuple[str, ...] = DEMO_PARTS,
 ) -> DemoReport:
-    """Evaluate the (shipped or cached) base model and write a report folder."""
+    """Evaluate the (shipped or cached) base model, then run the demo's ``parts``.
+
+    ``unlearn``: forget the configured classes with static and variational λ; ``search``: a
+    4-trial static-vs-variational search with its Pareto plot; ``rl``: PPO for a few
+    iterations on the tiny env, export the policy, unlearn with it. The report is rewritten
+    after each part, so an interrupted demo still leaves what it finished.
+    """
+    bad = sorted(set(parts) - set(DEMO_PARTS))
+    if bad:
+        raise ConfigError(f"--parts: {bad} not allowed; expected a subset of {list(DEMO_PARTS)}")
     from unlearn.data import load_splits
     from unlearn.metrics import evaluate, prepare, save_grid, save_histogram
     from unlearn.pretrain import load_pretrained
@@ -85,8 +101,14 @@ def run_demo(
         "![samples](base_samples.png)\n\n![class histogram](base_class_hist.png)\n"
     )
     write_report(cfg, rep)
-    if cfg.forget.classes:
+    if "unlearn" in parts and cfg.forget.classes:
         unlearn_section(cfg, rep, base, progress)
+        write_report(cfg, rep)
+    if "search" in parts and cfg.forget.classes:
+        search_section(cfg, rep, progress)
+        write_report(cfg, rep)
+    if "rl" in parts:
+        rl_section(cfg, rep, progress)
         write_report(cfg, rep)
     return rep
 
@@ -128,6 +150,111 @@ def unlearn_section(cfg: Config, rep: DemoReport, base: EvalResult, progress: Pr
     plot_lambda(lams, rep.path / "lambda.png")
     lines += ["", "![λ trajectories](lambda.png)", ""]
     lines += [f"{a}: ![{a}]({a}_after.png)" for a, _ in DEMO_AGENTS]
+    rep.sections.append("\n".join(lines) + "\n")
+
+
+def _fmt(v: object) -> str:
+    return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def search_section(cfg: Config, rep: DemoReport, progress: ProgressFn) -> None:
+    """A 4-trial Optuna search: static λ against the variational agent, Pareto front."""
+    import shutil
+
+    from unlearn.tuners.demo import demo_search
+
+    res = demo_search(cfg, progress)
+    rep.facts["search"] = {"name": res.name, "path": str(res.path), "wall_time": res.wall_time,
+                           "parent_run_id": res.parent_run_id}  # fmt: skip
+    lines = [
+        "## Search: static vs variational λ",
+        "",
+        f"{len(res.trials)} trials (Optuna, multi-objective: forget rate and FID, both "
+        f"minimised) in {res.wall_time:.0f} s; sweep `{res.name}`, MLflow parent run "
+        f"`{res.parent_run_id}`.",
+        "",
+        "| trial | agent | λ | β | forget rate | FID | Pareto | status |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    front = {t.trial_id for t in res.pareto}
+    for t in res.trials:
+        p = t.params
+        lines.append(
+            f"| {t.trial_id} | {p.get('agent.name', '-')} | {_fmt(p.get('method.lam'))} | "
+            f"{_fmt(p.get('agent.options.beta'))} | {_fmt(t.forget_rate)} | {_fmt(t.fid)} | "
+            f"{'yes' if t.trial_id in front else ''} | {t.status} |"
+        )
+    if res.pareto_plot and res.pareto_plot.exists():
+        shutil.copy(res.pareto_plot, rep.path / "search_pareto.png")
+        lines += ["", "![Pareto front](search_pareto.png)"]
+    rep.sections.append("\n".join(lines) + "\n")
+
+
+#: PPO iterations of the demo (each is a handful of tiny-env episodes)
+DEMO_RL_ITERATIONS = 3
+
+
+def tiny_config(cfg: Config) -> Config:
+    """The packaged tiny env config, sharing the demo's workdir and MLflow store."""
+    from unlearn.cli import default_config_path
+    from unlearn.config import load_config
+
+    path = default_config_path().parent / "tiny.yaml"
+    return load_config(path, [f"workdir={cfg.workdir_path}", f"device={cfg.device}",
+                              f"tracking.uri={cfg.tracking.uri}",
+                              f"tracking.enabled={str(cfg.tracking.enabled).lower()}",
+                              f"tracking.experiment={cfg.tracking.experiment}-rl"])  # fmt: skip
+
+
+def rl_section(cfg: Config, rep: DemoReport, progress: ProgressFn) -> None:
+    """PPO on the tiny env, export the policy, unlearn with it (next to a static λ run)."""
+    import ray
+
+    from unlearn.config import with_overrides
+    from unlearn.experiment import plot_lambda, run
+    from unlearn.export.rllib import export_policy
+    from unlearn.pretrain import pretrain
+    from unlearn.rl.train import train
+
+    tiny = tiny_config(cfg)
+    pretrain(tiny, progress)
+    try:
+        tr = train(tiny, "ppo", iterations=DEMO_RL_ITERATIONS, env_runners=1,
+                   out=tiny.workdir_path / "rl" / "demo-ppo", progress=progress)  # fmt: skip
+    finally:
+        ray.shutdown()
+    pdir = export_policy(tr.checkpoint, tiny.workdir_path / "policies" / "demo-ppo", "torchscript")
+    rep.facts["policy"] = str(pdir)
+    budget = tiny.env.decisions * tiny.env.steps_per_decision
+    runs = {}
+    for agent, extra in (("policy", [f"agent.path={pdir}"]), ("static", [])):
+        c = with_overrides(tiny, [f"agent.name={agent}", f"unlearn.steps={budget}", *extra])
+        runs[agent] = run(c, progress)
+    rets = ", ".join(_fmt(r) for r in tr.returns)
+    lines = [
+        "## RL λ agent (tiny env)",
+        "",
+        f"PPO for {len(tr.returns)} iterations on `unlearn/Unlearning-v0` ({tiny.data.name} "
+        f"{tiny.data.resolution}x{tiny.data.resolution}, {tiny.env.decisions} decisions of "
+        f"{tiny.env.steps_per_decision} steps); mean episode return per iteration: {rets}.",
+        f"Checkpoint `{tr.checkpoint}`, exported policy `{pdir}` (TorchScript + metadata; "
+        "loads without Ray).",
+        "",
+        f"Unlearning class {list(tiny.forget.classes)} of the tiny model with the exported "
+        "policy and with a static λ:",
+        "",
+        "| agent | forget rate before | after | FID before | after | MLflow run |",
+        "|---|---|---|---|---|---|",
+    ]
+    for agent, r in runs.items():
+        b = r.before
+        lines.append(
+            f"| {agent} | {_fmt(b.forget_rate if b else None)} | {r.after.forget_rate:.3f} | "
+            f"{_fmt(b.fid if b else None)} | {r.after.fid:.3g} | `{r.run_id}` |"
+        )
+        rep.results[f"tiny: {tiny.method.name} + {agent} λ"] = r.after
+    plot_lambda({a: r.lambdas for a, r in runs.items()}, rep.path / "rl_lambda.png")
+    lines += ["", "![λ of the policy](rl_lambda.png)"]
     rep.sections.append("\n".join(lines) + "\n")
 
 

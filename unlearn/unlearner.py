@@ -76,6 +76,10 @@ def _batch(data: ImageData, size: int, g: torch.Generator) -> Batch:
     return Batch(data.images[idx], data.labels[idx])
 
 
+def _num(v: torch.Tensor | float) -> float:
+    return float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
+
+
 def _flat_norm(grads: Sequence[torch.Tensor | None]) -> float:
     sq = sum(float(g.detach().pow(2).sum()) for g in grads if g is not None)
     return math.sqrt(sq)
@@ -215,10 +219,10 @@ class Unlearner:
             total = terms.total / u.grad_accum
             reg = self.agent.regularizer()
             obj = total + (reg / u.grad_accum if reg is not None else 0.0)
-            if not all(math.isfinite(float(v)) for v in (terms.retain, terms.forget, terms.total)):
+            if not all(math.isfinite(_num(v)) for v in (terms.retain, terms.forget, terms.total)):
                 raise DivergenceError(
-                    f"non-finite loss at step {self.t} (retain={float(terms.retain):.4g}, "
-                    f"forget={float(terms.forget):.4g}); weights kept from the last good step"
+                    f"non-finite loss at step {self.t} (retain={_num(terms.retain):.4g}, "
+                    f"forget={_num(terms.forget):.4g}); weights kept from the last good step"
                 )
             if gradient_form or want_stats:
                 g_r = torch.autograd.grad(
@@ -238,11 +242,11 @@ class Unlearner:
                 )
                 for p, gr in zip(agent_params, grads, strict=True):
                     p.grad = gr if p.grad is None or gr is None else p.grad + gr
-            r_sum += float(terms.retain) / u.grad_accum
-            f_sum += float(terms.forget) / u.grad_accum
-            tot_sum += float(terms.total) / u.grad_accum
+            r_sum += _num(terms.retain) / u.grad_accum
+            f_sum += _num(terms.forget) / u.grad_accum
+            tot_sum += _num(terms.total) / u.grad_accum
             for k, v in (terms.extras or {}).items():
-                extras[k] = extras.get(k, 0.0) + float(v) / u.grad_accum
+                extras[k] = extras.get(k, 0.0) + _num(v) / u.grad_accum
         if gradient_form:
             combined = self.method.combine_gradients(
                 [None if x is None else x / u.grad_accum for x in g_r_acc],

@@ -107,6 +107,11 @@ class HybridAgent(LambdaAgent):
         self.last_coarse = float(lam_c.detach() if isinstance(lam_c, torch.Tensor) else lam_c)
         return self._combine(lam_c, stats)
 
+    def bind(self, unlearner) -> None:
+        """Forward the unlearner to a coarse agent that reads its proxies (a policy)."""
+        if hasattr(self.coarse, "bind"):
+            self.coarse.bind(unlearner)
+
     def parameters(self) -> list[torch.nn.Parameter]:
         return [*self.coarse.parameters(), *self.refiner.parameters()]
 
