@@ -326,7 +326,7 @@ def test_hybrid_with_schedule_coarse() -> None:
         (
             "static",
             {"lambda": 0.3},
-            r"agent\.options\.lambda: unknown option; allowed options: lam",
+            r"agent\.options\.lambda: unknown option 'lambda'; allowed options: lam",
         ),
         ("static", {"lam": 1.5}, r"agent\.options\.lam: 1\.5 .*\[0\.0, 1\.0\]"),
         ("static", {"lam": "high"}, r"agent\.options\.lam: 'high'"),
@@ -395,7 +395,7 @@ def test_register_agent() -> None:
         register_agent("half-test", Half)
         assert get_agent(AgentConfig(name="half-test"), 0.1).act(None) == 0.5
         with pytest.raises(
-            ConfigError, match=r"agent\.options\.x: unknown option; allowed options: none"
+            ConfigError, match=r"agent\.options\.x: unknown option 'x'; allowed options: none"
         ):
             get_agent(AgentConfig(name="half-test", options={"x": 1}), 0.1)
         with pytest.raises(ValueError, match="already registered"):

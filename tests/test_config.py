@@ -23,16 +23,18 @@ def test_relative_workdir_becomes_absolute(tmp_path, monkeypatch):
     assert cfg.workdir == str(tmp_path / "here")
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "mnist.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "mnist.yaml", "tiny.yaml"])
 def test_shipped_configs_load(name):
     cfg = load_config(REPO / "configs" / name)
     assert cfg.data.resolution >= 8
 
 
-def test_embedded_demo_config_matches_repo_copy():
+@pytest.mark.parametrize("name", ["demo.yaml", "tiny.yaml"])
+def test_embedded_configs_match_repo_copies(name):
     import unlearn.cli
 
-    assert unlearn.cli.default_config_path().read_text() == (REPO / "configs/demo.yaml").read_text()
+    embedded = unlearn.cli.default_config_path().parent / name
+    assert embedded.read_text() == (REPO / "configs" / name).read_text()
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,14 @@ from typing import Annotated
 
 import typer
 
+from unlearn.cli_options import (  # noqa: F401 (default_config_path: public)
+    ConfigOpt,
+    JsonOpt,
+    SetOpt,
+    default_config_path,
+    load_cli_config,
+)
+
 app = typer.Typer(
     help="Make generative models forget: unlearn classes or memorised samples from DDPMs, "
     "score models and VAEs, and choose the forgetting weight λ.",
@@ -21,25 +29,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="YAML experiment config (default: the embedded demo)."),
-]
-SetOpt = Annotated[
-    list[str] | None,
-    typer.Option("--set", "-s", help="Override a config field: section.field=value (repeatable)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
-
-
-def _config(config: Path | None, overrides: list[str] | None):
-    from unlearn.config import load_config
-
-    return load_config(config or default_config_path(), overrides or [])
-
-
-def default_config_path() -> Path:
-    return Path(__file__).parent / "assets" / "demo.yaml"
+_config = load_cli_config
 
 
 @app.command()

@@ -11,26 +11,14 @@ from typing import Annotated
 
 import typer
 
+from unlearn.cli_options import ConfigOpt, JsonOpt, SetOpt, load_cli_config
+
 rl_app = typer.Typer(help="Train and evaluate RL λ agents (RLlib) on the unlearning env.",
                      no_args_is_help=True)  # fmt: skip
 policy_app = typer.Typer(help="Export RL λ policies (TorchScript / ONNX) and register them in MLflow.",
                          no_args_is_help=True)  # fmt: skip
 
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="YAML experiment config (default: the embedded demo)."),
-]
-SetOpt = Annotated[
-    list[str] | None,
-    typer.Option("--set", "-s", help="Override a config field: section.field=value (repeatable)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
-
-
-def _config(config: Path | None, overrides: list[str] | None):
-    from unlearn.cli import _config as load
-
-    return load(config, overrides)
+_config = load_cli_config
 
 
 @rl_app.command("train")

@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from unlearn.cli_options import ConfigOpt, SetOpt, load_cli_config
+
 SearchOpt = Annotated[
     str,
     typer.Option(help="optuna | random (searchers) or pbt | pb2 (population, for λ schedules)."),
@@ -27,24 +29,13 @@ def register(app: typer.Typer) -> None:
     )(submit)
 
 
-def _config(config: Path | None, overrides: list[str] | None):
-    from unlearn.cli import _config as load
-
-    return load(config, overrides)
+_config = load_cli_config
 
 
 def tune(
     space: Annotated[Path, typer.Option(help="Search-space YAML (configs/tune/*.yaml).")],
-    config: Annotated[
-        Path | None,
-        typer.Option("--config", "-c", help="YAML experiment config (default: the embedded demo)."),
-    ] = None,  # fmt: skip
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set", "-s", help="Override a config field: section.field=value (repeatable)."
-        ),
-    ] = None,  # fmt: skip
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
     search: SearchOpt = "optuna",
     num_samples: Annotated[
         int | None, typer.Option(help="Trials (default: tune.num_samples).")
@@ -117,16 +108,8 @@ def _print_sweep(res, console) -> None:
 
 
 def ui(
-    config: Annotated[
-        Path | None,
-        typer.Option("--config", "-c", help="YAML experiment config (default: the embedded demo)."),
-    ] = None,  # fmt: skip
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set", "-s", help="Override a config field: section.field=value (repeatable)."
-        ),
-    ] = None,  # fmt: skip
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
 ) -> None:
     """Start the MLflow UI on the embedded store (WORKDIR/mlflow.db), bound to 127.0.0.1."""
