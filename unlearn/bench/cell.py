@@ -1,0 +1,187 @@
+"""One bench cell: a tracked unlearning run (``build`` + ``Unlearner.run``) and its record.
+
+The cell is an ordinary tracked run (config params, per-step λ and losses, before / after
+metrics) nested under the bench's MLflow parent run. On top of ``unlearn run`` it measures
+the forget rate every ``unlearn.eval_every`` steps (the evaluation's own samples and
+classifier, fixed seeds, without FID) to find the first step at which it falls below the
+threshold; that measuring time is not counted in the run's wall time.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from unlearn.bench.matrix import Cell
+from unlearn.config import Config
+
+if TYPE_CHECKING:  # torch and diffusers load only when a cell runs (fast CLI errors)
+    from unlearn.metrics import EvalResult
+    from unlearn.runtime import ProgressFn
+    from unlearn.types import StepStats
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """The numbers of one cell's run (NaN / None where the run has none).
+
+    ``status`` is ``finished``, ``diverged`` (kept: the numbers are those of the last good
+    weights) or ``error`` (the run raised; no numbers). ``checks`` are (step, forget rate)
+    pairs, step 0 being the base model; ``steps_to_forget`` is the first checked step with a
+    forget rate below the threshold, None when never reached.
+    """
+
+    method: str
+    agent: str
+    instance: int
+    seed: int
+    status: str
+    digest: str
+    message: str = ""
+    forget_rate: float = math.nan
+    fid: float = math.nan
+    coverage_kl: float = math.nan
+    steps_to_forget: int | None = None
+    steps: int = 0
+    budget: int = 0
+    wall_time: float = math.nan
+    check_time: float = 0.0
+    run_id: str | None = None
+    lambdas: list[float] = field(default_factory=list)
+    checks: list[list[float]] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return Cell(self.method, self.agent, self.instance, self.seed).key
+
+    def value(self, metric: str) -> float:
+        v = getattr(self, metric)
+        return math.nan if v is None else float(v)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                for k, v in asdict(self).items()}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunRecord:
+        floats = ("forget_rate", "fid", "coverage_kl", "wall_time")
+        return cls(**{k: (math.nan if k in floats and v is None else v) for k, v in d.items()})
+
+    @classmethod
+    def failed(cls, cell: Cell, digest: str, message: str) -> RunRecord:
+        return cls(cell.method, cell.agent, cell.instance, cell.seed, "error", digest, message)
+
+
+def eval_from_dict(d: dict[str, Any]) -> EvalResult:
+    """An :class:`EvalResult` back from ``to_dict`` (results.json)."""
+    from unlearn.metrics import EvalResult
+
+    return EvalResult(**{**d, "forget_classes": tuple(d["forget_classes"])})
+
+
+class ForgetCheck:
+    """Callback: the sample-based forget rate every ``every`` steps (not at ``budget``:
+    the final evaluation measures that one)."""
+
+    def __init__(self, unlearner: Any, every: int, budget: int):
+        self.unl, self.every, self.budget = unlearner, every, budget
+        self.checks: list[list[float]] = []
+        self.seconds = 0.0
+
+    def __call__(self, stats: StepStats) -> None:
+        if self.every <= 0 or stats.step % self.every or stats.step >= self.budget:
+            return
+        import torch
+
+        from unlearn.metrics import forget_rate, generate
+
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            probs, _ = self.unl.classifier.predict(generate(self.unl.model, self.unl.cfg))
+        rate = forget_rate(probs, self.unl.eval_data.forget_classes)
+        self.checks.append([stats.step, float(rate)])
+        self.seconds += time.perf_counter() - t0
+
+
+@dataclass
+class CellOutcome:
+    record: RunRecord
+    before: EvalResult
+    after_samples: Any = None
+    before_samples: Any = None
+
+
+def first_below(checks: list[list[float]], threshold: float) -> int | None:
+    """First step whose forget rate is below ``threshold``."""
+    return next((int(s) for s, r in checks if r < threshold), None)
+
+
+def run_cell(
+    cfg: Config,
+    cell: Cell,
+    digest: str,
+    threshold: float = 0.01,
+    before: EvalResult | None = None,
+    parent_run_id: str | None = None,
+    progress: ProgressFn | None = None,
+) -> CellOutcome:
+    """Build, evaluate the base model (unless ``before`` is given), unlearn, evaluate, track."""
+    from unlearn.experiment import build
+    from unlearn.tracking import Tracker
+
+    unl = build(cfg).unlearner
+    tags = {"unlearn.method": cfg.method.name, "unlearn.agent": cfg.agent.name,
+            "unlearn.bench_cell": cell.key, "unlearn.instance": str(cell.instance),
+            "unlearn.seed": str(cell.seed), "unlearn.kind": "bench-cell"}  # fmt: skip
+    if parent_run_id:
+        tags["unlearn.bench"] = parent_run_id
+    tracker = Tracker(cfg, run_name=cell.name, parent_run_id=parent_run_id, tags=tags)
+    tracker.log_params({**cfg.to_dict(), "bench": {"variant": cell.method}})
+    status = "FAILED"
+    try:
+        before_samples = None
+        if before is None:
+            before, before_samples = unl.evaluate()
+        tracker.log_metrics(before.metrics("before/"))
+        check = ForgetCheck(unl, cfg.unlearn.eval_every, unl.budget)
+        res = unl.run(callbacks=[tracker.step_callback(), check], progress=progress)
+        after, samples = unl.evaluate(before.forget_rate)
+        checks = [[0, before.forget_rate], *check.checks]
+        if checks[-1][0] != res.steps:
+            checks.append([res.steps, after.forget_rate])
+        reached = first_below(checks, threshold)
+        wall = res.wall_time - check.seconds
+        tracker.log_metrics(after.metrics("eval/"))
+        for s, r in checks:
+            tracker.log_metrics({"eval/forget_rate_check": r}, step=int(s))
+        tracker.log_metrics({"perf/wall_time": wall, "perf/steps_per_s": res.steps / max(wall, 1e-9),
+                             "bench/steps_to_forget": math.nan if reached is None else reached,
+                             "bench/reached": float(reached is not None)})  # fmt: skip
+        if res.status != "finished":
+            tracker.set_tag("unlearn.failure", res.message)
+        record = RunRecord(
+            cell.method, cell.agent, cell.instance, cell.seed, res.status, digest, res.message,
+            forget_rate=after.forget_rate, fid=after.fid, coverage_kl=after.coverage_kl,
+            steps_to_forget=reached, steps=res.steps, budget=unl.budget, wall_time=wall,
+            check_time=check.seconds, run_id=tracker.run_id, lambdas=res.lambdas, checks=checks,
+        )  # fmt: skip
+        status = "FINISHED" if res.status == "finished" else "FAILED"
+        return CellOutcome(record, before, samples, before_samples)
+    finally:
+        tracker.end(status)
+
+
+def save_grids(outcome: CellOutcome, folder: Path) -> list[Path]:
+    """Before / after sample grids of a cell (the before grid only when it was sampled)."""
+    from unlearn.metrics import save_grid
+
+    r, out = outcome.record, []
+    if outcome.before_samples is not None:
+        out.append(save_grid(outcome.before_samples[:100], folder / "before.png", nrow=10))
+    if outcome.after_samples is not None:
+        out.append(save_grid(outcome.after_samples[:100],
+                             folder / f"after-{r.method}-{r.agent}.png", nrow=10))  # fmt: skip
+    return out

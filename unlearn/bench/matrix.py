@@ -1,0 +1,294 @@
+"""The bench matrix: which methods and λ agents run, on which held-out instances and seeds.
+
+A *method variant* is a method plus the settings that make it one row of the comparison
+(``siss-gradient`` = SISS with ``method.form=gradient``); an *agent variant* is an agent with
+the options the bench gives it (``static`` at the chosen λ, ``schedule`` cosine or a replayed
+PBT schedule, ``hybrid`` over a static λ or the exported policy). Instances are the env's
+held-out classes (``env.test_instances``), which no search or RL agent trained on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from unlearn.config import AgentConfig, Config, ConfigError, MethodConfig
+
+#: method variant -> (method.name, method.form); other method fields keep the config's values
+METHOD_VARIANTS: dict[str, tuple[str, str]] = {
+    "siss": ("siss", "loss"),
+    "siss-gradient": ("siss", "gradient"),
+    "siss_nois": ("siss_nois", "loss"),
+    "naive": ("naive", "loss"),
+    "neggrad": ("neggrad", "loss"),
+    "erasediff": ("erasediff", "loss"),
+    "vdu": ("vdu", "loss"),
+    "constrained": ("constrained", "loss"),
+    "fdiv": ("fdiv", "loss"),
+    "encoder": ("encoder", "loss"),
+}
+AGENT_VARIANTS = ("static", "schedule", "variational", "dual", "policy", "hybrid")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Default methods, agents and seeds of a preset (``--methods`` / ``--agents`` override)."""
+
+    methods: tuple[str, ...]
+    agents: tuple[str, ...]
+    seeds: int
+
+
+_CPU_METHODS = ("siss", "siss-gradient", "naive", "neggrad", "erasediff", "vdu", "constrained")
+PRESETS: dict[str, Preset] = {
+    # fdiv joins both presets and is skipped, with the reason, on unconditional models
+    "cpu": Preset((*_CPU_METHODS, "fdiv"), ("static", "schedule", "variational", "dual"), 3),
+    "full": Preset(tuple(METHOD_VARIANTS), AGENT_VARIANTS, 5),
+}
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What ``unlearn bench`` runs and where it writes.
+
+    Args:
+        preset: ``cpu`` (7 methods + fdiv when possible x 4 agents, + policy and hybrid when
+            a policy is given, 3 seeds) or ``full`` (every method x every agent, 5 seeds).
+        methods: method variants instead of the preset's.
+        agents: agent variants instead of the preset's.
+        seeds: seeds per instance (default: the preset's); seeds are ``unlearn.seed + i``.
+        static_lam: λ of the static agent (and of the hybrid's coarse static agent).
+        static_from: a sweep's ``best_config.yaml`` (or its sweep / report folder) whose λ
+            the static agent uses; neither given: ``method.lam``.
+        schedule_from: a PBT ``schedule.json`` replayed by the schedule agent (default cosine).
+        policy: exported RL policy directory; adds the policy agent and makes it the hybrid's
+            coarse agent.
+        out: report folder (default ``WORKDIR/reports/bench-<preset>``).
+        resume: skip cells already finished in ``out/results.json`` (same cell config).
+        perf: add a Performance section measured by the repository's ``benchmarks/``.
+        readme: README whose ``<!-- results:start -->`` section gets the summary table.
+        threshold: the forget rate counted as "forgotten" by the steps-to-forget metric.
+    """
+
+    preset: str = "cpu"
+    methods: tuple[str, ...] | None = None
+    agents: tuple[str, ...] | None = None
+    seeds: int | None = None
+    static_lam: float | None = None
+    static_from: str | None = None
+    schedule_from: str | None = None
+    policy: str | None = None
+    out: str | None = None
+    resume: bool = False
+    perf: bool = False
+    readme: str | None = None
+    threshold: float = 0.01
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self).items()}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unlearning run of the matrix."""
+
+    method: str
+    agent: str
+    instance: int
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.method}|{self.agent}|{self.instance}|{self.seed}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}-{self.agent}-c{self.instance}-s{self.seed}"
+
+
+@dataclass
+class Plan:
+    """The validated matrix; ``skipped`` maps a left-out method or agent to the reason."""
+
+    methods: list[str]
+    agents: list[str]
+    instances: list[int]
+    seeds: list[int]
+    static_lam: float
+    static_source: str
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def cells(self) -> list[Cell]:
+        """Seed-major order: after the first pass every (method, agent) has one run."""
+        return [
+            Cell(m, a, c, s)
+            for s, c, m, a in itertools.product(
+                self.seeds, self.instances, self.methods, self.agents
+            )
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def parse_names(text: str | None, allowed: tuple[str, ...], option: str) -> tuple[str, ...] | None:
+    """``"a,b"`` -> ("a", "b"), every name checked against ``allowed`` (None stays None)."""
+    if text is None:
+        return None
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    bad = [n for n in names if n not in allowed]
+    if bad or not names:
+        what = f"unknown name {bad[0]!r}" if bad else "no names given"
+        raise ConfigError(f"{option}: {what}; allowed: {', '.join(allowed)}")
+    return names
+
+
+def check_options(opts: BenchOptions) -> None:
+    """Every option that can be checked without loading a model; ConfigError otherwise."""
+    if opts.preset not in PRESETS:
+        raise ConfigError(f"--preset: {opts.preset!r} is not allowed; expected one of cpu, full")
+    for option, names, allowed in (("--methods", opts.methods, tuple(METHOD_VARIANTS)),
+                                   ("--agents", opts.agents, AGENT_VARIANTS)):  # fmt: skip
+        bad = [n for n in names or () if n not in allowed]
+        if bad:
+            raise ConfigError(f"{option}: unknown name {bad[0]!r}; allowed: {', '.join(allowed)}")
+    if opts.seeds is not None and not 1 <= opts.seeds <= 1000:
+        raise ConfigError(f"--seeds: {opts.seeds} is out of range; expected 1..1000")
+    if opts.static_lam is not None and not 0.0 <= opts.static_lam <= 1.0:
+        raise ConfigError(f"--static-lam: {opts.static_lam} is out of range; expected [0, 1]")
+    if opts.static_lam is not None and opts.static_from:
+        raise ConfigError("--static-from: give either --static-lam or --static-from, not both")
+    if not 0.0 <= opts.threshold <= 1.0:
+        raise ConfigError(f"threshold: {opts.threshold} is out of range; expected [0, 1]")
+    if opts.schedule_from and not Path(opts.schedule_from).expanduser().is_file():
+        raise ConfigError(f"--schedule-from: file {opts.schedule_from!r} does not exist")
+    if opts.policy and not Path(opts.policy).expanduser().exists():
+        raise ConfigError(f"--policy: {opts.policy!r} does not exist (exported policy dir)")
+    if "policy" in (opts.agents or ()) and not opts.policy:
+        raise ConfigError("--agents: policy needs --policy DIR (an exported policy)")
+
+
+def static_lam_from(path: str | Path) -> float:
+    """λ of a sweep's best config: the static agent's ``lam`` option, else ``method.lam``.
+
+    ``path`` is ``best_config.yaml`` (written by ``unlearn tune`` into
+    ``WORKDIR/tune/<sweep>/report``), the report folder or the sweep folder.
+    """
+    p = Path(path).expanduser()
+    for cand in (p, p / "best_config.yaml", p / "report" / "best_config.yaml"):
+        if cand.is_file():
+            p = cand
+            break
+    else:
+        raise ConfigError(f"--static-from: no best_config.yaml at {str(p)!r}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--static-from: {p} is not valid YAML: {e}") from None
+    agent, method = data.get("agent") or {}, data.get("method") or {}
+    lam = (agent.get("options") or {}).get("lam") if agent.get("name") == "static" else None
+    lam = method.get("lam") if lam is None else lam
+    ok = isinstance(lam, (int, float)) and not isinstance(lam, bool) and 0.0 <= lam <= 1.0
+    if not ok:
+        raise ConfigError(f"--static-from: {p} holds no λ in [0, 1] (method.lam: {lam!r})")
+    return float(lam)
+
+
+def agent_config(name: str, lam: float, opts: BenchOptions) -> AgentConfig:
+    """The ``agent`` section of one agent variant."""
+    if name == "static":
+        return AgentConfig("static", "", {"lam": lam})
+    if name == "schedule":
+        if opts.schedule_from:
+            path = str(Path(opts.schedule_from).expanduser().resolve())
+            return AgentConfig("schedule", "", {"from_pbt": path})
+        return AgentConfig("schedule", "", {"kind": "cosine"})
+    if name == "policy":
+        return AgentConfig("policy", str(Path(opts.policy or "").expanduser().resolve()), {})
+    if name == "hybrid":
+        if opts.policy:
+            path = str(Path(opts.policy).expanduser().resolve())
+            return AgentConfig("hybrid", path, {"coarse": {"name": "policy"}})
+        return AgentConfig("hybrid", "", {"coarse": {"name": "static", "options": {"lam": lam}}})
+    return AgentConfig(name, "", {})
+
+
+def method_config(cfg: Config, variant: str) -> MethodConfig:
+    """The ``method`` section of one method variant."""
+    name, form = METHOD_VARIANTS[variant]
+    # the config's method options belong to its own method; another method gets its defaults
+    options = cfg.method.options if name == cfg.method.name else {}
+    return dataclasses.replace(cfg.method, name=name, form=form, options=options)
+
+
+def cell_config(cfg: Config, cell: Cell, lam: float, opts: BenchOptions, experiment: str) -> Config:
+    """The config of one cell: method variant, agent variant, instance class, seed."""
+    return dataclasses.replace(
+        cfg,
+        method=method_config(cfg, cell.method),
+        agent=agent_config(cell.agent, lam, opts),
+        forget=dataclasses.replace(
+            cfg.forget,
+            classes=(cell.instance,),
+            indices=(),
+            outlier=dataclasses.replace(cfg.forget.outlier, copies=0),
+        ),
+        unlearn=dataclasses.replace(cfg.unlearn, seed=cell.seed),
+        tracking=dataclasses.replace(cfg.tracking, experiment=experiment),
+    )
+
+
+#: config sections that decide a cell's result (a resumed cell must match them)
+RESULT_SECTIONS = ("data", "forget", "model", "pretrain", "eval", "method", "agent", "unlearn")
+
+
+def plan(cfg: Config, opts: BenchOptions) -> Plan:
+    """Validate the options against the config and the pretrained model; list the cells.
+
+    Methods the model cannot run (``check_compatible``) and the policy agent without
+    ``--policy`` are left out with their reason; every other agent and method is built once
+    here, so a bad option fails before the first run.
+    """
+    from unlearn.agents import get_agent
+    from unlearn.methods import check_compatible, get_method
+    from unlearn.pretrain import load_pretrained
+
+    check_options(opts)
+    preset = PRESETS[opts.preset]
+    instances = [int(c) for c in cfg.env.test_instances]
+    if not instances:
+        raise ConfigError("env.test_instances: empty; the bench runs on held-out classes")
+    if opts.static_lam is not None:
+        lam, source = float(opts.static_lam), "--static-lam"
+    elif opts.static_from:
+        lam, source = static_lam_from(opts.static_from), f"best config {opts.static_from}"
+    else:
+        lam, source = float(cfg.method.lam), "method.lam"
+    skipped: dict[str, str] = {}
+    agents = list(opts.agents or preset.agents)
+    if opts.agents is None and opts.policy and opts.preset == "cpu":
+        agents += ["policy", "hybrid"]
+    if "policy" in agents and not opts.policy:
+        agents.remove("policy")
+        skipped["policy"] = "no exported policy given (--policy DIR)"
+    model, _, _ = load_pretrained(cfg)
+    methods = []
+    for m in opts.methods or preset.methods:
+        try:
+            check_compatible(get_method(method_config(cfg, m)), model)
+        except ConfigError as e:
+            skipped[m] = str(e)
+            continue
+        methods.append(m)
+    if not methods:
+        raise ConfigError(f"--methods: none can run on this model: {'; '.join(skipped.values())}")
+    for a in agents:
+        get_agent(agent_config(a, lam, opts), default_lam=cfg.method.lam)
+    n = opts.seeds or preset.seeds
+    seeds = [cfg.unlearn.seed + i for i in range(n)]
+    return Plan(methods, agents, instances, seeds, lam, source, skipped)

@@ -1,0 +1,172 @@
+"""The bench report: summary table (markdown and terminal), plots, bench.md, README section."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from unlearn.bench.cell import RunRecord
+from unlearn.bench.stats import METRICS, CellSummary, Stat
+from unlearn.config import ConfigError
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+SHORT = {"forget_rate": "forget", "fid": "FID", "coverage_kl": "coverage",
+         "steps_to_forget": "steps", "wall_time": "wall"}  # fmt: skip
+DIST = "distinguishable from best (p<0.05)"
+
+
+def _num(v: float, digits: int = 4) -> str:
+    """``digits`` significant digits, but never exponent notation for large numbers."""
+    if not math.isfinite(v):
+        return "nan"
+    return f"{v:.0f}" if abs(v) >= 10**digits else format(v, f".{digits}g")
+
+
+def stat_text(s: Stat) -> str:
+    if s.n == 0:
+        return "-"
+    return _num(s.mean) + ("" if not math.isfinite(s.ci) else f" ± {_num(s.ci, 2)}")
+
+
+def summary_rows(
+    summaries: Sequence[CellSummary],
+    threshold: float,
+    mark: Callable[[str], str] = str,
+    short: bool = False,
+) -> tuple[list[str], list[list[str]]]:
+    """Columns and text rows of the summary; ``mark`` decorates the best value of a metric,
+    ``short`` gives terse column names (terminal)."""
+    pct = f"{threshold * 100:g}%"
+    cols = ["method", "agent", "runs", "diverged", "forget rate", "FID", "coverage KL",
+            f"steps to forget < {pct}", "wall time (s)", DIST]  # fmt: skip
+    if short:
+        cols = ["method", "agent", "n", "div", "forget", "FID", "coverage", f"steps<{pct}",
+                "wall s", "≠ best (p<.05)"]  # fmt: skip
+    rows = []
+    for c in summaries:
+        cells = []
+        for m in METRICS:
+            text = stat_text(c.stats[m])
+            if m == "steps_to_forget":
+                text = "not reached" if c.reached == 0 else text
+                text += f" ({c.reached}/{c.runs})"
+            cells.append(mark(text) if c.best[m] else text)
+        differs = [SHORT[m] for m in METRICS if c.distinguishable[m]]
+        unknown = [SHORT[m] for m in METRICS if c.distinguishable[m] is None and not c.best[m]]
+        dist = ", ".join(differs) or "none"
+        if unknown:
+            dist += f" (undecidable: {', '.join(unknown)})"
+        div = str(c.diverged) + (f" (+{c.errors} errors)" if c.errors else "")
+        rows.append([c.method, c.agent, str(c.runs), div, *cells, dist])
+    return cols, rows
+
+
+def markdown_table(cols: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+LEGEND = (
+    "Mean ± half width of the 95% confidence interval (t-distribution) over instances x seeds; "
+    "lower is better everywhere; **bold** = best cell of a metric. The last column lists the "
+    "metrics on which the cell differs from the best cell by Welch's t-test (p < 0.05); on the "
+    "others it is statistically tied with the best at this number of runs. Diverged runs are "
+    "kept, with the metrics of their last good weights; runs that raised an error have none. "
+    "Steps to forget: first checked step (0 = the base model) with the forget rate below the "
+    "threshold, over the runs that reached it (reached / runs)."
+)
+
+
+def plot_pareto_runs(records: Sequence[RunRecord], path: Path) -> tuple[Path, list[RunRecord]]:
+    """Forget rate vs FID of every run; the non-dominated runs are joined and circled."""
+    from unlearn.tuners.results import TrialResult, pareto_front, plot_pareto
+
+    many = len({(r.method, r.agent) for r in records}) > 8
+    ok = [r for r in records if math.isfinite(r.forget_rate) and math.isfinite(r.fid)]
+    trials = [TrialResult(r.key, {"cell": r.agent if many else f"{r.method} + {r.agent}"},
+                          r.status, r.forget_rate, r.fid) for r in ok]  # fmt: skip
+    front = pareto_front(trials)
+    by_key = {r.key: r for r in records}
+    return plot_pareto(trials, front, path, group_key="cell"), [by_key[t.trial_id] for t in front]
+
+
+def mean_lambdas(records: Sequence[RunRecord]) -> dict[str, list[float]]:
+    """Per agent, the step-wise mean λ over its runs (shorter diverged runs drop out)."""
+    out: dict[str, list[float]] = {}
+    for agent in dict.fromkeys(r.agent for r in records):
+        runs = [r.lambdas for r in records if r.agent == agent and r.lambdas]
+        if runs:
+            n = max(len(x) for x in runs)
+            out[f"{agent} (mean of {len(runs)})"] = [
+                statistics.fmean(x[i] for x in runs if len(x) > i) for i in range(n)
+            ]
+    return out
+
+
+def plot_lambdas(records: Sequence[RunRecord], path: Path) -> Path:
+    from unlearn.experiment import plot_lambda
+
+    return plot_lambda(mean_lambdas(records), path)
+
+
+def bench_markdown(facts: dict[str, Any], summary: str, front: Sequence[RunRecord],
+                   records: Sequence[RunRecord], grids: Sequence[str], perf: str = "") -> str:  # fmt: skip
+    """The whole bench.md."""
+    p = facts["plan"]
+    lines = [
+        f"# unlearn bench: {facts['preset']}",
+        "",
+        f"Generated {facts['date']} on `{facts['device']}`. Config `{facts['config']}`: "
+        f"{facts['model']} on {facts['data']}, {facts['steps']} unlearning steps, forget rate "
+        f"checked every {facts['eval_every'] or facts['steps']} steps on "
+        f"{facts['samples']} samples.",
+        "",
+        f"Matrix: {len(p['methods'])} methods x {len(p['agents'])} λ agents x held-out "
+        f"instances (forgotten class) {p['instances']} x seeds {p['seeds']} = "
+        f"{facts['runs']} runs ({facts['finished']} finished, {facts['diverged']} diverged, "
+        f"{facts['errors']} errors). Static λ = {p['static_lam']:g} ({p['static_source']}).",
+        "",
+    ]
+    if p["skipped"]:
+        lines += ["Left out:", ""] + [f"- `{k}`: {v}" for k, v in p["skipped"].items()] + [""]
+    lines += ["## Summary", "", summary, "", LEGEND, ""]
+    lines += ["## Pareto front: forget rate vs FID (all runs)", "", "![Pareto front](pareto.png)",
+              "", "| method | agent | instance | seed | forget rate | FID |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [f"| {r.method} | {r.agent} | {r.instance} | {r.seed} | {_num(r.forget_rate)} | "
+              f"{_num(r.fid)} |" for r in front]  # fmt: skip
+    lines += ["", "## λ trajectories", "", "![λ per agent](lambda.png)", ""]
+    if grids:
+        lines += [f"## Samples (class {p['instances'][0]} forgotten, seed {p['seeds'][0]})", ""]
+        lines += [f"{Path(g).stem}: ![{Path(g).stem}]({g})  " for g in grids] + [""]
+    bad = [r for r in records if r.status != "finished"]
+    if bad:
+        lines += ["## Runs that did not finish", "", "| run | status | message |", "|---|---|---|"]
+        lines += [f"| {r.key} | {r.status} | {r.message.replace('|', '/')} |" for r in bad] + [""]
+    if perf:
+        lines.append(perf)
+    return "\n".join(lines) + "\n"
+
+
+def check_readme(path: str | Path) -> Path:
+    """The README exists and holds the two markers once each, start before end."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"--readme: file {str(p)!r} does not exist")
+    text = p.read_text()
+    if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
+        raise ConfigError(f"--readme: {p} needs one '{START}' line followed by one '{END}' line")
+    return p
+
+
+def update_readme(path: str | Path, content: str) -> Path:
+    """Replace what lies between the markers (the markers stay) with ``content``."""
+    p = check_readme(path)
+    text = p.read_text()
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    p.write_text(f"{head}{START}\n{content.strip()}\n{END}{tail}")
+    return p

@@ -1,0 +1,242 @@
+"""``unlearn bench``: run the matrix, keep every number, write and track the report.
+
+``results.json`` in the report folder is rewritten after every cell (nothing is lost when
+the bench stops), and ``resume`` skips the cells it already holds with the same cell config.
+The bench is an MLflow parent run ``bench-<preset>`` in experiment
+``<tracking.experiment>-bench``; each cell is a child run of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from unlearn.bench.cell import CellOutcome, RunRecord, eval_from_dict, run_cell, save_grids
+from unlearn.bench.matrix import RESULT_SECTIONS, BenchOptions, Plan, cell_config, plan
+from unlearn.bench.perf import PerfResult, perf_markdown, run_perf
+from unlearn.bench.report import (
+    bench_markdown,
+    check_readme,
+    markdown_table,
+    plot_lambdas,
+    plot_pareto_runs,
+    summary_rows,
+    update_readme,
+)
+from unlearn.bench.stats import CellSummary, summarize
+from unlearn.config import Config, ConfigError
+
+if TYPE_CHECKING:  # torch and diffusers load only when the bench runs (fast CLI errors)
+    from unlearn.metrics import EvalResult
+    from unlearn.runtime import ProgressFn
+
+log = logging.getLogger(__name__)
+
+DONE = ("finished", "diverged")  # a diverged run is a result: rerunning it gives the same
+
+
+@dataclass
+class BenchResult:
+    """What a bench produced; ``path`` holds bench.md, results.json and the plots."""
+
+    path: Path
+    preset: str
+    plan: Plan
+    runs: list[RunRecord]
+    summaries: list[CellSummary]
+    threshold: float
+    parent_run_id: str | None = None
+    perf: PerfResult | None = None
+    ran: int = 0
+    wall_time: float = 0.0
+    artifacts: dict[str, Path] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "preset": self.preset, "plan": self.plan.to_dict(),
+                "parent_run_id": self.parent_run_id, "threshold": self.threshold,
+                "ran": self.ran, "wall_time": self.wall_time,
+                "summary": [s.to_dict() for s in self.summaries],
+                "runs": [r.to_dict() for r in self.runs],
+                "perf": None if self.perf is None else self.perf.to_dict(),
+                "artifacts": {k: str(v) for k, v in self.artifacts.items()}}  # fmt: skip
+
+
+def _open_parent(cfg: Config, preset: str, opts: BenchOptions, resume_id: str | None):
+    """(client, run id) of the bench's parent run, reopened on resume; None without tracking."""
+    if not cfg.tracking.enabled:
+        return None
+    from mlflow.exceptions import MlflowException
+
+    from unlearn.tracking import Tracker
+
+    if resume_id:
+        from mlflow.tracking import MlflowClient
+
+        from unlearn.tracking import tracking_uri
+
+        client = MlflowClient(tracking_uri(cfg))
+        try:
+            client.update_run(resume_id, status="RUNNING")
+            return client, resume_id
+        except MlflowException:
+            log.warning("parent run %s is not in this MLflow store; starting a new one", resume_id)
+    tr = Tracker(cfg, run_name=f"bench-{preset}",
+                 tags={"unlearn.kind": "bench", "unlearn.preset": preset})  # fmt: skip
+    tr.log_params({**cfg.to_dict(), "bench": opts.to_dict()})
+    return tr.client, tr.run_id
+
+
+def _load(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"--resume: {path} is not valid JSON: {e}") from None
+
+
+def run_bench(
+    cfg: Config, opts: BenchOptions | None = None, progress: ProgressFn | None = None
+) -> BenchResult:
+    """Run (or resume) the bench matrix and write its report; see :class:`BenchOptions`."""
+    from unlearn.runtime import no_progress
+
+    progress = progress or no_progress
+    opts = opts or BenchOptions()
+    if opts.readme:
+        check_readme(opts.readme)
+    pl = plan(cfg, opts)
+    out = Path(opts.out).expanduser().resolve() if opts.out else (
+        cfg.workdir_path / "reports" / f"bench-{opts.preset}")  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "samples").mkdir(exist_ok=True)
+    if not opts.resume:  # a fresh bench: no grids of an earlier one in its report
+        for old_grid in (out / "samples").glob("*.png"):
+            old_grid.unlink()
+    results = out / "results.json"
+    old = _load(results) if opts.resume else {}
+    experiment = f"{cfg.tracking.experiment}-bench"
+    bench_cfg = dataclasses.replace(
+        cfg, tracking=dataclasses.replace(cfg.tracking, experiment=experiment)
+    )
+    cells = pl.cells()
+    configs = {c.key: cell_config(cfg, c, pl.static_lam, opts, experiment) for c in cells}
+    digests = {k: c.digest(*RESULT_SECTIONS) for k, c in configs.items()}
+    records: dict[str, RunRecord] = {}
+    for d in old.get("runs", []):
+        r = RunRecord.from_dict(d)
+        if r.status in DONE and digests.get(r.key) == r.digest:
+            records[r.key] = r
+    before: dict[int, EvalResult] = {int(k): eval_from_dict(v)
+                                     for k, v in old.get("before", {}).items()}  # fmt: skip
+    perf = PerfResult(**old["perf"]) if old.get("perf") and not opts.perf else None
+    parent = _open_parent(bench_cfg, opts.preset, opts, old.get("parent_run_id"))
+    parent_id = parent[1] if parent else None
+    t0, ran, status = time.perf_counter(), 0, "FAILED"
+
+    def save(extra: dict[str, Any] | None = None) -> None:
+        state = {"version": 1, "preset": opts.preset, "options": opts.to_dict(),
+                 "plan": pl.to_dict(), "parent_run_id": parent_id, "config": cfg.to_dict(),
+                 "before": {str(k): v.to_dict() for k, v in before.items()},
+                 "runs": [r.to_dict() for r in records.values()],
+                 "perf": None if perf is None else perf.to_dict(), **(extra or {})}  # fmt: skip
+        tmp = results.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(state, indent=1))
+        tmp.replace(results)
+
+    try:
+        save()
+        todo = [c for c in cells if c.key not in records]
+        for cell in todo:
+            progress("bench", len(records), len(cells))
+            grid = cell.instance == pl.instances[0] and cell.seed == pl.seeds[0]
+            try:
+                res: CellOutcome = run_cell(configs[cell.key], cell, digests[cell.key],
+                                            opts.threshold, before.get(cell.instance), parent_id,
+                                            progress)  # fmt: skip
+                before[cell.instance] = res.before
+                if grid:
+                    save_grids(res, out / "samples")
+                rec = res.record
+            except ConfigError:
+                raise
+            except Exception as e:  # one broken run must not cost the others
+                log.exception("bench cell %s failed", cell.key)
+                rec = RunRecord.failed(cell, digests[cell.key], f"{type(e).__name__}: {e}")
+            records[cell.key] = rec
+            ran += 1
+            save()
+        progress("bench", len(cells), len(cells))
+        if opts.perf:
+            perf = run_perf(progress=progress)
+        runs = [records[c.key] for c in cells]
+        groups = [(m, a) for m in pl.methods for a in pl.agents]
+        summaries = summarize(runs, groups)
+        result = BenchResult(out, opts.preset, pl, runs, summaries, opts.threshold, parent_id,
+                             perf, ran)  # fmt: skip
+        _write_report(cfg, opts, result)
+        save({"summary": [s.to_dict() for s in summaries], "threshold": opts.threshold})
+        if opts.readme:
+            cols, rows = summary_rows(summaries, opts.threshold, lambda s: f"**{s}**")
+            head = (f"`unlearn bench --preset {opts.preset}`: {len(runs)} runs, "
+                    f"{len(pl.instances)} held-out instances x {len(pl.seeds)} seeds.")  # fmt: skip
+            update_readme(opts.readme, f"{head}\n\n{markdown_table(cols, rows)}")
+        result.wall_time = time.perf_counter() - t0
+        result.artifacts["results_json"] = results
+        if parent is not None:
+            _log_parent(parent[0], parent_id, result)
+        status = "FINISHED"
+        return result
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        if parent is not None:
+            parent[0].set_terminated(parent_id, status=status)
+
+
+def _write_report(cfg: Config, opts: BenchOptions, res: BenchResult) -> None:
+    from unlearn.runtime import resolve_device
+
+    out, runs = res.path, res.runs
+    res.artifacts["pareto_png"], front = plot_pareto_runs(runs, out / "pareto.png")
+    res.artifacts["lambda_png"] = plot_lambdas(runs, out / "lambda.png")
+    grids = sorted((out / "samples").glob("*.png"), key=lambda p: (p.name != "before.png", p.name))
+    cols, rows = summary_rows(res.summaries, res.threshold, lambda s: f"**{s}**")
+    facts = {
+        "preset": opts.preset,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "device": str(resolve_device(cfg.device)), "config": cfg.name,
+        "model": cfg.model.kind, "data": f"{cfg.data.name} {cfg.data.resolution}px",
+        "steps": cfg.unlearn.steps, "eval_every": cfg.unlearn.eval_every,
+        "samples": cfg.eval.num_samples, "plan": res.plan.to_dict(), "runs": len(runs),
+        "finished": sum(r.status == "finished" for r in runs),
+        "diverged": sum(r.status == "diverged" for r in runs),
+        "errors": sum(r.status == "error" for r in runs),
+    }  # fmt: skip
+    text = bench_markdown(facts, markdown_table(cols, rows), front, runs,
+                          [f"samples/{g.name}" for g in grids],
+                          perf_markdown(res.perf) if res.perf is not None else "")  # fmt: skip
+    res.artifacts["bench_md"] = out / "bench.md"
+    res.artifacts["bench_md"].write_text(text)
+
+
+def _log_parent(client: Any, run_id: str, res: BenchResult) -> None:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    m = {"bench/runs": len(res.runs), "bench/ran": res.ran, "perf/wall_time": res.wall_time,
+         "bench/diverged": sum(r.status == "diverged" for r in res.runs),
+         "bench/errors": sum(r.status == "error" for r in res.runs)}  # fmt: skip
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in m.items()])
+    for s in res.summaries:
+        for metric, best in s.best.items():
+            if best:
+                client.set_tag(run_id, f"unlearn.best.{metric}", f"{s.method} + {s.agent}")
+    client.log_artifacts(run_id, str(res.path))
