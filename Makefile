@@ -31,8 +31,10 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# the CPU-sized comparison on the tiny model, with the performance ratios measured in the same run
 bench: install
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/unlearn pretrain --config configs/tiny.yaml
+	$(BIN)/unlearn bench --config configs/tiny.yaml --preset cpu --perf
 
 clean:
 	rm -rf $(VENV) build *.egg-info
