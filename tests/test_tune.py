@@ -149,7 +149,9 @@ def cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.C
         ({"params": {"method.lam": {"float": [0.5, 0.2]}}}, [], "empty range [0.5, 0.2]"),
         ({"params": {"method.lam": {"float": [0, 1]}}}, ["--scheduler", "pbt"],
          "PBT cannot share a run with a search algorithm"),
-        ({"params": {"method.lam": {"float": [0, 1]}}}, [], "no pretrained base model"),
+        # a config no shipped or cached model was trained with
+        ({"params": {"method.lam": {"float": [0, 1]}}}, ["--set", "pretrain.steps=7"],
+         "no pretrained base model"),
         ({"params": {"method.lam": {"float": [0, 1]}}}, ["--resume"], "--resume: no earlier"),
     ],
 )  # fmt: skip
