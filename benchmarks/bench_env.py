@@ -128,11 +128,12 @@ def bench_rllib(cfg, runners: tuple[int, ...] = (1, 2), iterations: int = 3) -> 
     """PPO sampling env steps/s (median over iterations after the first) per runner count."""
     import ray
 
-    from unlearn.rl.train import algo_config, ray_init
+    from unlearn.rl.train import algo_config
+    from unlearn.runtime import init_ray
 
     cfg = dataclasses.replace(cfg, rl=dataclasses.replace(cfg.rl, train_batch_size=32,
                                                           minibatch_size=16, num_epochs=1))  # fmt: skip
-    ray_init(num_cpus=max(runners) + 1)
+    init_ray(num_cpus=max(runners) + 1)
     out = {}
     try:
         for r in runners:

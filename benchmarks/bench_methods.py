@@ -9,11 +9,12 @@ Steps are timed alternately (median of repeats) with gradient statistics off, so
 number is the method's own cost. f-divergence needs a class-conditional model and is
 measured on a class-conditional UNet of the demo's size (random weights: cost only).
 
-Run: .venv/bin/python benchmarks/bench_methods.py   (about two minutes on 2 cores)
+Run: .venv/bin/python benchmarks/bench_methods.py   (about a minute on 2 cores)
 """
 
 from __future__ import annotations
 
+import copy
 import sys
 from pathlib import Path
 
@@ -50,8 +51,6 @@ def _unlearner(cfg, model, split, name: str, extra: list[str], agent: str = "sta
 
 
 def main() -> dict[str, float]:
-    import copy
-
     import torch
 
     from unlearn.data import load_splits, split_forget
@@ -92,8 +91,6 @@ def _fdiv_ratio(cfg, split) -> dict[str, float]:
 
     c = with_overrides(cfg, ["model.kind=cond_ddpm"])
     m = build_model(c.model, 1, c.data.resolution, 10)
-    import copy
-
     unls = {
         "naive": _unlearner(c, copy.deepcopy(m), split, "naive", []),
         "fdiv": _unlearner(c, copy.deepcopy(m), split, "fdiv", []),

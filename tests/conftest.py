@@ -71,3 +71,24 @@ def tiny_ready(tiny_workdir: Path):
     from unlearn.config import load_config
 
     return load_config(None, [*TINY, f"workdir={tiny_workdir}"])
+
+
+def tiny_model(kind: str) -> torch.nn.Module:
+    """A seeded tiny model of ``kind`` (8x8, one channel, 10 classes), built from config."""
+    from unlearn.config import ModelConfig
+    from unlearn.models import build_model
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(kind=kind, block_out_channels=(8, 16), norm_num_groups=4,
+                      attention=False, num_train_timesteps=100, latent_channels=2)  # fmt: skip
+    return build_model(cfg, channels=1, resolution=8, num_classes=10)
+
+
+@pytest.fixture(scope="module")
+def split():
+    """Retain / forget split of sklearn's digits at 8x8, forgetting class 3."""
+    from unlearn.config import DataConfig, ForgetConfig
+    from unlearn.data import load_splits, split_forget
+
+    splits = load_splits(DataConfig(name="digits", resolution=8))
+    return split_forget(splits.train, ForgetConfig(classes=(3,)))

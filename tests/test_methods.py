@@ -7,9 +7,9 @@ import math
 
 import pytest
 import torch
+from conftest import tiny_model as tiny
 
-from unlearn.config import ConfigError, DataConfig, ForgetConfig, MethodConfig, ModelConfig
-from unlearn.data import load_splits, split_forget
+from unlearn.config import ConfigError, MethodConfig
 from unlearn.methods import (
     METHODS,
     VDU,
@@ -22,7 +22,7 @@ from unlearn.methods import (
     gaussian_f_divergence,
     get_method,
 )
-from unlearn.models import build_model, save_model
+from unlearn.models import save_model
 from unlearn.types import Batch
 
 KINDS = ("ddpm", "cond_ddpm", "vpsde", "vae")
@@ -42,25 +42,6 @@ CASES = [
     for kind in KINDS
     if kind in METHODS[cfg.name].families
 ]
-
-
-def tiny(kind: str) -> torch.nn.Module:
-    torch.manual_seed(0)
-    cfg = ModelConfig(
-        kind=kind,
-        block_out_channels=(8, 16),
-        norm_num_groups=4,
-        attention=False,
-        num_train_timesteps=100,
-        latent_channels=2,
-    )
-    return build_model(cfg, channels=1, resolution=8, num_classes=10)
-
-
-@pytest.fixture(scope="module")
-def split():
-    splits = load_splits(DataConfig(name="digits", resolution=8))
-    return split_forget(splits.train, ForgetConfig(classes=(3,)))
 
 
 def batches(split, n: int = 6) -> tuple[Batch, Batch]:

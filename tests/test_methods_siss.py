@@ -7,33 +7,13 @@ import math
 
 import pytest
 import torch
+from conftest import tiny_model as tiny
 
-from unlearn.config import DataConfig, ForgetConfig, MethodConfig, ModelConfig
-from unlearn.data import load_splits, split_forget
+from unlearn.config import MethodConfig
 from unlearn.methods import SISS, SISSNoIS, importance_weights, weights_from_log_ratio
-from unlearn.models import build_model
 from unlearn.types import Batch
 
 LAMS = (0.2, 0.5, 0.8)
-
-
-def tiny(kind: str) -> torch.nn.Module:
-    torch.manual_seed(0)
-    cfg = ModelConfig(
-        kind=kind,
-        block_out_channels=(8, 16),
-        norm_num_groups=4,
-        attention=False,
-        num_train_timesteps=100,
-        latent_channels=2,
-    )
-    return build_model(cfg, channels=1, resolution=8, num_classes=10)
-
-
-@pytest.fixture(scope="module")
-def split():
-    splits = load_splits(DataConfig(name="digits", resolution=8))
-    return split_forget(splits.train, ForgetConfig(classes=(3,)))
 
 
 def naive_weights(m, x, a, gamma, sigma, lam):

@@ -149,7 +149,6 @@ def test_policy_agent_acts_like_the_env(exported, tiny_workdir):
                                    "forget.classes=[5]", "unlearn.seed=4",
                                    f"unlearn.steps={K * T}", "unlearn.eval_every=0"])  # fmt: skip
     unl = build(run_cfg).unlearner
-    unl.agent.bind(unl)
     unl.reset(4)
     result = unl.run()
     assert result.status == "finished"

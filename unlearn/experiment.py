@@ -54,8 +54,6 @@ def build(cfg: Config, model: torch.nn.Module | None = None) -> Setup:
     clf.to(dev)
     eval_data = prepare(model, cfg, splits, split)
     unl = Unlearner(model, method, agent, split, cfg, dev, eval_data, clf)
-    if hasattr(agent, "bind"):  # agents that read the run's proxies (policy, hybrid over one)
-        agent.bind(unl)
     return Setup(cfg, unl, pre.model_dir)
 
 

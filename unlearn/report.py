@@ -47,7 +47,6 @@ class DemoReport:
     path: Path
     results: dict[str, EvalResult] = field(default_factory=dict)
     sections: list[str] = field(default_factory=list)
-    facts: dict[str, object] = field(default_factory=dict)
 
 
 DEMO_PARTS = ("unlearn", "search", "rl")
@@ -171,8 +170,6 @@ def search_section(cfg: Config, rep: DemoReport, progress: ProgressFn) -> None:
     # trials evaluate on fewer samples than the sections above (the demo's time budget)
     n = min(cfg.eval.num_samples, DEMO_SEARCH_SAMPLES)
     res = demo_search(with_overrides(cfg, [f"eval.num_samples={n}"]), progress)
-    rep.facts["search"] = {"name": res.name, "path": str(res.path), "wall_time": res.wall_time,
-                           "parent_run_id": res.parent_run_id}  # fmt: skip
     lines = [
         "## Search: static vs variational λ",
         "",
@@ -215,8 +212,6 @@ def tiny_config(cfg: Config) -> Config:
 
 def rl_section(cfg: Config, rep: DemoReport, progress: ProgressFn) -> None:
     """PPO on the tiny env, export the policy, unlearn with it (next to a static λ run)."""
-    import ray
-
     from unlearn.config import with_overrides
     from unlearn.experiment import plot_lambda, run
     from unlearn.export.rllib import export_policy
@@ -225,18 +220,15 @@ def rl_section(cfg: Config, rep: DemoReport, progress: ProgressFn) -> None:
 
     tiny = tiny_config(cfg)
     pretrain(tiny, progress)
-    try:
-        tr = train(tiny, "ppo", iterations=DEMO_RL_ITERATIONS, env_runners=1,
-                   out=tiny.workdir_path / "rl" / "demo-ppo", progress=progress)  # fmt: skip
-    finally:
-        ray.shutdown()
+    tr = train(tiny, "ppo", iterations=DEMO_RL_ITERATIONS, env_runners=1,
+               out=tiny.workdir_path / "rl" / "demo-ppo", progress=progress)  # fmt: skip
     pdir = export_policy(tr.checkpoint, tiny.workdir_path / "policies" / "demo-ppo", "torchscript")
-    rep.facts["policy"] = str(pdir)
     budget = tiny.env.decisions * tiny.env.steps_per_decision
-    runs = {}
+    runs, before = {}, None
     for agent, extra in (("policy", [f"agent.path={pdir}"]), ("static", [])):
         c = with_overrides(tiny, [f"agent.name={agent}", f"unlearn.steps={budget}", *extra])
-        runs[agent] = run(c, progress)
+        runs[agent] = run(c, progress, before=before)  # the base model is evaluated once
+        before = runs[agent].before
     rets = ", ".join(_fmt(r) for r in tr.returns)
     lines = [
         "## RL λ agent (tiny env)",

@@ -45,3 +45,24 @@ def set_threads(n: int | None = None) -> None:
     if n is None:
         n = int(os.environ.get("UNLEARN_NUM_THREADS", "0")) or len(os.sched_getaffinity(0))
     torch.set_num_threads(max(1, n))
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
+    """Join ``address`` (or ``RAY_ADDRESS``, set inside a Ray job), else start a private local
+    instance (never a leftover cluster; Ray sets up its token auth itself).
+
+    Returns whether this call started or joined Ray (then the caller shuts it down).
+    """
+    import logging
+
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
+    if address and address != "local":
+        ray.init(address=address, **quiet)
+    else:
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
+    return True

@@ -140,6 +140,7 @@ class Unlearner:
         self.grad_stats_every = grad_stats_every
         self.budget = cfg.unlearn.steps
         self.method.setup(model, split)
+        self.agent.bind(self)
         self.params = [p for p in method.trainable_parameters(model) if p.requires_grad]
         # the episode's starting point, kept in memory: reset never touches disk
         self._initial = copy.deepcopy(

@@ -38,6 +38,11 @@ class LambdaAgent(ABC):
     @abstractmethod
     def act(self, stats: StepStats | None) -> float | torch.Tensor: ...
 
+    def bind(self, unlearner: Any) -> None:
+        """Called by the :class:`~unlearn.unlearner.Unlearner` that runs this agent; agents
+        that read the run itself (the policy agent's proxies) keep it."""
+        return None
+
     def parameters(self) -> list[torch.nn.Parameter]:
         return []
 

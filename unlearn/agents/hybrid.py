@@ -109,8 +109,7 @@ class HybridAgent(LambdaAgent):
 
     def bind(self, unlearner) -> None:
         """Forward the unlearner to a coarse agent that reads its proxies (a policy)."""
-        if hasattr(self.coarse, "bind"):
-            self.coarse.bind(unlearner)
+        self.coarse.bind(unlearner)
 
     def parameters(self) -> list[torch.nn.Parameter]:
         return [*self.coarse.parameters(), *self.refiner.parameters()]

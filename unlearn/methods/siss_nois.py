@@ -8,9 +8,6 @@ from typing import ClassVar
 
 import torch
 
-from unlearn.config import MethodConfig
-from unlearn.data import ForgetSplit
-from unlearn.methods.base import UnlearningMethod
 from unlearn.methods.common import (
     ALL_FAMILIES,
     is_vae,
@@ -20,11 +17,11 @@ from unlearn.methods.common import (
     vae_latent_noise,
 )
 from unlearn.methods.options import Opt
-from unlearn.methods.siss import siss_coefficients, siss_gradient
+from unlearn.methods.siss import SISS, siss_coefficients
 from unlearn.types import Batch, LossTerms
 
 
-class SISSNoIS(UnlearningMethod):
+class SISSNoIS(SISS):
     """The SISS objective estimated with two forwards instead of one importance-sampled one.
 
     Pairs (x, a) as in SISS share t and ε (as the reference code does); ``L_x``, ``L_a`` are
@@ -41,25 +38,8 @@ class SISSNoIS(UnlearningMethod):
     name = "siss_nois"
     families = ALL_FAMILIES
     forms = ("loss", "gradient")
-    OPTIONS: ClassVar[dict[str, Opt]] = {
-        "C": Opt(
-            None,
-            "gradient form: forget step length; null = ||g_x||",
-            lo=0.0,
-            lo_open=True,
-            optional=True,
-        ),  # fmt: skip
-    }
-
-    def __init__(self, cfg: MethodConfig | None = None):
-        super().__init__(cfg)
-        self.combine = self.cfg.form
-        self.scale = float(self.cfg.scale)
-        self.clip = float(self.cfg.clip)
-        self.n = self.k = 0
-
-    def setup(self, model: torch.nn.Module, split: ForgetSplit) -> None:
-        self.n, self.k = split.n, split.k
+    # SISS's ``C`` only: x is the retain batch and both terms use their own labels
+    OPTIONS: ClassVar[dict[str, Opt]] = {"C": SISS.OPTIONS["C"]}
 
     def loss(
         self,
@@ -79,8 +59,3 @@ class SISSNoIS(UnlearningMethod):
         l_x = per_sample_loss(model, x.images, x.labels, generator, t, eps).mean()
         l_a = per_sample_loss(model, a.images, a.labels, generator, t, eps).mean()
         return LossTerms(retain=l_x, forget=l_a, total=c_x * l_x - c_a * l_a)
-
-    def combine_gradients(
-        self, g_retain: list[torch.Tensor], g_forget: list[torch.Tensor], lam: float
-    ) -> list[torch.Tensor]:
-        return siss_gradient(g_retain, g_forget, self.options["C"], self.scale, self.clip)

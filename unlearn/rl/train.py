@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from unlearn.config import Config, ConfigError
-from unlearn.runtime import ProgressFn, no_progress
+from unlearn.runtime import ProgressFn, init_ray, no_progress
 
 log = logging.getLogger(__name__)
 
@@ -46,22 +45,6 @@ class TrainResult:
                 "checkpoint": str(self.checkpoint) if self.checkpoint else None,
                 "checkpoints": [str(c) for c in self.checkpoints], "returns": self.returns,
                 "lambdas": self.lambdas}  # fmt: skip
-
-
-def ray_init(num_cpus: int) -> None:
-    """Start a private local Ray instance (or join ``RAY_ADDRESS`` when set, e.g. a Ray job).
-
-    ``address="local"`` never joins a leftover cluster and sets up Ray's token auth itself.
-    """
-    import ray
-
-    if ray.is_initialized():
-        return
-    addr = os.environ.get("RAY_ADDRESS", "")
-    if addr and addr != "local":
-        ray.init(address=addr, log_to_driver=False)
-    else:
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
 
 
 def algo_config(cfg: Config, algo: str, env_runners: int):
@@ -174,7 +157,7 @@ def train(
     out_dir = out_dir.expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     res = TrainResult(algo=algo, out_dir=out_dir, run_id=tracker.run_id)
-    ray_init(num_cpus=max(1, env_runners) + 1)
+    started = init_ray(num_cpus=max(1, env_runners) + 1)
     algorithm = algo_config(cfg, algo, env_runners).build_algo()
     status = "FAILED"
     try:
@@ -207,3 +190,7 @@ def train(
     finally:
         algorithm.stop()
         tracker.end(status)
+        if started:
+            import ray
+
+            ray.shutdown()

@@ -9,6 +9,7 @@ are imported only when a sweep runs.
 
 from __future__ import annotations
 
+from unlearn.runtime import init_ray
 from unlearn.tuners.demo import demo_search
 from unlearn.tuners.options import SweepOptions, check_options, check_tracking
 from unlearn.tuners.results import SweepResult, TrialResult, pareto_front, schedule_points
@@ -21,7 +22,7 @@ from unlearn.tuners.space import (
     trial_config,
     validate_space,
 )
-from unlearn.tuners.sweep import init_ray, run_sweep
+from unlearn.tuners.sweep import run_sweep
 
 __all__ = [
     "Param",

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from unlearn.config import Config, ConfigError, build
-from unlearn.runtime import ProgressFn, no_progress
+from unlearn.runtime import ProgressFn, init_ray, no_progress
 from unlearn.tuners.artifacts import finish, parent_run
 from unlearn.tuners.options import SweepOptions, check_options, check_pretrained, check_tracking
 from unlearn.tuners.results import SweepResult, TrialResult
@@ -37,22 +37,6 @@ log = logging.getLogger(__name__)
 
 MULTI = (["eval/forget_rate", "eval/fid"], ["min", "min"])
 META = "unlearn_sweep.json"  # config, space, options and parent run of a sweep (for --resume)
-
-
-def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
-    """Join ``address`` (or ``RAY_ADDRESS``, set inside a Ray job), else start a private local
-    instance (never a leftover cluster). Returns whether this call started or joined Ray."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    address = address or os.environ.get("RAY_ADDRESS")
-    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
-    if address:
-        ray.init(address=address, **quiet)
-    else:
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
-    return True
 
 
 def run_sweep(
