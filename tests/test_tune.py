@@ -82,7 +82,8 @@ def test_pbt_schedule_replays_and_params_are_logged_at_end(ray_local, tiny_workd
     assert out.lambdas == best.lambdas
     after, _ = unl.evaluate()
     assert after.forget_rate == best.forget_rate
-    assert after.fid == pytest.approx(best.fid, rel=1e-6)
+    # the trial ran in a Ray worker with its own thread count: float sums may differ in the last digits
+    assert after.fid == pytest.approx(best.fid, rel=1e-4)
 
     # MLflow: one child per trial; PBT params logged once, at the end, with the final λ
     client, runs = children(cfg, res.parent_run_id)
