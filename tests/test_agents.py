@@ -159,11 +159,16 @@ def test_variational_training_moves_posterior_towards_target(posterior) -> None:
 
 def test_variational_options_and_reset() -> None:
     agent = get_agent(
-        AgentConfig(name="variational", options={"lr": 0.01, "grad_features": False}), 0.5
+        AgentConfig(name="variational", options={"lr": 0.01, "grad_features": "off"}), 0.5
     )
     assert isinstance(agent, VariationalAgent)
     assert agent.lr == 0.01 and not agent.needs_grad_stats
-    assert _make("variational").needs_grad_stats
+    # default: the unlearner's periodic gradient measurement, no extra backward per step
+    assert not _make("variational").needs_grad_stats
+    every = get_agent(AgentConfig(name="variational", options={"grad_features": "every"}), 0.5)
+    assert every.needs_grad_stats
+    with pytest.raises(ConfigError, match=r"agent\.options\.grad_features"):
+        get_agent(AgentConfig(name="variational", options={"grad_features": "always"}), 0.5)
     assert agent.regularizer() is None  # before the first act
     lam = agent.act(None)
     reg = agent.regularizer()

@@ -35,6 +35,7 @@ from unlearn.agents.options import DEFAULT_LAM, Opt, OptionError, check_lam
 from unlearn.types import StepStats
 
 POSTERIORS = ("beta", "logitnormal")
+GRAD_MODES = ("periodic", "every", "off")
 _MIN_CONC = 0.1  # Beta concentrations below this make samples pile up at exactly 0 or 1
 _MIN_SIGMA = 1e-3
 _GRAD_FEATURES = (5, 6, 7)  # indices of the gradient features in features.NAMES
@@ -61,8 +62,10 @@ class VariationalAgent(LambdaAgent):
         init_concentration: a + b of the initial Beta posterior (higher = narrower).
         init_sigma: σ of the initial logit-normal posterior.
         eps: λ is squeezed affinely into [eps, 1 - eps] (keeps the gradient, unlike a clamp).
-        grad_features: read gradient norms and cosine (the unlearner then measures them
-            every step, two extra backwards); otherwise those features are 0.
+        grad_features: where the gradient norms and cosine come from. ``periodic`` (default):
+            the unlearner's own measurement every ``grad_stats_every`` steps, carried in
+            between (no extra cost); ``every``: measured every step (two extra backwards
+            per step, about 2x the step time); ``off``: those features are 0.
         sample: draw λ (training); false uses the posterior mean (deterministic).
         extra_features: extra context inputs appended by a wrapping agent (hybrid).
     """
@@ -82,7 +85,12 @@ class VariationalAgent(LambdaAgent):
         "init_concentration": Opt(10.0, "initial a + b (Beta)", lo=0.5, hi=1e4),
         "init_sigma": Opt(0.5, "initial sigma (logit-normal)", lo=0.01, hi=10.0),
         "eps": Opt(1e-4, "lambda lies in [eps, 1 - eps]", lo=0.0, hi=0.1, lo_open=True),
-        "grad_features": Opt(True, "read gradient norms and cosine", kind=bool),
+        "grad_features": Opt(
+            "periodic",
+            "gradient features: periodic, every step, or off",
+            kind=str,
+            choices=GRAD_MODES,
+        ),
         "sample": Opt(True, "sample lambda (false: posterior mean)", kind=bool),
     }
 
@@ -101,7 +109,7 @@ class VariationalAgent(LambdaAgent):
         init_concentration: float = 10.0,
         init_sigma: float = 0.5,
         eps: float = 1e-4,
-        grad_features: bool = True,
+        grad_features: str = "periodic",
         sample: bool = True,
         extra_features: int = 0,
     ):
@@ -119,7 +127,10 @@ class VariationalAgent(LambdaAgent):
         self.init_concentration = float(init_concentration)
         self.init_sigma = float(init_sigma)
         self.eps = float(eps)
-        self.needs_grad_stats = bool(grad_features)  # the unlearner then measures them
+        if grad_features not in GRAD_MODES:
+            raise OptionError("grad_features", grad_features, "one of " + ", ".join(GRAD_MODES))
+        self.grad_mode = grad_features
+        self.needs_grad_stats = grad_features == "every"  # the unlearner measures every step
         self.sample_lam = bool(sample)
         self.extra_features = int(extra_features)
         self.features = ContextFeatures(lam0=self.init_lam)
@@ -143,7 +154,7 @@ class VariationalAgent(LambdaAgent):
 
     def _params(self, stats: StepStats | None, extra: torch.Tensor | None) -> torch.Tensor:
         c = self.features(stats)
-        if not self.needs_grad_stats:
+        if self.grad_mode == "off":
             c[list(_GRAD_FEATURES)] = 0.0
         if self.extra_features:
             extra = torch.zeros(self.extra_features) if extra is None else extra.detach()
