@@ -8,6 +8,7 @@ run: batches and noise are drawn from generators seeded by (seed, step)).
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import math
@@ -36,10 +37,19 @@ class Pretrained:
     classifier_accuracy: float
 
 
+#: pretrain fields that do not change the base model (classifier training, checkpoint cadence)
+_NOT_MODEL = ("checkpoint_every", "classifier_steps", "classifier_lr", "classifier_label_smoothing")
+
+
 def model_key(cfg: Config) -> str:
-    return (
-        f"{cfg.model.kind}-{cfg.digest('data', 'model', 'pretrain')}-o{cfg.forget.outlier.copies}"
-    )
+    d = cfg.to_dict()
+    d = {
+        "data": d["data"],
+        "model": d["model"],
+        "pretrain": {k: v for k, v in d["pretrain"].items() if k not in _NOT_MODEL},
+    }
+    digest = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{cfg.model.kind}-{digest}-o{cfg.forget.outlier.copies}"
 
 
 def classifier_key(cfg: Config) -> str:
@@ -49,9 +59,8 @@ def classifier_key(cfg: Config) -> str:
         "steps": cfg.pretrain.classifier_steps,
         "lr": cfg.pretrain.classifier_lr,
         "seed": cfg.pretrain.seed,
+        "label_smoothing": cfg.pretrain.classifier_label_smoothing,
     }
-    import hashlib
-
     return "classifier-" + hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -218,7 +227,9 @@ def train_classifier(cfg: Config, progress: ProgressFn = no_progress, force: boo
         x = _shift_augment(x, g)
         for group in opt.param_groups:
             group["lr"] = _lr(step, p.classifier_steps, p.classifier_lr, warmup=100)
-        loss = F.cross_entropy(clf(x.to(dev)), y.to(dev), label_smoothing=0.05)
+        loss = F.cross_entropy(
+            clf(x.to(dev)), y.to(dev), label_smoothing=p.classifier_label_smoothing
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
