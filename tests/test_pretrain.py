@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -42,3 +43,17 @@ def test_pretrain_caches_and_resumes_identically(tiny_cfg, tmp_path):
     assert again.model_dir == res.model_dir and not calls, "cached result was retrained"
     model, clf, _ = load_pretrained(tiny_cfg)
     assert model.resolution == 8 and clf.num_classes == 10
+
+
+def test_shipped_demo_assets_are_matched_by_key():
+    from unlearn.config import load_config
+    from unlearn.pretrain import shipped_dirs
+
+    demo = Path(__file__).resolve().parents[1] / "configs/demo.yaml"
+    model, clf = shipped_dirs(load_config(demo))
+    assert model is not None and clf is not None  # the demo starts without training
+    # classifier settings do not change the base model: it is still shipped, the classifier not
+    model2, clf2 = shipped_dirs(load_config(demo, ["pretrain.classifier_label_smoothing=0.1"]))
+    assert model2 == model and clf2 is None
+    # anything that shapes the base model does
+    assert shipped_dirs(load_config(demo, ["pretrain.lr=0.002"])) == (None, clf)

@@ -91,8 +91,8 @@ class PretrainConfig:
     classifier_steps: int = _f(3000, lo=1)
     classifier_lr: float = _f(2e-3, lo=1e-7, hi=1.0)
     classifier_label_smoothing: float = _f(
-        0.0,
-        doc="label smoothing of the classifier; > 0 caps its confidence near 1 - smoothing",
+        0.01,
+        doc="label smoothing of the classifier; its confidence saturates near 1 - smoothing",
         lo=0.0,
         hi=0.5,
     )

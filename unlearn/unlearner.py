@@ -27,7 +27,7 @@ from unlearn.agents.base import LambdaAgent
 from unlearn.config import Config
 from unlearn.data import ForgetSplit, ImageData
 from unlearn.methods.base import UnlearningMethod
-from unlearn.metrics import EvalData, EvalResult, evaluate, proxy_loss
+from unlearn.metrics import EvalData, EvalResult, evaluate, proxy_losses
 from unlearn.types import Batch, StepStats
 
 log = logging.getLogger(__name__)
@@ -314,16 +314,14 @@ class Unlearner:
         base = math.sqrt(sum(float(p0.pow(2).sum()) for p0 in self._initial_params)) or 1.0
         upd = {"weight_spread": drift / base}
         if self.eval_data is not None:
-            upd["proxy_retain"] = proxy_loss(self.model, self.eval_data.proxy_retain)
-            upd["proxy_forget"] = proxy_loss(self.model, self.eval_data.proxy_forget)
+            upd["proxy_retain"], upd["proxy_forget"] = self.proxies()
         return dataclasses.replace(stats, **upd)
 
     def proxies(self) -> tuple[float, float]:
         if self.eval_data is None:
             return float("nan"), float("nan")
-        return proxy_loss(self.model, self.eval_data.proxy_retain), proxy_loss(
-            self.model, self.eval_data.proxy_forget
-        )
+        r, f = proxy_losses(self.model, self.eval_data.proxy_retain, self.eval_data.proxy_forget)
+        return r, f
 
     def evaluate(self, base_forget_rate: float | None = None) -> tuple[EvalResult, torch.Tensor]:
         """Sample-based evaluation of the current weights (fixed seeds)."""

@@ -22,7 +22,7 @@ from unlearn.metrics.classes import (
 )
 from unlearn.metrics.fid import frechet_distance
 from unlearn.metrics.likelihood import nelbo_bpd
-from unlearn.metrics.proxies import ProxyBatch, proxy_loss
+from unlearn.metrics.proxies import ProxyBatch, proxy_losses
 from unlearn.models import Classifier
 
 METRIC_KEYS = (
@@ -148,6 +148,7 @@ def evaluate(
         if not data.forget_classes:
             rate = outlier_rate
     dev = next(model.parameters()).device
+    proxies = proxy_losses(model, data.proxy_retain, data.proxy_forget)
     nll_x = data.proxy_retain.images[: min(64, len(data.proxy_retain.images))].to(dev)
     result = EvalResult(
         num_samples=int(samples.shape[0]),
@@ -157,8 +158,8 @@ def evaluate(
         fid=frechet_distance(feats, ref_feats),
         coverage_kl=coverage_kl(hist, data.retained_classes),
         confident=confident_fraction(probs, cfg.eval.confidence),
-        proxy_retain=proxy_loss(model, data.proxy_retain),
-        proxy_forget=proxy_loss(model, data.proxy_forget),
+        proxy_retain=proxies[0],
+        proxy_forget=proxies[1],
         nelbo_bpd=nelbo_bpd(model, nll_x, cfg.eval.elbo_timesteps, cfg.eval.seed),
         pul=None if base_forget_rate is None else pul(base_forget_rate, rate),
         outlier_rate=outlier_rate,

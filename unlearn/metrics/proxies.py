@@ -35,16 +35,30 @@ class ProxyBatch:
 
 
 @torch.no_grad()
-def proxy_loss(model: torch.nn.Module, batch: ProxyBatch) -> float:
-    """Fixed-noise denoising loss (negative ELBO per dim for the VAE); deterministic."""
+def proxy_losses(model: torch.nn.Module, *batches: ProxyBatch) -> tuple[float, ...]:
+    """Fixed-noise denoising loss of each batch (negative ELBO per dim for the VAE).
+
+    All batches go through the model in one forward (the per-step observation of the env
+    needs two of them; one call halves the fixed cost). Per-sample losses do not depend on
+    the other samples of the batch, so each value is that batch's own mean; deterministic.
+    """
     was = model.training
     model.eval()
     dev = next(model.parameters()).device
-    x = batch.images.to(dev)
+    x = torch.cat([b.images for b in batches]).to(dev)
+    eps = torch.cat([b.eps for b in batches]).to(dev)
     if isinstance(model, ConvVAE):
-        value = model.neg_elbo(x, batch.eps.to(dev)).mean() / x[0].numel()
+        per = model.neg_elbo(x, eps) / x[0].numel()
     else:
-        labels = batch.labels.to(dev).clamp(min=0) if model.conditional else None
-        value = model.denoise_loss(x, batch.t.to(dev), batch.eps.to(dev), labels)
+        labels = None
+        if model.conditional:
+            labels = torch.cat([b.labels for b in batches]).to(dev).clamp(min=0)
+        t = torch.cat([b.t for b in batches]).to(dev)
+        per = model.denoise_loss(x, t, eps, labels, reduce=False)
     model.train(was)
-    return float(value)
+    return tuple(float(v.mean()) for v in per.split([len(b.images) for b in batches]))
+
+
+def proxy_loss(model: torch.nn.Module, batch: ProxyBatch) -> float:
+    """Fixed-noise denoising loss of one batch; see :func:`proxy_losses`."""
+    return proxy_losses(model, batch)[0]
