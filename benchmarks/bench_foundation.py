@@ -3,13 +3,20 @@
 Prints ratios measured in one run:
 - train step through the project's code / bare torch forward+backward of the same UNet
 - DDIM images/s, and sampling time / (UNet forward time x steps)
+
+Run: .venv/bin/python benchmarks/bench_foundation.py
 """
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import torch
 
-from benchmarks.common import demo_config, interleaved
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import demo_config, interleaved  # noqa: E402
 
 
 def main() -> dict[str, float]:
