@@ -103,6 +103,7 @@ def test_bench_matrix_report_mlflow_resume_readme(tiny_workdir: Path, tmp_path: 
     body, tail = rest.split("<!-- results:end -->")
     assert head == "# project\n\nintro\n" and tail == "\noutro\n"
     assert "old table" not in body and DIST in body
+    assert f"on `{cfg.name}`" in body and "Welch" in body and "bench.md" in body  # what ran
     assert sum(body.count(f"| {m} | {a} | 2 |") for m, a in summary) == 4
 
     # a cell missing from results.json is the only one that runs again

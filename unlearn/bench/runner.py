@@ -21,6 +21,7 @@ from unlearn.bench.cell import CellOutcome, RunRecord, eval_from_dict, run_cell,
 from unlearn.bench.matrix import RESULT_SECTIONS, BenchOptions, Plan, cell_config, plan
 from unlearn.bench.perf import PerfResult, perf_markdown, run_perf
 from unlearn.bench.report import (
+    LEGEND,
     bench_markdown,
     check_readme,
     markdown_table,
@@ -183,10 +184,7 @@ def run_bench(
         _write_report(cfg, opts, result)
         save({"summary": [s.to_dict() for s in summaries], "threshold": opts.threshold})
         if opts.readme:
-            cols, rows = summary_rows(summaries, opts.threshold, lambda s: f"**{s}**")
-            head = (f"`unlearn bench --preset {opts.preset}`: {len(runs)} runs, "
-                    f"{len(pl.instances)} held-out instances x {len(pl.seeds)} seeds.")  # fmt: skip
-            update_readme(opts.readme, f"{head}\n\n{markdown_table(cols, rows)}")
+            update_readme(opts.readme, _readme_section(cfg, opts, result))
         result.wall_time = time.perf_counter() - t0
         result.artifacts["results_json"] = results
         if parent is not None:
@@ -199,6 +197,24 @@ def run_bench(
     finally:
         if parent is not None:
             parent[0].set_terminated(parent_id, status=status)
+
+
+def _readme_section(cfg: Config, opts: BenchOptions, res: BenchResult) -> str:
+    """The README's "Results": what ran, the summary table, the performance ratios."""
+    pl = res.plan
+    cols, rows = summary_rows(res.summaries, res.threshold, lambda s: f"**{s}**")
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    head = (
+        f"`unlearn bench --preset {opts.preset}` on `{cfg.name}` ({cfg.model.kind}, "
+        f"{cfg.data.name} {cfg.data.resolution}px, {cfg.unlearn.steps} steps, "
+        f"{cfg.eval.num_samples} evaluation samples), {date}: {len(res.runs)} runs, held-out "
+        f"classes {pl.instances} x seeds {pl.seeds}. Full report: `{res.path / 'bench.md'}`."
+        f"\n\n{LEGEND}"
+    )
+    text = f"{head}\n\n{markdown_table(cols, rows)}"
+    if res.perf is not None:
+        text += "\n\n" + perf_markdown(res.perf)
+    return text
 
 
 def _write_report(cfg: Config, opts: BenchOptions, res: BenchResult) -> None:
