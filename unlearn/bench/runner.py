@@ -199,6 +199,15 @@ def run_bench(
             parent[0].set_terminated(parent_id, status=status)
 
 
+def _shown(path: Path, cfg: Config) -> str:
+    """The report's path as a reader of the README can use it (relative to the workdir)."""
+    p = Path(path) / "bench.md"
+    try:
+        return f"WORKDIR/{p.relative_to(cfg.workdir_path)}"
+    except ValueError:
+        return str(p)
+
+
 def _readme_section(cfg: Config, opts: BenchOptions, res: BenchResult) -> str:
     """The README's "Results": what ran, the summary table, the performance ratios."""
     pl = res.plan
@@ -208,7 +217,7 @@ def _readme_section(cfg: Config, opts: BenchOptions, res: BenchResult) -> str:
         f"`unlearn bench --preset {opts.preset}` on `{cfg.name}` ({cfg.model.kind}, "
         f"{cfg.data.name} {cfg.data.resolution}px, {cfg.unlearn.steps} steps, "
         f"{cfg.eval.num_samples} evaluation samples), {date}: {len(res.runs)} runs, held-out "
-        f"classes {pl.instances} x seeds {pl.seeds}. Full report: `{res.path / 'bench.md'}`."
+        f"classes {pl.instances} x seeds {pl.seeds}. Full report: `{_shown(res.path, cfg)}`."
         f"\n\n{LEGEND}"
     )
     text = f"{head}\n\n{markdown_table(cols, rows)}"
