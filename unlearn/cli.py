@@ -62,7 +62,11 @@ def eval_cmd(
     set_: SetOpt = None,
     json_: JsonOpt = False,
     out: Annotated[
-        Path | None, typer.Option(help="Folder for the sample grid (default: MODEL_DIR/eval).")
+        Path | None,
+        typer.Option(
+            help="Folder for the sample grid and metrics.json (default: MODEL_DIR/eval, "
+            "WORKDIR/eval/... for the shipped models)."
+        ),
     ] = None,
     classifier: Annotated[
         Path | None, typer.Option(help="Evaluation classifier dir (default: from the config).")

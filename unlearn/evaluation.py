@@ -43,6 +43,15 @@ def load_classifier(cfg: Config, classifier_dir: Path | None) -> torch.nn.Module
     return clf
 
 
+def default_out(cfg: Config, model_dir: Path) -> Path:
+    """MODEL_DIR/eval; for a model shipped inside the package, WORKDIR/eval/NAME instead."""
+    from unlearn.pretrain import ASSETS
+
+    if model_dir.is_relative_to(ASSETS.resolve()):
+        return cfg.workdir_path / "eval" / model_dir.parent.name / model_dir.name
+    return model_dir / "eval"
+
+
 def evaluate_dir(
     cfg: Config, model_dir: Path, classifier_dir: Path | None = None, out: Path | None = None
 ) -> EvalReport:
@@ -67,7 +76,7 @@ def evaluate_dir(
     model.to(dev)
     data = prepare(model, cfg, splits, split)
     result, samples = evaluate(model, clf, cfg, data)
-    out = Path(out).resolve() if out else model_dir / "eval"
+    out = Path(out).resolve() if out else default_out(cfg, model_dir)
     grid = save_grid(samples[:100], out / "samples.png", nrow=10)
     (out / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2))
     return EvalReport(model_dir, result, grid)
