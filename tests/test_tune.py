@@ -81,8 +81,9 @@ def test_pbt_schedule_replays_and_params_are_logged_at_end(ray_local, tiny_workd
     out = unl.run()
     assert out.lambdas == best.lambdas
     after, _ = unl.evaluate()
-    assert after.forget_rate == best.forget_rate
-    # the trial ran in a Ray worker with its own thread count: float sums may differ in the last digits
+    # the trial ran in a Ray worker with its own thread count: float sums may differ in the
+    # last digits, so a borderline sample may change class (at most one of them)
+    assert abs(after.forget_rate - best.forget_rate) <= 1 / replay_cfg.eval.num_samples + 1e-9
     assert after.fid == pytest.approx(best.fid, rel=1e-4)
 
     # MLflow: one child per trial; PBT params logged once, at the end, with the final λ
