@@ -232,11 +232,16 @@ class Config:
         d = self.to_dict()
         if sections:
             d = {s: d[s] for s in sections}
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+        return digest_of(d)
 
     @property
     def workdir_path(self) -> Path:
         return Path(self.workdir).expanduser().resolve()
+
+
+def digest_of(obj: Any) -> str:
+    """Short, order-independent hash of a JSON-able value (cache keys)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _to_plain(obj: Any) -> Any:

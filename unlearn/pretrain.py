@@ -8,7 +8,6 @@ run: batches and noise are drawn from generators seeded by (seed, step)).
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import math
@@ -19,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from unlearn.config import Config
+from unlearn.config import Config, digest_of
 from unlearn.data import ImageData, inject_outlier, load_splits
 from unlearn.models import Classifier, ConvVAE, build_model, load_model, save_model
 from unlearn.runtime import ProgressFn, no_progress, resolve_device
@@ -48,8 +47,7 @@ def model_key(cfg: Config) -> str:
         "model": d["model"],
         "pretrain": {k: v for k, v in d["pretrain"].items() if k not in _NOT_MODEL},
     }
-    digest = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
-    return f"{cfg.model.kind}-{digest}-o{cfg.forget.outlier.copies}"
+    return f"{cfg.model.kind}-{digest_of(d)}-o{cfg.forget.outlier.copies}"
 
 
 def classifier_key(cfg: Config) -> str:
@@ -61,7 +59,7 @@ def classifier_key(cfg: Config) -> str:
         "seed": cfg.pretrain.seed,
         "label_smoothing": cfg.pretrain.classifier_label_smoothing,
     }
-    return "classifier-" + hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    return "classifier-" + digest_of(key)
 
 
 def cache_dirs(cfg: Config) -> tuple[Path, Path]:

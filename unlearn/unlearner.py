@@ -320,8 +320,7 @@ class Unlearner:
     def proxies(self) -> tuple[float, float]:
         if self.eval_data is None:
             return float("nan"), float("nan")
-        r, f = proxy_losses(self.model, self.eval_data.proxy_retain, self.eval_data.proxy_forget)
-        return r, f
+        return proxy_losses(self.model, self.eval_data.proxy_retain, self.eval_data.proxy_forget)
 
     def evaluate(self, base_forget_rate: float | None = None) -> tuple[EvalResult, torch.Tensor]:
         """Sample-based evaluation of the current weights (fixed seeds)."""

@@ -181,10 +181,14 @@ def run_bench(
         summaries = summarize(runs, groups)
         result = BenchResult(out, opts.preset, pl, runs, summaries, opts.threshold, parent_id,
                              perf, ran)  # fmt: skip
-        _write_report(cfg, opts, result)
+        # rendered once: the report and the README's section show the same tables
+        cols, rows = summary_rows(summaries, opts.threshold, lambda s: f"**{s}**")
+        table = markdown_table(cols, rows)
+        perf_md = perf_markdown(perf) if perf is not None else ""
+        _write_report(cfg, opts, result, table, perf_md)
         save({"summary": [s.to_dict() for s in summaries], "threshold": opts.threshold})
         if opts.readme:
-            update_readme(opts.readme, _readme_section(cfg, opts, result))
+            update_readme(opts.readme, _readme_section(cfg, opts, result, table, perf_md))
         result.wall_time = time.perf_counter() - t0
         result.artifacts["results_json"] = results
         if parent is not None:
@@ -208,10 +212,11 @@ def _shown(path: Path, cfg: Config) -> str:
         return str(p)
 
 
-def _readme_section(cfg: Config, opts: BenchOptions, res: BenchResult) -> str:
+def _readme_section(
+    cfg: Config, opts: BenchOptions, res: BenchResult, table: str, perf_md: str
+) -> str:
     """The README's "Results": what ran, the summary table, the performance ratios."""
     pl = res.plan
-    cols, rows = summary_rows(res.summaries, res.threshold, lambda s: f"**{s}**")
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
     head = (
         f"`unlearn bench --preset {opts.preset}` on `{cfg.name}` ({cfg.model.kind}, "
@@ -220,20 +225,18 @@ def _readme_section(cfg: Config, opts: BenchOptions, res: BenchResult) -> str:
         f"classes {pl.instances} x seeds {pl.seeds}. Full report: `{_shown(res.path, cfg)}`."
         f"\n\n{LEGEND}"
     )
-    text = f"{head}\n\n{markdown_table(cols, rows)}"
-    if res.perf is not None:
-        text += "\n\n" + perf_markdown(res.perf)
-    return text
+    return f"{head}\n\n{table}" + (f"\n\n{perf_md}" if perf_md else "")
 
 
-def _write_report(cfg: Config, opts: BenchOptions, res: BenchResult) -> None:
+def _write_report(
+    cfg: Config, opts: BenchOptions, res: BenchResult, table: str, perf_md: str
+) -> None:
     from unlearn.runtime import resolve_device
 
     out, runs = res.path, res.runs
     res.artifacts["pareto_png"], front = plot_pareto_runs(runs, out / "pareto.png")
     res.artifacts["lambda_png"] = plot_lambdas(runs, out / "lambda.png")
     grids = sorted((out / "samples").glob("*.png"), key=lambda p: (p.name != "before.png", p.name))
-    cols, rows = summary_rows(res.summaries, res.threshold, lambda s: f"**{s}**")
     facts = {
         "preset": opts.preset,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -245,9 +248,7 @@ def _write_report(cfg: Config, opts: BenchOptions, res: BenchResult) -> None:
         "diverged": sum(r.status == "diverged" for r in runs),
         "errors": sum(r.status == "error" for r in runs),
     }  # fmt: skip
-    text = bench_markdown(facts, markdown_table(cols, rows), front, runs,
-                          [f"samples/{g.name}" for g in grids],
-                          perf_markdown(res.perf) if res.perf is not None else "")  # fmt: skip
+    text = bench_markdown(facts, table, front, runs, [f"samples/{g.name}" for g in grids], perf_md)
     res.artifacts["bench_md"] = out / "bench.md"
     res.artifacts["bench_md"].write_text(text)
 

@@ -11,7 +11,7 @@ from unlearn.metrics.evaluate import EvalData, EvalResult, evaluate, generate, p
 from unlearn.metrics.fid import frechet_distance
 from unlearn.metrics.grid import save_grid, save_histogram
 from unlearn.metrics.likelihood import nelbo_bpd
-from unlearn.metrics.proxies import ProxyBatch, proxy_loss, proxy_losses
+from unlearn.metrics.proxies import ProxyBatch, proxy_losses
 
 __all__ = [
     "EvalData",
@@ -26,7 +26,6 @@ __all__ = [
     "nelbo_bpd",
     "per_class_rate",
     "prepare",
-    "proxy_loss",
     "proxy_losses",
     "pul",
     "save_grid",

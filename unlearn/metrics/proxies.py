@@ -57,8 +57,3 @@ def proxy_losses(model: torch.nn.Module, *batches: ProxyBatch) -> tuple[float, .
         per = model.denoise_loss(x, t, eps, labels, reduce=False)
     model.train(was)
     return tuple(float(v.mean()) for v in per.split([len(b.images) for b in batches]))
-
-
-def proxy_loss(model: torch.nn.Module, batch: ProxyBatch) -> float:
-    """Fixed-noise denoising loss of one batch; see :func:`proxy_losses`."""
-    return proxy_losses(model, batch)[0]
