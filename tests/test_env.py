@@ -68,7 +68,7 @@ def test_make_by_id_from_config_dict_and_rllib_env_config(env_cfg):
 
 def test_spaces_and_one_episode(env, env_cfg):
     obs, info = env.reset(seed=3)
-    assert obs.dtype == np.float32 and obs.shape == (9,)
+    assert obs.dtype == np.float32 and obs.shape == (10,)
     assert info["instance"] in env_cfg.env.train_instances
     total, steps, done = 0.0, 0, False
     while not done:
@@ -150,8 +150,11 @@ def test_divergence_ends_with_penalty_and_reset_recovers(env, env_cfg):
 
 def test_nonfinite_proxy_is_divergence(env, monkeypatch, env_cfg):
     env.reset(seed=0)
-    monkeypatch.setattr(env.unlearner, "proxies", lambda: (float("inf"), 1.0))
-    _, r, term, _, info = env.step(np.array([0.5], dtype=np.float32))
+    monkeypatch.setattr(env.unlearner, "proxies", lambda n=None: (float("inf"), 1.0))
+    a = np.array([0.5], dtype=np.float32)
+    _, r, term, _, info = env.step(a)  # decision 1 measures no proxies (K=2, proxy_every=4)
+    assert not term and not info["proxies_measured"]
+    _, r, term, _, info = env.step(a)  # decision 2 measures them: inf
     assert term and info["diverged"] and r == -env_cfg.env.divergence_penalty
 
 
@@ -191,11 +194,13 @@ def test_bad_instances_fail_at_construction(env_cfg):
         UnlearningEnv(bad)
 
 
-def test_rewards_sum_to_the_runs_tradeoff(env_cfg):
-    """Per-decision rewards telescope: their sum is the run's change plus the end bonus."""
+@pytest.mark.parametrize("proxy_every", [1, 4, 100])
+def test_rewards_sum_to_the_runs_tradeoff(env_cfg, proxy_every):
+    """Per-decision rewards telescope: their sum is the run's change, whatever the cadence."""
     from unlearn.envs.unlearning_env import UnlearningEnv
 
-    cfg = dataclasses.replace(env_cfg, env=dataclasses.replace(env_cfg.env, final_eval=False))
+    cfg = dataclasses.replace(env_cfg, env=dataclasses.replace(
+        env_cfg.env, final_eval=False, proxy_every=proxy_every))  # fmt: skip
     env = UnlearningEnv(cfg)
     _, info0 = env.reset(seed=2)
     total, done = 0.0, False
@@ -214,10 +219,56 @@ def test_scale_action_sets_the_methods_forget_scale(env_cfg):
     cfg = dataclasses.replace(env_cfg, env=dataclasses.replace(env_cfg.env, scale_action=True))
     env = UnlearningEnv(cfg)
     obs, _ = env.reset(seed=0)
-    assert env.action_space.shape == (2,) and obs.shape == (10,)
+    assert env.action_space.shape == (2,) and obs.shape == (11,)
     _, _, _, _, info = env.step(np.array([0.5, 0.25], dtype=np.float32))
     lo, hi = SCALE_RANGE
     assert env.unlearner.method.scale == pytest.approx(lo + 0.25 * (hi - lo))
     assert info["scale"] == env.unlearner.method.scale
     env.reset(seed=0)  # back to the configured scale
     assert env.unlearner.method.scale == env_cfg.method.scale
+
+
+def test_proxies_are_measured_on_their_cadence_and_carried_between(env_cfg, monkeypatch):
+    """K=2, proxy_every=4: proxies after decisions 2 and 4 (and the last); carried and aged else."""
+    from unlearn.envs.observation import layout
+    from unlearn.envs.unlearning_env import UnlearningEnv
+
+    names = layout().names
+    age, rel, delta = (
+        names.index("proxy_age"),
+        names.index("forget_rel"),
+        names.index("forget_delta"),
+    )
+    for every, want in ((1, [True] * 4), (4, [False, True, False, True]),
+                        (100, [False, False, False, True])):  # fmt: skip
+        cfg = dataclasses.replace(env_cfg, env=dataclasses.replace(
+            env_cfg.env, final_eval=False, proxy_every=every, decisions=4))  # fmt: skip
+        env = UnlearningEnv(cfg)
+        calls: list[int | None] = []
+
+        def counted(n=None, real=env.unlearner.proxies, calls=calls):
+            calls.append(n)
+            return real(n)
+
+        monkeypatch.setattr(env.unlearner, "proxies", counted)
+        env.reset(seed=0, options={"instance": 3, "seed": 0})
+        calls.clear()
+        got, obs_seq, rewards = [], [], []
+        for _ in range(4):
+            obs, r, _, _, info = env.step(np.array([0.9], dtype=np.float32))
+            got.append(info["proxies_measured"])
+            obs_seq.append(obs)
+            rewards.append(r)
+        assert got == want and calls == [cfg.env.proxy_batch] * sum(want)
+        budget = cfg.env.decisions * cfg.env.steps_per_decision
+        for i, (o, m) in enumerate(zip(obs_seq, want, strict=True)):
+            if m:
+                assert o[age] == 0.0 and o[rel] != 0.0  # a fresh measurement moved forget_rel
+            else:
+                last = max([j for j in range(i) if want[j]], default=-1)
+                steps_since = (i - last) * cfg.env.steps_per_decision
+                assert o[age] == pytest.approx(steps_since / budget)
+                assert rewards[i] == 0.0  # nothing measured, nothing rewarded
+                prev = obs_seq[last] if last >= 0 else None
+                assert o[rel] == (prev[rel] if prev is not None else 0.0)
+                assert o[delta] == (prev[delta] if prev is not None else 0.0)

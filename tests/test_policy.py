@@ -90,11 +90,14 @@ def test_exported_action_equals_rllib_deterministic_action(tmp_path, algo, scale
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> dict[str, Path]:
+    from unlearn.config import load_config
     from unlearn.export.rllib import export_policy
 
+    env = load_config(REPO / "configs" / "tiny.yaml").env  # K and proxy cadence of the tiny env
     root = tmp_path_factory.mktemp("policy")
     ck = make_module_checkpoint(root / "module", "ppo", gain=3.0)
-    return {f: export_policy(ck, root / f, f, steps_per_decision=2)
+    return {f: export_policy(ck, root / f, f, steps_per_decision=env.steps_per_decision,
+                             proxy_every=env.proxy_every, proxy_batch=env.proxy_batch)
             for f in ("torchscript", "onnx")}  # fmt: skip
 
 
@@ -139,11 +142,17 @@ def test_policy_agent_acts_like_the_env(exported, tiny_workdir):
     cfg = load_config(REPO / "configs" / "tiny.yaml", [f"workdir={tiny_workdir}",
                                                        "tracking.enabled=false"])  # fmt: skip
     pol = load_policy(exported["onnx"])
+    assert (pol.meta["proxy_every"], pol.meta["proxy_batch"]) == (
+        cfg.env.proxy_every,
+        cfg.env.proxy_batch,
+    )
     env = UnlearningEnv(cfg)
     obs, _ = env.reset(seed=0, options={"instance": 5, "seed": 4})
-    done = False
+    done, measured = False, []
     while not done:
-        obs, _, done, _, _ = env.step(pol(obs))
+        obs, _, done, _, info = env.step(pol(obs))
+        measured.append(info["proxies_measured"])
+    assert any(measured[:-1]) and not all(measured)  # both fresh and carried proxies were acted on
     K, T = cfg.env.steps_per_decision, cfg.env.decisions
     run_cfg = with_overrides(cfg, ["agent.name=policy", f"agent.path={exported['torchscript']}",
                                    "forget.classes=[5]", "unlearn.seed=4",

@@ -125,10 +125,12 @@ def export_cmd(
     from unlearn.console import console
     from unlearn.export.rllib import export_policy
 
-    k = 0
+    k = p = b = 0
     if config is not None or set_:
-        k = _config(config, set_).env.steps_per_decision
-    d = export_policy(checkpoint, out, format_, steps_per_decision=k)
+        env = _config(config, set_).env
+        k, p, b = env.steps_per_decision, env.proxy_every, env.proxy_batch
+    d = export_policy(checkpoint, out, format_, steps_per_decision=k, proxy_every=p,
+                      proxy_batch=b)  # fmt: skip
     console.print(f"policy: {d}")
 
 

@@ -160,6 +160,20 @@ class EnvConfig:
 
     decisions: int = _f(10, doc="decisions per episode (T)", lo=1, hi=100000)
     steps_per_decision: int = _f(5, doc="optimiser steps per decision (K)", lo=1, hi=100000)
+    proxy_every: int = _f(
+        20,
+        doc="optimiser steps between the observation's proxy measurements (one forward pass "
+        "each; at the first decision that far after the last one, and at the episode's end); "
+        "1 = every decision",
+        lo=1,
+        hi=1000000,
+    )
+    proxy_batch: int = _f(
+        16,
+        doc="held-out images per side in the observation's proxies (the first of the "
+        "eval.proxy_batch fixed-noise batches; at most that many)",
+        lo=1,
+    )
     beta: float = _f(1.0, doc="weight of quality loss in the reward", lo=0.0, hi=1000.0)
     reward: str = _f("tradeoff", doc="reward definition", choices=("tradeoff", "forget", "final"))
     final_eval: bool = _f(True, doc="sample-based metrics at the end of the episode")

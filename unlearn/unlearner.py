@@ -317,10 +317,14 @@ class Unlearner:
             upd["proxy_retain"], upd["proxy_forget"] = self.proxies()
         return dataclasses.replace(stats, **upd)
 
-    def proxies(self) -> tuple[float, float]:
+    def proxies(self, n: int | None = None) -> tuple[float, float]:
+        """Fixed-noise (retain, forget) proxy losses; ``n``: only the first n images of each."""
         if self.eval_data is None:
             return float("nan"), float("nan")
-        return proxy_losses(self.model, self.eval_data.proxy_retain, self.eval_data.proxy_forget)
+        r, f = self.eval_data.proxy_retain, self.eval_data.proxy_forget
+        if n is not None:
+            r, f = r.head(n), f.head(n)
+        return proxy_losses(self.model, r, f)
 
     def evaluate(self, base_forget_rate: float | None = None) -> tuple[EvalResult, torch.Tensor]:
         """Sample-based evaluation of the current weights (fixed seeds)."""

@@ -4,7 +4,9 @@
 unlearns with a policy written by ``unlearn policy export``. The agent decides every K
 steps (K = ``steps_per_decision`` from the metadata), like the env, and builds its
 observation with the env's own :class:`~unlearn.envs.observation.ObservationBuilder` from
-the previous step's ``StepStats`` and the fixed-noise proxies.
+the previous step's ``StepStats`` and the fixed-noise proxies, measured on the same
+cadence and on as many images as the env (``proxy_every`` and ``proxy_batch`` from the
+metadata).
 
 The proxies come from the unlearner the agent is bound to (``bind(unlearner)``; the env
 measures exactly the same numbers). An unbound agent still runs, but its proxy features
@@ -76,7 +78,8 @@ class PolicyAgent(LambdaAgent):
         if self.K < 1:
             raise OptionError("steps_per_decision", self.K, "an integer >= 1")
         self.scale_action = bool(meta.get("scale_action", False))
-        self.builder = ObservationBuilder(self.scale_action)
+        self.builder = ObservationBuilder(self.scale_action, meta["proxy_every"])
+        self.proxy_batch = int(meta["proxy_batch"])
         self.lam0 = float(lam0)
         self._unlearner = None
         self._warned = False
@@ -99,8 +102,8 @@ class PolicyAgent(LambdaAgent):
             self.last_obs = self.builder.reset(pr, pf, self.lam0, self.scale_a)
             self._decide(self.last_obs)
         elif stats.step % self.K == 0:
-            pr, pf = self._proxies()
-            self.last_obs = self.builder.observe(stats, pr, pf, self.lam, self.scale_a)
+            proxies = self._proxies() if self.builder.due(stats.step) else None
+            self.last_obs = self.builder.observe(stats, proxies, self.lam, self.scale_a)
             self._decide(self.last_obs)
         return self.lam
 
@@ -127,7 +130,7 @@ class PolicyAgent(LambdaAgent):
 
     def _proxies(self) -> tuple[float, float]:
         if self._unlearner is not None:
-            return self._unlearner.proxies()
+            return self._unlearner.proxies(self.proxy_batch)
         if not self._warned:
             log.warning(
                 "policy agent is not bound to an unlearner (agent.bind(unlearner)): its proxy "

@@ -5,6 +5,12 @@ here, and :class:`~unlearn.agents.policy.PolicyAgent` builds the same vector fro
 ``StepStats`` and proxies when an exported policy drives ``unlearn run``. This module imports
 neither gymnasium nor ray, so the agent loads with torch (or onnxruntime) alone.
 
+The fixed-noise proxies (``env.proxy_batch`` held-out images per side) cost one forward
+pass each time they are measured. They are measured at reset and then at the first decision at least
+``proxy_every`` optimiser steps after the last measurement (``env.proxy_every``, default 20;
+1 = every decision); in between, the proxy fields keep their last values and ``proxy_age``
+says how old they are. Both users apply the same rule (:meth:`ObservationBuilder.due`).
+
 Layout (float32, clipped to ``[LOW, HIGH]``; ``OBS_VERSION`` names it in policy metadata):
 
 ====  ===============  ================================================================  ============
@@ -12,14 +18,15 @@ idx   name             value                                                    
 ====  ===============  ================================================================  ============
 0     progress         optimiser steps done / budget (= decisions done / T in the env)   [0, 1]
 1     prev_lambda      λ applied during the previous decision (λ0 = method.lam at reset)  [0, 1]
-2     retain_rel       log(proxy_retain / proxy_retain at reset)                          [-5, 5]
-3     forget_rel       log(proxy_forget / proxy_forget at reset)                          [-5, 5]
-4     retain_delta     change of retain_rel over the last decision                        [-5, 5]
-5     forget_delta     change of forget_rel over the last decision                        [-5, 5]
+2     retain_rel       log(proxy_retain / proxy_retain at reset), last measurement        [-5, 5]
+3     forget_rel       log(proxy_forget / proxy_forget at reset), last measurement        [-5, 5]
+4     retain_delta     change of retain_rel between the last two measurements             [-5, 5]
+5     forget_delta     change of forget_rel between the last two measurements             [-5, 5]
 6     log_retain_grad  log10 of the retain-term gradient norm (last measured step)        [-8, 4]
 7     log_forget_grad  log10 of the forget-term gradient norm                             [-8, 4]
 8     grad_cosine      cosine between the two gradients                                   [-1, 1]
-9     prev_scale       previous forget-scale action in [0, 1] (only with scale_action)    [0, 1]
+9     proxy_age        optimiser steps since the proxies were measured / budget           [0, 1]
+10    prev_scale       previous forget-scale action in [0, 1] (only with scale_action)    [0, 1]
 ====  ===============  ================================================================  ============
 
 Unknown values (before the first step, or a statistic that was not measured) read as 0.
@@ -35,18 +42,19 @@ import numpy as np
 
 from unlearn.types import StepStats
 
-OBS_VERSION = "unlearn-obs-v1"
+OBS_VERSION = "unlearn-obs-v2"
 
 _BASE = (
     ("progress", 0.0, 1.0, "optimiser steps done / budget"),
     ("prev_lambda", 0.0, 1.0, "λ of the previous decision"),
-    ("retain_rel", -5.0, 5.0, "log(proxy_retain / proxy_retain at reset)"),
-    ("forget_rel", -5.0, 5.0, "log(proxy_forget / proxy_forget at reset)"),
-    ("retain_delta", -5.0, 5.0, "change of retain_rel over the last decision"),
-    ("forget_delta", -5.0, 5.0, "change of forget_rel over the last decision"),
+    ("retain_rel", -5.0, 5.0, "log(proxy_retain / proxy_retain at reset), last measured"),
+    ("forget_rel", -5.0, 5.0, "log(proxy_forget / proxy_forget at reset), last measured"),
+    ("retain_delta", -5.0, 5.0, "change of retain_rel between the last two measurements"),
+    ("forget_delta", -5.0, 5.0, "change of forget_rel between the last two measurements"),
     ("log_retain_grad", -8.0, 4.0, "log10 retain gradient norm"),
     ("log_forget_grad", -8.0, 4.0, "log10 forget gradient norm"),
     ("grad_cosine", -1.0, 1.0, "cosine(retain gradient, forget gradient)"),
+    ("proxy_age", 0.0, 1.0, "optimiser steps since the proxies were measured / budget"),
 )
 _SCALE = ("prev_scale", 0.0, 1.0, "previous forget-scale action in [0, 1]")
 
@@ -77,6 +85,8 @@ class ObsLayout:
             "docs": list(self.docs),
             "normalisation": "see unlearn.envs.observation: log-ratios to the reset proxies, "
             "log10 gradient norms, clipped to [low, high]; unknown values read as 0",
+            "proxies": "measured at reset, then at the first decision at least proxy_every "
+            "optimiser steps after the last measurement",
         }
 
 
@@ -114,29 +124,41 @@ def _log10(x: float) -> float:
 
 
 class ObservationBuilder:
-    """Turns (last StepStats, current proxies, previous action) into the observation.
+    """Turns (last StepStats, proxies when measured, previous action) into the observation.
 
-    ``reset`` takes the proxies of the starting weights; ``observe`` is called once per
-    decision, after its K steps, and remembers the relative proxies for the next deltas.
+    ``reset`` takes the proxies of the starting weights. After each decision, ask
+    :meth:`due` whether the proxies are to be measured now, and pass them to :meth:`observe`
+    (or ``None``: the proxy fields keep their last values and ``proxy_age`` grows).
     """
 
-    def __init__(self, scale_action: bool = False):
+    def __init__(self, scale_action: bool = False, proxy_every: int = 1):
+        if int(proxy_every) < 1:
+            raise ValueError(f"proxy_every: {proxy_every!r}; expected an integer >= 1")
         self.layout = layout(scale_action)
         self.scale_action = scale_action
+        self.proxy_every = int(proxy_every)
         self._p0 = (float("nan"), float("nan"))
         self._rel = (0.0, 0.0)
+        self._delta = (0.0, 0.0)
+        self._measured_at = 0
 
     def reset(
         self, proxy_retain: float, proxy_forget: float, lam0: float, scale0: float = 0.0
     ) -> np.ndarray:
         self._p0 = (proxy_retain, proxy_forget)
         self._rel = (0.0, 0.0)
-        values = [0.0, lam0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+        self._delta = (0.0, 0.0)
+        self._measured_at = 0
+        values = [0.0, lam0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
         return self._vector(values, scale0)
+
+    def due(self, step: int) -> bool:
+        """Whether the proxies are measured after optimiser step ``step`` (a decision's end)."""
+        return step - self._measured_at >= self.proxy_every
 
     @property
     def rel(self) -> tuple[float, float]:
-        """The relative proxies (retain, forget) of the last observation (unclipped)."""
+        """The relative proxies (retain, forget) of the last measurement (unclipped)."""
         return self._rel
 
     def relative(self, proxy_retain: float, proxy_forget: float) -> tuple[float, float]:
@@ -146,24 +168,25 @@ class ObservationBuilder:
     def observe(
         self,
         stats: StepStats,
-        proxy_retain: float,
-        proxy_forget: float,
+        proxies: tuple[float, float] | None,
         lam: float,
         scale: float = 0.0,
     ) -> np.ndarray:
-        r, f = self.relative(proxy_retain, proxy_forget)
-        dr, df = r - self._rel[0], f - self._rel[1]
-        self._rel = (r, f)
+        if proxies is not None:
+            r, f = self.relative(*proxies)
+            self._delta = (r - self._rel[0], f - self._rel[1])
+            self._rel = (r, f)
+            self._measured_at = stats.step
+        age = (stats.step - self._measured_at) / stats.budget if stats.budget else 0.0
         values = [
             _finite(stats.progress),
             _finite(lam),
-            r,
-            f,
-            dr,
-            df,
+            *self._rel,
+            *self._delta,
             _log10(stats.retain_grad_norm),
             _log10(stats.forget_grad_norm),
             _finite(stats.grad_cosine),
+            _finite(age),
         ]
         return self._vector(values, scale)
 

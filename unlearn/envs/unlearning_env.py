@@ -72,16 +72,22 @@ class UnlearningEnv(gym.Env):
 
     ## Observation Space
 
-    A flat float32 ``Box`` of 9 entries (10 with ``scale_action``), clipped to declared
+    A flat float32 ``Box`` of 10 entries (11 with ``scale_action``), clipped to declared
     bounds; layout in :mod:`unlearn.envs.observation` (progress, previous λ, log-ratios of
     the fixed-noise retain / forget proxy losses to their values at reset and their changes
-    over the last decision, log10 gradient norms of the two terms, their cosine).
+    between the last two measurements, log10 gradient norms of the two terms, their cosine,
+    the age of the proxies). The proxies cost one forward pass of 2 × ``env.proxy_batch``
+    images (default 16 each; on the tiny model about a third of an optimiser step); they are
+    measured after the first decision at least ``env.proxy_every`` optimiser steps (default
+    20) after the last measurement, and after the last decision. With K >=
+    ``env.proxy_every`` that is every decision.
 
     ## Rewards
 
     ``env.reward = "tradeoff"`` (default), per decision: forgetting gained minus β·quality
     lost, ``Δ log(proxy_forget) − β·Δ log(proxy_retain)`` (relative to the values at reset,
-    so the per-decision rewards sum to the whole run's change). ``"forget"``: only the first
+    so the per-decision rewards sum to the whole run's change; a decision that does not
+    measure the proxies gets 0, the next measurement gets the whole change since). ``"forget"``: only the first
     term. ``"final"``: no per-decision reward. With ``env.final_eval`` the last decision adds
     the sample-based metrics on ``env.final_eval_samples`` samples, against the base model
     (evaluated once per instance): ``(forget rate drop) − β·(relative FID increase)``
@@ -136,7 +142,7 @@ class UnlearningEnv(gym.Env):
                 f"env.scale_action: method {self.cfg.method.name!r} has no forget scale; "
                 "use a method with one (siss) or set env.scale_action=false"
             )
-        self.builder = ObservationBuilder(self.scale_action)
+        self.builder = ObservationBuilder(self.scale_action, self.cfg.env.proxy_every)
         lay = self.builder.layout
         self.observation_space = gym.spaces.Box(lay.low, lay.high, dtype=np.float32)
         dim = 2 if self.scale_action else 1
@@ -144,6 +150,7 @@ class UnlearningEnv(gym.Env):
         self.lam0 = float(self.cfg.method.lam)
         self.scale0 = float(getattr(self.unlearner.method, "scale", 0.0) or 0.0)
         self.instance: Instance | None = None
+        self.proxy = (float("nan"), float("nan"))  # the last measured (retain, forget) proxies
         self._done = True
 
     # -- gymnasium API -----------------------------------------------------------------------
@@ -154,7 +161,7 @@ class UnlearningEnv(gym.Env):
         self.unlearner.reset(self.instance.seed)
         self._set_scale(self.scale0)
         self.base = self.bank.base_eval(self.instance.forget_class) if self._final() else None
-        pr, pf = self.unlearner.proxies()
+        pr, pf = self.proxy = self.unlearner.proxies(self.cfg.env.proxy_batch)
         self.decision = 0
         self.prev_action = self.initial_action()
         self.lambdas: list[float] = []
@@ -177,11 +184,15 @@ class UnlearningEnv(gym.Env):
                                 "action_fixed": fixed}  # fmt: skip
         if scale is not None:
             info["scale"] = scale
+        last_decision = self.decision + 1 >= self.T
         try:
             stats = self.unlearner.step(self.K, lam=lam)
-            pr, pf = self.unlearner.proxies()
-            if not (math.isfinite(pr) and math.isfinite(pf)):
-                raise DivergenceError(f"non-finite proxy loss (retain={pr}, forget={pf})")
+            proxies = None
+            if last_decision or self.builder.due(stats[-1].step):
+                proxies = self.unlearner.proxies(self.cfg.env.proxy_batch)
+                if not all(math.isfinite(p) for p in proxies):
+                    raise DivergenceError("non-finite proxy loss (retain={}, forget={})"
+                                          .format(*proxies))  # fmt: skip
         except DivergenceError as e:
             log.warning("episode diverged at decision %d: %s", self.decision + 1, e)
             self._done = True
@@ -193,13 +204,16 @@ class UnlearningEnv(gym.Env):
         self.lambdas.append(lam)
         self.prev_action = act
         last = stats[-1]
-        self._obs = self.builder.observe(last, pr, pf, lam, float(act[-1]))
+        self._obs = self.builder.observe(last, proxies, lam, float(act[-1]))
+        if proxies is not None:
+            self.proxy = proxies
         r, f = self.builder.rel
         dr, df = r - prev_rel[0], f - prev_rel[1]
         kind, beta = self.cfg.env.reward, self.cfg.env.beta
         reward = {"tradeoff": df - beta * dr, "forget": df, "final": 0.0}[kind]
         terminated = self.decision >= self.T
-        info.update(diverged=False, proxy_retain=pr, proxy_forget=pf, retain_loss=last.retain_loss,
+        info.update(diverged=False, proxy_retain=self.proxy[0], proxy_forget=self.proxy[1],
+                    proxies_measured=proxies is not None, retain_loss=last.retain_loss,
                     forget_loss=last.forget_loss, decision=self.decision)  # fmt: skip
         if terminated:
             self._done = True

@@ -52,9 +52,14 @@ def read_metadata(policy_dir: Path) -> dict[str, Any]:
         raise ConfigError(f"policy: {path} is not valid JSON: {e}") from None
     if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
         raise ConfigError(f"policy: {path} is not {SCHEMA} metadata")
-    for key in ("format", "file", "sha256", "observation", "action", "steps_per_decision"):
+    for key in ("format", "file", "sha256", "observation", "action", "steps_per_decision",
+                "proxy_every", "proxy_batch"):  # fmt: skip
         if key not in meta:
             raise ConfigError(f"policy: {path} lacks the field {key!r}")
+    for key in ("steps_per_decision", "proxy_every", "proxy_batch"):
+        v = meta[key]
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ConfigError(f"policy: {key} in {path} is {v!r}; expected an integer >= 1")
     obs = meta["observation"]
     scale = bool(meta.get("scale_action", False))
     want = layout(scale).to_dict()

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from unlearn.config import ConfigError
+from unlearn.config import ConfigError, EnvConfig
 from unlearn.envs.observation import SCALE_RANGE, layout
 from unlearn.export.policy_file import FILES, SCHEMA, sha256, write_metadata
 
@@ -124,15 +124,26 @@ def load_checkpoint_policy(checkpoint: str | Path) -> tuple[DeterministicPolicy,
         "high": high,
         "steps_per_decision": int(env.get("steps_per_decision", 0)),
         "decisions": int(env.get("decisions", 0)),
+        "proxy_every": int(env.get("proxy_every", 0)),
+        "proxy_batch": int(env.get("proxy_batch", 0)),
         "module_dir": str(mdir),
     }
     return DeterministicPolicy(module, low, high, squash=(algo == "sac")), facts
 
 
 def export_policy(
-    checkpoint: str | Path, out: str | Path, fmt: str = "torchscript", steps_per_decision: int = 0
+    checkpoint: str | Path,
+    out: str | Path,
+    fmt: str = "torchscript",
+    steps_per_decision: int = 0,
+    proxy_every: int = 0,
+    proxy_batch: int = 0,
 ) -> Path:
-    """Write ``policy.pt`` / ``policy.onnx`` and ``metadata.json`` into ``out``; returns ``out``."""
+    """Write ``policy.pt`` / ``policy.onnx`` and ``metadata.json`` into ``out``; returns ``out``.
+
+    K and the observation's proxy cadence and size come from the checkpoint's sidecar (the
+    training env's config); the arguments (else the defaults) are used where it has none.
+    """
     if fmt not in FILES:
         raise ConfigError(f"--format: {fmt!r} is not allowed; expected one of {', '.join(FILES)}")
     policy, facts = load_checkpoint_policy(checkpoint)
@@ -176,6 +187,8 @@ def export_policy(
             "unsquash": "clip(low + (a + 1) * (high - low) / 2, low, high), inside the graph",
         },
         "steps_per_decision": int(k),
+        "proxy_every": int(facts["proxy_every"] or proxy_every or EnvConfig().proxy_every),
+        "proxy_batch": int(facts["proxy_batch"] or proxy_batch or EnvConfig().proxy_batch),
         "decisions": facts["decisions"],
         "input": {"name": "obs", "dtype": "float32", "shape": ["batch", lay.size]},
         "output": {"name": "action", "dtype": "float32", "shape": ["batch", len(facts["low"])]},

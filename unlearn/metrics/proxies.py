@@ -19,6 +19,12 @@ class ProxyBatch:
     t: torch.Tensor
     eps: torch.Tensor
 
+    def head(self, n: int) -> ProxyBatch:
+        """The first ``n`` images with their t and ε (views; the whole batch if it is smaller)."""
+        if n >= len(self.images):
+            return self
+        return ProxyBatch(self.images[:n], self.labels[:n], self.t[:n], self.eps[:n])
+
     @staticmethod
     def make(model: torch.nn.Module, data: ImageData, n: int, seed: int) -> ProxyBatch:
         g = torch.Generator().manual_seed(seed)
