@@ -6,10 +6,11 @@ here, and :class:`~unlearn.agents.policy.PolicyAgent` builds the same vector fro
 neither gymnasium nor ray, so the agent loads with torch (or onnxruntime) alone.
 
 The fixed-noise proxies (``env.proxy_batch`` held-out images per side) cost one forward
-pass each time they are measured. They are measured at reset and then at the first decision at least
-``proxy_every`` optimiser steps after the last measurement (``env.proxy_every``, default 20;
-1 = every decision); in between, the proxy fields keep their last values and ``proxy_age``
-says how old they are. Both users apply the same rule (:meth:`ObservationBuilder.due`).
+pass each time they are measured. They are measured at reset and then after the first
+decision at least ``proxy_every`` optimiser steps after the last measurement
+(``env.proxy_every``, default 20; 1 = every decision); in between, the proxy fields keep
+their last values and ``proxy_age`` says how old they are. Both users apply the same rule
+(:meth:`ObservationBuilder.due`).
 
 Layout (float32, clipped to ``[LOW, HIGH]``; ``OBS_VERSION`` names it in policy metadata):
 

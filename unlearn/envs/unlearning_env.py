@@ -87,11 +87,12 @@ class UnlearningEnv(gym.Env):
     ``env.reward = "tradeoff"`` (default), per decision: forgetting gained minus β·quality
     lost, ``Δ log(proxy_forget) − β·Δ log(proxy_retain)`` (relative to the values at reset,
     so the per-decision rewards sum to the whole run's change; a decision that does not
-    measure the proxies gets 0, the next measurement gets the whole change since). ``"forget"``: only the first
-    term. ``"final"``: no per-decision reward. With ``env.final_eval`` the last decision adds
-    the sample-based metrics on ``env.final_eval_samples`` samples, against the base model
-    (evaluated once per instance): ``(forget rate drop) − β·(relative FID increase)``
-    (``"forget"``: the drop only). Divergence gives ``−env.divergence_penalty``.
+    measure the proxies gets 0, the next measurement gets the whole change since).
+    ``"forget"``: only the first term. ``"final"``: no per-decision reward. With
+    ``env.final_eval`` the last decision adds the sample-based metrics on
+    ``env.final_eval_samples`` samples, against the base model (evaluated once per
+    instance): ``(forget rate drop) − β·(relative FID increase)`` (``"forget"``: the drop
+    only). Divergence gives ``−env.divergence_penalty``.
 
     ## Starting State
 
