@@ -139,6 +139,7 @@ class ObservationBuilder:
         self.scale_action = scale_action
         self.proxy_every = int(proxy_every)
         self._p0 = (float("nan"), float("nan"))
+        self.proxies = self._p0  # the last measured (retain, forget) proxies
         self._rel = (0.0, 0.0)
         self._delta = (0.0, 0.0)
         self._measured_at = 0
@@ -146,7 +147,7 @@ class ObservationBuilder:
     def reset(
         self, proxy_retain: float, proxy_forget: float, lam0: float, scale0: float = 0.0
     ) -> np.ndarray:
-        self._p0 = (proxy_retain, proxy_forget)
+        self._p0 = self.proxies = (proxy_retain, proxy_forget)
         self._rel = (0.0, 0.0)
         self._delta = (0.0, 0.0)
         self._measured_at = 0
@@ -174,6 +175,7 @@ class ObservationBuilder:
         scale: float = 0.0,
     ) -> np.ndarray:
         if proxies is not None:
+            self.proxies = proxies
             r, f = self.relative(*proxies)
             self._delta = (r - self._rel[0], f - self._rel[1])
             self._rel = (r, f)

@@ -151,7 +151,6 @@ class UnlearningEnv(gym.Env):
         self.lam0 = float(self.cfg.method.lam)
         self.scale0 = float(getattr(self.unlearner.method, "scale", 0.0) or 0.0)
         self.instance: Instance | None = None
-        self.proxy = (float("nan"), float("nan"))  # the last measured (retain, forget) proxies
         self._done = True
 
     # -- gymnasium API -----------------------------------------------------------------------
@@ -162,7 +161,7 @@ class UnlearningEnv(gym.Env):
         self.unlearner.reset(self.instance.seed)
         self._set_scale(self.scale0)
         self.base = self.bank.base_eval(self.instance.forget_class) if self._final() else None
-        pr, pf = self.proxy = self.unlearner.proxies(self.cfg.env.proxy_batch)
+        pr, pf = self.unlearner.proxies(self.cfg.env.proxy_batch)
         self.decision = 0
         self.prev_action = self.initial_action()
         self.lambdas: list[float] = []
@@ -185,11 +184,11 @@ class UnlearningEnv(gym.Env):
                                 "action_fixed": fixed}  # fmt: skip
         if scale is not None:
             info["scale"] = scale
-        last_decision = self.decision + 1 >= self.T
+        terminated = self.decision + 1 >= self.T
         try:
             stats = self.unlearner.step(self.K, lam=lam)
             proxies = None
-            if last_decision or self.builder.due(stats[-1].step):
+            if terminated or self.builder.due(stats[-1].step):  # the last one: for the reward
                 proxies = self.unlearner.proxies(self.cfg.env.proxy_batch)
                 if not all(math.isfinite(p) for p in proxies):
                     raise DivergenceError("non-finite proxy loss (retain={}, forget={})"
@@ -206,14 +205,12 @@ class UnlearningEnv(gym.Env):
         self.prev_action = act
         last = stats[-1]
         self._obs = self.builder.observe(last, proxies, lam, float(act[-1]))
-        if proxies is not None:
-            self.proxy = proxies
         r, f = self.builder.rel
         dr, df = r - prev_rel[0], f - prev_rel[1]
         kind, beta = self.cfg.env.reward, self.cfg.env.beta
         reward = {"tradeoff": df - beta * dr, "forget": df, "final": 0.0}[kind]
-        terminated = self.decision >= self.T
-        info.update(diverged=False, proxy_retain=self.proxy[0], proxy_forget=self.proxy[1],
+        pr, pf = self.builder.proxies
+        info.update(diverged=False, proxy_retain=pr, proxy_forget=pf,
                     proxies_measured=proxies is not None, retain_loss=last.retain_loss,
                     forget_loss=last.forget_loss, decision=self.decision)  # fmt: skip
         if terminated:
