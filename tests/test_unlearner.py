@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -83,6 +84,25 @@ def test_tracked_run_logs_lambda_and_marks_failures(tiny_ready, tmp_path):
     arts = {a.path for a in client.list_artifacts(res.run_id)}
     assert {"before.png", "after.png", "lambda.png", "result.json"} <= arts
     assert res.after is not None and res.before is not None
+
+
+def test_diverged_tracked_run_is_failed_in_mlflow(tiny_ready, tmp_path):
+    """A real divergence: VDU's stability weight 1e36 with lr 1 overflows the loss after the
+    first step; the run keeps the last good weights and its MLflow run ends FAILED."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = with_overrides(
+        tiny_ready,
+        ["tracking.enabled=true", f"tracking.uri={uri}", "tracking.experiment=t",
+         "method.name=vdu", "method.options.gamma=1.0e+36", "unlearn.lr=1.0"],
+    )  # fmt: skip
+    res = run(cfg, evaluate=False)
+    assert res.status == "diverged" and res.steps < cfg.unlearn.steps
+    r = MlflowClient(tracking_uri=uri).get_run(res.run_id)
+    assert r.info.status == "FAILED"
+    assert "non-finite loss" in r.data.tags["unlearn.failure"]
+    assert (Path(res.model_dir) / "unlearn.json").is_file()
 
 
 def test_bad_requests_fail_before_training(tiny_ready):

@@ -67,10 +67,12 @@ def run(
 
     ``before`` reuses an evaluation of the same base model (evaluations are deterministic).
     """
-    from unlearn.metrics import save_grid
-    from unlearn.models import save_model
-    from unlearn.tracking import Tracker
+    import time
 
+    from unlearn.metrics import save_grid
+    from unlearn.tracking import Tracker, TrackingError, preflight
+
+    preflight(cfg)  # a tracking server that is down stops the run before the model loads
     setup = build(cfg)
     unl = setup.unlearner
     tracker = Tracker(
@@ -81,7 +83,7 @@ def run(
     tracker.log_params(cfg.to_dict())
     out = cfg.workdir_path / "unlearned" / (tracker.run_id or f"{cfg.method.name}-{cfg.agent.name}")
     out.mkdir(parents=True, exist_ok=True)
-    status = "FAILED"
+    status, result, t0 = "FAILED", None, time.perf_counter()
     try:
         if evaluate and before is None:
             progress("evaluate before", 0, 1)
@@ -105,21 +107,38 @@ def run(
                 "perf/steps_per_s": result.steps / max(result.wall_time, 1e-9),
             }
         )
-        save_model(unl.model.cpu(), out / "model")
-        unl.model.to(unl.device)
-        result.model_dir = str(out / "model")
         result.run_id = tracker.run_id
-        plot_lambda({"λ": result.lambdas}, out / "lambda.png")
-        (out / "result.json").write_text(json.dumps(result.to_dict(), indent=2))
+        _save_outputs(unl, result, out)
         for name in ("before.png", "after.png", "lambda.png", "result.json"):
             if (out / name).exists():
                 tracker.log_artifact(out / name)
         if result.status == "diverged":
             tracker.set_tag("unlearn.failure", result.message)
+        tracker.flush()
         status = "FINISHED" if result.status == "finished" else "FAILED"
         return result
+    except TrackingError as e:
+        # the store stopped answering: the unlearning is not lost, only its tracking
+        if result is None:
+            result = UnlearnResult(unl.t, time.perf_counter() - t0, "failed",
+                                   list(unl.history), before, message=str(e))  # fmt: skip
+        result.run_id, result.message = tracker.run_id, result.message or str(e)
+        _save_outputs(unl, result, out)
+        raise TrackingError(f"{e}; the run stopped at step {unl.t}; its outputs (model, "
+                            f"result.json, grids) are in {out}") from None  # fmt: skip
     finally:
         tracker.end(status)
+
+
+def _save_outputs(unl: Unlearner, result: UnlearnResult, out: Path) -> None:
+    """The run's local outputs: ``model/``, ``lambda.png`` and ``result.json`` in ``out``."""
+    from unlearn.models import save_model
+
+    save_model(unl.model.cpu(), out / "model")
+    unl.model.to(unl.device)
+    result.model_dir = str(out / "model")
+    plot_lambda({"λ": result.lambdas}, out / "lambda.png")
+    (out / "result.json").write_text(json.dumps(result.to_dict(), indent=2))
 
 
 def plot_lambda(series: dict[str, list[float]], path: Path) -> Path:

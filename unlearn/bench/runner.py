@@ -36,6 +36,7 @@ from unlearn.config import Config, ConfigError
 if TYPE_CHECKING:  # torch and diffusers load only when the bench runs (fast CLI errors)
     from unlearn.metrics import EvalResult
     from unlearn.runtime import ProgressFn
+    from unlearn.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -69,28 +70,19 @@ class BenchResult:
 
 
 def _open_parent(cfg: Config, preset: str, opts: BenchOptions, resume_id: str | None):
-    """(client, run id) of the bench's parent run, reopened on resume; None without tracking."""
-    if not cfg.tracking.enabled:
-        return None
-    from mlflow.exceptions import MlflowException
+    """The bench's parent run (a Tracker), reopened on resume; disabled without tracking."""
+    from unlearn.tracking import Tracker, TrackingError, preflight
 
-    from unlearn.tracking import Tracker
-
-    if resume_id:
-        from mlflow.tracking import MlflowClient
-
-        from unlearn.tracking import tracking_uri
-
-        client = MlflowClient(tracking_uri(cfg))
+    uri = preflight(cfg)
+    if uri and resume_id:
         try:
-            client.update_run(resume_id, status="RUNNING")
-            return client, resume_id
-        except MlflowException:
+            return Tracker.resume(uri, resume_id)
+        except TrackingError:
             log.warning("parent run %s is not in this MLflow store; starting a new one", resume_id)
     tr = Tracker(cfg, run_name=f"bench-{preset}",
                  tags={"unlearn.kind": "bench", "unlearn.preset": preset})  # fmt: skip
     tr.log_params({**cfg.to_dict(), "bench": opts.to_dict()})
-    return tr.client, tr.run_id
+    return tr
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -138,7 +130,7 @@ def run_bench(
                                      for k, v in old.get("before", {}).items()}  # fmt: skip
     perf = PerfResult(**old["perf"]) if old.get("perf") and not opts.perf else None
     parent = _open_parent(bench_cfg, opts.preset, opts, old.get("parent_run_id"))
-    parent_id = parent[1] if parent else None
+    parent_id = parent.run_id
     t0, ran, status = time.perf_counter(), 0, "FAILED"
 
     def save(extra: dict[str, Any] | None = None) -> None:
@@ -191,16 +183,14 @@ def run_bench(
             update_readme(opts.readme, _readme_section(cfg, opts, result, table, perf_md))
         result.wall_time = time.perf_counter() - t0
         result.artifacts["results_json"] = results
-        if parent is not None:
-            _log_parent(parent[0], parent_id, result)
+        _log_parent(parent, result)
         status = "FINISHED"
         return result
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
-        if parent is not None:
-            parent[0].set_terminated(parent_id, status=status)
+        parent.end(status)
 
 
 def _shown(path: Path, cfg: Config) -> str:
@@ -253,16 +243,13 @@ def _write_report(
     res.artifacts["bench_md"].write_text(text)
 
 
-def _log_parent(client: Any, run_id: str, res: BenchResult) -> None:
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
+def _log_parent(parent: Tracker, res: BenchResult) -> None:
     m = {"bench/runs": len(res.runs), "bench/ran": res.ran, "perf/wall_time": res.wall_time,
          "bench/diverged": sum(r.status == "diverged" for r in res.runs),
          "bench/errors": sum(r.status == "error" for r in res.runs)}  # fmt: skip
-    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in m.items()])
+    parent.log_metrics(m)
     for s in res.summaries:
         for metric, best in s.best.items():
             if best:
-                client.set_tag(run_id, f"unlearn.best.{metric}", f"{s.method} + {s.agent}")
-    client.log_artifacts(run_id, str(res.path))
+                parent.set_tag(f"unlearn.best.{metric}", f"{s.method} + {s.agent}")
+    parent.log_artifacts(res.path)

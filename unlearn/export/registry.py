@@ -9,8 +9,6 @@ pickled Python model is involved, so loading one never unpickles anything.
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,24 +33,9 @@ class Registered:
 def resolve_policy_dir(path: str, tracking_uri: str = "") -> Path:
     """A local policy directory for ``path`` (a directory, or a ``models:/`` registry URI)."""
     if path.startswith("models:/"):
-        import mlflow
-        from mlflow.exceptions import MlflowException
+        from unlearn.tracking import download
 
-        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
-        if not uri:
-            raise ConfigError(
-                f"agent.path: {path} needs an MLflow tracking URI "
-                "(agent.options.tracking_uri or MLFLOW_TRACKING_URI)"
-            )
-        dst = tempfile.mkdtemp(prefix="unlearn-policy-")
-        try:
-            mlflow.set_registry_uri(uri)
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=path, dst_path=dst, tracking_uri=uri
-            )
-        except MlflowException as e:
-            raise ConfigError(f"policy: cannot load {path} from {uri}: {e.message}") from None
-        return Path(local)
+        return download(path, tracking_uri)
     p = Path(path).expanduser()
     if not p.is_dir():
         raise ConfigError(f"policy: {path!r} is not a directory (expected an exported policy)")
@@ -62,11 +45,9 @@ def resolve_policy_dir(path: str, tracking_uri: str = "") -> Path:
 def register_policy(
     cfg: Config, policy_dir: Path, name: str, alias: str = "champion"
 ) -> Registered:
-    """Log ``policy_dir`` to an MLflow run, register it as a version of ``name``, set ``alias``."""
-    from mlflow.exceptions import MlflowException
-
+    """Log ``policy_dir`` to a tracked run, register it as a version of ``name``, set ``alias``."""
     from unlearn.export.policy_file import load_policy
-    from unlearn.tracking import Tracker, flatten
+    from unlearn.tracking import Tracker, TrackingError, flatten
 
     pol = load_policy(policy_dir)  # refuses a broken or mismatched policy before logging it
     if not cfg.tracking.enabled:
@@ -77,20 +58,11 @@ def register_policy(
         tracker.log_params(flatten({k: meta[k] for k in ("algorithm", "format",
                                                         "steps_per_decision", "source_checkpoint")
                                     if k in meta}, "policy."))  # fmt: skip
-        client = tracker.client
-        client.log_artifacts(tracker.run_id, str(policy_dir), "policy")
-        run = client.get_run(tracker.run_id)
-        source = f"{run.info.artifact_uri}/policy"
-        try:
-            client.create_registered_model(name, description="unlearn λ policy")
-        except MlflowException as e:
-            if "RESOURCE_ALREADY_EXISTS" not in str(e.error_code):
-                raise
-        mv = client.create_model_version(name, source, run_id=tracker.run_id,
-                                         tags={"format": pol.format})  # fmt: skip
-        client.set_registered_model_alias(name, alias, mv.version)
+        tracker.log_artifacts(policy_dir, "policy")
+        mv = tracker.register_model(name, "policy", alias, tags={"format": pol.format},
+                                    description="unlearn λ policy")  # fmt: skip
         tracker.end("FINISHED")
-    except MlflowException as e:
+    except TrackingError as e:
         tracker.end("FAILED")
-        raise ConfigError(f"policy register: {e.message}") from None
-    return Registered(name, str(mv.version), alias, tracker.run_id, source)
+        raise ConfigError(f"policy register: {e}") from None
+    return Registered(name, mv.version, alias, tracker.run_id, mv.source)

@@ -1,4 +1,4 @@
-"""A sweep in MLflow and on disk: the parent run, the report folder, the parent's artifacts.
+"""A sweep in the tracking store and on disk: the parent run, the report folder, the parent's artifacts.
 
 The report folder ``WORKDIR/tune/<sweep>/report`` holds the Pareto-front plot, the results
 table (CSV and markdown), the best trial's full config as YAML and ``sweep.json``; a PBT
@@ -9,7 +9,6 @@ sweep adds the λ trajectories of all trials and the winner's replayable ``sched
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from unlearn.config import Config
@@ -31,14 +30,11 @@ def parent_run(cfg: Config, space: SearchSpace, opts: SweepOptions, name: str, u
     """(run id, experiment id) of the sweep's parent run: a new one, or ``resume_id`` reopened."""
     if uri is None:
         return None, None
-    if resume_id:
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(uri)
-        client.update_run(resume_id, status="RUNNING")
-        return resume_id, client.get_run(resume_id).info.experiment_id
     from unlearn.tracking import Tracker
 
+    if resume_id:
+        tr = Tracker.resume(uri, resume_id)
+        return resume_id, tr.experiment_id
     tr = Tracker(cfg, run_name=name, tags={"unlearn.sweep": name, "unlearn.kind": "sweep",
                                            "unlearn.search": opts.search})  # fmt: skip
     tr.log_params({**cfg.to_dict(), "sweep": {
@@ -87,24 +83,20 @@ def finish(cfg: Config, space: SearchSpace, opts: SweepOptions, path: Path,
 
 
 def _log_parent(uri: str, parent: str, result: SweepResult, space: SearchSpace) -> None:
-    from mlflow.entities import Metric
-    from mlflow.tracking import MlflowClient
+    from unlearn.tracking import Tracker
 
-    client = MlflowClient(uri)
-    now = int(time.time() * 1000)
+    tr = Tracker.attach(uri, parent)
     m = {"sweep/trials": len(result.trials), "sweep/pareto_size": len(result.pareto),
          "sweep/finished": sum(t.status == "finished" for t in result.trials),
          "perf/wall_time": result.wall_time}  # fmt: skip
     best = result.best
     if best is not None:
-        for k, v in (("best/forget_rate", best.forget_rate), ("best/fid", best.fid),
-                     ("best/score", best.score)):  # fmt: skip
-            if v is not None:
-                m[k] = v
-        client.set_tag(parent, "unlearn.best_trial", best.trial_id)
-    client.log_batch(parent, metrics=[Metric(k, float(v), now, 0) for k, v in m.items()])
+        m.update({"best/forget_rate": best.forget_rate, "best/fid": best.fid,
+                  "best/score": best.score})  # fmt: skip
+        tr.set_tag("unlearn.best_trial", best.trial_id)
+    tr.log_metrics(m)
     for p in result.artifacts.values():
-        client.log_artifact(parent, str(p))
+        tr.log_artifact(p)
     if space.source and Path(space.source).is_file():
-        client.log_artifact(parent, space.source)
-    client.set_terminated(parent, "FINISHED")
+        tr.log_artifact(space.source)
+    tr.end("FINISHED")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from unlearn.config import Config, ConfigError
@@ -86,27 +85,9 @@ def check_options(opts: SweepOptions, space: SearchSpace) -> None:
 
 def check_tracking(cfg: Config) -> str | None:
     """The tracking URI, checked to answer; a server that is down stops the sweep here."""
-    if not cfg.tracking.enabled:
-        return None
-    from unlearn.tracking import tracking_uri
+    from unlearn.tracking import preflight
 
-    uri = tracking_uri(cfg)
-    if uri.startswith(("http://", "https://")):
-        import urllib.error
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as r:
-                ok = r.status == 200
-        except (urllib.error.URLError, OSError, ValueError) as e:
-            reason = getattr(e, "reason", e)
-            raise ConfigError(f"tracking: MLflow server {uri} is not reachable ({reason}); start it "
-                              "(unlearn ui) or unset MLFLOW_TRACKING_URI") from None  # fmt: skip
-        if not ok:
-            raise ConfigError(f"tracking: MLflow server {uri} is not healthy (/health != 200)")
-    elif uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-    return uri
+    return preflight(cfg)
 
 
 def check_pretrained(cfg: Config) -> None:

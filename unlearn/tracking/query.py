@@ -1,0 +1,72 @@
+"""Reading the store back: runs of an experiment as rows, registered artifacts as files."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from unlearn.config import Config, ConfigError
+from unlearn.tracking.uri import TrackingError, check_server, one_line, tracking_uri
+
+
+def list_runs(
+    cfg: Config, experiment: str | None = None, sort: str | None = None, max_results: int = 50
+) -> list[dict[str, Any]]:
+    """Runs of an experiment as plain rows (id, name, status, params of interest, metrics)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    uri = check_server(tracking_uri(cfg))
+    client = MlflowClient(tracking_uri=uri)
+    name = experiment or cfg.tracking.experiment
+    try:
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            known = [e.name for e in client.search_experiments()]
+            raise ConfigError(
+                f"--experiment: {name!r} does not exist; known: {', '.join(known) or 'none'}"
+            )
+        order = [f"metrics.`{sort}` ASC"] if sort else ["attributes.start_time DESC"]
+        runs = client.search_runs([exp.experiment_id], order_by=order, max_results=max_results)
+    except MlflowException as e:
+        raise TrackingError(
+            f"tracking: {uri} cannot list runs of {name!r} ({one_line(e)})"
+        ) from None
+    rows = []
+    for r in runs:
+        rows.append(
+            {
+                "run_id": r.info.run_id,
+                "name": r.info.run_name,
+                "status": r.info.status,
+                "method": r.data.params.get("method.name", ""),
+                "agent": r.data.params.get("agent.name", ""),
+                **r.data.metrics,
+            }
+        )
+    return rows
+
+
+def download(artifact_uri: str, uri: str = "", what: str = "agent.path") -> Path:
+    """A local copy of ``artifact_uri`` (``models:/NAME@ALIAS``, ``runs:/...``) from ``uri``."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not uri:
+        raise ConfigError(
+            f"{what}: {artifact_uri} needs an MLflow tracking URI "
+            "(agent.options.tracking_uri or MLFLOW_TRACKING_URI)"
+        )
+    check_server(uri)
+    dst = tempfile.mkdtemp(prefix="unlearn-artifact-")
+    try:
+        mlflow.set_registry_uri(uri)
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=artifact_uri, dst_path=dst, tracking_uri=uri
+        )
+    except MlflowException as e:
+        raise ConfigError(f"policy: cannot load {artifact_uri} from {uri}: {one_line(e)}") from None
+    return Path(local)
