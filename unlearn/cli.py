@@ -108,11 +108,11 @@ def demo(
     variational λ agent; runs a 4-trial static-vs-variational search; trains PPO on the tiny
     env, exports its policy and unlearns with it; writes a markdown report.
     """
+    cfg = _config(config, set_, tracked=True)
     from unlearn.console import console, progress_bars
     from unlearn.report import eval_table, run_demo
     from unlearn.tracking import tracking_uri
 
-    cfg = _config(config, set_)
     chosen = tuple(p.strip() for p in parts.split(",") if p.strip())
     with progress_bars() as progress:
         rep = run_demo(cfg, out, progress, chosen)
@@ -138,10 +138,10 @@ def run_cmd(
 
     Example: unlearn run --set method.name=siss --set agent.name=variational --set forget.classes=[7]
     """
+    cfg = _config(config, set_, tracked=True)
     from unlearn.console import console, progress_bars
     from unlearn.experiment import run
 
-    cfg = _config(config, set_)
     with progress_bars(not json_) as progress:
         res = run(cfg, progress, evaluate=not no_eval)
     if json_:
@@ -276,7 +276,7 @@ def bench(
         policy=None if policy is None else str(policy), out=None if out is None else str(out),
         resume=resume, perf=perf, readme=None if readme is None else str(readme),
     )  # fmt: skip
-    cfg = _config(config, set_)
+    cfg = _config(config, set_, tracked=True)
     from unlearn.console import console, progress_bars, table
 
     with progress_bars(not json_) as progress:

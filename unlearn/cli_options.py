@@ -23,8 +23,17 @@ def default_config_path() -> Path:
     return Path(__file__).parent / "assets" / "demo.yaml"
 
 
-def load_cli_config(config: Path | None, overrides: list[str] | None):
-    """The config of ``--config`` (or the embedded demo) with the ``--set`` overrides."""
+def load_cli_config(config: Path | None, overrides: list[str] | None, tracked: bool = False):
+    """The config of ``--config`` (or the embedded demo) with the ``--set`` overrides.
+
+    ``tracked``: the command writes runs, so its tracking store is checked first (a server
+    that is down is reported in seconds, before torch or mlflow load).
+    """
     from unlearn.config import load_config
 
-    return load_config(config or default_config_path(), overrides or [])
+    cfg = load_config(config or default_config_path(), overrides or [])
+    if tracked:
+        from unlearn.tracking import preflight
+
+        preflight(cfg)
+    return cfg

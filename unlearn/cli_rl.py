@@ -44,10 +44,10 @@ def train_cmd(
 
     Example: unlearn rl train --config configs/tiny.yaml --algo ppo --iterations 3 --env-runners 1
     """
+    cfg = _config(config, set_, tracked=True)
     from unlearn.console import console, progress_bars
     from unlearn.rl.train import train
 
-    cfg = _config(config, set_)
     with progress_bars(not json_) as progress:
         res = train(cfg, algo, iterations, env_runners, resume, out, progress)
     if json_:

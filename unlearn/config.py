@@ -362,7 +362,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as e:
-        raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {e}") from None
+        raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {yaml_problem(e)}") from None
     return keys, value
 
 
@@ -382,6 +382,37 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
     return out
 
 
+def yaml_problem(e: Exception) -> str:
+    """A PyYAML error as ``LINE:COL: problem`` on one line (its own text pastes the source)."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e).strip().splitlines()[-1]
+    where = f"{mark.line + 1}:{mark.column + 1}: " if mark is not None else ""
+    ctx, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
+    if ctx and cmark is not None:
+        problem += f" ({ctx} at {cmark.line + 1}:{cmark.column + 1})"
+    return where + problem
+
+
+def read_yaml(path: str | Path, what: str) -> Any:
+    """The YAML document in ``path``; any failure is a one-line ConfigError naming ``what``,
+    the file and, for a syntax error, its line, column and problem."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise ConfigError(f"{what}: {str(p)!r} is a directory, not a YAML file")
+    if not p.is_file():
+        raise ConfigError(f"{what}: file {str(p)!r} does not exist")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{what}: {p} is not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise ConfigError(f"{what}: cannot read {p} ({e.strerror})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{what}: {p}:{yaml_problem(e)}") from None
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Load a YAML config (or the defaults when ``path`` is None) and apply ``--set`` overrides.
 
@@ -391,12 +422,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     values: dict = {}
     if path is not None:
         p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config: file {str(p)!r} does not exist")
-        try:
-            values = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config: {p} is not valid YAML: {e}") from None
+        values = read_yaml(p, "config") or {}
         if not isinstance(values, dict):
             raise ConfigError(f"config: {p} must hold a mapping at the top level")
     values = apply_overrides(values, overrides or [])

@@ -37,12 +37,17 @@ def progress_bars(enabled: bool = True) -> Iterator:
     tasks: dict[str, int] = {}
 
     def update(task: str, done: int, total: int) -> None:
+        if not tasks:  # drawn from the first task on: an early error stays one line
+            bars.start()
         if task not in tasks:
             tasks[task] = bars.add_task(task, total=total)
         bars.update(tasks[task], completed=done, total=total)
 
-    with bars:
+    try:
         yield update
+    finally:
+        if tasks:
+            bars.stop()
 
 
 def table(title: str, columns: list[str], rows: list[list[object]]) -> Table:

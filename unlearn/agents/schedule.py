@@ -18,7 +18,7 @@ import yaml
 
 from unlearn.agents.base import LambdaAgent
 from unlearn.agents.options import Opt, OptionError, check_lam
-from unlearn.config import ConfigError
+from unlearn.config import ConfigError, yaml_problem
 from unlearn.types import StepStats
 
 KINDS = ("linear", "cosine", "step", "piecewise")
@@ -100,8 +100,10 @@ class ScheduleAgent(LambdaAgent):
             data = (
                 json.loads(p.read_text()) if p.suffix == ".json" else yaml.safe_load(p.read_text())
             )
-        except (json.JSONDecodeError, yaml.YAMLError) as e:
-            raise ConfigError(f"{where}: {p} is not valid JSON/YAML: {e}") from None
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{where}: {p} is not valid JSON: {e}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{where}: {p}:{yaml_problem(e)}") from None
         points = data.get("points") if isinstance(data, dict) else data
         try:
             return cls(kind="piecewise", points=points)

@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from unlearn.config import AgentConfig, Config, ConfigError, MethodConfig
+from unlearn.config import AgentConfig, Config, ConfigError, MethodConfig, read_yaml
 
 #: method variant -> (method.name, method.form); other method fields keep the config's values
 METHOD_VARIANTS: dict[str, tuple[str, str]] = {
@@ -186,10 +184,7 @@ def static_lam_from(path: str | Path) -> float:
             break
     else:
         raise ConfigError(f"--static-from: no best_config.yaml at {str(p)!r}")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"--static-from: {p} is not valid YAML: {e}") from None
+    data = read_yaml(p, "--static-from") or {}
     agent, method = data.get("agent") or {}, data.get("method") or {}
     lam = (agent.get("options") or {}).get("lam") if agent.get("name") == "static" else None
     lam = method.get("lam") if lam is None else lam

@@ -15,10 +15,10 @@ def list_runs(
     cfg: Config, experiment: str | None = None, sort: str | None = None, max_results: int = 50
 ) -> list[dict[str, Any]]:
     """Runs of an experiment as plain rows (id, name, status, params of interest, metrics)."""
+    uri = check_server(tracking_uri(cfg))  # before mlflow loads: a dead server in seconds
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    uri = check_server(tracking_uri(cfg))
     client = MlflowClient(tracking_uri=uri)
     name = experiment or cfg.tracking.experiment
     try:
@@ -51,9 +51,6 @@ def list_runs(
 
 def download(artifact_uri: str, uri: str = "", what: str = "agent.path") -> Path:
     """A local copy of ``artifact_uri`` (``models:/NAME@ALIAS``, ``runs:/...``) from ``uri``."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI", "")
     if not uri:
         raise ConfigError(
@@ -61,6 +58,9 @@ def download(artifact_uri: str, uri: str = "", what: str = "agent.path") -> Path
             "(agent.options.tracking_uri or MLFLOW_TRACKING_URI)"
         )
     check_server(uri)
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
     dst = tempfile.mkdtemp(prefix="unlearn-artifact-")
     try:
         mlflow.set_registry_uri(uri)

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from unlearn.config import Config
 from unlearn.tracking.uri import (
@@ -32,7 +32,9 @@ from unlearn.tracking.uri import (
     one_line,
     tracking_uri,
 )
-from unlearn.types import StepStats
+
+if TYPE_CHECKING:  # torch loads only when a run does: a dead server is reported at once
+    from unlearn.types import StepStats
 
 log = logging.getLogger(__name__)
 

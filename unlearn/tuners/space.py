@@ -26,9 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from unlearn.config import Config, ConfigError, build
+from unlearn.config import Config, ConfigError, build, read_yaml
 
 KINDS = ("float", "int", "choice")
 
@@ -88,10 +86,7 @@ def load_space(path: str | Path) -> SearchSpace:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"--space: file {str(p)!r} does not exist")
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"--space: {p} is not valid YAML: {e}") from None
+    raw = read_yaml(p, "--space")
     return parse_space(raw, name=p.stem, source=str(p.resolve()))
 
 
