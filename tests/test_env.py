@@ -136,11 +136,16 @@ def test_divergence_ends_with_penalty_and_reset_recovers(env, env_cfg):
         return LossTerms(t.retain * float("nan"), t.forget, t.total * float("nan"), t.extras)
 
     env.reset(seed=0)
-    env.step(np.array([0.5], dtype=np.float32))
+    *_, ok = env.step(np.array([0.5], dtype=np.float32))
     method.loss = nan_loss
     obs, r, term, trunc, info = env.step(np.array([0.5], dtype=np.float32))
     assert term and not trunc and info["diverged"]
     assert r == -env_cfg.env.divergence_penalty
+    # one info schema: every key of a good step, NaN where the diverged step has no value
+    assert set(ok) <= set(info) and {"lambdas", "episode_return"} <= set(info)
+    assert info["decision"] == 2 and not info["proxies_measured"] and info["message"]
+    for key in ("retain_loss", "forget_loss", "proxy_retain", "proxy_forget"):
+        assert math.isnan(info[key]) and math.isfinite(ok[key]), key
     assert env.observation_space.contains(obs)
     del method.loss  # back to the class's loss
     obs, _ = env.reset(seed=0)

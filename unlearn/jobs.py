@@ -49,16 +49,47 @@ class JobResult:
         return 0
 
 
+def check_token(token: str, source: str) -> str:
+    """``token`` without surrounding whitespace, refused in one line when it cannot be an
+    HTTP bearer token: empty, holding whitespace or a newline inside, or not printable ASCII
+    (HTTP headers are latin-1; Ray's tokens are hex)."""
+    tok = token.strip()
+    if not tok:
+        raise ConfigError(f"{source}: the Ray token is empty; set the cluster's token or unset it")
+    for i, ch in enumerate(tok):
+        if ch in "\r\n":
+            raise ConfigError(f"{source}: the Ray token holds a line break at character {i + 1}; "
+                              "a token is one line")  # fmt: skip
+        if ch.isspace():
+            raise ConfigError(f"{source}: the Ray token holds whitespace at character {i + 1}")
+        if not (33 <= ord(ch) <= 126):
+            raise ConfigError(f"{source}: the Ray token holds {ch!r} at character {i + 1}; "
+                              "a token is printable ASCII")  # fmt: skip
+    return tok
+
+
 def find_token() -> str | None:
-    """The cluster token, from the same places Ray reads it (first found wins)."""
-    if os.environ.get("RAY_AUTH_TOKEN"):
-        return os.environ["RAY_AUTH_TOKEN"].strip()
-    for path in (os.environ.get("RAY_AUTH_TOKEN_PATH"), "~/.ray/auth_token"):
-        if path:
-            p = Path(path).expanduser()
-            if p.is_file() and p.read_text().strip():
-                return p.read_text().strip()
+    """The cluster token, from the same places Ray reads it (first found wins), checked
+    with :func:`check_token`; a token file that is named but missing is an error too."""
+    if "RAY_AUTH_TOKEN" in os.environ:
+        return check_token(os.environ["RAY_AUTH_TOKEN"], "RAY_AUTH_TOKEN")
+    named = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if named:
+        p = Path(named).expanduser()
+        if not p.is_file():
+            raise ConfigError(f"RAY_AUTH_TOKEN_PATH: {p} is not a file")
+        return check_token(_read(p), f"RAY_AUTH_TOKEN_PATH ({p})")
+    p = Path("~/.ray/auth_token").expanduser()
+    if p.is_file():
+        return check_token(_read(p), str(p))
     return None
+
+
+def _read(p: Path) -> str:
+    try:
+        return p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"Ray token file {p}: cannot read it ({type(e).__name__})") from None
 
 
 def _check_address(address: str) -> str:
@@ -75,13 +106,16 @@ def client(address: str, token: str | None = None):
     import requests
 
     address = _check_address(address)
-    token = token if token is not None else find_token()
+    token = check_token(token, "token") if token is not None else find_token()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         r = requests.get(f"{address}/api/version", headers=headers, timeout=CONNECT_TIMEOUT_S)
-    except requests.exceptions.RequestException as e:
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
         raise ConfigError(f"--address: no Ray cluster answers at {address} "
                           f"({type(e).__name__}); is the dashboard port forwarded?") from None  # fmt: skip
+    except requests.exceptions.RequestException as e:  # the request itself was malformed
+        raise ConfigError(f"--address: cannot ask {address} ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''})") from None  # fmt: skip
     _raise_for_auth(address, r.status_code, token)
     if r.status_code != 200:
         raise ConfigError(f"--address: {address} is not a Ray dashboard (HTTP {r.status_code})")
@@ -146,7 +180,13 @@ def submit(
     c = client(address, token)
     runtime_env = {"working_dir": str(wd), "excludes": list(excludes or EXCLUDES), "env_vars": env}
     cmd = shlex.join(entrypoint)
-    job_id = c.submit_job(entrypoint=cmd, runtime_env=runtime_env)
+    try:
+        job_id = c.submit_job(entrypoint=cmd, runtime_env=runtime_env)
+    except (ConnectionError, RuntimeError, OSError) as e:  # Ray's client: refused, upload failed
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(
+            f"submit: the cluster at {address} did not take the job: {first}"
+        ) from None
     log.info("submitted %s as job %s", cmd, job_id)
     if not follow:
         return JobResult(job_id, address, str(c.get_job_status(job_id)))

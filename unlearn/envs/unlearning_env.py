@@ -18,6 +18,9 @@ from unlearn.unlearner import DivergenceError
 
 log = logging.getLogger(__name__)
 
+#: ``info`` keys of the last step when the episode ends with the sample-based evaluation
+FINAL_KEYS = ("eval/forget_rate", "eval/fid", "base/forget_rate", "base/fid")
+
 
 def as_config(config: Config | Mapping | None) -> Config:
     """A Config from a Config, a plain dict of one, or RLlib's ``{"config": {...}}`` env_config."""
@@ -180,8 +183,12 @@ class UnlearningEnv(gym.Env):
         if scale is not None:
             self._set_scale(scale)
         prev_rel = self.builder.rel
+        nan = math.nan  # one schema on every step: NaN where a value does not exist
         info: dict[str, Any] = {"instance": self.instance.forget_class, "lambda": lam,
-                                "action_fixed": fixed}  # fmt: skip
+                                "action_fixed": fixed, "decision": self.decision + 1,
+                                "diverged": False, "message": "", "retain_loss": nan,
+                                "forget_loss": nan, "proxy_retain": nan, "proxy_forget": nan,
+                                "proxies_measured": False}  # fmt: skip
         if scale is not None:
             info["scale"] = scale
         terminated = self.decision + 1 >= self.T
@@ -198,7 +205,10 @@ class UnlearningEnv(gym.Env):
             self._done = True
             reward = -float(self.cfg.env.divergence_penalty)
             self.episode_return += reward
-            info.update(diverged=True, message=str(e), episode_return=self.episode_return)
+            info.update(diverged=True, message=str(e), episode_return=self.episode_return,
+                        lambdas=list(self.lambdas))  # fmt: skip
+            if self._final():
+                info.update(dict.fromkeys(FINAL_KEYS, nan))
             return self._obs.copy(), reward, True, False, info
         self.decision += 1
         self.lambdas.append(lam)
@@ -236,8 +246,8 @@ class UnlearningEnv(gym.Env):
         ev, _ = self.unlearner.evaluate(self.base.forget_rate)
         drop = self.base.forget_rate - ev.forget_rate
         fid_rel = (ev.fid - self.base.fid) / max(abs(self.base.fid), 1e-6)
-        info.update({"eval/forget_rate": ev.forget_rate, "eval/fid": ev.fid,
-                     "base/forget_rate": self.base.forget_rate, "base/fid": self.base.fid})  # fmt: skip
+        values = (ev.forget_rate, ev.fid, self.base.forget_rate, self.base.fid)
+        info.update(zip(FINAL_KEYS, values, strict=True))
         if not (math.isfinite(drop) and math.isfinite(fid_rel)):
             return -float(self.cfg.env.divergence_penalty)
         if self.cfg.env.reward == "forget":

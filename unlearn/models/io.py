@@ -88,9 +88,28 @@ def _read_json(p: Path) -> dict:
         raise ModelLoadError(f"model: {p} is unreadable or corrupted ({e})") from None
 
 
+PICKLES = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+
+
+def _require_safetensors(folder: Path) -> None:
+    """Refuse a local weights folder without safetensors, naming what it holds instead."""
+    if not folder.is_dir() or any(folder.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for pat in PICKLES for p in folder.glob(pat))
+    held = f"; it holds {', '.join(pickles)} (pickle, never loaded)" if pickles else ""
+    raise ModelLoadError(
+        f"model: safetensors weights are required; none found in {folder}{held}; re-save the "
+        "model with save_pretrained(..., safe_serialization=True)"
+    )
+
+
 def _load_unet(src: str, subfolder: str | None = None):
     from diffusers import UNet2DModel
+    from diffusers.utils import logging as dlogging
 
+    _require_safetensors(Path(src) / subfolder if subfolder else Path(src))
+    level = dlogging.get_verbosity()
+    dlogging.set_verbosity_error()  # diffusers logs each failed lookup before raising it
     try:
         return UNet2DModel.from_pretrained(
             src, subfolder=subfolder, use_safetensors=True, low_cpu_mem_usage=False
@@ -98,6 +117,8 @@ def _load_unet(src: str, subfolder: str | None = None):
     except Exception as e:  # diffusers raises OSError, ValueError, safetensors errors ...
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ModelLoadError(f"model: cannot load UNet from {src!r}: {msg}") from None
+    finally:
+        dlogging.set_verbosity(level)
 
 
 def load_model(path: str | Path) -> torch.nn.Module:
