@@ -144,3 +144,43 @@ def test_ui_serves_the_embedded_store(tmp_path):
     finally:
         stop(proc)
     assert (tmp_path / "mlflow.db").is_file()
+
+
+def test_server_dying_mid_run_fails_fast_and_keeps_local_outputs(tiny_ready, tmp_path):
+    """The server answers when the run starts and is killed after the third step: the run
+    ends with one TrackingError naming the folder that holds its model, result.json and grids."""
+    import json
+
+    from unlearn.config import with_overrides
+    from unlearn.experiment import run
+    from unlearn.tracking import TrackingError
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+           "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+           "--default-artifact-root", str(tmp_path / "artifacts")]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_health(url, proc)
+        cfg = with_overrides(tiny_ready, ["tracking.enabled=true", f"tracking.uri={url}",
+                                          f"workdir={tmp_path / 'work'}"])  # fmt: skip
+        (tmp_path / "work").mkdir()
+        (tmp_path / "work" / "pretrained").symlink_to(tiny_ready.workdir_path / "pretrained")
+
+        def kill_at_step_3(task: str, done: int, total: int) -> None:
+            if task == "unlearning" and done == 3:
+                stop(proc)
+
+        with pytest.raises(TrackingError) as err:
+            run(cfg, progress=kill_at_step_3)
+    finally:
+        stop(proc)
+    msg = str(err.value)
+    assert f"MLflow server {url}" in msg and "\n" not in msg
+    out = Path(msg.rsplit(" are in ", 1)[1])
+    assert (out / "model" / "unlearn.json").is_file()
+    assert {"before.png", "after.png", "lambda.png"} <= {p.name for p in out.iterdir()}
+    saved = json.loads((out / "result.json").read_text())
+    assert saved["steps"] == cfg.unlearn.steps and "MLflow server" in saved["message"]

@@ -1,0 +1,109 @@
+"""Bad services and bad inputs through the real ``unlearn`` command: a dead tracking server,
+malformed files, bad credentials. Each must end with exit code 2 and one line on stderr that
+says what is wrong, quickly (the dead server is a closed local port: refused at once)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+UNLEARN = Path(sys.executable).with_name("unlearn")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli(*args: str, timeout: int = 60, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MLFLOW_"))}
+    return subprocess.run(
+        [str(UNLEARN), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**clean, "COLUMNS": "200", **env},
+    )
+
+
+def one_line(r: subprocess.CompletedProcess, fragment: str) -> str:
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+# -- a dead tracking server ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "--config", str(REPO / "configs/tiny.yaml")],
+        ["runs"],
+        ["bench", "--config", str(REPO / "configs/tiny.yaml")],
+        ["rl", "train", "--config", str(REPO / "configs/tiny.yaml")],
+    ],
+    ids=["run", "runs", "bench", "rl-train"],
+)
+def test_dead_tracking_server_is_one_line_before_any_work(args, tmp_path):
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens: refused at once
+    r = cli(*args, "--set", f"workdir={tmp_path}", timeout=30, MLFLOW_TRACKING_URI=uri)
+    one_line(r, f"MLflow server {uri} is not reachable")
+    assert not (tmp_path / "unlearned").exists() and not (tmp_path / "reports").exists()
+
+
+def test_http_waits_get_bounded_defaults_unless_set(monkeypatch):
+    from unlearn.tracking import HTTP_DEFAULTS, Tracker
+
+    for key in HTTP_DEFAULTS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "33")  # the user's own setting wins
+    Tracker.attach("http://127.0.0.1:1", "run")
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "33"
+    assert int(os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]) <= 2
+
+
+# -- malformed files ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "text, where",
+    [("{a: [1, 2\n", ":2:1: expected ',' or ']'"), ("unlearn:\n  steps: 3\n lr: 1\n", ":3:")],
+)
+def test_malformed_yaml_is_one_line_with_line_and_column(text, where, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    line = one_line(cli("run", "--config", str(bad), "--set", f"workdir={tmp_path}"), where)
+    assert str(bad) in line
+
+
+def test_pickle_model_dir_asks_for_safetensors(tmp_path):
+    from diffusers import UNet2DModel
+
+    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
+                       norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D"))  # fmt: skip
+    unet.save_pretrained(tmp_path / "pickled", safe_serialization=False)
+    assert (tmp_path / "pickled" / "diffusion_pytorch_model.bin").is_file()
+    r = cli("eval", str(tmp_path / "pickled"), "--set", f"workdir={tmp_path}")
+    line = one_line(r, "safetensors weights are required")
+    assert str(tmp_path / "pickled") in line and "diffusion_pytorch_model.bin" in line
+
+
+# -- bad credentials ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "token, fragment",
+    [("tok€n", "holds '€' at character 4"), ("tok\nen", "line break"), ("", "is empty")],
+    ids=["non-latin-1", "newline", "empty"],
+)
+def test_bad_ray_token_is_named_not_blamed_on_the_cluster(token, fragment, tmp_path):
+    address = f"http://127.0.0.1:{free_port()}"
+    r = cli("submit", "--address", address, "--working-dir", str(tmp_path), "--", "unlearn",
+            "runs", RAY_AUTH_TOKEN=token)  # fmt: skip
+    line = one_line(r, fragment)
+    assert line.startswith("error: RAY_AUTH_TOKEN:") and "no Ray cluster answers" not in line
