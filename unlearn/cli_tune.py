@@ -118,7 +118,7 @@ def ui(
 
     from unlearn.config import ConfigError
     from unlearn.console import console
-    from unlearn.tracking import tracking_uri
+    from unlearn.tracking import check_server, tracking_uri
 
     cfg = _config(config, set_)
     uri = tracking_uri(cfg)
@@ -127,7 +127,12 @@ def ui(
         return
     if not 1 <= port <= 65535:
         raise ConfigError(f"--port: {port} is out of range; expected 1..65535")
-    Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    check_server(uri)  # the store's folder exists and is writable
+    import socket
+
+    with socket.socket() as s:  # a taken port would end mlflow with a multi-line log
+        if s.connect_ex(("127.0.0.1", port)) == 0:
+            raise ConfigError(f"--port: {port} is in use on 127.0.0.1; choose another --port")
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
            "--default-artifact-root", str(cfg.workdir_path / "mlartifacts"),
            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip

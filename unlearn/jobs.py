@@ -188,10 +188,15 @@ def submit(
             f"submit: the cluster at {address} did not take the job: {first}"
         ) from None
     log.info("submitted %s as job %s", cmd, job_id)
-    if not follow:
-        return JobResult(job_id, address, str(c.get_job_status(job_id)))
-    _follow(c, job_id, on_log or (lambda s: None))
-    info = c.get_job_info(job_id)
+    try:
+        if not follow:
+            return JobResult(job_id, address, str(c.get_job_status(job_id)))
+        _follow(c, job_id, on_log or (lambda s: None))
+        info = c.get_job_info(job_id)
+    except (ConnectionError, RuntimeError, OSError) as e:  # the cluster went away meanwhile
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"submit: lost the cluster at {address} while following job {job_id} "
+                          f"({first}); ask later with: ray job status {job_id}") from None  # fmt: skip
     return JobResult(job_id, address, str(info.status), info.message or "")
 
 
