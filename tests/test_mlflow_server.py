@@ -47,16 +47,20 @@ def stop(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mlflow-server")
+def start_server(root: Path) -> tuple[str, subprocess.Popen]:
+    """A real ``mlflow server`` on a free local port with its store in ``root``."""
     port = free_port()
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
            "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
            "--default-artifact-root", str(root / "artifacts")]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{port}", proc
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    url, proc = start_server(tmp_path_factory.mktemp("mlflow-server"))
     try:
         wait_health(url, proc)
         yield url
@@ -155,13 +159,7 @@ def test_server_dying_mid_run_fails_fast_and_keeps_local_outputs(tiny_ready, tmp
     from unlearn.experiment import run
     from unlearn.tracking import TrackingError
 
-    port = free_port()
-    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-           "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-           "--default-artifact-root", str(tmp_path / "artifacts")]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    url, proc = start_server(tmp_path)
     try:
         wait_health(url, proc)
         cfg = with_overrides(tiny_ready, ["tracking.enabled=true", f"tracking.uri={url}",
