@@ -100,10 +100,10 @@ def test_same_seed_same_trajectory_across_envs(env, env_cfg):
 
 
 def test_reset_restores_weights_from_memory_never_rebuilds(env, monkeypatch):
-    import unlearn.experiment
     import unlearn.models
     import unlearn.models.io
     import unlearn.pretrain
+    import unlearn.task
 
     model = env.unlearner.model
     start = {k: v.clone() for k, v in model.state_dict().items()}
@@ -111,7 +111,7 @@ def test_reset_restores_weights_from_memory_never_rebuilds(env, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("reset must not load or build a model")
 
-    for mod, name in ((unlearn.experiment, "build"), (unlearn.pretrain, "load_pretrained"),
+    for mod, name in ((unlearn.task, "make_unlearner"), (unlearn.pretrain, "load_pretrained"),
                       (unlearn.models, "load_model"), (unlearn.models.io, "load_model"),
                       (unlearn.models, "build_model"), (torch, "load")):  # fmt: skip
         monkeypatch.setattr(mod, name, boom)

@@ -120,7 +120,8 @@ def unlearn_section(cfg: Config, rep: DemoReport, base: EvalResult, progress: Pr
     import shutil
 
     from unlearn.config import with_overrides
-    from unlearn.experiment import plot_lambda, run
+    from unlearn.experiment import run
+    from unlearn.metrics.plots import plot_lambda
 
     lams: dict[str, list[float]] = {}
     lines = [
@@ -213,8 +214,9 @@ def tiny_config(cfg: Config) -> Config:
 def rl_section(cfg: Config, rep: DemoReport, progress: ProgressFn) -> None:
     """PPO on the tiny env, export the policy, unlearn with it (next to a static λ run)."""
     from unlearn.config import with_overrides
-    from unlearn.experiment import plot_lambda, run
+    from unlearn.experiment import run
     from unlearn.export.rllib import export_policy
+    from unlearn.metrics.plots import plot_lambda
     from unlearn.pretrain import pretrain
     from unlearn.rl.train import train
 

@@ -129,10 +129,10 @@ def run_cell(
     progress: ProgressFn | None = None,
 ) -> CellOutcome:
     """Build, evaluate the base model (unless ``before`` is given), unlearn, evaluate, track."""
-    from unlearn.experiment import build
+    from unlearn.task import make_unlearner
     from unlearn.tracking import Tracker
 
-    unl = build(cfg).unlearner
+    unl = make_unlearner(cfg).unlearner
     tags = {"unlearn.method": cfg.method.name, "unlearn.agent": cfg.agent.name,
             "unlearn.bench_cell": cell.key, "unlearn.instance": str(cell.instance),
             "unlearn.seed": str(cell.seed), "unlearn.kind": "bench-cell"}  # fmt: skip

@@ -11,7 +11,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from unlearn.config import AgentConfig, Config, ConfigError, build
+from unlearn.config import AgentConfig, Config, ConfigError, from_mapping
 from unlearn.envs.instances import Instance, InstanceBank
 from unlearn.envs.observation import ObservationBuilder, action_to_controls
 from unlearn.unlearner import DivergenceError
@@ -29,7 +29,7 @@ def as_config(config: Config | Mapping | None) -> Config:
         d = dict(config)
         if "config" in d and isinstance(d["config"], (Mapping, Config)):
             return as_config(d["config"])
-        return build(Config, d)
+        return from_mapping(Config, d)
     raise ConfigError(f"env: expected a Config or a mapping, got {type(config).__name__}")
 
 
@@ -37,7 +37,7 @@ def env_config(cfg: Config) -> Config:
     """The config the env's unlearner runs with: budget T·K, end-of-episode sample count.
 
     ``unlearn.eval_every`` is switched off because the env measures the proxies itself,
-    once per decision; the first train instance becomes ``forget.classes`` of the build;
+    once per decision; the first train instance becomes ``forget.classes`` of the task;
     the configured agent is replaced by a static one (the env's action is λ, and a learning
     agent's regulariser must not enter the loss).
     """
@@ -126,7 +126,7 @@ class UnlearningEnv(gym.Env):
     metadata = {"render_modes": []}  # noqa: RUF012 (Gymnasium's class attribute)
 
     def __init__(self, config: Config | Mapping | None = None, render_mode: str | None = None):
-        from unlearn.experiment import build as build_setup
+        from unlearn.task import make_unlearner
 
         if render_mode is not None:
             raise ConfigError(f"env: render_mode {render_mode!r} is not supported")
@@ -134,9 +134,9 @@ class UnlearningEnv(gym.Env):
         self.cfg = env_config(cfg)
         self.T = self.cfg.env.decisions
         self.K = self.cfg.env.steps_per_decision
-        self.setup = build_setup(self.cfg)
+        self.setup = make_unlearner(self.cfg)
         self.unlearner = self.setup.unlearner
-        self.bank = InstanceBank(self.cfg, self.unlearner)
+        self.bank = InstanceBank(self.cfg, self.unlearner, self.setup.task)
         self.scale_action = self.cfg.env.scale_action
         if self.scale_action and not hasattr(self.unlearner.method, "scale"):
             raise ConfigError(
