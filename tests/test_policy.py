@@ -23,7 +23,7 @@ def make_module_checkpoint(path: Path, algo: str, scale_action: bool = False, ga
     import gymnasium as gym
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
-    from unlearn.envs.observation import layout
+    from unlearn.observation import layout
 
     if algo == "ppo":
         from ray.rllib.algorithms.ppo import PPOConfig as Algo
@@ -59,7 +59,7 @@ def rllib_actions(module_dir: Path, obs: np.ndarray, squash: bool) -> np.ndarray
 
 
 def random_obs(n: int = 100, scale_action: bool = False, seed: int = 0) -> np.ndarray:
-    from unlearn.envs.observation import layout
+    from unlearn.observation import layout
 
     lay = layout(scale_action)
     rng = np.random.default_rng(seed)

@@ -393,6 +393,11 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
     return out
 
 
+def default_config_path() -> Path:
+    """The embedded demo config (``configs/demo.yaml`` ships inside the package)."""
+    return Path(__file__).parent / "assets" / "demo.yaml"
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Load a YAML config (or the defaults when ``path`` is None) and apply ``--set`` overrides.
 

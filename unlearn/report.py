@@ -201,8 +201,7 @@ DEMO_RL_ITERATIONS = 3
 
 def tiny_config(cfg: Config) -> Config:
     """The packaged tiny env config, sharing the demo's workdir and MLflow store."""
-    from unlearn.cli_options import default_config_path
-    from unlearn.config import load_config
+    from unlearn.config import default_config_path, load_config
 
     path = default_config_path().parent / "tiny.yaml"
     return load_config(path, [f"workdir={cfg.workdir_path}", f"device={cfg.device}",

@@ -13,7 +13,7 @@ import numpy as np
 
 from unlearn.config import AgentConfig, Config, ConfigError, from_mapping
 from unlearn.envs.instances import Instance, InstanceBank
-from unlearn.envs.observation import ObservationBuilder, action_to_controls
+from unlearn.observation import ObservationBuilder, action_to_controls, scale_to_action
 from unlearn.unlearner import DivergenceError
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class UnlearningEnv(gym.Env):
     ## Observation Space
 
     A flat float32 ``Box`` of 10 entries (11 with ``scale_action``), clipped to declared
-    bounds; layout in :mod:`unlearn.envs.observation` (progress, previous λ, log-ratios of
+    bounds; layout in :mod:`unlearn.observation` (progress, previous λ, log-ratios of
     the fixed-noise retain / forget proxy losses to their values at reset and their changes
     between the last two measurements, log10 gradient norms of the two terms, their cosine,
     the age of the proxies). The proxies cost one forward pass of 2 × ``env.proxy_batch``
@@ -226,7 +226,7 @@ class UnlearningEnv(gym.Env):
     # -- helpers ----------------------------------------------------------------------------
     def initial_action(self) -> np.ndarray:
         """The action that keeps the starting controls: λ0 (and the configured forget scale)."""
-        a = [self.lam0, self._scale_to_action(self.scale0)]
+        a = [self.lam0, scale_to_action(self.scale0)]
         return np.array(a[: self.action_space.shape[0]], dtype=np.float32)
 
     def _final(self) -> bool:
@@ -283,10 +283,3 @@ class UnlearningEnv(gym.Env):
     def _set_scale(self, scale: float) -> None:
         if self.scale_action:
             self.unlearner.method.scale = float(scale)
-
-    @staticmethod
-    def _scale_to_action(scale: float) -> float:
-        from unlearn.envs.observation import SCALE_RANGE
-
-        lo, hi = SCALE_RANGE
-        return float(min(1.0, max(0.0, (scale - lo) / (hi - lo))))

@@ -7,7 +7,10 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+#: how a trial ended (``early_stopped``: ASHA stopped it; ``error``: it raised)
+TrialStatus = Literal["finished", "early_stopped", "diverged", "error"]
 
 
 @dataclass(frozen=True)
@@ -16,7 +19,7 @@ class TrialResult:
 
     trial_id: str
     params: dict[str, Any]
-    status: str  # finished | early_stopped | diverged | error
+    status: TrialStatus
     forget_rate: float | None = None
     fid: float | None = None
     score: float | None = None
