@@ -1,4 +1,4 @@
-"""The Tune trainable: one trial = one ``experiment.build`` + one ``Unlearner.run``.
+"""The Tune trainable: one trial = one ``make_unlearner`` (:mod:`unlearn.task`) + one ``Unlearner.run``.
 
 There is no second training loop here. A step callback on the unlearner reports to Tune
 every ``report_every`` steps (per-step metrics since the last report, the fixed-noise
