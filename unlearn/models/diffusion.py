@@ -222,4 +222,3 @@ def make_scheduler(kind: str, num_train_timesteps: int, beta_schedule: str) -> D
         prediction_type="epsilon",
         clip_sample=True,
     )
-
