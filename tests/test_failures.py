@@ -73,7 +73,10 @@ def test_http_waits_get_bounded_defaults_unless_set(monkeypatch):
 # -- malformed files ---------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "text, where",
-    [("{a: [1, 2\n", ":2:1: expected ',' or ']'"), ("unlearn:\n  steps: 3\n lr: 1\n", ":3:")],
+    [
+        ("{a: [1, 2\n", "at line 2, column 1: expected ',' or ']'"),
+        ("unlearn:\n  steps: 3\n lr: 1\n", "at line 3, column"),
+    ],
 )
 def test_malformed_yaml_is_one_line_with_line_and_column(text, where, tmp_path):
     bad = tmp_path / "bad.yaml"

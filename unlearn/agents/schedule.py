@@ -103,7 +103,7 @@ class ScheduleAgent(LambdaAgent):
         except json.JSONDecodeError as e:
             raise ConfigError(f"{where}: {p} is not valid JSON: {e}") from None
         except yaml.YAMLError as e:
-            raise ConfigError(f"{where}: {p}:{yaml_problem(e)}") from None
+            raise ConfigError(f"{where}: {p} is not valid YAML at {yaml_problem(e)}") from None
         points = data.get("points") if isinstance(data, dict) else data
         try:
             return cls(kind="piecewise", points=points)

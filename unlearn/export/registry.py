@@ -2,8 +2,9 @@
 
 A policy is logged as the artifacts of an MLflow run (``policy/``: the file and its
 metadata), registered as a model version whose source is that folder, and given an alias
-(``champion``). ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` downloads it back. No
-pickled Python model is involved, so loading one never unpickles anything.
+(``champion``). ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` downloads it back
+(:func:`unlearn.export.source.resolve_policy_dir`, which :func:`~unlearn.export.load_policy`
+calls). No pickled Python model is involved, so loading one never unpickles anything.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from unlearn.config import Config, ConfigError
+from unlearn.export.source import resolve_policy_dir
+
+__all__ = ["Registered", "register_policy", "resolve_policy_dir"]
 
 
 @dataclass(frozen=True)
@@ -28,18 +32,6 @@ class Registered:
     @property
     def uri(self) -> str:
         return f"models:/{self.name}@{self.alias}"
-
-
-def resolve_policy_dir(path: str, tracking_uri: str = "") -> Path:
-    """A local policy directory for ``path`` (a directory, or a ``models:/`` registry URI)."""
-    if path.startswith("models:/"):
-        from unlearn.tracking import download
-
-        return download(path, tracking_uri)
-    p = Path(path).expanduser()
-    if not p.is_dir():
-        raise ConfigError(f"policy: {path!r} is not a directory (expected an exported policy)")
-    return p.resolve()
 
 
 def register_policy(

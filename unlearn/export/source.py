@@ -1,0 +1,24 @@
+"""Where an exported policy comes from: a local directory, or ``models:/NAME@ALIAS`` (or
+``models:/NAME/VERSION``) in the MLflow model registry, downloaded to a temporary folder.
+
+Used by :func:`unlearn.export.load_policy`; registering a policy is
+:mod:`unlearn.export.registry`. Downloads go through :mod:`unlearn.tracking` (mlflow loads only for ``models:/`` URIs).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from unlearn.config import ConfigError
+
+
+def resolve_policy_dir(path: str, tracking_uri: str = "") -> Path:
+    """A local policy directory for ``path`` (a directory, or a ``models:/`` registry URI)."""
+    if path.startswith("models:/"):
+        from unlearn.tracking import download
+
+        return download(path, tracking_uri)
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise ConfigError(f"policy: {path!r} is not a directory (expected an exported policy)")
+    return p.resolve()
