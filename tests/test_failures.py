@@ -110,3 +110,12 @@ def test_bad_ray_token_is_named_not_blamed_on_the_cluster(token, fragment, tmp_p
             "runs", RAY_AUTH_TOKEN=token)  # fmt: skip
     line = one_line(r, fragment)
     assert line.startswith("error: RAY_AUTH_TOKEN:") and "no Ray cluster answers" not in line
+
+
+def test_dead_ray_address_is_one_line_not_minutes_of_retries(tiny_workdir, tmp_path):
+    (tmp_path / "pretrained").symlink_to(tiny_workdir / "pretrained")
+    address = f"127.0.0.1:{free_port()}"
+    r = cli("tune", "--config", str(REPO / "configs/tiny.yaml"), "--set", f"workdir={tmp_path}",
+            "--set", "tracking.enabled=false", "--space", str(REPO / "configs/tune/static_siss.yaml"),
+            "--address", address, timeout=120)  # fmt: skip
+    one_line(r, f"no Ray cluster answers at {address}")

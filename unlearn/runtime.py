@@ -52,7 +52,24 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     address = address or os.environ.get("RAY_ADDRESS")
     quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address and address != "local":
+        check_ray_address(address)
         ray.init(address=address, **quiet)
     else:
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
     return True
+
+
+def check_ray_address(address: str, timeout_s: float = 5.0) -> None:
+    """A ``HOST:PORT`` (or ``ray://HOST:PORT``) Ray address must accept a connection within
+    ``timeout_s``: ``ray.init`` on a dead address retries for minutes, then raises a traceback."""
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto" and friends: Ray resolves them itself
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise ConfigError(f"--address: no Ray cluster answers at {address} "
+                          f"({e.strerror or type(e).__name__}); start one with `ray start "
+                          "--head` or leave --address out for a local Ray") from None  # fmt: skip

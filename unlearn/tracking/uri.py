@@ -101,8 +101,11 @@ def checked_uri(cfg: Config) -> str:
 
 def one_line(e: BaseException) -> str:
     """A tracking failure as one short line (MLflow pastes whole HTTP stacks into messages)."""
-    text = getattr(e, "message", None) or str(e) or type(e).__name__
-    first = str(text).strip().splitlines()[0] if str(text).strip() else type(e).__name__
-    if "Max retries exceeded" in first or "Connection refused" in first:
+    text = str(getattr(e, "message", None) or e).strip()
+    if "Connection refused" in text:
         return "connection refused"
-    return first[:200]
+    if "timed out" in text or "Timeout" in text:
+        return "timed out"
+    if "Max retries exceeded" in text:
+        return "no answer after retries"
+    return text.splitlines()[0][:200] if text else type(e).__name__

@@ -128,6 +128,7 @@ class Tracker:
             experiment_id,
         )
         self.lost: str | None = None
+        self.status_at_find: str | None = None  # the run's status when find_child found it
         self._buffer: list = []
         self._client = None
 
