@@ -123,6 +123,18 @@ def test_two_micro_batches_take_the_step_of_one_batch_of_both(name, form, agent,
     _compare(sa, sb)
 
 
+@pytest.mark.parametrize("agent", ["static", "variational"])
+def test_the_one_backward_gradient_form_accumulates_like_one_batch(agent, split):
+    """SISS ``norm_every=2``: step 0 measures the norms, step 1 takes one backward."""
+    opts = {"norm_every": 2}
+    acc, ref = _accumulated_and_reference(split, "siss", "gradient", agent, steps=2, options=opts)
+    acc.step(1), ref.step(1)
+    assert acc.method.fused_step(1) is not None
+    a, b = acc.step(1)[0], ref.step(1)[0]
+    assert a.total_loss == pytest.approx(b.total_loss, rel=1e-5)
+    _compare(_state(acc), _state(ref), rtol=1e-4, atol=1e-6)
+
+
 def test_the_comparison_sees_each_micro_batch(split):
     """The check has power: a reference that drops the second micro-batch is told apart."""
     acc = _unlearner(split, "siss", "gradient", "static", accum=2)

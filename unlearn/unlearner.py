@@ -137,6 +137,14 @@ class _Sums:
         for k, v in (terms.extras or {}).items():
             self.extras[k] = self.extras.get(k, 0.0) + _num(v) / n
 
+    def mean_gradients(self, n: int) -> None:
+        """Sums of the micro-batches' gradients → their means (what combine and the
+        statistics see, so ``grad_accum`` does not scale the reported norms)."""
+        for name in ("g_retain", "g_forget"):
+            grads = getattr(self, name)
+            if grads is not None:
+                setattr(self, name, [None if x is None else x / n for x in grads])
+
 
 class Unlearner:
     """Runs one unlearning episode of ``cfg.unlearn.steps`` optimiser steps.
@@ -292,6 +300,7 @@ class Unlearner:
                     fused = fused + plan.fused.forget_coef * terms.forget
                     (fused / n).backward(inputs=self.params, retain_graph=keep_lam_graph)
             acc.add(terms, n)
+        acc.mean_gradients(n)
         return acc
 
     def _grad(self, term: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
@@ -313,12 +322,7 @@ class Unlearner:
 
     def _combine(self, acc: _Sums, lam_value: float) -> None:
         """Phase 3 of gradient forms: the method's direction from the two mean gradients."""
-        n = self.cfg.unlearn.grad_accum
-        combined = self.method.combine_gradients(
-            [None if x is None else x / n for x in acc.g_retain],
-            [None if x is None else x / n for x in acc.g_forget],
-            lam_value,
-        )
+        combined = self.method.combine_gradients(acc.g_retain, acc.g_forget, lam_value)
         for p, gr in zip(self.params, combined, strict=True):
             p.grad = None if gr is None else gr.detach()
 

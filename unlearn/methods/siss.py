@@ -15,14 +15,13 @@ their variance (and, in the gradient form, the effective balance).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import ClassVar, NamedTuple
 
 import torch
 
 from unlearn.config import MethodConfig
 from unlearn.data import ForgetSplit
-from unlearn.methods.base import UnlearningMethod
+from unlearn.methods.base import FusedStep, UnlearningMethod
 from unlearn.methods.common import (
     ALL_FAMILIES,
     axpy,
@@ -149,23 +148,16 @@ def siss_coefficients(n: int, k: int, scale: float) -> tuple[float, float]:
     return n / (n - k), (1 + scale) * k / (n - k)
 
 
-def siss_gradient(
-    g_x: Sequence[torch.Tensor | None],
-    g_a: Sequence[torch.Tensor | None],
-    C: float | None,
-    scale: float,
-    clip: float,
-) -> list[torch.Tensor | None]:
-    """The gradient form of the SISS reference code: ``g_x - (1+s)·C·g_a/||g_a||``, clipped.
+def siss_forget_coefficient(norm_x: float, norm_a: float, C: float | None, scale: float) -> float:
+    """The gradient form's factor of g_a, ``-(1+s)·c/||g_a||`` with ``c = C`` or ``||g_x||``
+    (0 when ``||g_a||`` is 0 or not finite).
 
     The reference implementation (claserken/SISS, ``delete_celeb.py``) sets the NegGrad
     term's norm to ``scaling_norm`` and then clips the sum to norm 1; ``C = None`` scales it
     to ``||g_x||`` instead, so the forget step is as long as the retain step.
     """
-    nx, na = float(flat_norm(g_x)), float(flat_norm(g_a))
-    c = nx if C is None else float(C)
-    coef = -(1 + scale) * c / na if na > 0 and math.isfinite(na) else 0.0
-    return clip_to_norm(axpy(g_x, coef, g_a), clip)
+    c = norm_x if C is None else float(C)
+    return -(1 + scale) * c / norm_a if norm_a > 0 and math.isfinite(norm_a) else 0.0
 
 
 def _ess(w: torch.Tensor) -> float:
@@ -224,6 +216,10 @@ class SISS(UnlearningMethod):
 
             - ``C``: gradient form: length of the forget step; null (default) = ``||g_x||``.
             - ``x_from``: ``retain`` (default) or ``all`` (x ~ X as in the paper, see above).
+            - ``norm_every``: gradient form: K ≥ 1 (default 1, the exact form). Every K-th
+              step back-propagates L_x and L_a separately and measures ``||g_x||``,
+              ``||g_a||``; the steps in between reuse that coefficient and take ONE backward
+              of ``L_x - (1+s)·c/||g_a||·L_a``, clipped the same way.
             - ``labels``: class-conditional models only: ``own`` (default) evaluates ε_θ(m)
               under x's label for L_x and a's label for L_a (one batched call of twice the
               size, exact); ``null`` uses the null class for both (one forward, unlearns the
@@ -243,6 +239,7 @@ class SISS(UnlearningMethod):
         ),  # fmt: skip
         "x_from": Opt("retain", "where x is drawn from", kind=str, choices=("retain", "all")),
         "labels": Opt("own", "conditioning of the two terms", kind=str, choices=("own", "null")),
+        "norm_every": Opt(1, "gradient form: measure the two norms every K steps", kind=int, lo=1),
     }
 
     def __init__(self, cfg: MethodConfig | None = None):
@@ -251,9 +248,11 @@ class SISS(UnlearningMethod):
         self.scale = float(self.cfg.scale)
         self.clip = float(self.cfg.clip)
         self.n = self.k = 0
+        self._coef: float | None = None  # the last measured forget coefficient (norm_every)
 
     def setup(self, model: torch.nn.Module, split: ForgetSplit) -> None:
         self.n, self.k = split.n, split.k
+        self._coef = None
 
     def loss(
         self,
@@ -333,4 +332,17 @@ class SISS(UnlearningMethod):
     def combine_gradients(
         self, g_retain: list[torch.Tensor], g_forget: list[torch.Tensor], lam: float
     ) -> list[torch.Tensor]:
-        return siss_gradient(g_retain, g_forget, self.options["C"], self.scale, self.clip)
+        """The reference code's gradient form ``g_x - (1+s)·C·g_a/||g_a||``, clipped; the
+        coefficient is kept for the steps :meth:`fused_step` takes with one backward."""
+        nx, na = float(flat_norm(g_retain)), float(flat_norm(g_forget))
+        self._coef = siss_forget_coefficient(nx, na, self.options["C"], self.scale)
+        return clip_to_norm(axpy(g_retain, self._coef, g_forget), self.clip)
+
+    def fused_step(self, step: int) -> FusedStep | None:
+        """``norm_every = K > 1``: between the steps that measure the norms (every K-th, two
+        backwards), the direction is ``∇(L_x + coef·L_a)`` with the last measured
+        coefficient, one backward, then the same clipping (issue 11.8)."""
+        every = self.options.get("norm_every", 1)
+        if self.combine != "gradient" or every == 1 or step % every == 0 or self._coef is None:
+            return None
+        return FusedStep(1.0, self._coef, self.clip)
