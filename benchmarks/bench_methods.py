@@ -148,7 +148,7 @@ def quality(eval_samples: int | None = None) -> dict[str, float]:
     import torch
 
     from unlearn.experiment import build
-    from unlearn.unlearner import _cosine
+    from unlearn.methods.common import dot, flat_norm
 
     sets = ["tracking.enabled=false", "method.form=gradient"]
     if eval_samples:
@@ -167,7 +167,8 @@ def quality(eval_samples: int | None = None) -> dict[str, float]:
             probe.seed, probe.t = lagged.seed, lagged.t
             probe.step(1)
             lagged.step(1)
-            cosines.append(_cosine([p.grad for p in lagged.params], [p.grad for p in probe.params]))
+            d_lag, d_exact = [p.grad for p in lagged.params], [p.grad for p in probe.params]
+            cosines.append(float(dot(d_lag, d_exact) / (flat_norm(d_lag) * flat_norm(d_exact))))
         else:
             lagged.step(1)
     exact.run()
