@@ -70,7 +70,7 @@ def main() -> dict[str, float]:
 
     torch.manual_seed(0)
     cfg = demo_config("tracking.enabled=false")
-    base, _, _ = load_pretrained(cfg)
+    base = load_pretrained(cfg).model
     split = split_forget(load_splits(cfg.data).train, cfg.forget, None)
     # every method steps its own copy of the model: no method sees another's updates
     unls = {
@@ -147,15 +147,15 @@ def quality(eval_samples: int | None = None) -> dict[str, float]:
 
     import torch
 
-    from unlearn.experiment import build
     from unlearn.methods.common import dot, flat_norm
+    from unlearn.task import make_unlearner
 
     sets = ["tracking.enabled=false", "method.form=gradient"]
     if eval_samples:
         sets.append(f"eval.num_samples={eval_samples}")
     torch.manual_seed(0)
-    exact = build(demo_config(*sets)).unlearner
-    lagged = build(demo_config(*sets, f"method.options.norm_every={NORM_EVERY}")).unlearner
+    exact = make_unlearner(demo_config(*sets)).unlearner
+    lagged = make_unlearner(demo_config(*sets, f"method.options.norm_every={NORM_EVERY}")).unlearner
     # the probe takes the exact step from the lagged run's weights, with the same draws
     probe = _unlearner(
         exact.cfg, copy.deepcopy(lagged.model), lagged.split, "siss", ["method.form=gradient"]
@@ -178,7 +178,7 @@ def quality(eval_samples: int | None = None) -> dict[str, float]:
         f"mean {out['cosine_mean']:.4f}, min {out['cosine_min']:.4f} (target >= {COSINE_TARGET})"
     )
     for label, unl in (("exact gradient form", exact), (LAGGED, lagged)):
-        res = unl.evaluate()[0]
+        res = unl.evaluate().result
         key = "exact" if unl is exact else f"norm_every={NORM_EVERY}"
         out[f"{key} forget_rate"], out[f"{key} fid"] = res.forget_rate, res.fid
         print(
@@ -219,7 +219,7 @@ if __name__ == "__main__":
 
         cfg = demo_config("tracking.enabled=false")
         split = split_forget(load_splits(cfg.data).train, cfg.forget, None)
-        _over_the_floor(cfg, load_pretrained(cfg)[0], split)
+        _over_the_floor(cfg, load_pretrained(cfg).model, split)
     else:
         main()
     if args.quality:
