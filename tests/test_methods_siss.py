@@ -17,10 +17,13 @@ LAMS = (0.2, 0.5, 0.8)
 
 
 def naive_weights(m, x, a, gamma, sigma, lam):
-    """The textbook formula in float64 (overflows for large distances)."""
+    """The textbook formula in float64 (overflows for large distances); γ, σ numbers or
+    per-row ``(B, 1, 1, 1)``."""
     m, x, a = m.double(), x.double(), a.double()
-    d_x = (m - gamma * x).pow(2).flatten(1).sum(1) / (2 * sigma**2)
-    d_a = (m - gamma * a).pow(2).flatten(1).sum(1) / (2 * sigma**2)
+    gamma = torch.as_tensor(gamma, dtype=torch.float64)
+    two_s2 = 2 * torch.as_tensor(sigma, dtype=torch.float64).pow(2).reshape(-1)
+    d_x = (m - gamma * x).pow(2).flatten(1).sum(1) / two_s2
+    d_a = (m - gamma * a).pow(2).flatten(1).sum(1) / two_s2
     w_x = 1 / ((1 - lam) + lam * torch.exp(d_x - d_a))
     w_a = 1 / ((1 - lam) * torch.exp(d_a - d_x) + lam)
     return w_x, w_a
@@ -88,6 +91,73 @@ def test_weights_from_log_ratio_handles_infinite_deltas():
     w_x, w_a = weights_from_log_ratio(delta, 0.3)
     torch.testing.assert_close(w_x, torch.tensor([1 / 0.7, 1 / 0.7, 1.0, 0.0, 0.0]))
     torch.testing.assert_close(w_a, torch.tensor([0.0, 0.0, 1.0, 1 / 0.3, 1 / 0.3]))
+
+
+EDGE_LAMS = (1e-6, 1e-3, 0.5, 1 - 1e-3, 1 - 1e-6)
+
+
+def _image_scale_draws():
+    """3x64x64 rows whose distances d = ||m - γx0||²/(2σ²) reach the thousands (about 6e3
+    for the drawn component) while δ = d_x - d_a stays where float64's exp is finite: pairs
+    that nearly coincide at every noise level, and independent pairs at high noise."""
+    g = torch.Generator().manual_seed(0)
+    shape = (12, 3, 64, 64)
+    x = torch.rand(shape, generator=g) * 2 - 1
+    near = x + 1e-3 * torch.randn(shape, generator=g)
+    far = torch.rand(shape, generator=g) * 2 - 1
+    close = torch.arange(12) < 6
+    a = torch.where(close.view(-1, 1, 1, 1), near, far)
+    # γ² + σ² = 1; near pairs from low to high noise, far pairs at σ close to 1
+    gamma = torch.tensor([0.999, 0.99, 0.9, 0.7, 0.5, 0.2, 0.08, 0.06, 0.04, 0.03, 0.02, 0.01])
+    sigma = (1 - gamma**2).sqrt()
+    gamma, sigma = gamma.view(-1, 1, 1, 1), sigma.view(-1, 1, 1, 1)
+    pick = (torch.arange(12) % 2 == 0).view(-1, 1, 1, 1)
+    m = torch.where(pick, gamma * a, gamma * x) + sigma * torch.randn(shape, generator=g)
+    return m, x, a, gamma, sigma
+
+
+@pytest.mark.parametrize("lam", EDGE_LAMS)
+def test_weights_match_float64_at_the_lambda_edges_at_image_scale(lam):
+    m, x, a, gamma, sigma = _image_scale_draws()
+    ref_x, ref_a = naive_weights(m, x, a, gamma.double(), sigma.double(), lam)
+    assert torch.isfinite(ref_x).all() and torch.isfinite(ref_a).all()
+    d_x = (m.double() - gamma * x.double()).pow(2).flatten(1).sum(1) / (2 * sigma.flatten() ** 2)
+    assert float(d_x.max()) > 5e3  # distances at the 64x64 scale (the drawn one: ~6e3)
+    w_x, w_a = importance_weights(m, x, a, gamma, sigma, lam)
+    # relative 1e-5; below float32's range (~1e-38) the weights are 0
+    torch.testing.assert_close(w_x.double(), ref_x, rtol=1e-5, atol=1e-30)
+    torch.testing.assert_close(w_a.double(), ref_a, rtol=1e-5, atol=1e-30)
+    # the check has power: λ held in float32 (as before) is more than 1e-5 off at the edges,
+    # where w_a used 1 - fl32(1 - λ) for λ and w_x used 1 - fl32(λ) for 1 - λ
+    f32 = lambda v: float(torch.tensor(v, dtype=torch.float32))  # noqa: E731
+    if lam == 1e-6:
+        old_a = naive_weights(m, x, a, gamma, sigma, 1 - f32(1 - f32(lam)))[1]
+        assert float((old_a / ref_a - 1).abs().max()) > 1e-5
+    if lam == 1 - 1e-6:
+        old_x = naive_weights(m, x, a, gamma, sigma, f32(lam))[0]
+        assert float((old_x / ref_x - 1).abs().max()) > 1e-5
+
+
+def test_lambda_tensor_with_grad_keeps_its_value_and_gradient_at_the_edges():
+    m, x, a, gamma, sigma = _image_scale_draws()
+    for lam in (1e-6, 1 - 1e-6):
+        lam_t = torch.tensor(lam, dtype=torch.float64, requires_grad=True)
+        w_x, w_a = importance_weights(m, x, a, gamma, sigma, lam_t)
+        ref_x, ref_a = naive_weights(m, x, a, gamma.double(), sigma.double(), lam)
+        torch.testing.assert_close(w_x.double(), ref_x, rtol=1e-5, atol=1e-30)
+        torch.testing.assert_close(w_a.double(), ref_a, rtol=1e-5, atol=1e-30)
+        (grad,) = torch.autograd.grad(w_a.sum() + w_x.sum(), lam_t)
+        assert torch.isfinite(grad) and float(grad) != 0.0
+
+
+def test_ess_is_zero_when_every_weight_of_a_batch_underflows():
+    import unlearn.methods.siss as siss_mod
+
+    # every m lies far from a: all w_a underflow to 0 (w_x stay 1/(1-λ))
+    w = weights_from_log_ratio(torch.full((8,), -1e6), 0.3)
+    assert float(w.w_a.max()) == 0.0
+    assert siss_mod._ess(w.w_a) == 0.0
+    assert siss_mod._ess(w.w_x) == pytest.approx(1.0)
 
 
 # -- unbiasedness ----------------------------------------------------------------------------

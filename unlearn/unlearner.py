@@ -1,13 +1,16 @@
 """THE unlearning loop: model x method x agent x budget -> result.
 
 Every driver (``unlearn run``, the Gymnasium env's ``step()``, Tune trainables, the
-benchmarks) calls this one loop. Per optimiser step::
+benchmarks) calls this one loop. Per optimiser step, in the numbered phases of
+``Unlearner._one_step``::
 
-    λ      = agent.act(previous stats)                 # may carry gradient (variational)
-    terms  = method.loss(model, retain, forget, λ)     # retain / forget / total
-    grads  = ∇ total  (or method.combine_gradients(∇ retain, ∇ forget) for gradient forms)
-    clip, AdamW step on the method's trainable parameters; the agent's own optimiser steps
-    stats  = StepStats(...);  agent.update(stats);  callbacks(stats)
+    1. λ      = agent.act(previous stats)              # may carry gradient (variational)
+    2. terms  = method.loss(model, retain, forget, λ)  # per micro-batch: retain / forget / total
+              backward of total (loss form), or ∇ retain and ∇ forget (gradient form), or one
+              backward of a·retain + b·forget (a gradient form's method.fused_step)
+    3. grads  = method.combine_gradients(mean ∇ retain, mean ∇ forget)   (gradient form)
+    4. clip, AdamW step on the method's trainable parameters; the agent's own optimiser steps
+    5. stats  = StepStats(...);  agent.update(stats);  callbacks(stats)
 
 Episodes reset from an in-memory copy of the starting weights, never from disk.
 """
@@ -27,10 +30,11 @@ import torch
 from unlearn.agents.base import LambdaAgent
 from unlearn.config import Config
 from unlearn.data import ForgetSplit, ImageData
-from unlearn.methods.base import UnlearningMethod
+from unlearn.methods.base import FusedStep, UnlearningMethod
+from unlearn.methods.common import clip_to_norm
 from unlearn.methods.common import flat_norm as _flat_norm
 from unlearn.metrics import EvalData, EvalResult, evaluate, proxy_losses
-from unlearn.types import Batch, StepStats
+from unlearn.types import Batch, LossTerms, StepStats
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +118,47 @@ def _cosine(a: Sequence[torch.Tensor | None], b: Sequence[torch.Tensor | None]) 
     )
     na, nb = _flat_norm(a), _flat_norm(b)
     return dot / (na * nb) if na > 0 and nb > 0 else float("nan")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How one step forms its gradient.
+
+    ``gradient_form``: the method combines gradients; ``two_grads``: retain and forget are
+    back-propagated separately (the exact gradient form, or gradient statistics wanted);
+    ``fused``: a gradient form taken with one backward (``UnlearningMethod.fused_step``).
+    """
+
+    gradient_form: bool
+    two_grads: bool
+    fused: FusedStep | None
+
+
+@dataclass
+class _Sums:
+    """Phase 2's running means over the micro-batches of one step."""
+
+    retain: float = 0.0
+    forget: float = 0.0
+    total: float = 0.0
+    extras: dict[str, float] = field(default_factory=dict)
+    g_retain: list[torch.Tensor | None] | None = None
+    g_forget: list[torch.Tensor | None] | None = None
+
+    def add(self, terms: LossTerms, n: int) -> None:
+        self.retain += _num(terms.retain) / n
+        self.forget += _num(terms.forget) / n
+        self.total += _num(terms.total) / n
+        for k, v in (terms.extras or {}).items():
+            self.extras[k] = self.extras.get(k, 0.0) + _num(v) / n
+
+    def mean_gradients(self, n: int) -> None:
+        """Sums of the micro-batches' gradients → their means (what combine and the
+        statistics see, so ``grad_accum`` does not scale the reported norms)."""
+        for name in ("g_retain", "g_forget"):
+            grads = getattr(self, name)
+            if grads is not None:
+                setattr(self, name, [None if x is None else x / n for x in grads])
 
 
 class Unlearner:
@@ -212,96 +257,127 @@ class Unlearner:
         return out
 
     def _one_step(self, lam_override: float | None) -> StepStats:
-        u = self.cfg.unlearn
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.t)
+        # 1. λ: the agent's choice (a tensor carrying gradient for the variational agent)
         lam, lam_value = self._lam(lam_override)
+        plan = self._plan()
+        self.opt.zero_grad(set_to_none=True)
+        if self.agent_opt is not None:
+            self.agent_opt.zero_grad(set_to_none=True)
+        # 2. loss terms over micro-batches: backward of the objective, the two gradients, or
+        #    one backward of the fused gradient form
+        acc = self._accumulate(lam, g, plan)
+        # 3. combine: a gradient form turns the mean retain and forget gradients into the step
+        if plan.gradient_form and plan.fused is None:
+            self._combine(acc, lam_value)
+        # 4. clip and step
+        self._clip_and_step(plan)
+        # 5. record
+        self.t += 1
+        return self._record(lam_value, acc)
+
+    def _plan(self) -> _Plan:
+        """How this step's gradient is formed (see :class:`_Plan`)."""
         want_stats = self.agent.needs_grad_stats or (
             self.grad_stats_every > 0 and self.t % self.grad_stats_every == 0
         )
         gradient_form = self.method.combine == "gradient"
-        self.opt.zero_grad(set_to_none=True)
-        if self.agent_opt is not None:
-            self.agent_opt.zero_grad(set_to_none=True)
-        r_sum = f_sum = tot_sum = 0.0
-        g_r_acc = g_f_acc = None
-        extras: dict[str, float] = {}
-        for i in range(u.grad_accum):
+        # the two gradients are there anyway when statistics are measured: use the exact form
+        fused = self.method.fused_step(self.t) if gradient_form and not want_stats else None
+        two_grads = want_stats or (gradient_form and fused is None)
+        return _Plan(gradient_form, two_grads, fused)
+
+    def _accumulate(self, lam: float | torch.Tensor, g: torch.Generator, plan: _Plan) -> _Sums:
+        """Phase 2: every micro-batch's terms, back-propagated as ``plan`` says, averaged."""
+        n = self.cfg.unlearn.grad_accum
+        acc = _Sums()
+        for i in range(n):
             # λ's graph (variational agents) is shared by the micro-batches: keep it until the last
-            keep_lam_graph = i < u.grad_accum - 1
+            keep_lam_graph = i < n - 1
             terms = self._loss_terms(lam, g)
-            total = terms.total / u.grad_accum
+            total = terms.total / n
             reg = self.agent.regularizer()
-            obj = total + (reg / u.grad_accum if reg is not None else 0.0)
-            if not all(math.isfinite(_num(v)) for v in (terms.retain, terms.forget, terms.total)):
-                raise DivergenceError(
-                    f"non-finite loss at step {self.t} (retain={_num(terms.retain):.4g}, "
-                    f"forget={_num(terms.forget):.4g}); weights kept from the last good step"
-                )
-            if gradient_form or want_stats:
-                g_r = torch.autograd.grad(
-                    terms.retain, self.params, retain_graph=True, allow_unused=True
-                )
-                g_f = torch.autograd.grad(
-                    terms.forget, self.params, retain_graph=True, allow_unused=True
-                )
-                g_r_acc = _add(g_r_acc, g_r)
-                g_f_acc = _add(g_f_acc, g_f)
-            if not gradient_form:
+            obj = total + (reg / n if reg is not None else 0.0)
+            self._check_finite(terms)
+            if plan.two_grads:
+                acc.g_retain = _add(acc.g_retain, self._grad(terms.retain))
+                acc.g_forget = _add(acc.g_forget, self._grad(terms.forget))
+            if not plan.gradient_form:
                 obj.backward(retain_graph=keep_lam_graph)
-            elif self.agent_opt is not None:  # the agent still learns from the objective
-                agent_params = list(self.agent.parameters())
-                grads = torch.autograd.grad(
-                    obj, agent_params, retain_graph=keep_lam_graph, allow_unused=True
-                )
-                for p, gr in zip(agent_params, grads, strict=True):
-                    p.grad = gr if p.grad is None or gr is None else p.grad + gr
-            r_sum += _num(terms.retain) / u.grad_accum
-            f_sum += _num(terms.forget) / u.grad_accum
-            tot_sum += _num(terms.total) / u.grad_accum
-            for k, v in (terms.extras or {}).items():
-                extras[k] = extras.get(k, 0.0) + _num(v) / u.grad_accum
-        if gradient_form:
-            combined = self.method.combine_gradients(
-                [None if x is None else x / u.grad_accum for x in g_r_acc],
-                [None if x is None else x / u.grad_accum for x in g_f_acc],
-                lam_value,
+            else:
+                if self.agent_opt is not None:  # the agent still learns from the objective
+                    self._agent_backward(obj, keep_lam_graph or plan.fused is not None)
+                if plan.fused is not None:
+                    fused = plan.fused.retain_coef * terms.retain
+                    fused = fused + plan.fused.forget_coef * terms.forget
+                    (fused / n).backward(inputs=self.params, retain_graph=keep_lam_graph)
+            acc.add(terms, n)
+        acc.mean_gradients(n)
+        return acc
+
+    def _grad(self, term: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        return torch.autograd.grad(term, self.params, retain_graph=True, allow_unused=True)
+
+    def _agent_backward(self, obj: torch.Tensor, keep_graph: bool) -> None:
+        """Add ∂obj/∂φ to the agent's gradients (the model's come from the gradient form)."""
+        agent_params = list(self.agent.parameters())
+        grads = torch.autograd.grad(obj, agent_params, retain_graph=keep_graph, allow_unused=True)
+        for p, gr in zip(agent_params, grads, strict=True):
+            p.grad = gr if p.grad is None or gr is None else p.grad + gr
+
+    def _check_finite(self, terms: LossTerms) -> None:
+        if not all(math.isfinite(_num(v)) for v in (terms.retain, terms.forget, terms.total)):
+            raise DivergenceError(
+                f"non-finite loss at step {self.t} (retain={_num(terms.retain):.4g}, "
+                f"forget={_num(terms.forget):.4g}); weights kept from the last good step"
             )
-            for p, gr in zip(self.params, combined, strict=True):
-                p.grad = None if gr is None else gr.detach()
-        grads = [p.grad for p in self.params]
-        gnorm = _flat_norm(grads)
+
+    def _combine(self, acc: _Sums, lam_value: float) -> None:
+        """Phase 3 of gradient forms: the method's direction from the two mean gradients."""
+        combined = self.method.combine_gradients(acc.g_retain, acc.g_forget, lam_value)
+        for p, gr in zip(self.params, combined, strict=True):
+            p.grad = None if gr is None else gr.detach()
+
+    def _clip_and_step(self, plan: _Plan) -> None:
+        """Phase 4: refuse a non-finite gradient, clip, step the model's and agent's optimisers."""
+        gnorm = _flat_norm([p.grad for p in self.params])
         if not math.isfinite(gnorm):
             self.opt.zero_grad(set_to_none=True)
             raise DivergenceError(
                 f"non-finite gradient at step {self.t}; weights kept from the last good step"
             )
+        if plan.fused is not None:  # the same clipping as the method's combine_gradients
+            clipped = clip_to_norm([p.grad for p in self.params], plan.fused.clip)
+            for p, gr in zip(self.params, clipped, strict=True):
+                p.grad = gr
         # gradient-form methods clip inside combine_gradients (SISS reference code)
-        if self.cfg.method.clip > 0 and not gradient_form:
+        elif self.cfg.method.clip > 0 and not plan.gradient_form:
             torch.nn.utils.clip_grad_norm_(self.params, self.cfg.method.clip)
         self.opt.step()
         if self.agent_opt is not None:
             self.agent_opt.step()
-        self.t += 1
+
+    def _record(self, lam_value: float, acc: _Sums) -> StepStats:
+        """Phase 5: the step's statistics, measured every ``eval_every``; the agent sees them."""
+        g_r, g_f = acc.g_retain, acc.g_forget
         stats = StepStats(
             step=self.t,
             budget=self.budget,
             lam=lam_value,
-            retain_loss=r_sum,
-            forget_loss=f_sum,
-            total_loss=tot_sum,
-            retain_grad_norm=_flat_norm(g_r_acc)
-            if g_r_acc is not None
+            retain_loss=acc.retain,
+            forget_loss=acc.forget,
+            total_loss=acc.total,
+            retain_grad_norm=_flat_norm(g_r)
+            if g_r is not None
             else self._carry("retain_grad_norm"),
-            forget_grad_norm=_flat_norm(g_f_acc)
-            if g_f_acc is not None
+            forget_grad_norm=_flat_norm(g_f)
+            if g_f is not None
             else self._carry("forget_grad_norm"),
-            grad_cosine=_cosine(g_r_acc, g_f_acc)
-            if g_r_acc is not None
-            else self._carry("grad_cosine"),
+            grad_cosine=_cosine(g_r, g_f) if g_r is not None else self._carry("grad_cosine"),
             weight_spread=self._carry("weight_spread"),
             proxy_retain=self._carry("proxy_retain"),
             proxy_forget=self._carry("proxy_forget"),
-            extras=extras or None,
+            extras=acc.extras or None,
         )
         if self.cfg.unlearn.eval_every and self.t % self.cfg.unlearn.eval_every == 0:
             stats = self.measure(stats)

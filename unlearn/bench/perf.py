@@ -91,6 +91,12 @@ HEADLINE: tuple[tuple[str, str, str, str], ...] = (
     ("bench_methods", "siss (loss form)", "SISS step (loss form) / naive-deletion step", "<= 1.15"),
     ("bench_methods", "siss (gradient form)", "SISS step (gradient form) / naive step", "<= 2.2"),
     ("bench_methods", "variational", "SISS + variational λ / SISS + static λ", "<= 1.25"),
+    (
+        "bench_methods",
+        "siss (gradient form, norm_every=10) x floor",
+        "SISS gradient form, `norm_every: 10` / bare forward + backward + AdamW step",
+        "<= 1.15",
+    ),
     ("bench_env", "K2_ratio", "env episode / direct unlearner steps, K = 2", "<= 1.05"),
     ("bench_env", "K5_ratio", "env episode / direct unlearner steps, K = 5", "<= 1.05"),
     ("bench_env", "K10_ratio", "env episode / direct unlearner steps, K = 10", "<= 1.05"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from unlearn.config import ConfigError, MethodConfig
-from unlearn.methods.base import UnlearningMethod
+from unlearn.methods.base import FusedStep, UnlearningMethod
 from unlearn.methods.constrained import Constrained
 from unlearn.methods.encoder import EncoderUnlearning
 from unlearn.methods.erasediff import EraseDiff
@@ -36,6 +36,7 @@ __all__ = [
     "EncoderUnlearning",
     "EraseDiff",
     "FDivergence",
+    "FusedStep",
     "ImportanceWeights",
     "NaiveDeletion",
     "NegGrad",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import torch
 
@@ -11,6 +11,15 @@ from unlearn.config import ConfigError, MethodConfig
 from unlearn.data import ForgetSplit
 from unlearn.methods.options import Opt, validate_options
 from unlearn.types import Batch, LossTerms
+
+
+class FusedStep(NamedTuple):
+    """A gradient-form step taken with ONE backward: the update direction is
+    ``∇(retain_coef·retain + forget_coef·forget)``, then clipped to norm ``clip`` (0: none)."""
+
+    retain_coef: float
+    forget_coef: float
+    clip: float
 
 
 class UnlearningMethod(ABC):
@@ -74,3 +83,9 @@ class UnlearningMethod(ABC):
     ) -> list[torch.Tensor]:
         """Only for ``combine == "gradient"``: the update direction from the two gradients."""
         raise NotImplementedError(f"{self.name} combines losses, not gradients")
+
+    def fused_step(self, step: int) -> FusedStep | None:
+        """Gradient forms only: the coefficients when step ``step``'s direction is a fixed
+        linear combination of the two terms' gradients (one backward instead of two: SISS
+        ``norm_every``); None (default) → the two gradients and :meth:`combine_gradients`."""
+        return None

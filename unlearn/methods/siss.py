@@ -15,17 +15,15 @@ their variance (and, in the gradient form, the effective balance).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import ClassVar, NamedTuple
 
 import torch
 
 from unlearn.config import MethodConfig
 from unlearn.data import ForgetSplit
-from unlearn.methods.base import UnlearningMethod
+from unlearn.methods.base import FusedStep, UnlearningMethod
 from unlearn.methods.common import (
     ALL_FAMILIES,
-    as_lam,
     axpy,
     clip_to_norm,
     flat_norm,
@@ -60,30 +58,49 @@ def _safe_log(p: torch.Tensor) -> torch.Tensor:
     return torch.where(pos, torch.log(torch.where(pos, p, torch.ones_like(p))), -math.inf)
 
 
-def log_mixture(delta: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
-    """``log((1-λ) + λ·exp(δ))`` by log-sum-exp, never forming ``exp(δ)``.
+def _log_lam(lam: float | torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log λ, log(1-λ))`` in float64, keeping λ's graph when it is a tensor.
 
-    ``logaddexp(log(1-λ), log λ + δ)`` is finite for any δ and differentiable in δ and λ,
+    ``log1p(-λ)`` is formed from λ itself: 1-λ in float32 is 1.3% off at λ = 1-1e-6, and
+    1 - fl32(1-λ) stands in for λ at λ = 1e-6 (issue 11.7); a Python float keeps all of
+    its 53 bits. Both logs are -inf, with a zero gradient, at the endpoint they vanish at.
+    """
+    if isinstance(lam, torch.Tensor):
+        lam = lam.to(device=device, dtype=torch.float64).reshape(())
+    else:
+        lam = torch.tensor(float(lam), dtype=torch.float64, device=device)
+    below = lam < 1
+    log_1m = torch.where(
+        below, torch.log1p(-torch.where(below, lam, torch.zeros_like(lam))), -math.inf
+    )
+    return _safe_log(lam), log_1m
+
+
+def log_mixture(delta: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
+    """``log((1-λ) + λ·exp(δ))`` by log-sum-exp in float64, never forming ``exp(δ)``.
+
+    ``logaddexp(log1p(-λ), log λ + δ)`` is finite for any δ and differentiable in δ and λ,
     including λ = 0 or 1 (exact: the term with zero weight drops out).
     """
-    lam = torch.as_tensor(lam, dtype=delta.dtype, device=delta.device)
-    delta = delta.clamp(-_DELTA_MAX, _DELTA_MAX)
-    return torch.logaddexp(_safe_log(1 - lam), _safe_log(lam) + delta)
+    delta = delta.double().clamp(-_DELTA_MAX, _DELTA_MAX)
+    log_lam, log_1m = _log_lam(lam, delta.device)
+    return torch.logaddexp(log_1m, log_lam + delta)
 
 
 def weights_from_log_ratio(delta: torch.Tensor, lam: float | torch.Tensor) -> ImportanceWeights:
     """Defensive-mixture weights from ``δ = log p_a(m) - log p_x(m)``.
 
     ``w_x = p_x/q_λ = 1/((1-λ) + λ·e^δ)`` and ``w_a = p_a/q_λ = 1/((1-λ)·e^{-δ} + λ)``
-    (SISS, Alberti et al. 2025, defensive mixture), both computed in log space.
+    (SISS, Alberti et al. 2025, defensive mixture), both computed in log space in float64
+    from log λ and log1p(-λ), returned in float32 (weights below ~1e-38 underflow to 0).
     """
-    delta = delta.float()
-    lam = torch.as_tensor(lam, dtype=delta.dtype, device=delta.device)
-    log_w_x = -log_mixture(delta, lam)
-    # (1-λ)e^{-δ} + λ is the same mixture with δ → -δ and λ → 1-λ
-    log_w_a = -log_mixture(-delta, 1 - lam)
+    delta = delta.double().clamp(-_DELTA_MAX, _DELTA_MAX)
+    log_lam, log_1m = _log_lam(lam, delta.device)
+    log_w_x = -torch.logaddexp(log_1m, log_lam + delta)
+    log_w_a = -torch.logaddexp(log_1m - delta, log_lam)
     return ImportanceWeights(
-        torch.exp(log_w_x.clamp(max=_LOG_W_MAX)), torch.exp(log_w_a.clamp(max=_LOG_W_MAX))
+        torch.exp(log_w_x.clamp(max=_LOG_W_MAX)).float(),
+        torch.exp(log_w_a.clamp(max=_LOG_W_MAX)).float(),
     )
 
 
@@ -108,11 +125,14 @@ def importance_weights(
     Returns:
         ``ImportanceWeights(w_x, w_a)`` of shape ``(B,)`` with
         ``w_x = 1/((1-λ) + λ·exp(d_x - d_a))``, ``w_a = 1/((1-λ)·exp(d_a - d_x) + λ)`` and
-        ``d = ||m - γ·x0||² / (2σ²)``; finite for any distance.
+        ``d = ||m - γ·x0||² / (2σ²)``; finite for any distance, δ and the weights formed
+        in float64 (returned in float32).
     """
-    m, x, a = m.float(), x0_x.float(), x0_a.float()
-    gamma = torch.as_tensor(gamma, dtype=torch.float32, device=m.device)
-    sigma = torch.as_tensor(sigma, dtype=torch.float32, device=m.device)
+    # float64: δ sums one term per pixel, and at 64x64x3 a float32 sum is off by more than
+    # the 1e-5 relative accuracy the weights are held to
+    m, x, a = m.double(), x0_x.double(), x0_a.double()
+    gamma = torch.as_tensor(gamma, device=m.device).double()
+    sigma = torch.as_tensor(sigma, device=m.device).double()
     # d_x - d_a = (||m-γx||² - ||m-γa||²)/(2σ²) = ½ Σ (u-v)(u+v) with u, v the two ε-targets;
     # u - v = γ(a-x)/σ is formed directly, so large, nearly equal distances do not cancel
     diff = gamma * (a - x) / sigma
@@ -128,35 +148,30 @@ def siss_coefficients(n: int, k: int, scale: float) -> tuple[float, float]:
     return n / (n - k), (1 + scale) * k / (n - k)
 
 
-def siss_gradient(
-    g_x: Sequence[torch.Tensor | None],
-    g_a: Sequence[torch.Tensor | None],
-    C: float | None,
-    scale: float,
-    clip: float,
-) -> list[torch.Tensor | None]:
-    """The gradient form of the SISS reference code: ``g_x - (1+s)·C·g_a/||g_a||``, clipped.
+def siss_forget_coefficient(norm_x: float, norm_a: float, C: float | None, scale: float) -> float:
+    """The gradient form's factor of g_a, ``-(1+s)·c/||g_a||`` with ``c = C`` or ``||g_x||``
+    (0 when ``||g_a||`` is 0 or not finite).
 
     The reference implementation (claserken/SISS, ``delete_celeb.py``) sets the NegGrad
     term's norm to ``scaling_norm`` and then clips the sum to norm 1; ``C = None`` scales it
     to ``||g_x||`` instead, so the forget step is as long as the retain step.
     """
-    nx, na = float(flat_norm(g_x)), float(flat_norm(g_a))
-    c = nx if C is None else float(C)
-    coef = -(1 + scale) * c / na if na > 0 and math.isfinite(na) else 0.0
-    return clip_to_norm(axpy(g_x, coef, g_a), clip)
+    c = norm_x if C is None else float(C)
+    return -(1 + scale) * c / norm_a if norm_a > 0 and math.isfinite(norm_a) else 0.0
 
 
 def _ess(w: torch.Tensor) -> float:
-    """Effective sample size fraction (Σw)²/(B·Σw²) ∈ (0, 1]: 1 = no weight degeneracy."""
+    """Effective sample size fraction (Σw)²/(B·Σw²) ∈ [0, 1]: 1 = no weight degeneracy,
+    0 = every weight of the batch underflowed."""
     w = w.detach().double()
     den = float(w.pow(2).sum()) * w.numel()
-    return float(w.sum() ** 2) / den if den > 0 else float("nan")
+    # every weight underflowed to 0: no sample carries weight, report 0 rather than 0/0
+    return float(w.sum() ** 2) / den if den > 0 else 0.0
 
 
 def _gauss_logpdf(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """log N(z; mean, diag(exp(logvar))) per sample, without the 2π constant."""
-    z, mean, logvar = z.float(), mean.float(), logvar.float()
+    z, mean, logvar = z.double(), mean.double(), logvar.double()
     return -0.5 * ((z - mean).pow(2) * torch.exp(-logvar) + logvar).flatten(1).sum(1)
 
 
@@ -201,6 +216,10 @@ class SISS(UnlearningMethod):
 
             - ``C``: gradient form: length of the forget step; null (default) = ``||g_x||``.
             - ``x_from``: ``retain`` (default) or ``all`` (x ~ X as in the paper, see above).
+            - ``norm_every``: gradient form: K ≥ 1 (default 1, the exact form). Every K-th
+              step back-propagates L_x and L_a separately and measures ``||g_x||``,
+              ``||g_a||``; the steps in between reuse that coefficient and take ONE backward
+              of ``L_x - (1+s)·c/||g_a||·L_a``, clipped the same way.
             - ``labels``: class-conditional models only: ``own`` (default) evaluates ε_θ(m)
               under x's label for L_x and a's label for L_a (one batched call of twice the
               size, exact); ``null`` uses the null class for both (one forward, unlearns the
@@ -220,6 +239,7 @@ class SISS(UnlearningMethod):
         ),  # fmt: skip
         "x_from": Opt("retain", "where x is drawn from", kind=str, choices=("retain", "all")),
         "labels": Opt("own", "conditioning of the two terms", kind=str, choices=("own", "null")),
+        "norm_every": Opt(1, "gradient form: measure the two norms every K steps", kind=int, lo=1),
     }
 
     def __init__(self, cfg: MethodConfig | None = None):
@@ -228,9 +248,11 @@ class SISS(UnlearningMethod):
         self.scale = float(self.cfg.scale)
         self.clip = float(self.cfg.clip)
         self.n = self.k = 0
+        self._coef: float | None = None  # the last measured forget coefficient (norm_every)
 
     def setup(self, model: torch.nn.Module, split: ForgetSplit) -> None:
         self.n, self.k = split.n, split.k
+        self._coef = None
 
     def loss(
         self,
@@ -252,7 +274,7 @@ class SISS(UnlearningMethod):
                 torch.where(swap.view(-1, 1, 1, 1), forget.images[idx], x.images),
                 torch.where(swap, forget.labels[idx], x.labels),
             )
-        lam_t = as_lam(lam, dev)
+        lam_t = lam  # as given: the weights take λ in float64 (a float32 copy loses the edges)
         pick_a = rand(size, generator, dev) < min(1.0, max(0.0, lam_value(lam)))
         if is_vae(model):
             l_x, l_a, w = self._vae_terms(model, x, a, pick_a, lam_t, generator)
@@ -310,4 +332,17 @@ class SISS(UnlearningMethod):
     def combine_gradients(
         self, g_retain: list[torch.Tensor], g_forget: list[torch.Tensor], lam: float
     ) -> list[torch.Tensor]:
-        return siss_gradient(g_retain, g_forget, self.options["C"], self.scale, self.clip)
+        """The reference code's gradient form ``g_x - (1+s)·C·g_a/||g_a||``, clipped; the
+        coefficient is kept for the steps :meth:`fused_step` takes with one backward."""
+        nx, na = float(flat_norm(g_retain)), float(flat_norm(g_forget))
+        self._coef = siss_forget_coefficient(nx, na, self.options["C"], self.scale)
+        return clip_to_norm(axpy(g_retain, self._coef, g_forget), self.clip)
+
+    def fused_step(self, step: int) -> FusedStep | None:
+        """``norm_every = K > 1``: between the steps that measure the norms (every K-th, two
+        backwards), the direction is ``∇(L_x + coef·L_a)`` with the last measured
+        coefficient, one backward, then the same clipping (issue 11.8)."""
+        every = self.options.get("norm_every", 1)
+        if self.combine != "gradient" or every == 1 or step % every == 0 or self._coef is None:
+            return None
+        return FusedStep(1.0, self._coef, self.clip)
