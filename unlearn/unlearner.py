@@ -219,7 +219,8 @@ class Unlearner:
             terms = self._loss_terms(lam, g)
             total = terms.total / u.grad_accum
             reg = self.agent.regularizer()
-            obj = total + (reg / u.grad_accum if reg is not None else 0.0)
+            own = self.agent.lambda_objective(terms)  # a learned λ's own objective (variational)
+            obj = total + sum(x / u.grad_accum for x in (reg, own) if x is not None)
             if not all(math.isfinite(_num(v)) for v in (terms.retain, terms.forget, terms.total)):
                 raise DivergenceError(
                     f"non-finite loss at step {self.t} (retain={_num(terms.retain):.4g}, "
