@@ -20,7 +20,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON 
 
 def default_config_path() -> Path:
     """The embedded demo config (``configs/demo.yaml`` ships inside the package)."""
-    return Path(__file__).parent / "assets" / "demo.yaml"
+    from unlearn.config import embedded_config_path
+
+    return embedded_config_path("demo")
 
 
 def load_cli_config(config: Path | None, overrides: list[str] | None):

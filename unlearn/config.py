@@ -382,6 +382,12 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
     return out
 
 
+def embedded_config_path(name: str = "demo") -> Path:
+    """A config shipped inside the package (``demo``: ``configs/demo.yaml``, whose base model
+    and classifier ship too; ``tiny``: ``configs/tiny.yaml``)."""
+    return Path(__file__).parent / "assets" / f"{name}.yaml"
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Load a YAML config (or the defaults when ``path`` is None) and apply ``--set`` overrides.
 
