@@ -48,7 +48,8 @@ _CPU_METHODS = ("siss", "siss-gradient", "naive", "neggrad", "erasediff", "vdu",
 PRESETS: dict[str, Preset] = {
     # fdiv joins both presets and is skipped, with the reason, on unconditional models
     "cpu": Preset((*_CPU_METHODS, "fdiv"), ("static", "schedule", "variational", "dual"), 3),
-    "full": Preset(tuple(METHOD_VARIANTS), AGENT_VARIANTS, 5),
+    # decay joins a preset when bench.decay is set or --tune-baselines tunes it
+    "full": Preset(tuple(METHOD_VARIANTS), tuple(a for a in AGENT_VARIANTS if a != "decay"), 5),
 }
 
 
@@ -304,6 +305,8 @@ def plan(cfg: Config, opts: BenchOptions) -> Plan:
     agents = list(opts.agents or preset.agents)
     if opts.agents is None and opts.policy and opts.preset == "cpu":
         agents += ["policy", "hybrid"]
+    if opts.agents is None and (cfg.bench.decay or opts.tune_baselines):
+        agents.insert(agents.index("schedule") + 1 if "schedule" in agents else 0, "decay")
     if "policy" in agents and not opts.policy:
         agents.remove("policy")
         skipped["policy"] = "no exported policy given (--policy DIR)"
