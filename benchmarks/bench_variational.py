@@ -13,7 +13,6 @@ Run: .venv/bin/python benchmarks/bench_variational.py   (about a minute on 2 cor
 
 from __future__ import annotations
 
-import copy
 import sys
 from pathlib import Path
 
@@ -34,26 +33,17 @@ TARGET = 1.10
 def main(repeat: int = 5, number: int = 4) -> dict[str, float]:
     import torch
 
-    from unlearn.agents import get_agent
     from unlearn.config import with_overrides
-    from unlearn.data import load_splits, split_forget
-    from unlearn.methods import get_method
-    from unlearn.metrics import prepare
-    from unlearn.pretrain import load_pretrained
-    from unlearn.unlearner import Unlearner
+    from unlearn.task import make_unlearner
 
     torch.manual_seed(0)
     cfg = demo_config("tracking.enabled=false")
-    base, clf, _ = load_pretrained(cfg)
-    splits = load_splits(cfg.data)
-    split = split_forget(splits.train, cfg.forget, None)
-    eval_data = prepare(base, cfg, splits, split)
     unls = {}
     for label, (name, options) in AGENTS.items():
         c = with_overrides(cfg, [f"agent.name={name}", f"agent.options={options}"])
-        agent = get_agent(c.agent, default_lam=c.method.lam)
-        unls[label] = Unlearner(copy.deepcopy(base), get_method(c.method), agent, split, c,
-                                "cpu", eval_data, clf, grad_stats_every=0)  # fmt: skip
+        unl = make_unlearner(c).unlearner
+        unl.grad_stats_every = 0  # each step's own cost
+        unls[label] = unl
     times = interleaved({k: (lambda u=u: u.step(1)) for k, u in unls.items()}, repeat, number)
     static = times["static"]
     out = {k: t / static for k, t in times.items()}

@@ -28,7 +28,7 @@ VARIANTS = {
 
 
 def trajectory(variant: str, steps: int, seed: int) -> dict:
-    from unlearn.experiment import build
+    from unlearn.task import make_unlearner
 
     cfg = demo_config(
         "tracking.enabled=false",
@@ -37,7 +37,7 @@ def trajectory(variant: str, steps: int, seed: int) -> dict:
         "agent.name=variational",
         f"agent.options={VARIANTS[variant]}",
     )
-    unl = build(cfg).unlearner
+    unl = make_unlearner(cfg).unlearner
     res = unl.run()
     lams = res.lambdas
     marks = [1, *range(25, steps + 1, 25)]

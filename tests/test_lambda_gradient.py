@@ -12,9 +12,9 @@ from conftest import tiny_model as tiny
 
 from unlearn.agents import VariationalAgent
 from unlearn.config import ConfigError, MethodConfig, with_overrides
-from unlearn.experiment import build
 from unlearn.methods import SISS
 from unlearn.methods.siss import lambda_surrogate, pair_estimates
+from unlearn.task import make_unlearner
 from unlearn.types import Batch
 
 LAM, H = 0.5, 0.05
@@ -105,7 +105,7 @@ def test_each_objective_trains_the_network_in_the_loop(objective, tiny_ready):
             f"agent.options={{objective: {objective}, reward_every: 2, beta: 0.0, lr: 0.05}}",
         ],
     )
-    unl = build(cfg).unlearner
+    unl = make_unlearner(cfg).unlearner
     before = [p.detach().clone() for p in unl.agent.parameters()]
     res = unl.run()
     assert res.status == "finished" and all(0 < x < 1 for x in res.lambdas)
@@ -125,9 +125,9 @@ def test_objectives_that_do_not_fit_the_run_fail_at_build(tiny_ready):
         ["method.name=naive", "agent.name=variational", "agent.options={objective: variance}"],
     )
     with pytest.raises(ConfigError, match=r"agent\.options\.objective: 'variance' needs method"):
-        build(cfg)
+        make_unlearner(cfg)
     with pytest.raises(ConfigError, match=r"agent\.options\.objective: 'nope'"):
-        build(
+        make_unlearner(
             with_overrides(
                 tiny_ready, ["agent.name=variational", "agent.options={objective: nope}"]
             )

@@ -92,7 +92,7 @@ class _TrainRuns:
     """One built unlearner per train class (built once; a trial swaps agent and scale)."""
 
     def __init__(self, cfg: Config):
-        from unlearn.experiment import build
+        from unlearn.task import make_unlearner
 
         self.cfg = cfg
         self.units = {}
@@ -100,7 +100,7 @@ class _TrainRuns:
             c_cfg = dataclasses.replace(
                 cfg, forget=dataclasses.replace(cfg.forget, classes=(int(c),), indices=())
             )
-            self.units[int(c)] = build(c_cfg).unlearner
+            self.units[int(c)] = make_unlearner(c_cfg).unlearner
         self.scaled = all(hasattr(u.method, "scale") for u in self.units.values())
 
     def score(self, agent_cfg: AgentConfig, scale: float | None) -> float:
