@@ -19,10 +19,14 @@ import dataclasses
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from unlearn.config import AgentConfig, Config, ConfigError
+from unlearn.config import AgentConfig, Config, ConfigError, MethodConfig
+
+if TYPE_CHECKING:
+    from unlearn.runtime import ProgressFn
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +125,12 @@ class _TrainRuns:
 
 
 def tune_baselines(
-    cfg: Config, methods: list[str], agents: list[str], trials: int, method_config, progress=None
+    cfg: Config,
+    methods: list[str],
+    agents: list[str],
+    trials: int,
+    method_config: Callable[[Config, str], MethodConfig],
+    progress: ProgressFn | None = None,
 ) -> dict[str, Tuned]:
     """Optuna search per (method, baseline); keys ``"<method>|<agent>"``.
 

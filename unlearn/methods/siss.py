@@ -212,7 +212,9 @@ def _loo_baseline(v: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
     return num / den
 
 
-def lambda_surrogate(draw: MixtureDraw, objective: str = "siss", score: bool = True):
+def lambda_surrogate(
+    draw: MixtureDraw, objective: str = "siss", score: bool = True
+) -> torch.Tensor:
     """A scalar whose gradient in λ is an estimate of ``d J(λ) / dλ``.
 
     ``J = E[f]`` (``siss``: the loss form itself) or ``J = E[f²]`` (``variance``: the second
