@@ -44,10 +44,11 @@ a + b = 10):
 - ``utility``: 0.42 / 0.53 / 0.52 / 0.23 / 0.55, last 20: 0.55 — 20 reward windows move the
   posterior little; its learning signal is weak at this budget.
 
-Step cost on the demo model (``benchmarks/bench_variational.py``, one run, busy 2-core CPU):
-unbiased estimator 0.94x a static-λ step (target <= 1.10x: the score term is O(batch)
-arithmetic on the step's own forward), pathwise 0.87x, ``variance`` 0.88x, ``utility``
-1.15x (its proxy measurement every 10 steps).
+Step cost on the demo model (``benchmarks/bench_variational.py``, two runs on a busy 2-core
+CPU, so ±5% is noise): the unbiased estimator 0.94x and 1.05x a static-λ step (target <=
+1.10x: the score term is O(batch) arithmetic on the step's own forward), pathwise 0.87x /
+1.06x, ``variance`` 0.88x / 1.02x, ``utility`` 1.15x / 1.13x (its proxy measurement every
+10 steps).
 """
 
 from __future__ import annotations
