@@ -54,6 +54,24 @@ def test_check_env_passes(env):
     check_env(env, skip_render_check=True)
 
 
+def test_make_by_id_without_arguments_is_the_shipped_demo_and_passes_check_env(
+    tmp_path, monkeypatch
+):
+    from gymnasium.utils.env_checker import check_env
+
+    import unlearn.envs  # noqa: F401  (registers the id)
+
+    monkeypatch.chdir(tmp_path)  # the demo's relative workdir must not land in the repo
+    env = gymnasium.make("unlearn/Unlearning-v0")
+    raw = env.unwrapped
+    assert raw.cfg.name == "demo" and raw.cfg.data.resolution == 16
+    assert Path(raw.setup.base_model_dir).is_relative_to(REPO / "unlearn" / "assets" / "demo")
+    check_env(raw, skip_render_check=True)
+    obs, info = env.reset(seed=0)
+    assert env.observation_space.contains(obs) and info["instance"] in raw.cfg.env.train_instances
+    env.close()
+
+
 def test_make_by_id_from_config_dict_and_rllib_env_config(env_cfg):
     import unlearn.envs  # noqa: F401  (registers the id)
     from unlearn.envs.unlearning_env import as_config

@@ -254,6 +254,13 @@ def bench(
         Path | None,
         typer.Option(help="README whose <!-- results:start/end --> section gets the table."),
     ] = None,
+    tune_baselines: Annotated[
+        int | None,
+        typer.Option(
+            help="Optuna trials for static (λ, s) and decay (start, end, s) on the TRAIN "
+            "classes (env.train_instances) before the bench; the winners run held out."
+        ),
+    ] = None,
 ) -> None:
     """Which λ strategy should I use? Methods x λ agents on held-out classes x seeds.
 
@@ -275,6 +282,7 @@ def bench(
         schedule_from=None if schedule_from is None else str(schedule_from),
         policy=None if policy is None else str(policy), out=None if out is None else str(out),
         resume=resume, perf=perf, readme=None if readme is None else str(readme),
+        tune_baselines=tune_baselines,
     )  # fmt: skip
     cfg = _config(config, set_, tracked=True)
     from unlearn.console import console, progress_bars, table
@@ -290,6 +298,11 @@ def bench(
         console.print(table(f"bench {res.preset}: {len(res.runs)} runs", cols, rows))
         for name, reason in res.plan.skipped.items():
             console.print(f"left out {name}: {reason}", highlight=False)
+        for t in res.plan.tuning.values():
+            params = ", ".join(f"{k}={v:.3g}" for k, v in t["params"].items())
+            console.print(f"tuned {t['method']} + {t['agent']} on train classes "
+                          f"{list(t['train_instances'])}: {params} ({t['trials']} trials, "
+                          f"{t['optimiser_steps']:,} optimiser steps)", highlight=False)  # fmt: skip
         console.print(f"report: {res.path / 'bench.md'}")
         if res.parent_run_id:
             console.print(f"MLflow parent run: {res.parent_run_id}")

@@ -220,6 +220,17 @@ class TuneConfig:
 
 
 @dataclass(frozen=True)
+class BenchConfig:
+    """Baselines of ``unlearn bench`` (``--tune-baselines N`` searches them instead)."""
+
+    decay: dict = _f(
+        default_factory=dict,
+        doc="the decay baseline: {start, end} (λ linear from start to end, both in [0, 1]) and "
+        "optionally scale (its cells' method.scale)",
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole experiment."""
 
@@ -238,6 +249,7 @@ class Config:
     env: EnvConfig = _f(default_factory=EnvConfig)
     rl: RLConfig = _f(default_factory=RLConfig)
     tune: TuneConfig = _f(default_factory=TuneConfig)
+    bench: BenchConfig = _f(default_factory=BenchConfig)
 
     def to_dict(self) -> dict:
         return _to_plain(self)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -35,6 +36,9 @@ class LossTerms:
     forget: torch.Tensor
     total: torch.Tensor
     extras: dict[str, float] | None = None
+    #: the method's random draws for λ-gradient estimators when λ carries gradient (SISS:
+    #: ``methods.siss.MixtureDraw``); None otherwise
+    draw: Any = None
 
 
 @dataclass(frozen=True)

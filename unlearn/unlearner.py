@@ -297,7 +297,8 @@ class Unlearner:
             terms = self._loss_terms(lam, g)
             total = terms.total / n
             reg = self.agent.regularizer()
-            obj = total + (reg / n if reg is not None else 0.0)
+            own = self.agent.lambda_objective(terms)  # a learned λ's own objective (variational)
+            obj = total + sum(x / n for x in (reg, own) if x is not None)
             self._check_finite(terms)
             if plan.two_grads:
                 acc.g_retain = _add(acc.g_retain, self._grad(terms.retain))

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from unlearn.types import StepStats
+from unlearn.types import LossTerms, StepStats
 
 
 class LambdaAgent(ABC):
@@ -48,6 +48,11 @@ class LambdaAgent(ABC):
 
     def regularizer(self) -> torch.Tensor | None:
         """Extra loss term for learnable agents (e.g. β·KL), from the last ``act``."""
+        return None
+
+    def lambda_objective(self, terms: LossTerms) -> torch.Tensor | None:
+        """Extra loss term, given this step's method terms, through which a learned λ gets
+        its gradient (the variational agent's unbiased estimator); None for most agents."""
         return None
 
     def update(self, stats: StepStats) -> None:

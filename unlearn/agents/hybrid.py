@@ -104,11 +104,20 @@ class HybridAgent(LambdaAgent):
     def act(self, stats: StepStats | None) -> torch.Tensor:
         lam_c = self.coarse.act(stats)
         self.last_coarse = float(lam_c.detach() if isinstance(lam_c, torch.Tensor) else lam_c)
+        if self.refiner.objective == "utility":
+            self.refiner.begin_window()
+            return self._combine(lam_c, stats).detach()
         return self._combine(lam_c, stats)
 
     def bind(self, unlearner) -> None:
-        """Forward the unlearner to a coarse agent that reads its proxies (a policy)."""
+        """Forward the unlearner to the coarse agent (a policy reads its proxies) and to the
+        refiner (its objective may need them)."""
         self.coarse.bind(unlearner)
+        self.refiner.bind(unlearner)
+
+    def lambda_objective(self, terms) -> torch.Tensor | None:
+        """The refiner's objective: the draw's λ is this agent's, whose graph reaches it."""
+        return self.refiner.lambda_objective(terms)
 
     def parameters(self) -> list[torch.nn.Parameter]:
         return [*self.coarse.parameters(), *self.refiner.parameters()]

@@ -3,21 +3,52 @@
 A small inference network reads context features of the previous step (losses, gradient
 norms and cosine, progress, previous λ; see :mod:`unlearn.agents.features`) and outputs
 q_φ(λ | c), a Beta or a logit-normal. λ is drawn with reparameterisation, so it is a
-differentiable function of φ.
+differentiable function of φ. φ is trained jointly with the model weights θ, in the same
+backward pass, on ``J(λ) + β·KL(q_φ(λ | c) || p(λ))`` where J is ``agent.options.objective``:
 
-**Objective of the network.** φ minimises, jointly with the model weights θ and in the same
-backward pass::
+``siss`` (paper-literal): J = the method's objective ``LossTerms.total`` (SISS loss form).
+    The importance-weighted SISS estimate is unbiased for every λ, so dJ/dλ = 0 in
+    expectation: φ learns only noise plus the KL's pull to the prior. Its gradient used to be
+    the pathwise one (through the importance weights, the Bernoulli(λ) component draw not
+    differentiated), which is biased and pushed λ from 0.5 to about 0.02 in every demo run
+    (``estimator: pathwise`` reproduces it). The default estimator adds the score-function
+    term of the draw with a leave-one-out control variate
+    (:func:`unlearn.methods.siss.lambda_surrogate`): unbiased, no extra forward.
+``variance``: J = E[f²], the second moment of the per-pair SISS estimate f of the loss
+    form. E[f] does not depend on λ, so this is its variance: φ learns the defensive-mixture
+    weight with the least noisy estimate in context (same unbiased estimator). SISS only.
+``utility``: J = −(forgetting progress − β_u·quality loss) on the fixed-noise proxies,
+    measured every ``reward_every`` steps on the run itself and learned by REINFORCE over the
+    draws of each window (a contextual bandit, :mod:`unlearn.agents.utility`). λ reaches the
+    method detached: the model's loss sends no gradient to φ.
 
-    L_method(θ; λ) + β · KL(q_φ(λ | c) || p(λ)),   λ ~ q_φ(λ | c) (reparameterised)
+For ``siss`` and ``variance`` the gradient of the method's loss must reach φ through λ:
+public code that detaches λ trains φ on the KL alone (the posterior collapses to the prior);
+``tests/test_agents.py`` fails on such a detached λ. :meth:`VariationalAgent.lambda_objective`
+returns the term the unlearner adds so that φ's gradient is the estimator's (it cancels the
+pathwise part that ``LossTerms.total`` carries). With methods other than SISS (no mixture
+draw) ``siss`` means the method's loss through λ, whose pathwise gradient is exact there.
 
-where L_method is the method's ``LossTerms.total`` (the SISS objective) computed *with the
-λ tensor returned by* :meth:`VariationalAgent.act`, and the KL comes from
-:meth:`VariationalAgent.regularizer`. The gradient of L_method must reach φ through λ: public
-code that detaches λ trains φ on the KL alone (the posterior collapses to the prior);
-``tests/test_agents.py`` fails on such a detached λ. Note that the importance-weighted SISS
-estimate is unbiased for every λ, so ∂L/∂λ is not a signal of "more forgetting" in
-expectation; what φ learns from is its effect on the sampled objective and, with norm scaling
-and clipping, on the effective balance.
+Measured on the demo model (``configs/demo.yaml``: forget 7, 200 SISS steps, seed 0, default
+options; ``python benchmarks/lambda_trajectories.py 200 0``), λ drawn at steps 1 / 50 / 100 /
+150 / 200 and the mean of the last 20 draws (single draws are noisy: the posterior starts at
+a + b = 10):
+
+- ``siss``, ``estimator: pathwise`` (the old gradient): 0.42 / 0.20 / 0.09 / 0.11 / 0.02,
+  last 20: 0.026 — the drift to 0 the bias causes.
+- ``siss`` (unbiased): 0.42 / 0.52 / 0.50 / 0.22 / 0.51, last 20: 0.52 — no drift; with a
+  zero expected gradient λ stays near its start (the objective does not prefer any λ).
+- ``variance``: 0.42 / 0.43 / 0.23 / 0.03 / 0.16, last 20: 0.23 — the least-variance mixture
+  draws fewer forget components (presumably because the retain term carries n/(n-k) ≈ 1.1 against the forget
+  term's (1+s)·k/(n-k) ≈ 0.14, so its weights matter more).
+- ``utility``: 0.42 / 0.53 / 0.52 / 0.23 / 0.55, last 20: 0.55 — 20 reward windows move the
+  posterior little; its learning signal is weak at this budget.
+
+Step cost on the demo model (``benchmarks/bench_variational.py``, two runs on a busy 2-core
+CPU, so ±5% is noise): the unbiased estimator 0.94x and 1.05x a static-λ step (target <=
+1.10x: the score term is O(batch) arithmetic on the step's own forward), pathwise 0.87x /
+1.06x, ``variance`` 0.88x / 1.02x, ``utility`` 1.15x / 1.13x (its proxy measurement every
+10 steps).
 """
 
 from __future__ import annotations
@@ -32,10 +63,14 @@ from torch.distributions import Beta, Normal, kl_divergence
 from unlearn.agents.base import LambdaAgent
 from unlearn.agents.features import SIZE, ContextFeatures
 from unlearn.agents.options import DEFAULT_LAM, Opt, OptionError, check_lam
-from unlearn.types import StepStats
+from unlearn.agents.utility import ProxyReward
+from unlearn.config import ConfigError
+from unlearn.types import LossTerms, StepStats
 
 POSTERIORS = ("beta", "logitnormal")
 GRAD_MODES = ("periodic", "every", "off")
+OBJECTIVES = ("siss", "variance", "utility")
+ESTIMATORS = ("score", "pathwise")
 _MIN_CONC = 0.1  # Beta concentrations below this make samples pile up at exactly 0 or 1
 _MIN_SIGMA = 1e-3
 _GRAD_FEATURES = (5, 6, 7)  # indices of the gradient features in features.NAMES
@@ -67,6 +102,12 @@ class VariationalAgent(LambdaAgent):
             between (no extra cost); ``every``: measured every step (two extra backwards
             per step, about 2x the step time); ``off``: those features are 0.
         sample: draw λ (training); false uses the posterior mean (deterministic).
+        objective: what φ minimises: ``siss``, ``variance`` or ``utility`` (module docstring).
+        estimator: ``score`` (unbiased: pathwise + score-function term) or ``pathwise`` (the
+            weights' gradient alone; biased, kept to reproduce the drift).
+        utility_beta: ``utility``: weight of the quality loss against forgetting progress.
+        reward_every: ``utility``: optimiser steps per reward window.
+        reward_images: ``utility``: proxy images per batch per measurement (0 = all).
         extra_features: extra context inputs appended by a wrapping agent (hybrid).
     """
 
@@ -92,6 +133,11 @@ class VariationalAgent(LambdaAgent):
             choices=GRAD_MODES,
         ),
         "sample": Opt(True, "sample lambda (false: posterior mean)", kind=bool),
+        "objective": Opt("siss", "what the network minimises", kind=str, choices=OBJECTIVES),
+        "estimator": Opt("score", "gradient of the draw", kind=str, choices=ESTIMATORS),
+        "utility_beta": Opt(1.0, "utility: weight of the quality loss", lo=0.0),
+        "reward_every": Opt(10, "utility: steps per reward window", kind=int, lo=1, hi=100000),
+        "reward_images": Opt(32, "utility: proxy images per measurement", kind=int, lo=0),
     }
 
     def __init__(
@@ -111,6 +157,11 @@ class VariationalAgent(LambdaAgent):
         eps: float = 1e-4,
         grad_features: str = "periodic",
         sample: bool = True,
+        objective: str = "siss",
+        estimator: str = "score",
+        utility_beta: float = 1.0,
+        reward_every: int = 10,
+        reward_images: int = 32,
         extra_features: int = 0,
     ):
         if posterior not in POSTERIORS:
@@ -132,6 +183,14 @@ class VariationalAgent(LambdaAgent):
         self.grad_mode = grad_features
         self.needs_grad_stats = grad_features == "every"  # the unlearner measures every step
         self.sample_lam = bool(sample)
+        if objective not in OBJECTIVES:
+            raise OptionError("objective", objective, "one of " + ", ".join(OBJECTIVES))
+        if estimator not in ESTIMATORS:
+            raise OptionError("estimator", estimator, "one of " + ", ".join(ESTIMATORS))
+        self.objective, self.estimator = objective, estimator
+        self.reward = ProxyReward(float(utility_beta), int(reward_every), int(reward_images))
+        self._run = None
+        self._pg: torch.Tensor | None = None
         self.extra_features = int(extra_features)
         self.features = ContextFeatures(lam0=self.init_lam)
         dims = [SIZE + extra_features] + [hidden] * layers
@@ -152,18 +211,21 @@ class VariationalAgent(LambdaAgent):
         mu = math.log(self.init_lam / (1 - self.init_lam))
         return mu, _inv_softplus(self.init_sigma - _MIN_SIGMA)
 
-    def _params(self, stats: StepStats | None, extra: torch.Tensor | None) -> torch.Tensor:
+    def _context(self, stats: StepStats | None, extra: torch.Tensor | None) -> torch.Tensor:
         c = self.features(stats)
         if self.grad_mode == "off":
             c[list(_GRAD_FEATURES)] = 0.0
         if self.extra_features:
             extra = torch.zeros(self.extra_features) if extra is None else extra.detach()
             c = torch.cat([c, extra.reshape(-1).float()])
-        return self.net(c)
+        return c
 
     def posterior_of(self, stats: StepStats | None, extra: torch.Tensor | None = None):
         """q(λ | c): a ``Beta``, or the ``Normal`` of logit λ for the logit-normal family."""
-        u, v = self._params(stats, extra).unbind()
+        return self._posterior(self._context(stats, extra))
+
+    def _posterior(self, c: torch.Tensor):
+        u, v = self.net(c).unbind()
         if self.posterior == "beta":
             return Beta(
                 nn.functional.softplus(u) + _MIN_CONC, nn.functional.softplus(v) + _MIN_CONC
@@ -196,9 +258,14 @@ class VariationalAgent(LambdaAgent):
 
     def sample(self, stats: StepStats | None, extra: torch.Tensor | None = None) -> torch.Tensor:
         """A reparameterised draw in [eps, 1 - eps]; remembers β·KL for :meth:`regularizer`."""
-        q = self.posterior_of(stats, extra)
+        c = self._context(stats, extra)
+        q = self._posterior(c)
         self._kl = self.beta * kl_divergence(q, self._prior())
-        return self.eps + (1 - 2 * self.eps) * self._draw(q)
+        u = self._draw(q)
+        if self.objective == "utility":
+            self._pg = self._policy_gradient_loss()
+            self.reward.record(c, u)
+        return self.eps + (1 - 2 * self.eps) * u
 
     def mean(self, stats: StepStats | None = None, extra: torch.Tensor | None = None) -> float:
         """Posterior mean of λ for ``stats`` (no sampling, no gradient)."""
@@ -220,11 +287,76 @@ class VariationalAgent(LambdaAgent):
             linears[-1].bias.copy_(torch.tensor(self._init_bias()))
         self.features.reset()
         self._kl = None
+        self._pg = None
+        self._closed: tuple[list, float] | None = None
+        self.reward.reset()
         return self.mean(None)
 
     def act(self, stats: StepStats | None) -> torch.Tensor:
-        """λ for the next step: a 0-dim tensor that carries gradient into the network."""
-        return self.sample(stats)
+        """λ for the next step: a 0-dim tensor that carries gradient into the network
+        (detached for ``utility``, which learns from the proxies instead)."""
+        self.begin_window()
+        lam = self.sample(stats)
+        return lam.detach() if self.objective == "utility" else lam
+
+    def begin_window(self) -> None:
+        """``utility``: the episode's first proxy measurement, before its first step."""
+        if self.objective == "utility" and self._run is not None:
+            self.reward.start(self._run)
+
+    def bind(self, unlearner) -> None:
+        """Keep the unlearner (utility: its proxies); check the objective fits the run."""
+        if self.objective == "utility" and getattr(unlearner, "eval_data", None) is None:
+            raise ConfigError(
+                "agent.options.objective: 'utility' needs the fixed-noise proxies (evaluation "
+                "data); allowed without them: siss, variance"
+            )
+        method = getattr(unlearner, "method", None)
+        if self.objective == "variance" and getattr(method, "name", None) != "siss":
+            raise ConfigError(
+                f"agent.options.objective: 'variance' needs method.name=siss (got "
+                f"{getattr(method, 'name', None)!r}); allowed for other methods: siss, utility"
+            )
+        self._run = unlearner
+
+    def update(self, stats: StepStats) -> None:
+        if self.objective == "utility" and self._run is not None:
+            self._closed = self.reward.close(self._run, stats.step) or self._closed
+
+    def lambda_objective(self, terms: LossTerms) -> torch.Tensor | None:
+        """The term the unlearner adds to this step's loss so φ learns the chosen objective.
+
+        ``siss`` / ``variance`` with a SISS draw: the estimator's surrogate minus the
+        pathwise part ``LossTerms.total`` already carries (their λ-gradients cancel, the
+        errors are detached so θ gets nothing); ``utility``: the REINFORCE loss of the last
+        closed window (None between windows).
+        """
+        if self.objective == "utility":
+            return self._pg
+        if terms.draw is None or (self.objective == "siss" and self.estimator == "pathwise"):
+            return None
+        from unlearn.methods.siss import lambda_surrogate, pair_estimates
+
+        score = self.estimator == "score"
+        surrogate = lambda_surrogate(terms.draw, self.objective, score=score)
+        return surrogate - pair_estimates(terms.draw).mean()
+
+    def _policy_gradient_loss(self) -> torch.Tensor | None:
+        """−A · mean log q_φ(u | c) over the last closed window (once), or None."""
+        if self._closed is None:
+            return None
+        (window, adv), self._closed = self._closed, None
+        if adv == 0.0:
+            return None
+        logps = []
+        for c, u in window:
+            q = self._posterior(c)
+            uc = u.clamp(1e-6, 1 - 1e-6)
+            if self.posterior == "beta":
+                logps.append(q.log_prob(uc.to(q.concentration1.dtype)))
+            else:
+                logps.append(q.log_prob(torch.log(uc) - torch.log1p(-uc)))
+        return -adv * torch.stack(logps).mean()
 
     def parameters(self) -> list[nn.Parameter]:
         return list(self.net.parameters())

@@ -30,7 +30,7 @@ METHOD_VARIANTS: dict[str, tuple[str, str]] = {
     "fdiv": ("fdiv", "loss"),
     "encoder": ("encoder", "loss"),
 }
-AGENT_VARIANTS = ("static", "schedule", "variational", "dual", "policy", "hybrid")
+AGENT_VARIANTS = ("static", "schedule", "decay", "variational", "dual", "policy", "hybrid")
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,8 @@ _CPU_METHODS = ("siss", "siss-gradient", "naive", "neggrad", "erasediff", "vdu",
 PRESETS: dict[str, Preset] = {
     # fdiv joins both presets and is skipped, with the reason, on unconditional models
     "cpu": Preset((*_CPU_METHODS, "fdiv"), ("static", "schedule", "variational", "dual"), 3),
-    "full": Preset(tuple(METHOD_VARIANTS), AGENT_VARIANTS, 5),
+    # decay joins a preset when bench.decay is set or --tune-baselines tunes it
+    "full": Preset(tuple(METHOD_VARIANTS), tuple(a for a in AGENT_VARIANTS if a != "decay"), 5),
 }
 
 
@@ -71,6 +72,9 @@ class BenchOptions:
         perf: add a Performance section measured by the repository's ``benchmarks/``.
         readme: README whose ``<!-- results:start -->`` section gets the summary table.
         threshold: the forget rate counted as "forgotten" by the steps-to-forget metric.
+        tune_baselines: Optuna trials per (method, static / decay) on the train classes
+            (:mod:`unlearn.bench.baselines`); None = static at the bench's λ, decay from
+            ``bench.decay``.
     """
 
     preset: str = "cpu"
@@ -86,6 +90,7 @@ class BenchOptions:
     perf: bool = False
     readme: str | None = None
     threshold: float = 0.01
+    tune_baselines: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self).items()}
@@ -120,6 +125,10 @@ class Plan:
     static_lam: float
     static_source: str
     skipped: dict[str, str] = field(default_factory=dict)
+    #: "<method>|<agent>" -> the static / decay parameters its cells use (lam | start, end;
+    #: scale), from bench.decay or tuned; ``tuning`` holds each search's compute
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+    tuning: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def cells(self) -> list[Cell]:
         """Seed-major order: after the first pass every (method, agent) has one run."""
@@ -169,6 +178,10 @@ def check_options(opts: BenchOptions) -> None:
         raise ConfigError(f"--policy: {opts.policy!r} does not exist (exported policy dir)")
     if "policy" in (opts.agents or ()) and not opts.policy:
         raise ConfigError("--agents: policy needs --policy DIR (an exported policy)")
+    if opts.tune_baselines is not None and not 1 <= opts.tune_baselines <= 100000:
+        raise ConfigError(
+            f"--tune-baselines: {opts.tune_baselines} is out of range; expected 1..100000 trials"
+        )
 
 
 def static_lam_from(path: str | Path) -> float:
@@ -194,10 +207,17 @@ def static_lam_from(path: str | Path) -> float:
     return float(lam)
 
 
-def agent_config(name: str, lam: float, opts: BenchOptions) -> AgentConfig:
-    """The ``agent`` section of one agent variant."""
+def agent_config(
+    name: str, lam: float, opts: BenchOptions, baseline: dict[str, float] | None = None
+) -> AgentConfig:
+    """The ``agent`` section of one agent variant (``baseline``: static / decay parameters)."""
+    from unlearn.bench.baselines import decay_agent
+
     if name == "static":
-        return AgentConfig("static", "", {"lam": lam})
+        return AgentConfig("static", "", {"lam": (baseline or {}).get("lam", lam)})
+    if name == "decay":
+        b = baseline or {}
+        return decay_agent(b.get("start", lam), b.get("end", lam))
     if name == "schedule":
         if opts.schedule_from:
             path = str(Path(opts.schedule_from).expanduser().resolve())
@@ -221,12 +241,24 @@ def method_config(cfg: Config, variant: str) -> MethodConfig:
     return dataclasses.replace(cfg.method, name=name, form=form, options=options)
 
 
-def cell_config(cfg: Config, cell: Cell, lam: float, opts: BenchOptions, experiment: str) -> Config:
-    """The config of one cell: method variant, agent variant, instance class, seed."""
+def cell_config(
+    cfg: Config,
+    cell: Cell,
+    lam: float,
+    opts: BenchOptions,
+    experiment: str,
+    baselines: dict[str, dict[str, float]] | None = None,
+) -> Config:
+    """The config of one cell: method variant, agent variant, instance class, seed (a tuned
+    or configured baseline's ``scale`` becomes the cell's ``method.scale``)."""
+    baseline = (baselines or {}).get(f"{cell.method}|{cell.agent}")
+    method = method_config(cfg, cell.method)
+    if baseline and "scale" in baseline:
+        method = dataclasses.replace(method, scale=float(baseline["scale"]))
     return dataclasses.replace(
         cfg,
-        method=method_config(cfg, cell.method),
-        agent=agent_config(cell.agent, lam, opts),
+        method=method,
+        agent=agent_config(cell.agent, lam, opts, baseline),
         forget=dataclasses.replace(
             cfg.forget,
             classes=(cell.instance,),
@@ -268,9 +300,16 @@ def plan(cfg: Config, opts: BenchOptions) -> Plan:
     agents = list(opts.agents or preset.agents)
     if opts.agents is None and opts.policy and opts.preset == "cpu":
         agents += ["policy", "hybrid"]
+    if opts.agents is None and (cfg.bench.decay or opts.tune_baselines):
+        agents.insert(agents.index("schedule") + 1 if "schedule" in agents else 0, "decay")
     if "policy" in agents and not opts.policy:
         agents.remove("policy")
         skipped["policy"] = "no exported policy given (--policy DIR)"
+    decay = None
+    if "decay" in agents and not opts.tune_baselines:  # fails before the model loads
+        from unlearn.bench.baselines import decay_from_config
+
+        decay = decay_from_config(cfg)
     model, _, _ = load_pretrained(cfg)
     methods = []
     for m in opts.methods or preset.methods:
@@ -282,8 +321,9 @@ def plan(cfg: Config, opts: BenchOptions) -> Plan:
         methods.append(m)
     if not methods:
         raise ConfigError(f"--methods: none can run on this model: {'; '.join(skipped.values())}")
+    baselines = {f"{m}|decay": decay for m in methods} if decay else {}
     for a in agents:
         get_agent(agent_config(a, lam, opts), default_lam=cfg.method.lam)
     n = opts.seeds or preset.seeds
     seeds = [cfg.unlearn.seed + i for i in range(n)]
-    return Plan(methods, agents, instances, seeds, lam, source, skipped)
+    return Plan(methods, agents, instances, seeds, lam, source, skipped, baselines)

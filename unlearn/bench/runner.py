@@ -118,8 +118,11 @@ def run_bench(
     bench_cfg = dataclasses.replace(
         cfg, tracking=dataclasses.replace(cfg.tracking, experiment=experiment)
     )
+    if opts.tune_baselines:
+        _tune(cfg, pl, opts, old, progress)
     cells = pl.cells()
-    configs = {c.key: cell_config(cfg, c, pl.static_lam, opts, experiment) for c in cells}
+    configs = {c.key: cell_config(cfg, c, pl.static_lam, opts, experiment, pl.baselines)
+               for c in cells}  # fmt: skip
     digests = {k: c.digest(*RESULT_SECTIONS) for k, c in configs.items()}
     records: dict[str, RunRecord] = {}
     for d in old.get("runs", []):
@@ -176,6 +179,9 @@ def run_bench(
         # rendered once: the report and the README's section show the same tables
         cols, rows = summary_rows(summaries, opts.threshold, lambda s: f"**{s}**")
         table = markdown_table(cols, rows)
+        compute_md = _compute_md(pl, opts)
+        if compute_md:
+            table = f"{table}\n\n{compute_md}"
         perf_md = perf_markdown(perf) if perf is not None else ""
         _write_report(cfg, opts, result, table, perf_md)
         save({"summary": [s.to_dict() for s in summaries], "threshold": opts.threshold})
@@ -191,6 +197,36 @@ def run_bench(
         raise
     finally:
         parent.end(status)
+
+
+def _tune(cfg: Config, pl: Plan, opts: BenchOptions, old: dict, progress) -> None:
+    """Fill ``pl.baselines`` / ``pl.tuning`` by the Optuna search (a resumed bench with the
+    same trials and config reuses the earlier search)."""
+    from unlearn.bench.baselines import tune_baselines
+    from unlearn.bench.matrix import method_config
+
+    prev = old.get("plan") or {}
+    same = (old.get("config") == cfg.to_dict()
+            and (old.get("options") or {}).get("tune_baselines") == opts.tune_baselines)  # fmt: skip
+    wanted = {f"{m}|{a}" for m in pl.methods for a in pl.agents if a in ("static", "decay")}
+    if same and wanted <= set(prev.get("tuning") or {}):
+        pl.tuning = {k: prev["tuning"][k] for k in wanted}
+    else:
+        tuned = tune_baselines(cfg, pl.methods, pl.agents, opts.tune_baselines, method_config,
+                               progress)  # fmt: skip
+        pl.tuning = {k: t.to_dict() for k, t in tuned.items()}
+    pl.baselines.update({k: dict(t["params"]) for k, t in pl.tuning.items()})
+
+
+def _compute_md(pl: Plan, opts: BenchOptions) -> str:
+    from unlearn.bench.baselines import compute_markdown, policy_training_steps
+
+    steps = None
+    if opts.policy:
+        from unlearn.export.policy_file import read_metadata
+
+        steps = policy_training_steps(read_metadata(Path(opts.policy).expanduser()))
+    return compute_markdown(pl.tuning, steps, "policy" in pl.agents)
 
 
 def _shown(path: Path, cfg: Config) -> str:

@@ -3,6 +3,7 @@
 ``import unlearn.envs`` registers ``unlearn/Unlearning-v0``::
 
     env = gymnasium.make("unlearn/Unlearning-v0", config=cfg)
+    env = gymnasium.make("unlearn/Unlearning-v0")  # the embedded demo config and model
 
 The env class itself (torch, the models) is imported on first use; the observation layout
 (:mod:`unlearn.observation`, re-exported here) is light and shared with the exported-policy

@@ -23,9 +23,13 @@ FINAL_KEYS = ("eval/forget_rate", "eval/fid", "base/forget_rate", "base/fid")
 
 
 def as_config(config: Config | Mapping | None) -> Config:
-    """A Config from a Config, a plain dict of one, or RLlib's ``{"config": {...}}`` env_config."""
+    """A Config from a Config, a plain dict of one, or RLlib's ``{"config": {...}}`` env_config;
+    None (``gymnasium.make(id)`` without arguments) is the embedded demo config, whose base
+    model and classifier ship with the package."""
     if config is None:
-        raise ConfigError("env: a config is required (gymnasium.make(..., config=cfg))")
+        from unlearn.config import default_config_path, load_config
+
+        return load_config(default_config_path())
     if isinstance(config, Config):
         return config
     if isinstance(config, Mapping):
@@ -124,6 +128,7 @@ class UnlearningEnv(gym.Env):
 
         import gymnasium, unlearn.envs
         env = gymnasium.make("unlearn/Unlearning-v0", config=load_config("configs/tiny.yaml"))
+        env = gymnasium.make("unlearn/Unlearning-v0")  # the embedded demo config and model
     """
 
     metadata = {"render_modes": []}  # noqa: RUF012 (Gymnasium's class attribute)

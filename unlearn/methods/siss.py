@@ -175,6 +175,92 @@ def _gauss_logpdf(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> 
     return -0.5 * ((z - mean).pow(2) * torch.exp(-logvar) + logvar).flatten(1).sum(1)
 
 
+# -- λ-gradient estimators for learned-λ agents ---------------------------------------------
+# The mixture component of each pair is a Bernoulli(λ) draw that autograd cannot see, so the
+# gradient of the loss through the weights alone (the pathwise term) is a biased estimate of
+# d E[loss] / dλ: at λ = 0.5 on a fixed ε-predictor ∂L_x/∂λ averages +0.23 and ∂L_a/∂λ
+# −0.61 while the exact derivative is 0 (both estimates are unbiased for every λ). The
+# functions below add the missing score-function term. Chosen over the exact expectation
+# over the component (a second UNet forward per pair: about 2x the step) and over a
+# continuous relaxation (biased, and it would change the model's own loss): the score term
+# reuses the step's forward and costs O(batch) arithmetic.
+
+
+class MixtureDraw(NamedTuple):
+    """One SISS step's draws, as λ-gradient estimators need them (``LossTerms.draw``).
+
+    Per pair i the SISS estimate of the loss form is
+    ``f_i(λ) = c_x·(w_x,i(λ)·e_x,i + k_x,i) − c_a·(w_a,i(λ)·e_a,i + k_a,i)``; its batch mean is
+    ``LossTerms.total``. The errors are detached (the estimators train λ, not the model).
+    """
+
+    weights: ImportanceWeights  # w_x, w_a: differentiable in ``lam``
+    err_x: torch.Tensor  # per-pair error the x weight multiplies (detached)
+    err_a: torch.Tensor
+    const_x: torch.Tensor  # per-pair unweighted part (the VAE's KL; 0 for diffusion)
+    const_a: torch.Tensor
+    pick_a: torch.Tensor  # bool: the pair's noisy input came from the forget component
+    lam: torch.Tensor  # the λ the draw used, with its graph
+    c_x: float
+    c_a: float
+
+
+def pair_estimates(draw: MixtureDraw) -> torch.Tensor:
+    """``f_i(λ)``, one per pair, differentiable in λ through the weights only."""
+    w = draw.weights
+    f_x = w.w_x * draw.err_x + draw.const_x
+    f_a = w.w_a * draw.err_a + draw.const_a
+    return draw.c_x * f_x - draw.c_a * f_a
+
+
+def _loo_baseline(v: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
+    """Leave-one-out control variate ``c_i = Σ_{j≠i} v_j·s_j² / Σ_{j≠i} s_j²``.
+
+    ``E[v·s²] / E[s²]`` is the variance-optimal constant baseline of a score-function
+    estimator; estimated without pair i it is independent of i's draw, so the estimator
+    stays unbiased. With one pair there is nothing to leave out: the baseline is 0.
+    """
+    if v.numel() < 2:
+        return torch.zeros_like(v)
+    num = (v * s2).sum() - v * s2
+    den = (s2.sum() - s2).clamp_min(1e-30)
+    return num / den
+
+
+def lambda_surrogate(
+    draw: MixtureDraw, objective: str = "siss", score: bool = True
+) -> torch.Tensor:
+    """A scalar whose gradient in λ is an estimate of ``d J(λ) / dλ``.
+
+    ``J = E[f]`` (``siss``: the loss form itself) or ``J = E[f²]`` (``variance``: the second
+    moment of the per-pair estimate; E[f] does not depend on λ, so this is its variance up
+    to a constant). With ``score`` the estimate is unbiased::
+
+        ∂v_i/∂λ + (v_i − c_i)·∂ log p(b_i | λ)/∂λ,    v_i = f_i or f_i²,
+        ∂ log p(b | λ)/∂λ = b/λ − (1−b)/(1−λ),
+
+    with the leave-one-out control variate ``c_i`` (:func:`_loo_baseline`); without it only
+    the pathwise term ``∂v_i/∂λ`` remains (biased: it ignores that the draw depends on λ).
+    The value is the batch mean of v; only its gradient in λ is meant to be used (the errors
+    are detached, so it sends nothing to the model).
+    """
+    if objective not in ("siss", "variance"):
+        raise ValueError(f"objective {objective!r}: one of siss, variance")
+    f = pair_estimates(draw)
+    v = f if objective == "siss" else f.pow(2)
+    out = v.mean()
+    if not score:
+        return out
+    lam = draw.lam.clamp(1e-6, 1 - 1e-6)
+    b = draw.pick_a
+    log_p = torch.where(b, torch.log(lam), torch.log1p(-lam))
+    s = torch.where(b, 1 / lam, -1 / (1 - lam)).detach()
+    vd = v.detach()
+    adv = vd - _loo_baseline(vd, s.pow(2))
+    # (log p - log p.detach()) is 0 in value and has the score as its gradient
+    return out + (adv * (log_p - log_p.detach())).mean()
+
+
 class SISS(UnlearningMethod):
     """SISS with one forward per (retain, forget) pair (Alberti et al., ICLR 2025).
 
@@ -192,7 +278,8 @@ class SISS(UnlearningMethod):
     loss form equals ``L_{X\\A} + k/(n-k)·(L_{X\\A} - (1+s)·L_A)`` in expectation (an extra
     push away from A); ``x_from: all`` swaps each x for a forget sample with probability k/n,
     which makes x ~ X as in the paper. λ may be a tensor with gradient: the weights are
-    differentiable in λ (the Bernoulli draw is not).
+    differentiable in λ (the Bernoulli draw is not; ``LossTerms.draw`` then carries a
+    :class:`MixtureDraw` for the unbiased estimator :func:`lambda_surrogate`).
 
     VP-SDE: the same estimator with continuous t (``model.sample_t`` / ``noise_level``).
 
@@ -277,12 +364,15 @@ class SISS(UnlearningMethod):
         lam_t = lam  # as given: the weights take λ in float64 (a float32 copy loses the edges)
         pick_a = rand(size, generator, dev) < min(1.0, max(0.0, lam_value(lam)))
         if is_vae(model):
-            l_x, l_a, w = self._vae_terms(model, x, a, pick_a, lam_t, generator)
+            l_x, l_a, w, parts = self._vae_terms(model, x, a, pick_a, lam_t, generator)
         else:
-            l_x, l_a, w = self._diffusion_terms(model, x, a, pick_a, lam_t, generator)
+            l_x, l_a, w, parts = self._diffusion_terms(model, x, a, pick_a, lam_t, generator)
         total = c_x * l_x - c_a * l_a
         extras = {"siss/ess_x": _ess(w.w_x), "siss/ess_a": _ess(w.w_a)}
-        return LossTerms(retain=l_x, forget=l_a, total=total, extras=extras)
+        draw = None
+        if lam_t.requires_grad:  # a learned λ: keep what its gradient estimators need
+            draw = MixtureDraw(w, *(p.detach() for p in parts), pick_a, lam_t, c_x, c_a)
+        return LossTerms(retain=l_x, forget=l_a, total=total, extras=extras, draw=draw)
 
     def _diffusion_terms(self, model, x: Batch, a: Batch, pick_a, lam_t, g):
         size = len(x)
@@ -304,9 +394,9 @@ class SISS(UnlearningMethod):
             pred_x, pred_a = model.eps(torch.cat([m, m]), torch.cat([t, t]), labels).chunk(2)
         else:
             pred_x = pred_a = model.eps(m, t, None)
-        l_x = (w.w_x * sq_err(pred_x, target_x)).mean()
-        l_a = (w.w_a * sq_err(pred_a, target_a)).mean()
-        return l_x, l_a, w
+        e_x, e_a = sq_err(pred_x, target_x), sq_err(pred_a, target_a)
+        zero = torch.zeros_like(e_x)
+        return (w.w_x * e_x).mean(), (w.w_a * e_a).mean(), w, (e_x, e_a, zero, zero)
 
     def _vae_terms(self, model, x: Batch, a: Batch, pick_a, lam_t, g):
         x0, a0 = x.images, a.images
@@ -322,12 +412,14 @@ class SISS(UnlearningMethod):
         inv_2var = 0.5 * math.exp(-model.decoder_logvar)
         dims = x0[0].numel()
 
-        def neg_elbo(target, mu, lv, weight):
+        def parts(target, mu, lv):  # per sample: reconstruction (weighted) and KL, per dim
             rec = (recon - target.float()).pow(2).flatten(1).sum(1) * inv_2var
             kl = 0.5 * (mu.pow(2) + lv.exp() - 1 - lv).float().flatten(1).sum(1)
-            return (weight * rec + kl).mean() / dims
+            return rec / dims, kl / dims
 
-        return neg_elbo(x0, mu_x, lv_x, w.w_x), neg_elbo(a0, mu_a, lv_a, w.w_a), w
+        (r_x, k_x), (r_a, k_a) = parts(x0, mu_x, lv_x), parts(a0, mu_a, lv_a)
+        l_x, l_a = (w.w_x * r_x + k_x).mean(), (w.w_a * r_a + k_a).mean()
+        return l_x, l_a, w, (r_x, r_a, k_x, k_a)
 
     def combine_gradients(
         self, g_retain: list[torch.Tensor], g_forget: list[torch.Tensor], lam: float

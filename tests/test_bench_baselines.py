@@ -1,0 +1,87 @@
+"""The bench's baselines: ``decay`` from the config, ``--tune-baselines N`` on the train
+classes (winners run held out, compute reported), and the one-line errors — through the real
+``unlearn`` command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from unlearn.bench import BenchOptions
+from unlearn.bench.matrix import Cell, cell_config, plan
+from unlearn.config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+UNLEARN = Path(sys.executable).with_name("unlearn")
+TINY = str(REPO / "configs" / "tiny.yaml")
+
+
+def _cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([str(UNLEARN), *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_tune_baselines_searches_train_classes_and_runs_the_winners_held_out(
+    tiny_workdir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "report"
+    proc = _cli(
+        "bench", "--config", TINY, "--set", f"workdir={tiny_workdir}",
+        "--set", "tracking.enabled=false", "--set", "env.train_instances=[1,5]",
+        "--set", "env.test_instances=[2]", "--set", "unlearn.steps=3",
+        "--methods", "siss", "--agents", "static,decay", "--seeds", "1",
+        "--tune-baselines", "2", "--out", str(out), "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(proc.stdout)
+    tuning = res["plan"]["tuning"]
+    assert set(tuning) == {"siss|static", "siss|decay"}
+    for t in tuning.values():
+        assert t["train_instances"] == [1, 5] and t["trials"] == 2
+        assert t["optimiser_steps"] == 2 * 2 * 3  # trials x train classes x steps
+    assert set(tuning["siss|static"]["params"]) == {"lam", "scale"}
+    assert set(tuning["siss|decay"]["params"]) == {"start", "end", "scale"}
+    runs = {r["agent"]: r for r in res["runs"]}
+    assert {r["instance"] for r in res["runs"]} == {2}  # only the held-out class is reported
+    lam = tuning["siss|static"]["params"]["lam"]
+    assert runs["static"]["lambdas"] == pytest.approx([lam] * 3)
+    p = tuning["siss|decay"]["params"]
+    lams = runs["decay"]["lambdas"]
+    assert lams[0] == pytest.approx(p["start"])  # linear start -> end over the budget
+    assert lams == pytest.approx([p["start"] + (p["end"] - p["start"]) * i / 3 for i in range(3)])
+    md = (out / "bench.md").read_text()
+    assert "## Compute of each row" in md and "| siss + decay (tuned) |" in md
+
+
+def test_decay_from_the_config_and_its_scale_reach_the_cell(tiny_workdir: Path) -> None:
+    cfg = load_config(TINY, [f"workdir={tiny_workdir}", "tracking.enabled=false",
+                             "bench.decay={start: 0.6, end: 0.1, scale: 0.3}"])  # fmt: skip
+    opts = BenchOptions(methods=("siss",), agents=("decay",), seeds=1)
+    pl = plan(cfg, opts)
+    assert pl.baselines == {"siss|decay": {"start": 0.6, "end": 0.1, "scale": 0.3}}
+    c = cell_config(cfg, Cell("siss", "decay", 2, 0), pl.static_lam, opts, "x", pl.baselines)
+    assert c.agent.name == "schedule" and c.method.scale == 0.3
+    assert c.agent.options == {"kind": "linear", "start": 0.6, "end": 0.1}
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["bench", "--tune-baselines", "0"], "--tune-baselines: 0 is out of range"),
+        (["bench", "--agents", "decay"], "bench.decay.start: missing"),
+        (["bench", "--agents", "decay", "--set", "bench.decay={start: 1.5, end: 0.1}"],
+         "bench.decay.start: 1.5 is out of range; expected [0.0, 1.0]"),
+        (["bench", "--agents", "decay", "--set", "bench.decay={start: 0.5, end: -0.1}"],
+         "bench.decay.end: -0.1 is out of range"),
+        (["run", "--set", "agent.name=variational", "--set", "agent.options={objective: nope}"],
+         "agent.options.objective: 'nope'"),
+    ],
+)  # fmt: skip
+def test_bad_input_exits_2_with_one_line(args, fragment, tmp_path: Path) -> None:
+    proc = _cli(args[0], "--config", TINY, "--set", f"workdir={tmp_path}", *args[1:], timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], proc.stderr

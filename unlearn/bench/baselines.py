@@ -1,0 +1,198 @@
+"""The bench's hand-set baselines, given fair parameters: ``static`` (λ, s) and ``decay`` (λ
+linear from start to end, s), from the config or tuned with Optuna on the TRAIN classes.
+
+``unlearn bench --tune-baselines N`` runs, per method of the bench, an Optuna TPE search of
+N trials for each baseline. A trial unlearns every class of ``env.train_instances`` (never
+the held-out ``env.test_instances`` the bench reports on) once at ``unlearn.seed`` and
+scores the mean of ``forget_rate + tune.fid_weight · FID`` (the tuner's single-objective
+score); the best trial's parameters then run on the held-out classes like every other agent.
+Its compute is counted in optimiser steps (trials x train classes x ``unlearn.steps``) and
+reported beside the table, as is the RL policy's training compute where its metadata has it.
+
+Without tuning, ``decay`` takes ``bench.decay: {start, end[, scale]}`` from the config and
+``static`` the bench's λ at ``method.scale``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from unlearn.config import AgentConfig, Config, ConfigError, MethodConfig
+
+if TYPE_CHECKING:
+    from unlearn.runtime import ProgressFn
+
+log = logging.getLogger(__name__)
+
+TUNED = ("static", "decay")
+LAM_RANGE = (0.01, 0.99)
+SCALE_RANGE = (0.0, 1.0)
+
+
+def decay_agent(start: float, end: float) -> AgentConfig:
+    """The ``decay`` variant's agent section: a linear schedule from start to end."""
+    return AgentConfig("schedule", "", {"kind": "linear", "start": start, "end": end})
+
+
+def decay_from_config(cfg: Config) -> dict[str, float]:
+    """``bench.decay`` checked: start and end in [0, 1], scale >= 0 (optional)."""
+    d = dict(cfg.bench.decay or {})
+    unknown = sorted(set(d) - {"start", "end", "scale"})
+    if unknown:
+        raise ConfigError(f"bench.decay.{unknown[0]}: unknown key; allowed: start, end, scale")
+    for key in ("start", "end"):
+        if key not in d:
+            raise ConfigError(
+                f"bench.decay.{key}: missing; the decay baseline needs bench.decay: "
+                "{start: λ, end: λ} (numbers in [0, 1]) or --tune-baselines N"
+            )
+    out = {}
+    for key, lo, hi in (("start", 0.0, 1.0), ("end", 0.0, 1.0), ("scale", 0.0, 1000.0)):
+        if key not in d:
+            continue
+        v = d[key]
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if not ok or not lo <= v <= hi:
+            raise ConfigError(f"bench.decay.{key}: {v!r} is out of range; expected [{lo}, {hi}]")
+        out[key] = float(v)
+    return out
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """One tuned baseline: its best parameters and the compute the search used."""
+
+    method: str
+    agent: str
+    params: dict[str, float]
+    score: float
+    trials: int
+    optimiser_steps: int
+    wall_s: float
+    train_instances: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _suggest(trial, agent: str, scaled: bool) -> dict[str, float]:
+    if agent == "static":
+        p = {"lam": trial.suggest_float("lam", *LAM_RANGE)}
+    else:
+        p = {"start": trial.suggest_float("start", 0.0, 1.0),
+             "end": trial.suggest_float("end", 0.0, 1.0)}  # fmt: skip
+    if scaled:
+        p["scale"] = trial.suggest_float("scale", *SCALE_RANGE)
+    return p
+
+
+class _TrainRuns:
+    """One built unlearner per train class (built once; a trial swaps agent and scale)."""
+
+    def __init__(self, cfg: Config):
+        from unlearn.task import make_unlearner
+
+        self.cfg = cfg
+        self.units = {}
+        for c in cfg.env.train_instances:
+            c_cfg = dataclasses.replace(
+                cfg, forget=dataclasses.replace(cfg.forget, classes=(int(c),), indices=())
+            )
+            self.units[int(c)] = make_unlearner(c_cfg).unlearner
+        self.scaled = all(hasattr(u.method, "scale") for u in self.units.values())
+
+    def score(self, agent_cfg: AgentConfig, scale: float | None) -> float:
+        from unlearn.agents import get_agent
+
+        scores = []
+        for unl in self.units.values():
+            unl.agent = get_agent(agent_cfg, default_lam=self.cfg.method.lam)
+            unl.agent.bind(unl)
+            if scale is not None:
+                unl.method.scale = float(scale)
+            unl.reset(self.cfg.unlearn.seed)
+            unl.run()
+            after, _ = unl.evaluate()
+            s = after.forget_rate + self.cfg.tune.fid_weight * after.fid
+            scores.append(s if math.isfinite(s) else math.inf)
+        return sum(scores) / len(scores)
+
+
+def tune_baselines(
+    cfg: Config,
+    methods: list[str],
+    agents: list[str],
+    trials: int,
+    method_config: Callable[[Config, str], MethodConfig],
+    progress: ProgressFn | None = None,
+) -> dict[str, Tuned]:
+    """Optuna search per (method, baseline); keys ``"<method>|<agent>"``.
+
+    ``method_config(cfg, variant)`` gives a method variant's ``method`` section.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if not cfg.env.train_instances:
+        raise ConfigError("env.train_instances: empty; --tune-baselines tunes on train classes")
+    out: dict[str, Tuned] = {}
+    todo = [(m, a) for m in methods for a in agents if a in TUNED]
+    for i, (m, a) in enumerate(todo):
+        m_cfg = dataclasses.replace(cfg, method=method_config(cfg, m))
+        t0 = time.perf_counter()
+        runs = _TrainRuns(m_cfg)
+        sampler = optuna.samplers.TPESampler(seed=cfg.tune.seed)
+        study = optuna.create_study(direction="minimize", sampler=sampler)
+
+        def objective(trial, a=a, runs=runs, m_cfg=m_cfg) -> float:
+            p = _suggest(trial, a, runs.scaled)
+            agent = (AgentConfig("static", "", {"lam": p["lam"]}) if a == "static"
+                     else decay_agent(p["start"], p["end"]))  # fmt: skip
+            return runs.score(agent, p.get("scale"))
+
+        for k in range(trials):
+            if progress is not None:
+                progress(f"tune {m} + {a}", i * trials + k, len(todo) * trials)
+            study.optimize(objective, n_trials=1)
+        best = study.best_trial
+        steps = trials * len(runs.units) * cfg.unlearn.steps
+        out[f"{m}|{a}"] = Tuned(m, a, dict(best.params), float(best.value), trials, steps,
+                                time.perf_counter() - t0, tuple(runs.units))  # fmt: skip
+        log.info("tuned %s + %s: %s (score %.4g)", m, a, best.params, best.value)
+    return out
+
+
+def policy_training_steps(meta: dict[str, Any]) -> int | None:
+    """Optimiser steps an exported policy trained with, when its metadata records them."""
+    env_steps = (meta.get("training") or {}).get("env_steps")
+    k = meta.get("steps_per_decision")
+    if isinstance(env_steps, (int, float)) and isinstance(k, int):
+        return int(env_steps) * k
+    return None
+
+
+def compute_markdown(tuned: dict[str, dict], policy_steps: int | None, has_policy: bool) -> str:
+    """The report's "Compute of each row" section (empty when nothing was tuned)."""
+    if not tuned and not has_policy:
+        return ""
+    lines = ["## Compute of each row", "",
+             "| row | parameters | tuning / training compute (optimiser steps) |",
+             "|---|---|---|"]  # fmt: skip
+    for t in tuned.values():
+        params = ", ".join(f"{k}={v:.3g}" for k, v in t["params"].items())
+        lines.append(
+            f"| {t['method']} + {t['agent']} (tuned) | {params} | {t['optimiser_steps']:,} "
+            f"({t['trials']} trials x {len(t['train_instances'])} train classes "
+            f"{list(t['train_instances'])}) |"
+        )
+    if has_policy:
+        shown = f"{policy_steps:,}" if policy_steps is not None else "not in the policy metadata"
+        lines.append(f"| policy (RL training) | exported policy | {shown} |")
+    lines.append("\nEvery other row had no search: its compute is the bench run itself.")
+    return "\n".join(lines) + "\n"
