@@ -26,17 +26,28 @@ def _sets(*overrides: str) -> list[str]:
     return [a for o in overrides for a in ("--set", o)]
 
 
+def _config_file(overrides: list[str], path: Path):
+    """The config of ``overrides`` as a YAML file for ``--config`` (the CLI's default is the
+    demo config); returns the config and ``--config PATH``."""
+    import yaml
+
+    from unlearn.config import load_config
+
+    cfg = load_config(None, overrides)
+    path.write_text(yaml.safe_dump(cfg.to_dict()))
+    return cfg, ["--config", str(path)]
+
+
 @pytest.fixture(scope="module")
 def unlearned(tiny_workdir: Path, tmp_path_factory) -> tuple[Path, list[str]]:
-    """An ``unlearn run`` output on the tiny config, in a private workdir."""
-    from unlearn.config import load_config
+    """An ``unlearn run`` output on the tiny config, in a private workdir; ``--config`` args."""
     from unlearn.experiment import run
 
     wd = tmp_path_factory.mktemp("audit-work")
     shutil.copytree(tiny_workdir / "pretrained", wd / "pretrained")
-    overrides = [*TINY, f"workdir={wd}", *AUDIT_TINY]
-    res = run(load_config(None, overrides), evaluate=False)
-    return Path(res.model_dir), overrides
+    cfg, args = _config_file([*TINY, f"workdir={wd}", *AUDIT_TINY], wd / "audit.yaml")
+    res = run(cfg, evaluate=False)
+    return Path(res.model_dir), args
 
 
 def test_audit_reports_attacks_and_auc_deterministically(unlearned, tmp_path):
@@ -44,7 +55,7 @@ def test_audit_reports_attacks_and_auc_deterministically(unlearned, tmp_path):
     outs = [tmp_path / "a", tmp_path / "b"]
     reports = []
     for out in outs:
-        r = cli("audit", str(model_dir), "--json", "--out", str(out), *_sets(*overrides))
+        r = cli("audit", str(model_dir), "--json", "--out", str(out), *overrides)
         assert r.returncode == 0, r.stderr
         reports.append(json.loads(r.stdout))
     assert reports[0] == reports[1]
@@ -66,7 +77,7 @@ def test_audit_reports_attacks_and_auc_deterministically(unlearned, tmp_path):
     for m in rep["membership"]:
         assert all(0.0 <= m[k] <= 1.0 for k in ("forget_auc", "retain_auc", "unseen_auc"))
     # the default report folder of a run output: RUN/audit, with the table
-    r = cli("audit", str(model_dir), *_sets(*overrides))
+    r = cli("audit", str(model_dir), *overrides)
     assert r.returncode == 0, r.stderr
     assert "relearning attacks" in r.stdout and "membership inference" in r.stdout
     assert json.loads((model_dir.parent / "audit" / "report.json").read_text()) == rep
@@ -77,7 +88,7 @@ def test_audit_is_logged_to_mlflow(unlearned, tmp_path):
 
     model_dir, overrides = unlearned
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    sets = _sets(*overrides, "tracking.enabled=true", f"tracking.uri={uri}")
+    sets = [*overrides, *_sets("tracking.enabled=true", f"tracking.uri={uri}")]
     r = cli("audit", str(model_dir), "--out", str(tmp_path / "out"), *sets)
     assert r.returncode == 0, r.stderr
     client = MlflowClient(tracking_uri=uri)
@@ -91,15 +102,16 @@ def test_audit_is_logged_to_mlflow(unlearned, tmp_path):
 
 
 def test_audit_of_a_vae_with_base(tiny_workdir, tmp_path):
-    from unlearn.config import load_config
     from unlearn.pretrain import train_base
 
-    overrides = [*TINY, f"workdir={tmp_path / 'w'}", "model.kind=vae", *AUDIT_TINY]
-    vae = train_base(load_config(None, overrides))
+    (tmp_path / "w").mkdir()
+    over = [*TINY, f"workdir={tmp_path / 'w'}", "model.kind=vae", *AUDIT_TINY]
+    cfg, args = _config_file(over, tmp_path / "w" / "vae.yaml")
+    vae = train_base(cfg)
     clf = next((tiny_workdir / "pretrained").glob("classifier-*"))
     shutil.copytree(clf, tmp_path / "w" / "pretrained" / clf.name)
     r = cli("audit", str(vae), "--base", str(vae), "--json", "--out", str(tmp_path / "o"),
-            *_sets(*overrides))  # fmt: skip
+            *args)  # fmt: skip
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert rep["kind"] == "vae"
@@ -125,7 +137,7 @@ def test_bad_audit_input_exits_2_and_writes_nothing(unlearned, tmp_path, extra, 
     shutil.copytree(model_dir, plain)
     base = ["--base", str(plain)] if use_base else []
     out = tmp_path / "out"
-    r = cli("audit", str(plain), *base, "--out", str(out), *_sets(*overrides, *extra))
+    r = cli("audit", str(plain), *base, "--out", str(out), *overrides, *_sets(*extra))
     assert r.returncode == 2, r.stderr
     assert fragment in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1

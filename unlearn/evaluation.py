@@ -10,7 +10,14 @@ import torch
 
 from unlearn.config import Config, ConfigError
 from unlearn.data import inject_outlier, load_splits, split_forget
-from unlearn.metrics import EvalResult, evaluate, prepare, save_grid
+from unlearn.metrics import (
+    EvalResult,
+    evaluate,
+    outlier_distances,
+    prepare,
+    save_distance_histogram,
+    save_grid,
+)
 from unlearn.models import check_compatible, load_model
 from unlearn.runtime import resolve_device
 
@@ -78,5 +85,8 @@ def evaluate_dir(
     result, samples = evaluate(model, clf, cfg, data)
     out = Path(out).resolve() if out else default_out(cfg, model_dir)
     grid = save_grid(samples[:100], out / "samples.png", nrow=10)
+    if data.outlier is not None:  # memorisation: how close the samples come to the outlier
+        d = outlier_distances(samples, data.outlier)
+        save_distance_histogram(d, cfg.forget.outlier.radius, out / "outlier_distances.png")
     (out / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2))
     return EvalReport(model_dir, result, grid)

@@ -11,7 +11,7 @@ from unlearn.audit.membership import MembershipAUC, attack_losses, auc, membersh
 from unlearn.audit.meter import ForgetMeter
 from unlearn.audit.relearn import RelearnCurve, checkpoints, relearn
 from unlearn.audit.report import AuditReport, membership_rows, relearn_rows
-from unlearn.audit.run import AuditResult, run_audit
+from unlearn.audit.run import AuditResult, audit, run_audit
 
 __all__ = [
     "AuditInputs",
@@ -21,6 +21,7 @@ __all__ = [
     "MembershipAUC",
     "RelearnCurve",
     "attack_losses",
+    "audit",
     "auc",
     "checkpoints",
     "is_run_output",

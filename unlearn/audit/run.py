@@ -55,17 +55,24 @@ def run_audit(
     progress: ProgressFn = no_progress,
 ) -> AuditResult:
     """Audit ``model_dir`` beside its base model; returns the report (also on disk)."""
+    inputs = load_inputs(cfg, model_dir, base_dir)
+    return audit(cfg, inputs, Path(out).expanduser().resolve() if out else None, progress)
+
+
+def audit(
+    cfg: Config, inputs: AuditInputs, out: Path | None = None, progress: ProgressFn = no_progress
+) -> AuditResult:
+    """Run every attack on models already loaded (``unlearn audit``, and the bench's cells)."""
     from unlearn.metrics import save_grid
     from unlearn.tracking import Tracker
 
-    inputs = load_inputs(cfg, model_dir, base_dir)
     a = cfg.audit
     classes = tuple(cfg.forget.classes)
     sets = membership_sets(
         inputs.split, inputs.heldout, classes, cfg.forget.outlier.radius, a
     )  # validated before any work: a too small set fails here
     attack_data = {name: attack_set(inputs.split, name, a) for name in ATTACKS}
-    out = Path(out).expanduser().resolve() if out else default_out(cfg, inputs)
+    out = out or default_out(cfg, inputs)
     dev = resolve_device(cfg.device)
     models = {"base": inputs.base.to(dev), "unlearned": inputs.model.to(dev)}
     meter = ForgetMeter(cfg, inputs.classifier, classes, inputs.split.outlier)

@@ -11,7 +11,7 @@ from unlearn.metrics.evaluate import EvalData, EvalResult, evaluate, generate, p
 from unlearn.metrics.fid import frechet_distance
 from unlearn.metrics.grid import save_grid, save_histogram
 from unlearn.metrics.likelihood import nelbo_bpd
-from unlearn.metrics.outlier import outlier_distances, outlier_rate
+from unlearn.metrics.outlier import outlier_distances, outlier_rate, save_distance_histogram
 from unlearn.metrics.proxies import ProxyBatch, proxy_losses
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "prepare",
     "proxy_losses",
     "pul",
+    "save_distance_histogram",
     "save_grid",
     "save_histogram",
 ]
