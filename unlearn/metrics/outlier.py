@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from unlearn.metrics.grid import save_figure
+
 
 def outlier_distances(samples: torch.Tensor, outlier: torch.Tensor) -> torch.Tensor:
     """Per-sample RMS pixel distance (images in [-1, 1]) to the outlier image."""
@@ -41,9 +43,4 @@ def save_distance_histogram(
     ax.set_ylabel("samples")
     ax.set_title(title or f"{len(d)} samples")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
