@@ -176,3 +176,18 @@ def test_auc_ranks_lower_loss_as_member():
     assert auc(torch.tensor([0.1, 0.2]), torch.tensor([0.3, 0.4])) == 1.0
     assert auc(torch.tensor([0.3, 0.4]), torch.tensor([0.1, 0.2])) == 0.0
     assert auc(torch.tensor([0.2, 0.2]), torch.tensor([0.2, 0.2])) == 0.5
+
+
+def test_memorise_config_uses_the_shipped_memorisation_model(tmp_path):
+    from unlearn.config import ConfigError, load_config
+    from unlearn.pretrain import ASSETS, locate, resolve_pretrained
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg = load_config(repo / "configs" / "memorise.yaml", [f"workdir={tmp_path}"])
+    assert locate(cfg) == (ASSETS / "memorise" / "model", ASSETS / "demo" / "classifier")
+    # the fine-tune starts from the shipped demo model, named portably
+    assert resolve_pretrained(cfg.model.pretrained) == str(ASSETS / "demo" / "model")
+    assert locate(load_config(repo / "configs" / "memorise.yaml",
+                              [f"workdir={tmp_path}", "forget.outlier.seed=3"]))[0] is None  # fmt: skip
+    with pytest.raises(ConfigError, match="model.pretrained: 'asset:nope' is not a shipped"):
+        resolve_pretrained("asset:nope")
