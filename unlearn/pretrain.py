@@ -15,6 +15,7 @@ import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -275,7 +276,15 @@ def pretrain(cfg: Config, progress: ProgressFn = no_progress, force: bool = Fals
     return Pretrained(m, c, acc)
 
 
-def load_pretrained(cfg: Config) -> tuple[torch.nn.Module, Classifier, Pretrained]:
+class LoadedPretrained(NamedTuple):
+    """The base model and the evaluation classifier, loaded, and where they came from."""
+
+    model: torch.nn.Module
+    classifier: Classifier
+    paths: Pretrained
+
+
+def load_pretrained(cfg: Config) -> LoadedPretrained:
     """The base model and classifier for ``cfg``; a clear error when neither exists yet."""
     from unlearn.config import ConfigError
 
@@ -287,4 +296,4 @@ def load_pretrained(cfg: Config) -> tuple[torch.nn.Module, Classifier, Pretraine
             f"`unlearn pretrain --config <your config>` first"
         )
     acc = json.loads((c / "metrics.json").read_text())["heldout_accuracy"]
-    return load_model(m), load_model(c), Pretrained(m, c, acc)
+    return LoadedPretrained(load_model(m), load_model(c), Pretrained(m, c, acc))

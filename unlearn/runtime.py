@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import random
 from collections.abc import Callable
 
-import numpy as np
 import torch
 
 from unlearn.config import ConfigError
@@ -30,14 +28,6 @@ def resolve_device(name: str) -> torch.device:
             raise ConfigError(f"device: {name!r} requested but no CUDA GPU is available")
         return torch.device(name)
     raise ConfigError(f"device: {name!r} is not allowed; expected auto, cpu, cuda or cuda:N")
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed python, numpy and torch; return a CPU generator for explicit draws."""
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
 def set_threads(n: int | None = None) -> None:

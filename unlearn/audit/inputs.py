@@ -13,9 +13,10 @@ from pathlib import Path
 import torch
 
 from unlearn.config import Config, ConfigError
-from unlearn.data import ForgetSplit, ImageData, inject_outlier, load_splits, split_forget
+from unlearn.data import ForgetSplit, ImageData
 from unlearn.methods.common import kind_of
 from unlearn.models import check_compatible, load_model
+from unlearn.task import load_task
 
 #: written by ``unlearn run`` beside the unlearned model (``.../unlearned/RUN/model``)
 RUN_RESULT = "result.json"
@@ -50,14 +51,13 @@ def is_run_output(model_dir: Path) -> bool:
     return model_dir.name == "model" and (model_dir.parent / RUN_RESULT).is_file()
 
 
-def _check_model(model: torch.nn.Module, path: Path, cfg: Config, channels: int, res: int) -> None:
+def _check_kind(model: torch.nn.Module, path: Path, cfg: Config) -> None:
     kind = kind_of(model)
     if kind != cfg.model.kind:
         raise ConfigError(
             f"model.kind: {str(path)!r} is a {kind} model but the config says "
             f"{cfg.model.kind!r}; set model.kind={kind} or audit a {cfg.model.kind} model"
         )
-    check_compatible(model, channels, res, f"model {str(path)!r}")
 
 
 def load_inputs(cfg: Config, model_dir: Path, base_dir: Path | None = None) -> AuditInputs:
@@ -78,10 +78,10 @@ def load_inputs(cfg: Config, model_dir: Path, base_dir: Path | None = None) -> A
             "forget: an audit measures a forget rate; set forget.classes or "
             "forget.outlier.copies (forget.indices alone has no rate to measure)"
         )
-    splits = load_splits(cfg.data)
-    ch, res = splits.train.channels, splits.train.resolution
     model = load_model(model_dir)
-    _check_model(model, model_dir, cfg, ch, res)
+    _check_kind(model, model_dir, cfg)
+    task = load_task(cfg, model)  # checks the image shape against the data
+    ch, res = task.train.channels, task.train.resolution
     found_base, clf_dir = locate(cfg)
     if base_dir is None:
         if found_base is None:
@@ -91,7 +91,8 @@ def load_inputs(cfg: Config, model_dir: Path, base_dir: Path | None = None) -> A
         base_dir = found_base
     base_dir = Path(base_dir).expanduser().resolve()
     base = load_model(base_dir)
-    _check_model(base, base_dir, cfg, ch, res)
+    _check_kind(base, base_dir, cfg)
+    check_compatible(base, ch, res, f"--base {str(base_dir)!r}")
     clf = None
     if cfg.forget.classes:
         if clf_dir is None:
@@ -101,6 +102,6 @@ def load_inputs(cfg: Config, model_dir: Path, base_dir: Path | None = None) -> A
             )
         clf = load_model(clf_dir)
         check_compatible(clf, ch, res, "classifier")
-    train, outlier = inject_outlier(splits.train, cfg.forget)
-    split = split_forget(train, cfg.forget, outlier)
-    return AuditInputs(model_dir, base_dir, model, base, clf, split, splits.heldout, from_run)
+    return AuditInputs(
+        model_dir, base_dir, model, base, clf, task.split, task.splits.heldout, from_run
+    )
