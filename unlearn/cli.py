@@ -321,6 +321,11 @@ from unlearn.cli_tune import register as _register_tune  # noqa: E402
 _register_tune(app)
 
 
+from unlearn.cli_audit import register as _register_audit  # noqa: E402
+
+_register_audit(app)
+
+
 def main() -> None:
     """Console entry point: configuration and input errors exit with code 2 and one line."""
     from unlearn.config import ConfigError

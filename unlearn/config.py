@@ -231,6 +231,38 @@ class BenchConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    """``unlearn audit``: the budgets of the relearning attack and of membership inference."""
+
+    relearn_steps: int = _f(40, doc="fine-tuning steps of each relearning attack", lo=1, hi=100000)
+    relearn_every: int = _f(
+        20, doc="steps between the attack's forget-rate checkpoints", lo=1, hi=100000
+    )
+    relearn_forget_samples: int = _f(
+        8, doc="forget samples k in the forget attack set", lo=1, hi=100000
+    )
+    relearn_retain_samples: int = _f(
+        256, doc="retain samples in the benign (retain-only) attack set", lo=1, hi=1000000
+    )
+    relearn_batch_size: int = _f(16, doc="batch size of the attack's fine-tuning", lo=1, hi=4096)
+    relearn_lr: float = _f(1e-4, doc="AdamW learning rate of the attack", lo=1e-8, hi=1.0)
+    return_fraction: float = _f(
+        0.5,
+        doc="the forget rate has returned once it reaches this fraction of the base model's",
+        lo=0.0,
+        hi=1.0,
+    )
+    num_samples: int = _f(100, doc="generated samples per forget-rate checkpoint", lo=10, hi=100000)
+    mia_samples: int = _f(
+        64, doc="samples per side of each membership-inference AUC", lo=2, hi=100000
+    )
+    mia_noise: int = _f(
+        8, doc="fixed (t, noise) draws averaged into each sample's attack loss", lo=1, hi=1000
+    )
+    seed: int = _f(0, doc="seed of attack sets, fine-tuning batches and fixed noise", lo=0)
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole experiment."""
 
@@ -250,6 +282,7 @@ class Config:
     rl: RLConfig = _f(default_factory=RLConfig)
     tune: TuneConfig = _f(default_factory=TuneConfig)
     bench: BenchConfig = _f(default_factory=BenchConfig)
+    audit: AuditConfig = _f(default_factory=AuditConfig)
 
     def to_dict(self) -> dict:
         return _to_plain(self)

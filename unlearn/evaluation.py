@@ -9,7 +9,13 @@ from pathlib import Path
 import torch
 
 from unlearn.config import Config, ConfigError
-from unlearn.metrics import EvalResult, evaluate, save_grid
+from unlearn.metrics import (
+    EvalResult,
+    evaluate,
+    outlier_distances,
+    save_distance_histogram,
+    save_grid,
+)
 from unlearn.models import check_compatible, load_model
 from unlearn.runtime import resolve_device
 from unlearn.task import load_task
@@ -67,5 +73,8 @@ def evaluate_dir(
     result, samples = evaluate(model, clf, cfg, task.eval_data)
     out = Path(out).resolve() if out else default_out(cfg, model_dir)
     grid = save_grid(samples[:100], out / "samples.png", nrow=10)
+    if task.outlier is not None:  # memorisation: how close the samples come to the outlier
+        d = outlier_distances(samples, task.outlier)
+        save_distance_histogram(d, cfg.forget.outlier.radius, out / "outlier_distances.png")
     (out / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2))
     return EvalReport(model_dir, result, grid)

@@ -8,6 +8,7 @@ run: batches and noise are drawn from generators seeded by (seed, step)).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -48,7 +49,30 @@ def model_key(cfg: Config) -> str:
         "model": d["model"],
         "pretrain": {k: v for k, v in d["pretrain"].items() if k not in _NOT_MODEL},
     }
-    return f"{cfg.model.kind}-{digest_of(d)}-o{cfg.forget.outlier.copies}"
+    o = cfg.forget.outlier
+    # the outlier's pattern changes the training data; seed 0 keeps the keys of older assets
+    seed = f"s{o.seed}" if o.copies and o.seed else ""
+    return f"{cfg.model.kind}-{digest_of(d)}-o{o.copies}{seed}"
+
+
+#: ``model.pretrained: asset:NAME/model`` names a model shipped in the package; the key
+#: hashes the reference, not this machine's path, so a shipped fine-tune is found anywhere
+ASSET_PREFIX = "asset:"
+
+
+def resolve_pretrained(ref: str) -> str:
+    """``model.pretrained`` as a path or hub id (``asset:demo/model`` → the shipped folder)."""
+    from unlearn.config import ConfigError
+
+    if not ref.startswith(ASSET_PREFIX):
+        return ref
+    path = ASSETS / ref[len(ASSET_PREFIX) :]
+    if not (path / "unlearn.json").is_file():
+        known = sorted(f"{ASSET_PREFIX}{d.parent.name}/{d.name}" for d in ASSETS.glob("*/model"))
+        raise ConfigError(
+            f"model.pretrained: {ref!r} is not a shipped model; expected one of {', '.join(known)}"
+        )
+    return str(path)
 
 
 def classifier_key(cfg: Config) -> str:
@@ -153,7 +177,8 @@ def train_base(cfg: Config, progress: ProgressFn = no_progress, force: bool = Fa
     train, _ = inject_outlier(splits.train, cfg.forget)
     p = cfg.pretrain
     torch.manual_seed(p.seed)  # weight initialisation
-    model = build_model(cfg.model, train.channels, train.resolution, train.num_classes).to(dev)
+    mcfg = dataclasses.replace(cfg.model, pretrained=resolve_pretrained(cfg.model.pretrained))
+    model = build_model(mcfg, train.channels, train.resolution, train.num_classes).to(dev)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=0.0)
     ckdir = out.with_name(out.name + ".ckpt")

@@ -11,6 +11,7 @@ from unlearn.metrics.evaluate import EvalData, EvalResult, evaluate, generate, p
 from unlearn.metrics.fid import frechet_distance
 from unlearn.metrics.grid import save_grid, save_histogram
 from unlearn.metrics.likelihood import nelbo_bpd
+from unlearn.metrics.outlier import outlier_distances, outlier_rate, save_distance_histogram
 from unlearn.metrics.plots import plot_lambda, plot_pareto
 from unlearn.metrics.proxies import ProxyBatch, proxy_losses
 
@@ -25,12 +26,15 @@ __all__ = [
     "frechet_distance",
     "generate",
     "nelbo_bpd",
+    "outlier_distances",
+    "outlier_rate",
     "per_class_rate",
     "plot_lambda",
     "plot_pareto",
     "prepare",
     "proxy_losses",
     "pul",
+    "save_distance_histogram",
     "save_grid",
     "save_histogram",
 ]

@@ -22,6 +22,7 @@ from unlearn.metrics.classes import (
 )
 from unlearn.metrics.fid import frechet_distance
 from unlearn.metrics.likelihood import nelbo_bpd
+from unlearn.metrics.outlier import outlier_rate as rate_near
 from unlearn.metrics.proxies import ProxyBatch, proxy_losses
 from unlearn.models import Classifier
 
@@ -143,8 +144,7 @@ def evaluate(
     rate = forget_rate(probs, data.forget_classes)
     outlier_rate = None
     if data.outlier is not None:
-        d = (samples - data.outlier).pow(2).flatten(1).mean(1).sqrt()
-        outlier_rate = float((d <= cfg.forget.outlier.radius).float().mean())
+        outlier_rate = rate_near(samples, data.outlier, cfg.forget.outlier.radius)
         if not data.forget_classes:
             rate = outlier_rate
     dev = next(model.parameters()).device

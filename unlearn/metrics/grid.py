@@ -53,6 +53,13 @@ def save_histogram(
     ax.set_xlabel("predicted class")
     ax.set_ylabel("fraction of samples")
     ax.set_title(title)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay out, write (PNG, 100 dpi, parent folders made) and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

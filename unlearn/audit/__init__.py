@@ -1,0 +1,34 @@
+"""Audits of unlearned models: relearning attacks and loss-based membership inference.
+
+Forgetting is checked against what undoes it (DESIGN.md, Audits): fine-tuning a copy on
+retain data and on a few forget samples (``relearn``), and whether forget samples still
+look like training data to a loss-based attack (``membership``). ``run_audit`` runs both on
+an unlearned model beside its base model and writes a deterministic JSON report.
+"""
+
+from unlearn.audit.inputs import AuditInputs, is_run_output, load_inputs
+from unlearn.audit.membership import MembershipAUC, attack_losses, auc, membership
+from unlearn.audit.meter import ForgetMeter
+from unlearn.audit.relearn import RelearnCurve, checkpoints, relearn
+from unlearn.audit.report import AuditReport, membership_rows, relearn_rows
+from unlearn.audit.run import AuditResult, audit, run_audit
+
+__all__ = [
+    "AuditInputs",
+    "AuditReport",
+    "AuditResult",
+    "ForgetMeter",
+    "MembershipAUC",
+    "RelearnCurve",
+    "attack_losses",
+    "audit",
+    "auc",
+    "checkpoints",
+    "is_run_output",
+    "load_inputs",
+    "membership",
+    "membership_rows",
+    "relearn",
+    "relearn_rows",
+    "run_audit",
+]

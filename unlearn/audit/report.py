@@ -1,0 +1,101 @@
+"""The audit's result: a JSON report (deterministic for a seed) and its tables.
+
+``report.json`` holds no wall times and no run ids, so two audits of one model with one
+config write identical files; timings go to MLflow and the console.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from unlearn.audit.membership import MembershipAUC
+from unlearn.audit.relearn import RelearnCurve
+
+REPORT = "report.json"
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """Relearning curves and membership AUCs of a base and an unlearned model.
+
+    Args:
+        model_dir, base_dir: the audited models.
+        kind: the model family.
+        metric: ``forget_rate`` (classes) or ``outlier_rate`` (memorised outlier).
+        forget_classes: the forgotten classes (empty for the outlier).
+        threshold: the rate counted as "returned" (``audit.return_fraction`` x the base's).
+        start: the rate of each model before any attack.
+        relearn: one curve per (attack, model).
+        membership: the AUCs of each model.
+        audit: the ``audit`` config section (the attack budgets).
+    """
+
+    model_dir: str
+    base_dir: str
+    kind: str
+    metric: str
+    forget_classes: tuple[int, ...]
+    threshold: float
+    start: dict[str, float]
+    relearn: tuple[RelearnCurve, ...]
+    membership: tuple[MembershipAUC, ...]
+    audit: dict
+
+    def to_dict(self) -> dict:
+        return {
+            "model_dir": self.model_dir,
+            "base_dir": self.base_dir,
+            "kind": self.kind,
+            "metric": self.metric,
+            "forget_classes": list(self.forget_classes),
+            "threshold": self.threshold,
+            "start": dict(self.start),
+            "relearn": [c.to_dict() for c in self.relearn],
+            "membership": [m.to_dict() for m in self.membership],
+            "audit": self.audit,
+        }
+
+    def metrics(self) -> dict[str, float]:
+        """Flat, namespaced headline numbers (``audit/...``) for MLflow and the bench."""
+        out: dict[str, float] = {}
+        for name, rate in self.start.items():
+            out[f"audit/{name}/start_rate"] = rate
+        for c in self.relearn:
+            out[f"audit/relearn_{c.attack}/{c.model}/final_rate"] = c.rates[-1]
+            if c.returned_at is not None:
+                out[f"audit/relearn_{c.attack}/{c.model}/returned_at"] = float(c.returned_at)
+        for m in self.membership:
+            for side in ("forget", "retain", "unseen"):
+                out[f"audit/mia/{m.model}/{side}_auc"] = getattr(m, side)
+        return out
+
+
+def write_report(report: AuditReport, out: Path) -> Path:
+    """``out/report.json``, replaced atomically."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / REPORT
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report.to_dict(), indent=2))
+    os.replace(tmp, path)
+    return path
+
+
+def relearn_rows(report: AuditReport) -> tuple[list[str], list[list[object]]]:
+    """Columns and rows of the relearning table: the rate at each checkpoint."""
+    steps = report.relearn[0].steps if report.relearn else ()
+    cols = ["attack", "model", *[f"step {s}" for s in steps], "returned at"]
+    rows = [
+        [c.attack, c.model, *c.rates, "-" if c.returned_at is None else c.returned_at]
+        for c in report.relearn
+    ]
+    return cols, rows
+
+
+def membership_rows(report: AuditReport) -> tuple[list[str], list[list[object]]]:
+    """Columns and rows of the membership-inference table."""
+    cols = ["model", "forget AUC", "retain AUC", "unseen AUC", "samples"]
+    rows = [[m.model, m.forget, m.retain, m.unseen, m.samples] for m in report.membership]
+    return cols, rows
