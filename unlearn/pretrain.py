@@ -41,6 +41,10 @@ _NOT_MODEL = ("checkpoint_every", "classifier_steps", "classifier_lr", "classifi
 
 
 def model_key(cfg: Config) -> str:
+    if cfg.model.kind == "t2i":
+        from unlearn.pretrain_t2i import t2i_model_key
+
+        return t2i_model_key(cfg)
     d = cfg.to_dict()
     d = {
         "data": d["data"],
@@ -147,6 +151,10 @@ def train_base(cfg: Config, progress: ProgressFn = no_progress, force: bool = Fa
     out, _ = cache_dirs(cfg)
     if (out / "unlearn.json").is_file() and not force:
         return out
+    if cfg.model.kind == "t2i":
+        from unlearn.pretrain_t2i import train_t2i
+
+        return train_t2i(cfg, out, progress, force)
     dev = resolve_device(cfg.device)
     splits = load_splits(cfg.data)
     train, _ = inject_outlier(splits.train, cfg.forget)

@@ -112,6 +112,10 @@ def load_model(path: str | Path) -> torch.nn.Module:
         raise ModelLoadError(f"model: directory {str(p)!r} does not exist")
     if not p.is_dir():
         raise ModelLoadError(f"model: {str(p)!r} is not a directory")
+    if (p / "model_index.json").is_file():  # a text-to-image pipeline
+        from unlearn.models.t2i import load_t2i
+
+        return load_t2i(p)
     if (p / META).is_file():
         meta = _read_json(p / META)
         family = meta.get("family")
