@@ -98,9 +98,10 @@ def demo(
         str,
         typer.Option(
             help="Comma-separated demo parts after the base evaluation: unlearn (static and "
-            "variational λ), search (4-trial search), rl (PPO on the tiny env, exported policy)."
+            "variational λ), search (4-trial search), rl (PPO on the tiny env, exported policy), "
+            "t2i (ESD erases 'seven' from the shipped text-to-image pipeline)."
         ),
-    ] = "unlearn,search,rl",
+    ] = "unlearn,search,rl,t2i",
 ) -> None:
     """The end-to-end demo on the embedded defaults.
 

@@ -42,6 +42,17 @@ def build(cfg: Config, model: torch.nn.Module | None = None) -> Setup:
 
     method = get_method(cfg.method)
     agent = get_agent(cfg.agent, default_lam=cfg.method.lam)
+    if cfg.model.kind == "t2i":
+        from unlearn.t2i_task import load_t2i_task
+
+        task = load_t2i_task(cfg, model, method)
+        dev = resolve_device(cfg.device)
+        task.model.to(dev)
+        task.classifier.to(dev)
+        unl = Unlearner(
+            task.model, method, agent, task.data.split, cfg, dev, task.eval_data, task.classifier
+        )
+        return Setup(cfg, unl, task.model_dir)
     base, clf, pre = load_pretrained(cfg)
     model = model or base
     splits = load_splits(cfg.data)
@@ -67,7 +78,6 @@ def run(
 
     ``before`` reuses an evaluation of the same base model (evaluations are deterministic).
     """
-    from unlearn.metrics import save_grid
     from unlearn.models import save_model
     from unlearn.tracking import Tracker
 
@@ -86,7 +96,7 @@ def run(
         if evaluate and before is None:
             progress("evaluate before", 0, 1)
             before, samples = unl.evaluate()
-            save_grid(samples[:100], out / "before.png", nrow=10)
+            _save_samples(cfg, before, samples, out, "before")
             progress("evaluate before", 1, 1)
         if before is not None:
             tracker.log_metrics(before.metrics("before/"))
@@ -96,7 +106,7 @@ def run(
             progress("evaluate after", 0, 1)
             after, samples = unl.evaluate(before.forget_rate if before else None)
             result.after = after
-            save_grid(samples[:100], out / "after.png", nrow=10)
+            _save_samples(cfg, after, samples, out, "after")
             tracker.log_metrics(after.metrics("eval/"))
             progress("evaluate after", 1, 1)
         tracker.log_metrics(
@@ -120,6 +130,22 @@ def run(
         return result
     finally:
         tracker.end(status)
+
+
+def _save_samples(cfg: Config, result, samples: torch.Tensor, out: Path, name: str) -> None:
+    """``<name>.png`` (the first 100 samples); t2i: per-prompt grids under ``<name>/`` and
+    the overview row per prompt as ``<name>.png``."""
+    import shutil
+
+    from unlearn.metrics import save_grid
+
+    if cfg.model.kind == "t2i":
+        from unlearn.metrics.t2i import save_prompt_grids
+
+        grid = save_prompt_grids(result, samples, out / name, cfg.t2i.samples_per_prompt)
+        shutil.copyfile(grid, out / f"{name}.png")
+        return
+    save_grid(samples[:100], out / f"{name}.png", nrow=10)
 
 
 def plot_lambda(series: dict[str, list[float]], path: Path) -> Path:

@@ -252,8 +252,8 @@ def train_classifier(cfg: Config, progress: ProgressFn = no_progress, force: boo
 def pretrain(cfg: Config, progress: ProgressFn = no_progress, force: bool = False) -> Pretrained:
     """Both models; reuses the cache or shipped assets made by the same config."""
     m, c = (None, None) if force else locate(cfg)
-    c = c or train_classifier(cfg, progress, force)
     m = m or train_base(cfg, progress, force)
+    c = c or train_classifier(cfg, progress, force)
     acc = json.loads((c / "metrics.json").read_text())["heldout_accuracy"]
     return Pretrained(m, c, acc)
 

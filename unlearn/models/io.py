@@ -63,6 +63,10 @@ def _atomic_dir(target: Path):
 def save_model(model: torch.nn.Module, path: str | Path) -> Path:
     """Write a diffusion model, VAE or classifier to ``path`` (replaced atomically)."""
     path = Path(path).resolve()
+    if getattr(model, "kind", None) == "t2i":
+        from unlearn.models.t2i import save_t2i
+
+        return save_t2i(model, path, merge_lora=model.lora_merge)
     with _atomic_dir(path) as tmp:
         if isinstance(model, DiffusionModel):
             model.unet.save_pretrained(tmp / "unet", safe_serialization=True)

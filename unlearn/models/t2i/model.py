@@ -44,6 +44,7 @@ class T2IModel(nn.Module):
         self.tokenizer = tokenizer
         self.scheduler = scheduler
         self.train_mode = "unet"
+        self.lora_merge = False
         self.register_buffer(
             "alphas_cumprod", scheduler.alphas_cumprod.clone().float(), persistent=False
         )
@@ -215,9 +216,10 @@ class T2IModel(nn.Module):
         return torch.cat(out)
 
     # -- what trains -----------------------------------------------------------------------
-    def configure_training(self, mode: str, lora_rank: int = 4) -> None:
+    def configure_training(self, mode: str, lora_rank: int = 4, lora_merge: bool = False) -> None:
         """Freeze all but what ``mode`` trains: the UNet, its cross-attention, or LoRA
-        adapters on its attention projections (peft). VAE and text encoder stay frozen."""
+        adapters on its attention projections (peft; ``lora_merge``: saved merged into the
+        UNet rather than as adapters). VAE and text encoder stay frozen."""
         if mode not in TRAIN_MODES:
             raise ValueError(f"unknown train mode {mode!r}")
         self.vae.requires_grad_(False)
@@ -242,6 +244,7 @@ class T2IModel(nn.Module):
                 )
             )
         self.train_mode = mode
+        self.lora_merge = lora_merge
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
