@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from unlearn.config import Config
-from unlearn.data.captions import AttributeThresholds
+from unlearn.data.captions import AttributeThresholds, slant, thickness
 from unlearn.data.datasets import ImageData
 from unlearn.data.prompts import PromptSpec, shows
 from unlearn.metrics.fid import frechet_distance
@@ -49,7 +49,8 @@ class T2IEvalData:
 @dataclass(frozen=True)
 class T2IEvalResult:
     """The t2i metrics of one model; ``per_prompt`` maps each prompt to the fraction of its
-    images that show what it asks for (the concept, for erased prompts and paraphrases)."""
+    images that show what it asks for (the concept, for erased prompts and paraphrases);
+    ``thickness`` and ``slant``: the mean measured attribute of each prompt's images."""
 
     num_samples: int
     concept: str
@@ -61,6 +62,8 @@ class T2IEvalResult:
     proxy_forget: float
     per_prompt: dict[str, float] = field(default_factory=dict)
     prompts: tuple[str, ...] = ()
+    thickness: dict[str, float] = field(default_factory=dict)
+    slant: dict[str, float] = field(default_factory=dict)
 
     @property
     def forget_rate(self) -> float:
@@ -171,6 +174,8 @@ def evaluate_t2i(
         proxy_forget=proxies[1],
         per_prompt=per,
         prompts=tuple(prompts),
+        thickness={p: float(v.mean()) for p, v in zip(prompts, thickness(samples).split(n))},
+        slant={p: float(v.mean()) for p, v in zip(prompts, slant(samples).split(n))},
     )
     return result, samples
 
