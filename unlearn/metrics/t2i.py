@@ -174,8 +174,10 @@ def evaluate_t2i(
         proxy_forget=proxies[1],
         per_prompt=per,
         prompts=tuple(prompts),
-        thickness={p: float(v.mean()) for p, v in zip(prompts, thickness(samples).split(n))},
-        slant={p: float(v.mean()) for p, v in zip(prompts, slant(samples).split(n))},
+        thickness={
+            p: float(v.mean()) for p, v in zip(prompts, thickness(samples).split(n), strict=True)
+        },
+        slant={p: float(v.mean()) for p, v in zip(prompts, slant(samples).split(n), strict=True)},
     )
     return result, samples
 
