@@ -272,3 +272,13 @@ def test_cli_run_and_eval_json(t2i_workdir):
     assert bad.returncode == 2
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and "sevn" in lines[0] and "forget.prompts" in lines[0]
+
+
+@pytest.mark.parametrize("agent", ["static", "schedule", "variational", "dual", "hybrid"])
+def test_esd_runs_with_every_lambda_agent(t2i_workdir, agent):
+    from unlearn.experiment import build
+
+    cfg = t2i_cfg(f"agent.name={agent}", "unlearn.eval_every=2", workdir=t2i_workdir)
+    res = build(cfg).unlearner.run()
+    assert res.status == "finished" and res.steps == 3
+    assert all(0.0 <= lam <= 1.0 for lam in res.lambdas)
