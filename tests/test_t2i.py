@@ -69,6 +69,31 @@ def t2i_workdir(tmp_path_factory) -> Path:
     return wd
 
 
+def test_t2i_pretrain_resumes_identically(tmp_path):
+    from unlearn.models.t2i import load_t2i
+    from unlearn.pretrain import cache_dirs, train_base
+
+    class Interrupt(Exception):
+        pass
+
+    def stop(task, done, total):
+        if task == "unet" and done == 4:
+            raise Interrupt
+
+    cfg = t2i_cfg(workdir=tmp_path / "a")
+    with pytest.raises(Interrupt):
+        train_base(cfg, stop)
+    out, _ = cache_dirs(cfg)
+    assert not (out / "unlearn.json").exists(), "an interrupted run left a pipeline behind"
+    seen: list[tuple[str, int]] = []
+    train_base(cfg, lambda t, d, n: seen.append((t, d)))
+    assert seen[0] == ("unet", 4), "did not resume the UNet from its step-3 checkpoint"
+    straight = train_base(t2i_cfg(workdir=tmp_path / "b"))
+    a, b = load_t2i(out), load_t2i(straight)
+    for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
+        assert torch.equal(x, y)
+
+
 # -- pipeline in and out ---------------------------------------------------------------------
 def test_saved_pipeline_loads_and_generates_in_plain_diffusers(tmp_path):
     from diffusers import StableDiffusionPipeline
@@ -235,6 +260,19 @@ def test_method_without_t2i_support_is_refused(t2i_workdir):
 
     with pytest.raises(ConfigError, match="method.name: 'siss' does not support model kind 't2i'"):
         build(t2i_cfg("method.name=siss", workdir=t2i_workdir))
+
+
+def test_shipped_t2i_demo_assets_are_matched_by_key():
+    from unlearn.config import load_config
+    from unlearn.pretrain import shipped_dirs
+
+    demo = Path(__file__).resolve().parents[1] / "configs/t2i_demo.yaml"
+    model, clf = shipped_dirs(load_config(demo))
+    assert model is not None and model.name == "pipeline" and clf is not None
+    assert (model / "model_index.json").is_file()
+    # unlearning settings do not change the pipeline; its training does
+    assert shipped_dirs(load_config(demo, ["method.lam=0.3", "model.train=lora"]))[0] == model
+    assert shipped_dirs(load_config(demo, ["t2i.cond_drop=0.2"]))[0] is None
 
 
 # -- metrics and the CLI ------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from unlearn.config import Config, digest_of
 from unlearn.data import load_splits
 from unlearn.data.captions import VOCABULARY, AttributeThresholds, captions
 from unlearn.models.t2i import T2IModel, build_t2i, save_t2i
+from unlearn.pretrain import _load_ckpt, _lr, _save_ckpt
 from unlearn.runtime import ProgressFn, no_progress, resolve_device
 
 log = logging.getLogger(__name__)
@@ -55,30 +56,6 @@ def t2i_model_key(cfg: Config) -> str:
     return f"t2i-{digest_of(key)}"
 
 
-def _ckpt_save(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
-
-
-def _ckpt_load(path: Path) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated checkpoint is discarded, the stage restarts
-        log.warning("ignoring unreadable checkpoint %s (%s)", path, e)
-        return None
-
-
-def _lr(step: int, total: int, base: float, warmup: int = 200) -> float:
-    import math
-
-    if step < warmup:
-        return base * (step + 1) / warmup
-    return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-
 def _stage(
     name: str,
     modules: dict[str, torch.nn.Module],
@@ -96,7 +73,7 @@ def _stage(
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     ema = {k: copy.deepcopy(m).requires_grad_(False) for k, m in modules.items()}
     start = 0
-    state = _ckpt_load(ckpt)
+    state = _load_ckpt(ckpt)
     if state is not None:
         for k, m in modules.items():
             m.load_state_dict(state["model"][k])
@@ -121,7 +98,7 @@ def _stage(
                 for pe, pm in zip(ema[k].parameters(), m.parameters(), strict=True):
                     pe.lerp_(pm, 1 - decay)
         if (step + 1) % every == 0 or step + 1 == steps:
-            _ckpt_save(
+            _save_ckpt(
                 ckpt,
                 {
                     "model": {k: m.state_dict() for k, m in modules.items()},
