@@ -15,12 +15,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from unlearn.models.diffusion import NoiseLevel
+from unlearn.models.diffusion import Denoiser, NoiseLevel
 
 TRAIN_MODES = ("unet", "cross_attn", "lora")
 
 
-class T2IModel(nn.Module):
+class T2IModel(Denoiser, nn.Module):
     """UNet, VAE, text encoder, tokenizer and scheduler of one pipeline.
 
     Args:
@@ -123,7 +123,7 @@ class T2IModel(nn.Module):
         """Images in [-1, 1] from scaled latents."""
         return self.vae.decode(z / self.scaling_factor).sample.clamp(-1, 1)
 
-    # -- noise schedule (as DiffusionModel) ------------------------------------------------
+    # -- noise schedule (add_noise and denoise_loss come from Denoiser) ---------------------
     def sample_t(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randint(0, self.num_timesteps, (n,), generator=generator).to(
             self.alphas_cumprod.device
@@ -132,10 +132,6 @@ class T2IModel(nn.Module):
     def noise_level(self, t: torch.Tensor) -> NoiseLevel:
         ab = self.alphas_cumprod[t.long()]
         return NoiseLevel(ab.sqrt().view(-1, 1, 1, 1), (1 - ab).sqrt().view(-1, 1, 1, 1))
-
-    def add_noise(self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        nl = self.noise_level(t)
-        return nl.gamma * x0 + nl.sigma * eps
 
     # -- network ---------------------------------------------------------------------------
     def eps(
@@ -152,23 +148,6 @@ class T2IModel(nn.Module):
         cond = self.prompt_embeds[labels.long().to(self.prompt_embeds.device)]
         net = self.unet if unet is None else unet
         return net(x_t, t, encoder_hidden_states=cond.to(x_t.dtype)).sample
-
-    def denoise_loss(
-        self,
-        x0: torch.Tensor,
-        t: torch.Tensor | None = None,
-        eps: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-        reduce: bool = True,
-    ) -> torch.Tensor:
-        """||ε_θ(x_t, t, c) - ε||² on latents (mean, or per sample when ``reduce`` is False)."""
-        if t is None:
-            t = self.sample_t(x0.shape[0], generator)
-        if eps is None:
-            eps = torch.randn(x0.shape, generator=generator).to(x0.device)
-        per = (self.eps(self.add_noise(x0, t, eps), t, labels) - eps).pow(2).flatten(1).mean(1)
-        return per.mean() if reduce else per
 
     # -- sampling --------------------------------------------------------------------------
     @torch.no_grad()
