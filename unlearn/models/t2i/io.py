@@ -27,6 +27,15 @@ class PipelineLoadError(ConfigError):
     """A pipeline directory that is missing, incomplete or not a text-to-image pipeline."""
 
 
+def quiet_hub() -> None:
+    """No diffusers / transformers progress bars: the library reports through ``progress``."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+
+
 def is_pipeline_dir(p: Path) -> bool:
     return (p / "model_index.json").is_file()
 
@@ -62,6 +71,7 @@ def load_t2i(path: str | Path) -> T2IModel:
     """A :class:`T2IModel` from a ``StableDiffusionPipeline`` directory (or hub id), float32."""
     from diffusers import StableDiffusionPipeline
 
+    quiet_hub()
     p = Path(path).expanduser()
     src = str(path)
     if p.exists() or str(path).startswith((".", "/", "~")) or str(path).count("/") != 1:
@@ -101,6 +111,7 @@ def save_t2i(
     ``torch.float16``) stores smaller weights; loading gives float32 again."""
     from unlearn.models.io import _atomic_dir
 
+    quiet_hub()
     path = Path(path).resolve()
     adapters = _adapter_state(model.unet)
     unet = model.unet
@@ -108,7 +119,7 @@ def save_t2i(
         unet = copy.deepcopy(model.unet)
         if merge_lora:
             unet.fuse_lora()
-        unet.unload_lora() if hasattr(unet, "unload_lora") else None
+        unet.unload_lora()  # the base weights (merged or not) without peft layers
     pipe = T2IModel(unet, model.vae, model.text_encoder, model.tokenizer, model.scheduler)
     pipe = pipe.pipeline()
     with _atomic_dir(path) as tmp:
