@@ -99,8 +99,8 @@ def bench_policy(n: int = 3000) -> dict[str, float]:
 
     from unlearn.agents.policy import PolicyAgent
     from unlearn.config import RLConfig
-    from unlearn.envs.observation import layout
     from unlearn.export.rllib import export_policy
+    from unlearn.observation import layout
     from unlearn.types import StepStats
 
     torch.set_num_threads(1)

@@ -100,10 +100,10 @@ def test_same_seed_same_trajectory_across_envs(env, env_cfg):
 
 
 def test_reset_restores_weights_from_memory_never_rebuilds(env, monkeypatch):
-    import unlearn.experiment
     import unlearn.models
     import unlearn.models.io
     import unlearn.pretrain
+    import unlearn.task
 
     model = env.unlearner.model
     start = {k: v.clone() for k, v in model.state_dict().items()}
@@ -111,7 +111,7 @@ def test_reset_restores_weights_from_memory_never_rebuilds(env, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("reset must not load or build a model")
 
-    for mod, name in ((unlearn.experiment, "build"), (unlearn.pretrain, "load_pretrained"),
+    for mod, name in ((unlearn.task, "make_unlearner"), (unlearn.pretrain, "load_pretrained"),
                       (unlearn.models, "load_model"), (unlearn.models.io, "load_model"),
                       (unlearn.models, "build_model"), (torch, "load")):  # fmt: skip
         monkeypatch.setattr(mod, name, boom)
@@ -213,8 +213,8 @@ def test_rewards_sum_to_the_runs_tradeoff(env_cfg, proxy_every):
 
 
 def test_scale_action_sets_the_methods_forget_scale(env_cfg):
-    from unlearn.envs.observation import SCALE_RANGE
     from unlearn.envs.unlearning_env import UnlearningEnv
+    from unlearn.observation import SCALE_RANGE
 
     cfg = dataclasses.replace(env_cfg, env=dataclasses.replace(env_cfg.env, scale_action=True))
     env = UnlearningEnv(cfg)
@@ -230,8 +230,8 @@ def test_scale_action_sets_the_methods_forget_scale(env_cfg):
 
 def test_proxies_are_measured_on_their_cadence_and_carried_between(env_cfg, monkeypatch):
     """K=2, proxy_every=4: proxies after decisions 2 and 4 (and the last); carried and aged else."""
-    from unlearn.envs.observation import layout
     from unlearn.envs.unlearning_env import UnlearningEnv
+    from unlearn.observation import layout
 
     names = layout().names
     age, rel, delta = (

@@ -23,7 +23,7 @@ def make_module_checkpoint(path: Path, algo: str, scale_action: bool = False, ga
     import gymnasium as gym
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
-    from unlearn.envs.observation import layout
+    from unlearn.observation import layout
 
     if algo == "ppo":
         from ray.rllib.algorithms.ppo import PPOConfig as Algo
@@ -59,7 +59,7 @@ def rllib_actions(module_dir: Path, obs: np.ndarray, squash: bool) -> np.ndarray
 
 
 def random_obs(n: int = 100, scale_action: bool = False, seed: int = 0) -> np.ndarray:
-    from unlearn.envs.observation import layout
+    from unlearn.observation import layout
 
     lay = layout(scale_action)
     rng = np.random.default_rng(seed)
@@ -136,8 +136,8 @@ def test_policy_agent_acts_like_the_env(exported, tiny_workdir):
     """``unlearn run`` with the exported policy gives the λ trajectory the env gives it."""
     from unlearn.config import load_config, with_overrides
     from unlearn.envs.unlearning_env import UnlearningEnv
-    from unlearn.experiment import build
     from unlearn.export import load_policy
+    from unlearn.task import make_unlearner
 
     cfg = load_config(REPO / "configs" / "tiny.yaml", [f"workdir={tiny_workdir}",
                                                        "tracking.enabled=false"])  # fmt: skip
@@ -157,7 +157,7 @@ def test_policy_agent_acts_like_the_env(exported, tiny_workdir):
     run_cfg = with_overrides(cfg, ["agent.name=policy", f"agent.path={exported['torchscript']}",
                                    "forget.classes=[5]", "unlearn.seed=4",
                                    f"unlearn.steps={K * T}", "unlearn.eval_every=0"])  # fmt: skip
-    unl = build(run_cfg).unlearner
+    unl = make_unlearner(run_cfg).unlearner
     unl.reset(4)
     result = unl.run()
     assert result.status == "finished"

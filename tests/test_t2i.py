@@ -230,10 +230,10 @@ def test_lora_without_peft_is_a_config_error(monkeypatch):
 
 # -- ESD through the one loop -------------------------------------------------------------------
 def test_esd_erases_towards_negative_guidance_and_keeps_retain(t2i_workdir):
-    from unlearn.experiment import build
+    from unlearn.task import make_unlearner
 
     cfg = t2i_cfg("unlearn.steps=8", "unlearn.lr=0.003", "method.lam=1.0", workdir=t2i_workdir)
-    unl = build(cfg).unlearner
+    unl = make_unlearner(cfg).unlearner
     first = unl.step(1)[0]
     assert first.retain_loss == pytest.approx(0.0, abs=1e-10)  # the model is the original
     assert first.forget_loss > 0
@@ -247,19 +247,19 @@ def test_esd_erases_towards_negative_guidance_and_keeps_retain(t2i_workdir):
 
 @pytest.mark.parametrize("name", ["naive", "neggrad"])
 def test_baselines_run_on_t2i(t2i_workdir, name):
-    from unlearn.experiment import build
+    from unlearn.task import make_unlearner
 
-    unl = build(t2i_cfg(f"method.name={name}", workdir=t2i_workdir)).unlearner
+    unl = make_unlearner(t2i_cfg(f"method.name={name}", workdir=t2i_workdir)).unlearner
     stats = unl.step(2)
     assert all(s.retain_loss > 0 and s.forget_loss > 0 for s in stats)
 
 
 def test_method_without_t2i_support_is_refused(t2i_workdir):
     from unlearn.config import ConfigError
-    from unlearn.experiment import build
+    from unlearn.task import make_unlearner
 
     with pytest.raises(ConfigError, match="method.name: 'siss' does not support model kind 't2i'"):
-        build(t2i_cfg("method.name=siss", workdir=t2i_workdir))
+        make_unlearner(t2i_cfg("method.name=siss", workdir=t2i_workdir))
 
 
 def test_shipped_t2i_demo_assets_are_matched_by_key():
@@ -314,9 +314,9 @@ def test_cli_run_and_eval_json(t2i_workdir):
 
 @pytest.mark.parametrize("agent", ["static", "schedule", "variational", "dual", "hybrid"])
 def test_esd_runs_with_every_lambda_agent(t2i_workdir, agent):
-    from unlearn.experiment import build
+    from unlearn.task import make_unlearner
 
     cfg = t2i_cfg(f"agent.name={agent}", "unlearn.eval_every=2", workdir=t2i_workdir)
-    res = build(cfg).unlearner.run()
+    res = make_unlearner(cfg).unlearner.run()
     assert res.status == "finished" and res.steps == 3
     assert all(0.0 <= lam <= 1.0 for lam in res.lambdas)

@@ -58,7 +58,7 @@ def children(cfg, parent: str):
 
 
 def test_pbt_schedule_replays_and_params_are_logged_at_end(ray_local, tiny_workdir, tmp_path):
-    from unlearn.experiment import build
+    from unlearn.task import make_unlearner
     from unlearn.tuners import SweepOptions, load_space, run_sweep
 
     wd = tune_workdir(tmp_path / "w", tiny_workdir)
@@ -77,7 +77,7 @@ def test_pbt_schedule_replays_and_params_are_logged_at_end(ray_local, tiny_workd
 
     replay_cfg = load_config(res.artifacts["best_config"])
     assert replay_cfg.agent.name == "schedule" and replay_cfg.agent.path == str(res.schedule)
-    unl = build(replay_cfg).unlearner
+    unl = make_unlearner(replay_cfg).unlearner
     out = unl.run()
     assert out.lambdas == best.lambdas
     after, _ = unl.evaluate()

@@ -19,7 +19,8 @@ from unlearn.tuners import (
     trial_config,
     validate_space,
 )
-from unlearn.tuners.space import OptunaSpace, trial_values
+from unlearn.tuners.searchers import OptunaSpace
+from unlearn.tuners.space import trial_values
 
 REPO = Path(__file__).resolve().parents[1]
 SPACES = sorted((REPO / "configs" / "tune").glob("*.yaml"))

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from unlearn.config import ConfigError, with_overrides
-from unlearn.experiment import build, run
+from unlearn.experiment import run
+from unlearn.task import make_unlearner
 from unlearn.types import LossTerms
 
 
@@ -18,7 +19,7 @@ def _weights(model):
 
 def test_same_seed_same_trajectory_and_reset_restores(tiny_ready):
     cfg = with_overrides(tiny_ready, ["method.name=siss", "agent.name=static"])
-    unl = build(cfg).unlearner
+    unl = make_unlearner(cfg).unlearner
     start = _weights(unl.model)
     a = unl.run()
     end_a = _weights(unl.model)
@@ -36,14 +37,14 @@ def test_same_seed_same_trajectory_and_reset_restores(tiny_ready):
 @pytest.mark.parametrize("method", ["siss", "naive"])
 def test_static_lambda_is_logged_every_step(tiny_ready, method):
     cfg = with_overrides(tiny_ready, [f"method.name={method}", "method.lam=0.3"])
-    res = build(cfg).unlearner.run()
+    res = make_unlearner(cfg).unlearner.run()
     assert res.lambdas == [pytest.approx(0.3)] * cfg.unlearn.steps
     assert all(torch.isfinite(torch.tensor(s.retain_loss)) for s in res.history)
 
 
 def test_nonfinite_loss_stops_with_last_good_weights(tiny_ready):
     cfg = with_overrides(tiny_ready, ["method.name=naive"])
-    unl = build(cfg).unlearner
+    unl = make_unlearner(cfg).unlearner
     real = unl.method.loss
     calls = {"n": 0}
     snap = {}
@@ -87,11 +88,11 @@ def test_tracked_run_logs_lambda_and_marks_failures(tiny_ready, tmp_path):
 
 def test_bad_requests_fail_before_training(tiny_ready):
     with pytest.raises(ConfigError, match="forget.classes: class 11"):
-        build(with_overrides(tiny_ready, ["forget.classes=[11]"]))
+        make_unlearner(with_overrides(tiny_ready, ["forget.classes=[11]"]))
     with pytest.raises(ConfigError, match="method.name"):
-        build(with_overrides(tiny_ready, ["method.name=nosuch"]))
+        make_unlearner(with_overrides(tiny_ready, ["method.name=nosuch"]))
     with pytest.raises(ConfigError, match="conditional"):
-        build(with_overrides(tiny_ready, ["method.name=fdiv"]))
+        make_unlearner(with_overrides(tiny_ready, ["method.name=fdiv"]))
     with pytest.raises(ConfigError, match="method.lam"):
         with_overrides(tiny_ready, ["method.lam=-0.1"])
 
@@ -99,7 +100,7 @@ def test_bad_requests_fail_before_training(tiny_ready):
 def test_result_is_typed_and_serialisable(tiny_ready):
     import json
 
-    res = build(with_overrides(tiny_ready, ["method.name=siss"])).unlearner.run()
+    res = make_unlearner(with_overrides(tiny_ready, ["method.name=siss"])).unlearner.run()
     d = res.to_dict()
     json.dumps(d)
     assert dataclasses.is_dataclass(res.history[0])

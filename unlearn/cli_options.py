@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from unlearn.config import default_config_path
+
 ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="YAML experiment config (default: the embedded demo)."),
@@ -16,11 +18,6 @@ SetOpt = Annotated[
     typer.Option("--set", "-s", help="Override a config field: section.field=value (repeatable)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
-
-
-def default_config_path() -> Path:
-    """The embedded demo config (``configs/demo.yaml`` ships inside the package)."""
-    return Path(__file__).parent / "assets" / "demo.yaml"
 
 
 def load_cli_config(config: Path | None, overrides: list[str] | None):

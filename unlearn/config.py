@@ -12,6 +12,7 @@ import hashlib
 import json
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -335,7 +336,7 @@ def _coerce(path: str, tp: Any, value: Any) -> Any:
             value = {}
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a mapping, got {value!r}")
-        return build(tp, value, path)
+        return from_mapping(tp, value, path)
     if origin in (tuple, list):
         (inner, *_) = typing.get_args(tp) or (Any,)
         if isinstance(value, (int, float, str)) and not isinstance(value, bool):
@@ -372,8 +373,8 @@ def _coerce(path: str, tp: Any, value: Any) -> Any:
     return value
 
 
-def build(cls: type, values: dict, prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from a plain mapping, validating every field."""
+def from_mapping(cls: type, values: dict, prefix: str = "") -> Any:
+    """Dataclass ``cls`` from a plain mapping, validating every field (nested sections too)."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
@@ -411,20 +412,35 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return keys, value
 
 
+def set_path(values: dict, keys: Sequence[str], value: Any, where: str) -> None:
+    """``values[k0][k1]...[kn] = value`` in place, creating missing sections.
+
+    ``where`` names the setting in the error when a key on the way is not a section. Shared
+    by ``--set`` overrides and the tuners' trial parameters.
+    """
+    node = values
+    for k in keys[:-1]:
+        nxt = node.get(k)
+        if nxt is None:
+            nxt = node[k] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"{where}: {k} is not a section")
+        node = nxt
+    node[keys[-1]] = value
+
+
 def apply_overrides(values: dict, overrides: list[str]) -> dict:
+    """A copy of ``values`` with ``--set section.field=value`` overrides applied (unvalidated)."""
     out = json.loads(json.dumps(values))  # deep copy of plain data
     for text in overrides:
         keys, value = parse_override(text)
-        node = out
-        for k in keys[:-1]:
-            nxt = node.get(k)
-            if nxt is None:
-                nxt = node[k] = {}
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"--set {'.'.join(keys)}: {k} is not a section")
-            node = nxt
-        node[keys[-1]] = value
+        set_path(out, keys, value, f"--set {'.'.join(keys)}")
     return out
+
+
+def default_config_path() -> Path:
+    """The embedded demo config (``configs/demo.yaml`` ships inside the package)."""
+    return Path(__file__).parent / "assets" / "demo.yaml"
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
@@ -445,25 +461,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(values, dict):
             raise ConfigError(f"config: {p} must hold a mapping at the top level")
     values = apply_overrides(values, overrides or [])
-    cfg = build(Config, values)
+    cfg = from_mapping(Config, values)
     return dataclasses.replace(cfg, workdir=str(cfg.workdir_path))
 
 
 def with_overrides(cfg: Config, overrides: list[str]) -> Config:
     """A new config with ``--set`` style overrides applied and validated."""
-    return build(Config, apply_overrides(cfg.to_dict(), overrides))
-
-
-def describe(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(field, default, doc + allowed) rows for help text and docs."""
-    rows = []
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        path = f"{prefix}.{f.name}" if prefix else f.name
-        if dataclasses.is_dataclass(hints[f.name]):
-            rows += describe(hints[f.name], path)
-            continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        doc = " ".join(x for x in (f.metadata.get("doc", ""), _allowed(f)) if x)
-        rows.append((path, repr(default), doc))
-    return rows
+    return from_mapping(Config, apply_overrides(cfg.to_dict(), overrides))

@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 
 from unlearn.config import Config, ConfigError
-from unlearn.data import inject_outlier, load_splits, split_forget
-from unlearn.metrics import EvalResult, evaluate, prepare, save_grid
+from unlearn.metrics import EvalResult, evaluate, save_grid
 from unlearn.models import check_compatible, load_model
 from unlearn.runtime import resolve_device
+from unlearn.task import load_task
 
 
 @dataclass(frozen=True)
@@ -60,24 +60,13 @@ def evaluate_dir(
     if cfg.model.kind == "t2i" or (model_dir / "model_index.json").is_file():
         return evaluate_t2i_dir(cfg, model_dir, classifier_dir, out)
     model = load_model(model_dir)
-    splits = load_splits(cfg.data)
-    check_compatible(model, splits.train.channels, splits.train.resolution, "model")
+    task = load_task(cfg, model, require_forget=False)
     clf = load_classifier(cfg, classifier_dir)
-    check_compatible(clf, splits.train.channels, splits.train.resolution, "classifier")
-    for c in cfg.forget.classes:
-        if not 0 <= c < splits.train.num_classes:
-            raise ConfigError(
-                f"forget.classes: class {c} is not in the data; "
-                f"expected 0..{splits.train.num_classes - 1}"
-            )
-    split = None
-    if cfg.forget.classes or cfg.forget.indices or cfg.forget.outlier.copies:
-        train, outlier = inject_outlier(splits.train, cfg.forget)
-        split = split_forget(train, cfg.forget, outlier)
+    train = task.splits.train
+    check_compatible(clf, train.channels, train.resolution, "classifier")
     dev = resolve_device(cfg.device)
     model.to(dev)
-    data = prepare(model, cfg, splits, split)
-    result, samples = evaluate(model, clf, cfg, data)
+    result, samples = evaluate(model, clf, cfg, task.eval_data)
     out = Path(out).resolve() if out else default_out(cfg, model_dir)
     grid = save_grid(samples[:100], out / "samples.png", nrow=10)
     (out / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2))

@@ -10,10 +10,10 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,9 @@ from unlearn.config import Config, digest_of
 from unlearn.data import ImageData, inject_outlier, load_splits
 from unlearn.models import Classifier, ConvVAE, build_model, load_model, save_model
 from unlearn.runtime import ProgressFn, no_progress, resolve_device
+from unlearn.runtime import load_checkpoint as _load_ckpt
+from unlearn.runtime import save_checkpoint as _save_ckpt
+from unlearn.runtime import warmup_cosine_lr as _lr
 
 log = logging.getLogger(__name__)
 ASSETS = Path(__file__).parent / "assets"
@@ -95,28 +98,6 @@ def _batch(data: ImageData, step: int, seed: int, size: int) -> tuple[torch.Tens
     g = torch.Generator().manual_seed(seed * 1_000_003 + step)
     idx = torch.randint(0, len(data), (size,), generator=g)
     return data.images[idx], data.labels[idx]
-
-
-def _lr(step: int, total: int, base: float, warmup: int = 200) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-
-def _save_ckpt(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
-
-
-def _load_ckpt(path: Path) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated checkpoint is discarded, training restarts
-        log.warning("ignoring unreadable checkpoint %s (%s)", path, e)
-        return None
 
 
 def _shift_augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -258,7 +239,15 @@ def pretrain(cfg: Config, progress: ProgressFn = no_progress, force: bool = Fals
     return Pretrained(m, c, acc)
 
 
-def load_pretrained(cfg: Config) -> tuple[torch.nn.Module, Classifier, Pretrained]:
+class LoadedPretrained(NamedTuple):
+    """The base model and the evaluation classifier, loaded, and where they came from."""
+
+    model: torch.nn.Module
+    classifier: Classifier
+    paths: Pretrained
+
+
+def load_pretrained(cfg: Config) -> LoadedPretrained:
     """The base model and classifier for ``cfg``; a clear error when neither exists yet."""
     from unlearn.config import ConfigError
 
@@ -270,4 +259,4 @@ def load_pretrained(cfg: Config) -> tuple[torch.nn.Module, Classifier, Pretraine
             f"`unlearn pretrain --config <your config>` first"
         )
     acc = json.loads((c / "metrics.json").read_text())["heldout_accuracy"]
-    return load_model(m), load_model(c), Pretrained(m, c, acc)
+    return LoadedPretrained(load_model(m), load_model(c), Pretrained(m, c, acc))

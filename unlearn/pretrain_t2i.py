@@ -29,8 +29,14 @@ from unlearn.config import Config, digest_of
 from unlearn.data import load_splits
 from unlearn.data.captions import VOCABULARY, AttributeThresholds, captions
 from unlearn.models.t2i import T2IModel, build_t2i, save_t2i
-from unlearn.pretrain import _load_ckpt, _lr, _save_ckpt
-from unlearn.runtime import ProgressFn, no_progress, resolve_device
+from unlearn.runtime import (
+    ProgressFn,
+    load_checkpoint,
+    no_progress,
+    resolve_device,
+    save_checkpoint,
+)
+from unlearn.runtime import warmup_cosine_lr as _lr
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +79,7 @@ def _stage(
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     ema = {k: copy.deepcopy(m).requires_grad_(False) for k, m in modules.items()}
     start = 0
-    state = _load_ckpt(ckpt)
+    state = load_checkpoint(ckpt)
     if state is not None:
         for k, m in modules.items():
             m.load_state_dict(state["model"][k])
@@ -98,7 +104,7 @@ def _stage(
                 for pe, pm in zip(ema[k].parameters(), m.parameters(), strict=True):
                     pe.lerp_(pm, 1 - decay)
         if (step + 1) % every == 0 or step + 1 == steps:
-            _save_ckpt(
+            save_checkpoint(
                 ckpt,
                 {
                     "model": {k: m.state_dict() for k, m in modules.items()},

@@ -132,7 +132,8 @@ def unlearn_section(cfg: Config, rep: DemoReport, base: EvalResult, progress: Pr
     import shutil
 
     from unlearn.config import with_overrides
-    from unlearn.experiment import plot_lambda, run
+    from unlearn.experiment import run
+    from unlearn.metrics.plots import plot_lambda
 
     lams: dict[str, list[float]] = {}
     lines = [
@@ -212,8 +213,7 @@ DEMO_RL_ITERATIONS = 3
 
 def tiny_config(cfg: Config) -> Config:
     """The packaged tiny env config, sharing the demo's workdir and MLflow store."""
-    from unlearn.cli_options import default_config_path
-    from unlearn.config import load_config
+    from unlearn.config import default_config_path, load_config
 
     path = default_config_path().parent / "tiny.yaml"
     return load_config(path, [f"workdir={cfg.workdir_path}", f"device={cfg.device}",
@@ -225,8 +225,9 @@ def tiny_config(cfg: Config) -> Config:
 def rl_section(cfg: Config, rep: DemoReport, progress: ProgressFn) -> None:
     """PPO on the tiny env, export the policy, unlearn with it (next to a static λ run)."""
     from unlearn.config import with_overrides
-    from unlearn.experiment import plot_lambda, run
+    from unlearn.experiment import run
     from unlearn.export.rllib import export_policy
+    from unlearn.metrics.plots import plot_lambda
     from unlearn.pretrain import pretrain
     from unlearn.rl.train import train
 

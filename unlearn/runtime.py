@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import random
 from collections.abc import Callable
 
-import numpy as np
 import torch
 
 from unlearn.config import ConfigError
@@ -32,19 +30,46 @@ def resolve_device(name: str) -> torch.device:
     raise ConfigError(f"device: {name!r} is not allowed; expected auto, cpu, cuda or cuda:N")
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed python, numpy and torch; return a CPU generator for explicit draws."""
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
-
-
 def set_threads(n: int | None = None) -> None:
     """Match torch's intra-op threads to the CPUs this process was given."""
     if n is None:
         n = int(os.environ.get("UNLEARN_NUM_THREADS", "0")) or len(os.sched_getaffinity(0))
     torch.set_num_threads(max(1, n))
+
+
+def warmup_cosine_lr(step: int, total: int, base: float, warmup: int = 200) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+    import math
+
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def save_checkpoint(path, state: dict) -> None:
+    """``torch.save`` into a temporary sibling, then rename: a crash never leaves half a file."""
+    from pathlib import Path
+
+    path = Path(path)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path) -> dict | None:
+    """A checkpoint written by :func:`save_checkpoint`, or None (missing or unreadable: a
+    truncated checkpoint is discarded and training restarts)."""
+    import logging
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        logging.getLogger(__name__).warning("ignoring unreadable checkpoint %s (%s)", path, e)
+        return None
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:

@@ -122,3 +122,19 @@ def _t2i_methods() -> list[str]:
     from unlearn.methods import METHODS
 
     return [n for n, m in METHODS.items() if "t2i" in m.families]
+
+
+def make_t2i_unlearner(cfg: Config, method, agent, model: T2IModel | None = None):
+    """The t2i task and its :class:`~unlearn.unlearner.Unlearner` (the same loop as every
+    family): returns (unlearner, pipeline directory or None, task)."""
+    from unlearn.runtime import resolve_device
+    from unlearn.unlearner import Unlearner
+
+    task = load_t2i_task(cfg, model, method)
+    dev = resolve_device(cfg.device)
+    task.model.to(dev)
+    task.classifier.to(dev)
+    unl = Unlearner(
+        task.model, method, agent, task.data.split, cfg, dev, task.eval_data, task.classifier
+    )
+    return unl, task.model_dir, task

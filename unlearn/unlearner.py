@@ -20,6 +20,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
 
 import torch
 
@@ -27,12 +28,30 @@ from unlearn.agents.base import LambdaAgent
 from unlearn.config import Config
 from unlearn.data import ForgetSplit, ImageData
 from unlearn.methods.base import UnlearningMethod
+from unlearn.methods.common import flat_norm as _flat_norm
 from unlearn.metrics import EvalData, EvalResult, evaluate, proxy_losses
 from unlearn.types import Batch, StepStats
 
 log = logging.getLogger(__name__)
 
 Callback = Callable[[StepStats], None]
+
+#: how a run ended: its whole budget, or stopped early by a non-finite loss or gradient
+RunStatus = Literal["finished", "diverged"]
+
+
+class Proxies(NamedTuple):
+    """Fixed-noise denoising losses on the held-out retain and forget proxy batches."""
+
+    retain: float
+    forget: float
+
+
+class Evaluation(NamedTuple):
+    """A sample-based evaluation and the samples it was computed on."""
+
+    result: EvalResult
+    samples: torch.Tensor
 
 
 class DivergenceError(RuntimeError):
@@ -45,7 +64,7 @@ class UnlearnResult:
 
     steps: int
     wall_time: float
-    status: str  # "finished" | "diverged"
+    status: RunStatus
     history: list[StepStats] = field(default_factory=list)
     before: EvalResult | None = None
     after: EvalResult | None = None
@@ -78,11 +97,6 @@ def _batch(data: ImageData, size: int, g: torch.Generator) -> Batch:
 
 def _num(v: torch.Tensor | float) -> float:
     return float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
-
-
-def _flat_norm(grads: Sequence[torch.Tensor | None]) -> float:
-    sq = sum(float(g.detach().pow(2).sum()) for g in grads if g is not None)
-    return math.sqrt(sq)
 
 
 def _add(
@@ -168,9 +182,6 @@ class Unlearner:
         self.history: list[StepStats] = []
         self.scaler_dtype = torch.bfloat16 if self.device.type == "cuda" else None
         return float(lam0)
-
-    def snapshot(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     # -- one step --------------------------------------------------------------------------
     def _lam(self, override: float | None) -> tuple[float | torch.Tensor, float]:
@@ -317,20 +328,22 @@ class Unlearner:
             upd["proxy_retain"], upd["proxy_forget"] = self.proxies()
         return dataclasses.replace(stats, **upd)
 
-    def proxies(self, n: int | None = None) -> tuple[float, float]:
+    def proxies(self, n: int | None = None) -> Proxies:
         """Fixed-noise (retain, forget) proxy losses; ``n``: only the first n images of each."""
         if self.eval_data is None:
-            return float("nan"), float("nan")
+            return Proxies(float("nan"), float("nan"))
         r, f = self.eval_data.proxy_retain, self.eval_data.proxy_forget
         if n is not None:
             r, f = r.head(n), f.head(n)
-        return proxy_losses(self.model, r, f)
+        return Proxies(*proxy_losses(self.model, r, f))
 
-    def evaluate(self, base_forget_rate: float | None = None) -> tuple[EvalResult, torch.Tensor]:
+    def evaluate(self, base_forget_rate: float | None = None) -> Evaluation:
         """Sample-based evaluation of the current weights (fixed seeds)."""
         if self.eval_data is None or self.classifier is None:
             raise RuntimeError("evaluation needs eval_data and a classifier")
-        return evaluate(self.model, self.classifier, self.cfg, self.eval_data, base_forget_rate)
+        return Evaluation(
+            *evaluate(self.model, self.classifier, self.cfg, self.eval_data, base_forget_rate)
+        )
 
     # -- a whole run -----------------------------------------------------------------------
     def run(
@@ -342,7 +355,8 @@ class Unlearner:
         """Run the remaining budget; stops cleanly on divergence with the last good weights."""
         budget = budget or self.budget
         start = time.perf_counter()
-        status, message = "finished", ""
+        status: RunStatus = "finished"
+        message = ""
         while self.t < budget:
             try:
                 stats = self._one_step(None)

@@ -2,7 +2,8 @@
 
 ``get_agent(cfg.agent, default_lam=cfg.method.lam)`` builds the configured agent after
 validating ``agent.options`` against the agent's declared ``OPTIONS``. New agents (the
-exported RL "policy" agent) plug in with :func:`register_agent`.
+exported RL "policy" agent, the hybrid that wraps any of them) plug in with
+:func:`register_agent`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from unlearn.agents.schedule import ScheduleAgent
 from unlearn.agents.static import StaticAgent
 from unlearn.agents.variational import VariationalAgent
 
+register_agent("hybrid", HybridAgent)
 register_agent("policy", PolicyAgent)
 
 __all__ = [

@@ -19,7 +19,8 @@ from typing import Any, ClassVar
 import torch
 
 from unlearn.agents.base import LambdaAgent
-from unlearn.agents.options import Opt, OptionError
+from unlearn.agents.options import Opt, OptionError, validate_options
+from unlearn.agents.registry import build_agent
 from unlearn.agents.variational import VariationalAgent
 from unlearn.types import StepStats
 
@@ -67,8 +68,6 @@ class HybridAgent(LambdaAgent):
     def from_options(
         cls, options: dict[str, Any], default_lam: float, path: str = ""
     ) -> HybridAgent:
-        from unlearn.agents.registry import build_agent, validate_options
-
         spec = options["coarse"]
         unknown = sorted(set(spec) - {"name", "options"})
         bad_types = not isinstance(spec.get("name", "static"), str) or not isinstance(

@@ -3,7 +3,7 @@
 ``unlearn run --set agent.name=policy --set agent.path=DIR`` (or ``models:/NAME@ALIAS``)
 unlearns with a policy written by ``unlearn policy export``. The agent decides every K
 steps (K = ``steps_per_decision`` from the metadata), like the env, and builds its
-observation with the env's own :class:`~unlearn.envs.observation.ObservationBuilder` from
+observation with the env's own :class:`~unlearn.observation.ObservationBuilder` from
 the previous step's ``StepStats`` and the fixed-noise proxies, measured on the same
 cadence and on as many images as the env (``proxy_every`` and ``proxy_batch`` from the
 metadata).
@@ -24,7 +24,7 @@ import numpy as np
 from unlearn.agents.base import LambdaAgent
 from unlearn.agents.options import Opt, OptionError
 from unlearn.config import ConfigError
-from unlearn.envs.observation import SCALE_RANGE, ObservationBuilder, action_to_controls
+from unlearn.observation import ObservationBuilder, action_to_controls, scale_to_action
 from unlearn.types import StepStats
 
 log = logging.getLogger(__name__)
@@ -142,5 +142,4 @@ class PolicyAgent(LambdaAgent):
     def _scale_action_value(self) -> float:
         method = getattr(self._unlearner, "method", None)
         scale = float(getattr(method, "scale", 0.0) or 0.0)
-        lo, hi = SCALE_RANGE
-        return float(min(1.0, max(0.0, (scale - lo) / (hi - lo)))) if math.isfinite(scale) else 0.0
+        return scale_to_action(scale) if math.isfinite(scale) else 0.0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from unlearn.agents.base import LambdaAgent
 from unlearn.agents.dual import DualAscentAgent
-from unlearn.agents.hybrid import HybridAgent
 from unlearn.agents.options import OptionError, validate_options
 from unlearn.agents.schedule import ScheduleAgent
 from unlearn.agents.static import StaticAgent
@@ -14,13 +13,16 @@ from unlearn.config import AgentConfig, ConfigError
 __all__ = ["AGENTS", "build_agent", "get_agent", "register_agent", "validate_options"]
 
 AGENTS: dict[str, type[LambdaAgent]] = {
-    cls.name: cls
-    for cls in (StaticAgent, ScheduleAgent, VariationalAgent, DualAscentAgent, HybridAgent)
+    cls.name: cls for cls in (StaticAgent, ScheduleAgent, VariationalAgent, DualAscentAgent)
 }
 
 
 def register_agent(name: str, cls: type[LambdaAgent]) -> type[LambdaAgent]:
     """Make ``cls`` available as ``agent.name=<name>``; usable as a class decorator argument.
+
+    Agents that build other agents through this registry (the hybrid, whose coarse agent is
+    any registered one) are registered by :mod:`unlearn.agents` rather than listed here, so
+    the registry never imports them back.
 
     The place for the exported RL policy agent ("policy"): a ``LambdaAgent`` that loads the
     TorchScript file + JSON metadata from ``agent.path`` with torch alone (no Ray, no

@@ -1,4 +1,4 @@
-"""One bench cell: a tracked unlearning run (``build`` + ``Unlearner.run``) and its record.
+"""One bench cell: a tracked unlearning run (``make_unlearner`` + ``Unlearner.run``) and its record.
 
 The cell is an ordinary tracked run (config params, per-step λ and losses, before / after
 metrics) nested under the bench's MLflow parent run. On top of ``unlearn run`` it measures
@@ -13,7 +13,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from unlearn.bench.matrix import Cell
 from unlearn.config import Config
@@ -22,6 +22,10 @@ if TYPE_CHECKING:  # torch and diffusers load only when a cell runs (fast CLI er
     from unlearn.metrics import EvalResult
     from unlearn.runtime import ProgressFn
     from unlearn.types import StepStats
+
+
+#: a cell's outcome: the loop's own status, or ``error`` when the run raised
+CellStatus = Literal["finished", "diverged", "error"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,7 @@ class RunRecord:
     agent: str
     instance: int
     seed: int
-    status: str
+    status: CellStatus
     digest: str
     message: str = ""
     forget_rate: float = math.nan
@@ -129,10 +133,10 @@ def run_cell(
     progress: ProgressFn | None = None,
 ) -> CellOutcome:
     """Build, evaluate the base model (unless ``before`` is given), unlearn, evaluate, track."""
-    from unlearn.experiment import build
+    from unlearn.task import make_unlearner
     from unlearn.tracking import Tracker
 
-    unl = build(cfg).unlearner
+    unl = make_unlearner(cfg).unlearner
     tags = {"unlearn.method": cfg.method.name, "unlearn.agent": cfg.agent.name,
             "unlearn.bench_cell": cell.key, "unlearn.instance": str(cell.instance),
             "unlearn.seed": str(cell.seed), "unlearn.kind": "bench-cell"}  # fmt: skip

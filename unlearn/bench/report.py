@@ -82,7 +82,8 @@ LEGEND = (
 
 def plot_pareto_runs(records: Sequence[RunRecord], path: Path) -> tuple[Path, list[RunRecord]]:
     """Forget rate vs FID of every run; the non-dominated runs are joined and circled."""
-    from unlearn.tuners.results import TrialResult, pareto_front, plot_pareto
+    from unlearn.metrics.plots import plot_pareto
+    from unlearn.tuners.results import TrialResult, pareto_front
 
     many = len({(r.method, r.agent) for r in records}) > 8
     ok = [r for r in records if math.isfinite(r.forget_rate) and math.isfinite(r.fid)]
@@ -107,7 +108,7 @@ def mean_lambdas(records: Sequence[RunRecord]) -> dict[str, list[float]]:
 
 
 def plot_lambdas(records: Sequence[RunRecord], path: Path) -> Path:
-    from unlearn.experiment import plot_lambda
+    from unlearn.metrics.plots import plot_lambda
 
     return plot_lambda(mean_lambdas(records), path)
 

@@ -5,7 +5,8 @@
     env = gymnasium.make("unlearn/Unlearning-v0", config=cfg)
 
 The env class itself (torch, the models) is imported on first use; the observation layout
-(:mod:`unlearn.envs.observation`) is light and shared with the exported-policy agent.
+(:mod:`unlearn.observation`, re-exported here) is light and shared with the exported-policy
+agent and the policy export.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import gymnasium
 
-from unlearn.envs.observation import OBS_VERSION, SCALE_RANGE, ObservationBuilder, layout
+from unlearn.observation import OBS_VERSION, SCALE_RANGE, ObservationBuilder, layout
 
 ENV_ID = "unlearn/Unlearning-v0"
 

@@ -1,8 +1,10 @@
 """Env instances: which class to forget, with which seed (DACBench-style instance sets).
 
 The forget split, its evaluation data and the base model's evaluation depend only on the
-class, so they are built once per class and cached; switching instances re-targets the one
-:class:`~unlearn.unlearner.Unlearner` (``set_split``) instead of building a second one.
+class, so they are built once per class (from the data the env's one
+:class:`~unlearn.task.ForgetTask` loaded; the first train instance's is that task's own) and
+cached; switching instances re-targets the one :class:`~unlearn.unlearner.Unlearner`
+(``set_split``) instead of building a second one.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import dataclasses
 from dataclasses import dataclass
 
 from unlearn.config import Config, ConfigError
-from unlearn.data import ForgetSplit, Splits, inject_outlier, load_splits, split_forget
-from unlearn.metrics import EvalData, EvalResult, prepare
+from unlearn.data import ForgetSplit
+from unlearn.metrics import EvalData, EvalResult
+from unlearn.task import ForgetTask, retarget
 from unlearn.unlearner import Unlearner
 
 
@@ -28,12 +31,11 @@ class Instance:
 class InstanceBank:
     """Per-class forget splits, evaluation data and base evaluations, built on first use."""
 
-    def __init__(self, cfg: Config, unlearner: Unlearner):
+    def __init__(self, cfg: Config, unlearner: Unlearner, task: ForgetTask):
         self.cfg = cfg
         self.unlearner = unlearner
-        self.splits: Splits = load_splits(cfg.data)
-        self.train, self.outlier = inject_outlier(self.splits.train, cfg.forget)
-        present = sorted(int(c) for c in self.splits.train.labels.unique() if int(c) >= 0)
+        self.task = task
+        present = sorted(int(c) for c in task.splits.train.labels.unique() if int(c) >= 0)
         for name in ("train_instances", "test_instances"):
             bad = [c for c in getattr(cfg.env, name) if c not in present]
             if bad:
@@ -46,6 +48,8 @@ class InstanceBank:
         self._data: dict[int, tuple[ForgetSplit, EvalData]] = {}
         self._base: dict[int, EvalResult] = {}
         self.current: int | None = None
+        if task.cfg.forget == self._cfg_for(cfg.env.train_instances[0]).forget:
+            self._data[cfg.env.train_instances[0]] = (task.split, task.eval_data)
 
     def pool(self, split: str) -> tuple[int, ...]:
         if split == "train":
@@ -71,10 +75,8 @@ class InstanceBank:
         if c == self.current:
             return
         if c not in self._data:
-            cfg_c = self._cfg_for(c)
-            split = split_forget(self.train, cfg_c.forget, self.outlier)
-            eval_data = prepare(self.unlearner.model, cfg_c, self.splits, split)
-            self._data[c] = (split, eval_data)
+            t = retarget(self.task, self._cfg_for(c), self.unlearner.model)
+            self._data[c] = (t.split, t.eval_data)
         split, eval_data = self._data[c]
         self.unlearner.set_split(split, eval_data)
         self.current = c

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from unlearn.config import ConfigError
-from unlearn.envs.observation import OBS_VERSION, layout
+from unlearn.observation import OBS_VERSION, layout
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def load_policy(path: str | Path, fmt: str = "auto", tracking_uri: str = "") -> 
     Raises :class:`ConfigError` for a missing directory, metadata that does not match the env's
     observation layout, or a missing, truncated or corrupted policy file.
     """
-    from unlearn.export.registry import resolve_policy_dir
+    from unlearn.export.source import resolve_policy_dir
 
     policy_dir = resolve_policy_dir(str(path), tracking_uri)
     meta = read_metadata(policy_dir)

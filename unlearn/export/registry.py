@@ -2,19 +2,21 @@
 
 A policy is logged as the artifacts of an MLflow run (``policy/``: the file and its
 metadata), registered as a model version whose source is that folder, and given an alias
-(``champion``). ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` downloads it back. No
-pickled Python model is involved, so loading one never unpickles anything.
+(``champion``). ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` downloads it back
+(:func:`unlearn.export.source.resolve_policy_dir`, which :func:`~unlearn.export.load_policy`
+calls). No pickled Python model is involved, so loading one never unpickles anything.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from unlearn.config import Config, ConfigError
+from unlearn.export.source import resolve_policy_dir
+
+__all__ = ["Registered", "register_policy", "resolve_policy_dir"]
 
 
 @dataclass(frozen=True)
@@ -30,33 +32,6 @@ class Registered:
     @property
     def uri(self) -> str:
         return f"models:/{self.name}@{self.alias}"
-
-
-def resolve_policy_dir(path: str, tracking_uri: str = "") -> Path:
-    """A local policy directory for ``path`` (a directory, or a ``models:/`` registry URI)."""
-    if path.startswith("models:/"):
-        import mlflow
-        from mlflow.exceptions import MlflowException
-
-        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
-        if not uri:
-            raise ConfigError(
-                f"agent.path: {path} needs an MLflow tracking URI "
-                "(agent.options.tracking_uri or MLFLOW_TRACKING_URI)"
-            )
-        dst = tempfile.mkdtemp(prefix="unlearn-policy-")
-        try:
-            mlflow.set_registry_uri(uri)
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=path, dst_path=dst, tracking_uri=uri
-            )
-        except MlflowException as e:
-            raise ConfigError(f"policy: cannot load {path} from {uri}: {e.message}") from None
-        return Path(local)
-    p = Path(path).expanduser()
-    if not p.is_dir():
-        raise ConfigError(f"policy: {path!r} is not a directory (expected an exported policy)")
-    return p.resolve()
 
 
 def register_policy(

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from unlearn.config import ConfigError, EnvConfig
-from unlearn.envs.observation import SCALE_RANGE, layout
 from unlearn.export.policy_file import FILES, SCHEMA, sha256, write_metadata
+from unlearn.observation import SCALE_RANGE, layout
 
 log = logging.getLogger(__name__)
 

@@ -109,10 +109,14 @@ def vae_latent_noise(model: torch.nn.Module, x0: torch.Tensor, g: torch.Generato
     return randn((x0.shape[0], lc, r, r), g, x0)
 
 
-def flat_norm(grads: Sequence[torch.Tensor | None]) -> torch.Tensor:
-    """Euclidean norm of a list of per-parameter gradients (``None`` = zero)."""
-    sq = [gr.detach().float().pow(2).sum() for gr in grads if gr is not None]
-    return torch.stack(sq).sum().sqrt() if sq else torch.tensor(0.0)
+def flat_norm(grads: Sequence[torch.Tensor | None]) -> float:
+    """Euclidean norm of a list of per-parameter gradients (``None`` = zero), as a float.
+
+    The one definition (the loop's gradient statistics and the gradient-form methods both
+    use it): per-parameter sums in float32, their total in float64, one device sync.
+    """
+    sq = [gr.detach().float().pow(2).sum().double() for gr in grads if gr is not None]
+    return float(torch.stack(sq).sum().sqrt()) if sq else 0.0
 
 
 def dot(a: Sequence[torch.Tensor | None], b: Sequence[torch.Tensor | None]) -> torch.Tensor:
@@ -143,7 +147,7 @@ def clip_to_norm(grads: list[torch.Tensor | None], clip: float) -> list[torch.Te
     """Scale ``grads`` so their total norm is at most ``clip`` (``clip <= 0``: unchanged)."""
     if clip <= 0:
         return grads
-    norm = float(flat_norm(grads))
+    norm = flat_norm(grads)
     if not math.isfinite(norm) or norm <= clip:
         return grads
     f = clip / (norm + 1e-12)

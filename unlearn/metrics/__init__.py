@@ -11,6 +11,7 @@ from unlearn.metrics.evaluate import EvalData, EvalResult, evaluate, generate, p
 from unlearn.metrics.fid import frechet_distance
 from unlearn.metrics.grid import save_grid, save_histogram
 from unlearn.metrics.likelihood import nelbo_bpd
+from unlearn.metrics.plots import plot_lambda, plot_pareto
 from unlearn.metrics.proxies import ProxyBatch, proxy_losses
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     "generate",
     "nelbo_bpd",
     "per_class_rate",
+    "plot_lambda",
+    "plot_pareto",
     "prepare",
     "proxy_losses",
     "pul",

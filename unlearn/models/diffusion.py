@@ -12,7 +12,6 @@ timesteps are drawn and embedded:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -228,7 +227,3 @@ def make_scheduler(kind: str, num_train_timesteps: int, beta_schedule: str) -> D
         prediction_type="epsilon",
         clip_sample=True,
     )
-
-
-def bits_per_dim_constant(channels: int, resolution: int) -> float:
-    return 1.0 / (channels * resolution * resolution * math.log(2))

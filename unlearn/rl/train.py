@@ -134,7 +134,7 @@ def train(
     progress: ProgressFn = no_progress,
 ) -> TrainResult:
     """Train ``iterations`` RLlib iterations; checkpoint each; log to MLflow; return the paths."""
-    from unlearn.experiment import plot_lambda
+    from unlearn.metrics.plots import plot_lambda
     from unlearn.tracking import Tracker
 
     algo = (algo or cfg.rl.algo).lower()

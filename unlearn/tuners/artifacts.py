@@ -13,13 +13,13 @@ import time
 from pathlib import Path
 
 from unlearn.config import Config
+from unlearn.metrics.plots import plot_pareto
 from unlearn.tuners.options import SweepOptions
 from unlearn.tuners.results import (
     SweepResult,
     TrialResult,
     pareto_front,
     pick_best,
-    plot_pareto,
     write_schedule,
     write_tables,
 )
@@ -54,7 +54,7 @@ def finish(cfg: Config, space: SearchSpace, opts: SweepOptions, path: Path,
     """Pareto front, best trial, report files; the parent run gets them and ends."""
     import yaml
 
-    from unlearn.experiment import plot_lambda
+    from unlearn.metrics.plots import plot_lambda
 
     out = path / "report"
     out.mkdir(exist_ok=True)

@@ -191,8 +191,8 @@ def _finite(v: Any) -> bool:
 
 def flat_params(base: dict, space: dict, config: dict) -> dict[str, Any]:
     """A trial's full config as flat MLflow params (module-level: Tune pickles callbacks)."""
-    from unlearn.config import Config, build
+    from unlearn.config import Config, from_mapping
     from unlearn.tracking import flatten
     from unlearn.tuners.space import from_dict, trial_config
 
-    return flatten(trial_config(build(Config, base), from_dict(space), config).to_dict())
+    return flatten(trial_config(from_mapping(Config, base), from_dict(space), config).to_dict())

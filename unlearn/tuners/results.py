@@ -7,7 +7,10 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+#: how a trial ended (``early_stopped``: ASHA stopped it; ``error``: it raised)
+TrialStatus = Literal["finished", "early_stopped", "diverged", "error"]
 
 
 @dataclass(frozen=True)
@@ -16,7 +19,7 @@ class TrialResult:
 
     trial_id: str
     params: dict[str, Any]
-    status: str  # finished | early_stopped | diverged | error
+    status: TrialStatus
     forget_rate: float | None = None
     fid: float | None = None
     score: float | None = None
@@ -117,36 +120,6 @@ def pick_best(trials: list[TrialResult], pareto: list[TrialResult]) -> TrialResu
         return min(pool, key=lambda t: t.score)
     pool = [t for t in trials if _ok(t.proxy_score)]
     return min(pool, key=lambda t: t.proxy_score) if pool else None
-
-
-def plot_pareto(trials: list[TrialResult], front: list[TrialResult], path: Path,
-                group_key: str = "agent.name") -> Path:  # fmt: skip
-    """Forget rate vs FID of every evaluated trial; the front is joined and highlighted."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 4))
-    groups: dict[str, list[TrialResult]] = {}
-    for t in trials:
-        if t.evaluated:
-            groups.setdefault(str(t.params.get(group_key, "trial")), []).append(t)
-    markers = "osD^vP*X"
-    for i, (g, ts) in enumerate(sorted(groups.items())):
-        ax.scatter([t.forget_rate for t in ts], [t.fid for t in ts], marker=markers[i % 8],
-                   alpha=0.6, label=g)  # fmt: skip
-    if front:
-        ax.step([t.forget_rate for t in front], [t.fid for t in front], "r-", where="post", lw=1)
-        ax.scatter([t.forget_rate for t in front], [t.fid for t in front], s=90,
-                   facecolors="none", edgecolors="r", label="Pareto front")  # fmt: skip
-    ax.set_xlabel("forget rate (lower = more forgotten)")
-    ax.set_ylabel("FID (lower = better quality)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 COLUMNS = ("trial", "status", "pareto", "eval/forget_rate", "eval/fid", "tune/score",

@@ -14,7 +14,8 @@ A space file (``configs/tune/*.yaml``)::
 Every key is a config path (``section.field`` or ``section.options.key``). ``when`` makes a
 parameter conditional on earlier parameters (or fixed values): it is sampled only when each
 named path holds one of the listed values. :func:`validate_space` checks the whole space
-against the config and the method / agent registries before Ray starts.
+against the config and the method / agent registries before Ray starts. The space in each
+searcher's language (Optuna, Tune domains, PB2 bounds) is :mod:`unlearn.tuners.searchers`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from unlearn.config import Config, ConfigError, build
+from unlearn.config import Config, ConfigError, from_mapping, set_path
 
 KINDS = ("float", "int", "choice")
 
@@ -74,9 +75,6 @@ class SearchSpace:
     fixed: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     source: str = ""
-
-    def names(self) -> list[str]:
-        return [p.path for p in self.params]
 
     @property
     def conditional(self) -> bool:
@@ -208,17 +206,8 @@ def apply_params(cfg: Config, values: dict[str, Any]) -> Config:
     """
     d = cfg.to_dict()
     for path, value in values.items():
-        keys = path.split(".")
-        node = d
-        for k in keys[:-1]:
-            nxt = node.get(k)
-            if nxt is None:
-                nxt = node[k] = {}
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"{path}: {k} is not a section")
-            node = nxt
-        node[keys[-1]] = value
-    return build(Config, d)
+        set_path(d, path.split("."), value, path)
+    return from_mapping(Config, d)
 
 
 def trial_values(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any]:
@@ -280,60 +269,6 @@ def _build_plugins(cfg: Config) -> None:
     check_compatible(
         get_method(cfg.method), SimpleNamespace(kind=kind, conditional=kind == "cond_ddpm")
     )
-
-
-# -- the space in each searcher's language ------------------------------------------------
-
-
-class OptunaSpace:
-    """Define-by-run Optuna space (conditionals need it); picklable for Tune's resume."""
-
-    def __init__(self, space: SearchSpace):
-        self.space = space
-
-    def __call__(self, trial) -> dict[str, Any]:
-        values = dict(self.space.fixed)
-        for p in self.space.params:
-            if not p.active(values):
-                continue
-            if p.kind == "choice":
-                v = trial.suggest_categorical(p.path, list(p.values))
-            elif p.kind == "float":
-                v = trial.suggest_float(p.path, p.low, p.high, log=p.log)
-            else:
-                v = trial.suggest_int(p.path, int(p.low), int(p.high), log=p.log)
-            values[p.path] = v
-        return {}  # the captured suggestions are the trial's config
-
-
-def tune_domains(space: SearchSpace) -> dict[str, Any]:
-    """Ray Tune domains (no conditionals): the PBT / PB2 initial population and mutations."""
-    from ray import tune
-
-    out: dict[str, Any] = {}
-    for p in space.params:
-        if p.kind == "choice":
-            out[p.path] = tune.choice(list(p.values))
-        elif p.kind == "float":
-            out[p.path] = (tune.loguniform if p.log else tune.uniform)(p.low, p.high)
-        else:
-            out[p.path] = (tune.lograndint if p.log else tune.randint)(int(p.low), int(p.high) + 1)
-    return out
-
-
-def bounds(space: SearchSpace) -> dict[str, list[float]]:
-    """``{path: [low, high]}`` of the numeric parameters (PB2's ``hyperparam_bounds``)."""
-    return {p.path: [p.low, p.high] for p in space.params if p.kind != "choice"}
-
-
-def clip(space: SearchSpace, config: dict[str, Any]) -> dict[str, Any]:
-    """Keep PBT's perturbed values (x0.8 / x1.2) inside the declared ranges."""
-    out = dict(config)
-    for p in space.params:
-        if p.kind != "choice" and p.path in out:
-            v = min(p.high, max(p.low, out[p.path]))
-            out[p.path] = int(round(v)) if p.kind == "int" else float(v)
-    return out
 
 
 def to_dict(space: SearchSpace) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from unlearn.config import Config, ConfigError, build
+from unlearn.config import Config, ConfigError, from_mapping
 from unlearn.runtime import ProgressFn, init_ray, no_progress
 from unlearn.tuners.artifacts import finish, parent_run
 from unlearn.tuners.options import SweepOptions, check_options, check_pretrained, check_tracking
@@ -52,7 +52,7 @@ def run_sweep(
     path = _sweep_dir(cfg, space, opts)
     meta = json.loads((path / META).read_text()) if opts.resume else None
     if meta is not None:
-        cfg, space = build(Config, meta["config"]), from_dict(meta["space"])
+        cfg, space = from_mapping(Config, meta["config"]), from_dict(meta["space"])
         opts = SweepOptions(**{**meta["options"], "resume": True, "name": path.name,
                                "address": opts.address})  # fmt: skip
     validate_space(space, cfg)
@@ -143,7 +143,7 @@ def _run(cfg, space, opts, path, uri, meta, progress, t0) -> SweepResult:
 def _new_tuner(cfg, space, opts, path, trainable, cb, n: int, every: int):
     from ray import tune
 
-    from unlearn.tuners.space import tune_domains
+    from unlearn.tuners.searchers import tune_domains
 
     return tune.Tuner(
         trainable,
@@ -179,7 +179,7 @@ def _make_search(opts: SweepOptions, space: SearchSpace, seed: int):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     from unlearn.tuners.optuna_search import SweepOptunaSearch
-    from unlearn.tuners.space import OptunaSpace
+    from unlearn.tuners.searchers import OptunaSpace
 
     sampler = (optuna.samplers.RandomSampler(seed=seed) if opts.search == "random"
                else optuna.samplers.TPESampler(seed=seed))  # fmt: skip
@@ -189,7 +189,7 @@ def _make_search(opts: SweepOptions, space: SearchSpace, seed: int):
 
 
 def _make_scheduler(opts: SweepOptions, space: SearchSpace, cfg: Config, n_reports: int):
-    from unlearn.tuners.space import bounds, clip, tune_domains
+    from unlearn.tuners.searchers import bounds, clip, tune_domains
 
     kind = opts.scheduler or (opts.search if opts.population else None)
     common: dict[str, Any] = {"time_attr": "training_iteration", "metric": "tune/proxy_score",

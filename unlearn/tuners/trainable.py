@@ -1,4 +1,4 @@
-"""The Tune trainable: one trial = one ``experiment.build`` + one ``Unlearner.run``.
+"""The Tune trainable: one trial = one ``make_unlearner`` (:mod:`unlearn.task`) + one ``Unlearner.run``.
 
 There is no second training loop here. A step callback on the unlearner reports to Tune
 every ``report_every`` steps (per-step metrics since the last report, the fixed-noise
@@ -85,15 +85,15 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     import torch
     from ray import tune
 
-    from unlearn.config import Config, build
-    from unlearn.experiment import build as build_setup
+    from unlearn.config import Config, from_mapping
     from unlearn.runtime import set_threads
+    from unlearn.task import make_unlearner
     from unlearn.tuners.space import trial_config
 
     set_threads(max(1, int(spec.cpus)))
-    base = build(Config, spec.base)
+    base = from_mapping(Config, spec.base)
     cfg = trial_config(base, spec.space, config)
-    unl = build_setup(cfg).unlearner
+    unl = make_unlearner(cfg).unlearner
 
     def config_agent(params: dict[str, Any]):
         """The agent a trial with ``params`` starts with (PBT may have changed them)."""

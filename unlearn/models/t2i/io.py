@@ -109,7 +109,7 @@ def save_t2i(
 ) -> Path:
     """Write ``model`` as a pipeline directory (replaced atomically). ``dtype`` (e.g.
     ``torch.float16``) stores smaller weights; loading gives float32 again."""
-    from unlearn.models.io import _atomic_dir
+    from unlearn.models.atomic import atomic_dir
 
     quiet_hub()
     path = Path(path).resolve()
@@ -122,7 +122,7 @@ def save_t2i(
         unet.unload_lora()  # the base weights (merged or not) without peft layers
     pipe = T2IModel(unet, model.vae, model.text_encoder, model.tokenizer, model.scheduler)
     pipe = pipe.pipeline()
-    with _atomic_dir(path) as tmp:
+    with atomic_dir(path) as tmp:
         if dtype is not None:
             pipe = copy.deepcopy(pipe).to(dtype)
         pipe.save_pretrained(str(tmp), safe_serialization=True)

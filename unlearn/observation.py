@@ -1,9 +1,12 @@
-"""The observation of the unlearning env, shared by the env and the exported-policy agent.
+"""The observation and action protocol of the unlearning env, shared by the env, the
+exported-policy agent and the policy export.
 
-One definition, two users: :class:`~unlearn.envs.UnlearningEnv` builds its observations
-here, and :class:`~unlearn.agents.policy.PolicyAgent` builds the same vector from the same
-``StepStats`` and proxies when an exported policy drives ``unlearn run``. This module imports
-neither gymnasium nor ray, so the agent loads with torch (or onnxruntime) alone.
+One definition, three users: :class:`~unlearn.envs.UnlearningEnv` builds its observations
+here and maps its actions to controls (and back) here, :class:`~unlearn.agents.policy.PolicyAgent`
+builds the same vector from the same ``StepStats`` and proxies when an exported policy drives
+``unlearn run``, and :mod:`unlearn.export` writes and checks the layout in policy metadata.
+It sits low in the layers (next to ``data`` and ``models``) and imports neither gymnasium nor
+ray, so the agent loads with torch (or onnxruntime) alone.
 
 The fixed-noise proxies (``env.proxy_batch`` held-out images per side) cost one forward
 pass each time they are measured. They are measured at reset and then after the first
@@ -84,7 +87,7 @@ class ObsLayout:
             "low": [float(v) for v in self.low],
             "high": [float(v) for v in self.high],
             "docs": list(self.docs),
-            "normalisation": "see unlearn.envs.observation: log-ratios to the reset proxies, "
+            "normalisation": "see unlearn.observation: log-ratios to the reset proxies, "
             "log10 gradient norms, clipped to [low, high]; unknown values read as 0",
             "proxies": "measured at reset, then at the first decision at least proxy_every "
             "optimiser steps after the last measurement",
@@ -108,6 +111,12 @@ def action_to_controls(action: np.ndarray) -> tuple[float, float | None]:
         return lam, None
     lo, hi = SCALE_RANGE
     return lam, lo + float(action[1]) * (hi - lo)
+
+
+def scale_to_action(scale: float) -> float:
+    """The inverse of :func:`action_to_controls` for the forget scale: s -> action in [0, 1]."""
+    lo, hi = SCALE_RANGE
+    return float(min(1.0, max(0.0, (scale - lo) / (hi - lo))))
 
 
 def _finite(x: float | None, default: float = 0.0) -> float:
