@@ -293,7 +293,10 @@ def test_eval_is_deterministic_and_writes_prompt_grids(t2i_workdir, tmp_path):
 
 
 def test_cli_run_and_eval_json(t2i_workdir):
-    sets = [a for s in [*T2I_TINY, f"workdir={t2i_workdir}"] for a in ("--set", s)]
+    empty = t2i_workdir / "defaults.yaml"  # the config defaults, as the fixture used
+    empty.write_text("{}\n")
+    sets = ["--config", str(empty)]
+    sets += [a for s in [*T2I_TINY, f"workdir={t2i_workdir}"] for a in ("--set", s)]
     r = cli("run", *sets, "--json")
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(r.stdout)

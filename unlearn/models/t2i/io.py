@@ -28,12 +28,16 @@ class PipelineLoadError(ConfigError):
 
 
 def quiet_hub() -> None:
-    """No diffusers / transformers progress bars: the library reports through ``progress``."""
-    from diffusers.utils import logging as diffusers_logging
+    """No diffusers / transformers progress bars or import-time notices (torchvision image
+    processors a text-to-image pipeline never uses): the library reports through
+    ``progress`` and logging, the CLI prints."""
     from transformers.utils import logging as transformers_logging
 
-    diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()
 
 
 def is_pipeline_dir(p: Path) -> bool:
@@ -69,9 +73,9 @@ def check_pipeline_dir(p: Path) -> None:
 
 def load_t2i(path: str | Path) -> T2IModel:
     """A :class:`T2IModel` from a ``StableDiffusionPipeline`` directory (or hub id), float32."""
+    quiet_hub()
     from diffusers import StableDiffusionPipeline
 
-    quiet_hub()
     p = Path(path).expanduser()
     src = str(path)
     if p.exists() or str(path).startswith((".", "/", "~")) or str(path).count("/") != 1:
