@@ -23,13 +23,13 @@ def test_relative_workdir_becomes_absolute(tmp_path, monkeypatch):
     assert cfg.workdir == str(tmp_path / "here")
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "mnist.yaml", "tiny.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "mnist.yaml", "tiny.yaml", "t2i_demo.yaml"])
 def test_shipped_configs_load(name):
     cfg = load_config(REPO / "configs" / name)
     assert cfg.data.resolution >= 8
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "tiny.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "tiny.yaml", "t2i_demo.yaml"])
 def test_embedded_configs_match_repo_copies(name):
     import unlearn.cli
 

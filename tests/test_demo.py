@@ -34,9 +34,11 @@ def test_demo_runs_every_part_and_writes_the_report(tiny_workdir: Path, tmp_path
     assert f"unlearn ui --set workdir={work}" in r.stdout.replace("\n", "")
 
     report = (out / "report.md").read_text()
-    for heading in ("## Base model", "## Unlearning", "## Search", "## RL λ agent"):
+    for heading in ("## Base model", "## Unlearning", "## Search", "## RL λ agent",
+                    "## Text-to-image"):  # fmt: skip
         assert heading in report
-    for png in ("base_samples.png", "lambda.png", "search_pareto.png", "rl_lambda.png"):
+    for png in ("base_samples.png", "lambda.png", "search_pareto.png", "rl_lambda.png",
+                "t2i_before_0.png", "t2i_after_0.png"):  # fmt: skip
         assert (out / png).stat().st_size > 1000, png
     results = json.loads((out / "results.json").read_text())
     assert {"base", "siss + static λ", "siss + variational λ", "tiny: siss + policy λ"} <= set(

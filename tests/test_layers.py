@@ -19,9 +19,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "unlearn"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("config", "types", "console", "runtime", "options"),
     ("data", "models", "tracking", "jobs", "observation"),
-    ("methods", "metrics", "pretrain"),
-    ("task", "unlearner", "agents", "export"),
-    ("experiment", "evaluation", "envs", "tuners", "rl", "audit", "bench", "report"),
+    ("methods", "metrics", "pretrain", "pretrain_t2i"),
+    ("task", "t2i_task", "unlearner", "agents", "export"),
+    ("experiment", "evaluation", "envs", "tuners", "rl", "audit", "bench", "report", "report_t2i"),
     ("cli",),  # cli.py and every cli_*.py
 )
 

@@ -72,9 +72,17 @@ def eval_cmd(
         Path | None, typer.Option(help="Evaluation classifier dir (default: from the config).")
     ] = None,
 ) -> None:
-    """Evaluate a model: forget rate, FID on classifier features, class coverage, proxies, NLL."""
+    """Evaluate a model: forget rate, FID on classifier features, class coverage, proxies, NLL.
+
+    A text-to-image pipeline directory: concept rate, paraphrase concept rate, retain
+    accuracy, FID and per-prompt grids (default config: the embedded t2i demo config).
+    """
     from unlearn.evaluation import evaluate_dir
 
+    if config is None and (model_dir / "model_index.json").is_file():
+        from unlearn.report_t2i import T2I_DEMO_CONFIG
+
+        config = T2I_DEMO_CONFIG
     cfg = _config(config, set_)
     res = evaluate_dir(cfg, model_dir, classifier, out)
     if json_:
@@ -98,9 +106,10 @@ def demo(
         str,
         typer.Option(
             help="Comma-separated demo parts after the base evaluation: unlearn (static and "
-            "variational λ), search (4-trial search), rl (PPO on the tiny env, exported policy)."
+            "variational λ), search (4-trial search), rl (PPO on the tiny env, exported policy), "
+            "t2i (ESD erases 'seven' from the shipped text-to-image pipeline)."
         ),
-    ] = "unlearn,search,rl",
+    ] = "unlearn,search,rl,t2i",
 ) -> None:
     """The end-to-end demo on the embedded defaults.
 

@@ -33,7 +33,8 @@ def _f(default: Any = dataclasses.MISSING, *, doc: str = "", lo=None, hi=None, c
 
 
 DATASETS = ("mnist", "digits", "torchvision-mnist", "fashion-mnist", "cifar10", "folder")
-MODEL_KINDS = ("ddpm", "cond_ddpm", "vpsde", "vae")
+MODEL_KINDS = ("ddpm", "cond_ddpm", "vpsde", "vae", "t2i")
+T2I_TRAIN = ("unet", "cross_attn", "lora")
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,15 @@ class ForgetConfig:
     classes: tuple[int, ...] = _f(default_factory=tuple, doc="class ids to forget")
     indices: tuple[int, ...] = _f(default_factory=tuple, doc="training-set indices to forget")
     outlier: OutlierConfig = _f(default_factory=OutlierConfig, doc="memorised outlier")
+    concept: str = _f("", doc="t2i: the word or phrase to erase (a digit word or an attribute)")
+    prompts: tuple[str, ...] = _f(default_factory=tuple, doc="t2i: prompts used while unlearning")
+    anchor: str = _f("", doc="t2i: the anchor / replacement concept, e.g. 'a handwritten digit'")
+    paraphrases: tuple[str, ...] = _f(
+        default_factory=tuple, doc="t2i: held-out prompts of the concept, used only in evaluation"
+    )
+    retain_prompts: tuple[str, ...] = _f(
+        default_factory=tuple, doc="t2i: prompts whose images must stay as they are"
+    )
 
 
 @dataclass(frozen=True)
@@ -75,9 +85,22 @@ class ModelConfig:
     attention: bool = _f(True, doc="self-attention at the lowest resolution")
     norm_num_groups: int = _f(8, doc="group-norm groups", lo=1, hi=64)
     num_train_timesteps: int = _f(1000, doc="DDPM diffusion steps", lo=10, hi=4000)
-    beta_schedule: str = _f("squaredcos_cap_v2", choices=("linear", "squaredcos_cap_v2"))
+    beta_schedule: str = _f(
+        "squaredcos_cap_v2", choices=("linear", "squaredcos_cap_v2", "scaled_linear")
+    )
     latent_channels: int = _f(4, doc="VAE latent channels", lo=1, hi=64)
-    pretrained: str = _f("", doc="directory or hub id of a diffusers UNet2DModel to start from")
+    pretrained: str = _f(
+        "",
+        doc="directory or hub id to start from: a diffusers UNet2DModel, or for t2i a "
+        "StableDiffusionPipeline",
+    )
+    train: str = _f(
+        "unet",
+        doc="t2i: what unlearning trains: all UNet weights, its cross-attention only, or LoRA",
+        choices=T2I_TRAIN,
+    )
+    lora_rank: int = _f(4, doc="t2i: rank of the LoRA adapters (model.train=lora)", lo=1, hi=256)
+    lora_merge: bool = _f(False, doc="t2i: merge the LoRA adapters into the saved UNet")
 
 
 @dataclass(frozen=True)
@@ -98,6 +121,27 @@ class PretrainConfig:
         hi=0.5,
     )
     seed: int = _f(0, lo=0)
+
+
+@dataclass(frozen=True)
+class T2IConfig:
+    """The text-to-image pipeline built from scratch (the demo): text encoder, VAE, training
+    of both and of the UNet, and classifier-free-guided sampling."""
+
+    text_dim: int = _f(64, doc="text encoder width (= the UNet's cross-attention width)", lo=8)
+    text_layers: int = _f(2, doc="text encoder transformer layers", lo=1, hi=48)
+    text_heads: int = _f(2, doc="text encoder attention heads", lo=1, hi=64)
+    max_length: int = _f(16, doc="tokens per prompt, padded", lo=4, hi=512)
+    vae_channels: tuple[int, ...] = _f((32, 64, 64), doc="VAE block widths (downsampling 2^(n-1))")
+    vae_steps: int = _f(3000, doc="VAE optimiser steps", lo=1)
+    vae_lr: float = _f(1e-3, lo=1e-7, hi=1.0)
+    kl_weight: float = _f(1e-5, doc="VAE KL weight per latent dimension", lo=0.0, hi=1.0)
+    attention_head_dim: int = _f(8, doc="UNet attention head width", lo=1, hi=512)
+    cond_drop: float = _f(
+        0.1, doc="fraction of empty captions (classifier-free guidance)", lo=0.0, hi=1.0
+    )
+    guidance: float = _f(5.0, doc="classifier-free guidance scale when sampling", lo=0.0, hi=50.0)
+    samples_per_prompt: int = _f(50, doc="images generated per evaluation prompt", lo=1, hi=100000)
 
 
 @dataclass(frozen=True)
@@ -273,6 +317,7 @@ class Config:
     forget: ForgetConfig = _f(default_factory=ForgetConfig)
     model: ModelConfig = _f(default_factory=ModelConfig)
     pretrain: PretrainConfig = _f(default_factory=PretrainConfig)
+    t2i: T2IConfig = _f(default_factory=T2IConfig)
     eval: EvalConfig = _f(default_factory=EvalConfig)
     method: MethodConfig = _f(default_factory=MethodConfig)
     agent: AgentConfig = _f(default_factory=AgentConfig)

@@ -63,6 +63,8 @@ def evaluate_dir(
 ) -> EvalReport:
     """Load, check shapes against the data, evaluate, write the sample grid."""
     model_dir = Path(model_dir).resolve()
+    if cfg.model.kind == "t2i" or (model_dir / "model_index.json").is_file():
+        return evaluate_t2i_dir(cfg, model_dir, classifier_dir, out)
     model = load_model(model_dir)
     task = load_task(cfg, model, require_forget=False)
     clf = load_classifier(cfg, classifier_dir)
@@ -76,5 +78,31 @@ def evaluate_dir(
     if task.outlier is not None:  # memorisation: how close the samples come to the outlier
         d = outlier_distances(samples, task.outlier)
         save_distance_histogram(d, cfg.forget.outlier.radius, out / "outlier_distances.png")
+    (out / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2))
+    return EvalReport(model_dir, result, grid)
+
+
+def evaluate_t2i_dir(
+    cfg: Config, model_dir: Path, classifier_dir: Path | None = None, out: Path | None = None
+) -> EvalReport:
+    """A text-to-image pipeline directory: concept / paraphrase / retain rates, FID, and
+    one sample grid per prompt (``prompts.png`` has a row per prompt)."""
+    from unlearn.metrics.t2i import evaluate_t2i, save_prompt_grids
+    from unlearn.models.t2i import load_t2i
+    from unlearn.t2i_task import load_t2i_task
+
+    if cfg.model.kind != "t2i":
+        raise ConfigError(
+            f"model.kind: {str(model_dir)!r} is a text-to-image pipeline but the config's "
+            f"model.kind is {cfg.model.kind!r}; use a t2i config (e.g. configs/t2i_demo.yaml)"
+        )
+    clf = load_classifier(cfg, classifier_dir) if classifier_dir else None
+    task = load_t2i_task(cfg, load_t2i(model_dir), classifier=clf)
+    dev = resolve_device(cfg.device)
+    task.model.to(dev)
+    task.classifier.to(dev)
+    result, samples = evaluate_t2i(task.model, task.classifier, cfg, task.eval_data)
+    out = Path(out).resolve() if out else default_out(cfg, model_dir)
+    grid = save_prompt_grids(result, samples, out, cfg.t2i.samples_per_prompt)
     (out / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2))
     return EvalReport(model_dir, result, grid)

@@ -7,6 +7,8 @@ import json
 import logging
 from pathlib import Path
 
+import torch
+
 from unlearn.config import Config
 from unlearn.metrics import EvalResult
 from unlearn.runtime import ProgressFn, no_progress
@@ -27,7 +29,6 @@ def run(
     """
     import time
 
-    from unlearn.metrics import save_grid
     from unlearn.task import make_unlearner
     from unlearn.tracking import Tracker, TrackingError, preflight
 
@@ -47,7 +48,7 @@ def run(
         if evaluate and before is None:
             progress("evaluate before", 0, 1)
             before, samples = unl.evaluate()
-            save_grid(samples[:100], out / "before.png", nrow=10)
+            _save_samples(cfg, before, samples, out, "before")
             progress("evaluate before", 1, 1)
         if before is not None:
             tracker.log_metrics(before.metrics("before/"))
@@ -57,7 +58,7 @@ def run(
             progress("evaluate after", 0, 1)
             after, samples = unl.evaluate(before.forget_rate if before else None)
             result.after = after
-            save_grid(samples[:100], out / "after.png", nrow=10)
+            _save_samples(cfg, after, samples, out, "after")
             tracker.log_metrics(after.metrics("eval/"))
             progress("evaluate after", 1, 1)
         tracker.log_metrics(
@@ -99,3 +100,19 @@ def _save_outputs(unl: Unlearner, result: UnlearnResult, out: Path) -> None:
     result.model_dir = str(out / "model")
     plot_lambda({"λ": result.lambdas}, out / "lambda.png")
     (out / "result.json").write_text(json.dumps(result.to_dict(), indent=2))
+
+
+def _save_samples(cfg: Config, result, samples: torch.Tensor, out: Path, name: str) -> None:
+    """``<name>.png`` (the first 100 samples); t2i: one grid per prompt under ``<name>/`` and
+    a row per prompt as ``<name>.png``."""
+    import shutil
+
+    from unlearn.metrics import save_grid
+
+    if cfg.model.kind == "t2i":
+        from unlearn.metrics.t2i import save_prompt_grids
+
+        grid = save_prompt_grids(result, samples, out / name, cfg.t2i.samples_per_prompt)
+        shutil.copyfile(grid, out / f"{name}.png")
+        return
+    save_grid(samples[:100], out / f"{name}.png", nrow=10)

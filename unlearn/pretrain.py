@@ -11,7 +11,6 @@ import copy
 import dataclasses
 import json
 import logging
-import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,9 @@ from unlearn.config import Config, digest_of
 from unlearn.data import ImageData, inject_outlier, load_splits
 from unlearn.models import Classifier, ConvVAE, build_model, load_model, save_model
 from unlearn.runtime import ProgressFn, no_progress, resolve_device
+from unlearn.runtime import load_checkpoint as _load_ckpt
+from unlearn.runtime import save_checkpoint as _save_ckpt
+from unlearn.runtime import warmup_cosine_lr as _lr
 
 log = logging.getLogger(__name__)
 ASSETS = Path(__file__).parent / "assets"
@@ -43,6 +45,10 @@ _NOT_MODEL = ("checkpoint_every", "classifier_steps", "classifier_lr", "classifi
 
 
 def model_key(cfg: Config) -> str:
+    if cfg.model.kind == "t2i":
+        from unlearn.pretrain_t2i import t2i_model_key
+
+        return t2i_model_key(cfg)
     d = cfg.to_dict()
     d = {
         "data": d["data"],
@@ -118,28 +124,6 @@ def _batch(data: ImageData, step: int, seed: int, size: int) -> tuple[torch.Tens
     return data.images[idx], data.labels[idx]
 
 
-def _lr(step: int, total: int, base: float, warmup: int = 200) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-
-def _save_ckpt(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
-
-
-def _load_ckpt(path: Path) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated checkpoint is discarded, training restarts
-        log.warning("ignoring unreadable checkpoint %s (%s)", path, e)
-        return None
-
-
 def _shift_augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """Random translation by up to 2 pixels (pad + crop), per batch of 8-image groups."""
     r = x.shape[-1]
@@ -172,6 +156,10 @@ def train_base(cfg: Config, progress: ProgressFn = no_progress, force: bool = Fa
     out, _ = cache_dirs(cfg)
     if (out / "unlearn.json").is_file() and not force:
         return out
+    if cfg.model.kind == "t2i":
+        from unlearn.pretrain_t2i import train_t2i
+
+        return train_t2i(cfg, out, progress, force)
     dev = resolve_device(cfg.device)
     splits = load_splits(cfg.data)
     train, _ = inject_outlier(splits.train, cfg.forget)
@@ -270,8 +258,8 @@ def train_classifier(cfg: Config, progress: ProgressFn = no_progress, force: boo
 def pretrain(cfg: Config, progress: ProgressFn = no_progress, force: bool = False) -> Pretrained:
     """Both models; reuses the cache or shipped assets made by the same config."""
     m, c = (None, None) if force else locate(cfg)
-    c = c or train_classifier(cfg, progress, force)
     m = m or train_base(cfg, progress, force)
+    c = c or train_classifier(cfg, progress, force)
     acc = json.loads((c / "metrics.json").read_text())["heldout_accuracy"]
     return Pretrained(m, c, acc)
 

@@ -14,6 +14,8 @@ from unlearn.console import table
 from unlearn.metrics import EvalResult
 from unlearn.runtime import ProgressFn, no_progress
 
+#: the text-to-image evaluation's columns
+T2I_TABLE_KEYS = ("concept_rate", "paraphrase_concept_rate", "retain_accuracy", "fid")
 TABLE_KEYS = (
     "forget_rate",
     "fid",
@@ -26,8 +28,11 @@ TABLE_KEYS = (
 
 
 def eval_table(results: dict[str, EvalResult], title: str = "evaluation") -> Table:
-    rows = [[name, *[getattr(r, k) for k in TABLE_KEYS]] for name, r in results.items()]
-    return table(title, ["run", *TABLE_KEYS], rows)
+    keys = TABLE_KEYS
+    if results and all(hasattr(r, "concept_rate") for r in results.values()):
+        keys = T2I_TABLE_KEYS
+    rows = [[name, *[getattr(r, k) for k in keys]] for name, r in results.items()]
+    return table(title, ["run", *keys], rows)
 
 
 def markdown_table(results: dict[str, EvalResult]) -> str:
@@ -47,9 +52,10 @@ class DemoReport:
     path: Path
     results: dict[str, EvalResult] = field(default_factory=dict)
     sections: list[str] = field(default_factory=list)
+    extra: dict[str, dict] = field(default_factory=dict)
 
 
-DEMO_PARTS = ("unlearn", "search", "rl")
+DEMO_PARTS = ("unlearn", "search", "rl", "t2i")
 
 
 def run_demo(
@@ -62,7 +68,8 @@ def run_demo(
 
     ``unlearn``: forget the configured classes with static and variational λ; ``search``: a
     4-trial static-vs-variational search with its Pareto plot; ``rl``: PPO for a few
-    iterations on the tiny env, export the policy, unlearn with it. The report is rewritten
+    iterations on the tiny env, export the policy, unlearn with it; ``t2i``: erase "seven"
+    from the shipped text-to-image pipeline with ESD. The report is rewritten
     after each part, so an interrupted demo still leaves what it finished.
     """
     bad = sorted(set(parts) - set(DEMO_PARTS))
@@ -108,6 +115,11 @@ def run_demo(
         write_report(cfg, rep)
     if "rl" in parts:
         rl_section(cfg, rep, progress)
+        write_report(cfg, rep)
+    if "t2i" in parts:
+        from unlearn.report_t2i import t2i_section
+
+        rep.extra["t2i"] = t2i_section(cfg, rep.sections, out, progress)
         write_report(cfg, rep)
     return rep
 
@@ -274,6 +286,6 @@ def write_report(cfg: Config, rep: DemoReport) -> Path:
     path = rep.path / "report.md"
     path.write_text("\n".join(text) + "\n")
     (rep.path / "results.json").write_text(
-        json.dumps({k: v.to_dict() for k, v in rep.results.items()}, indent=2)
+        json.dumps({**{k: v.to_dict() for k, v in rep.results.items()}, **rep.extra}, indent=2)
     )
     return path

@@ -37,6 +37,41 @@ def set_threads(n: int | None = None) -> None:
     torch.set_num_threads(max(1, n))
 
 
+def warmup_cosine_lr(step: int, total: int, base: float, warmup: int = 200) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+    import math
+
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def save_checkpoint(path, state: dict) -> None:
+    """``torch.save`` into a temporary sibling, then rename: a crash never leaves half a file."""
+    from pathlib import Path
+
+    path = Path(path)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path) -> dict | None:
+    """A checkpoint written by :func:`save_checkpoint`, or None (missing or unreadable: a
+    truncated checkpoint is discarded and training restarts)."""
+    import logging
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        logging.getLogger(__name__).warning("ignoring unreadable checkpoint %s (%s)", path, e)
+        return None
+
+
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     """Join ``address`` (or ``RAY_ADDRESS``, set inside a Ray job), else start a private local
     instance (never a leftover cluster; Ray sets up its token auth itself).

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -26,6 +27,9 @@ from unlearn.config import Config
 from unlearn.data import ForgetSplit, ImageData, Splits, inject_outlier, load_splits, split_forget
 from unlearn.metrics import EvalData, prepare
 from unlearn.unlearner import Unlearner
+
+if TYPE_CHECKING:
+    from unlearn.t2i_task import T2ITask
 
 
 @dataclass(frozen=True)
@@ -88,8 +92,8 @@ class Setup:
 
     cfg: Config
     unlearner: Unlearner
-    base_model_dir: Path
-    task: ForgetTask
+    base_model_dir: Path | None
+    task: ForgetTask | T2ITask
 
 
 def make_unlearner(
@@ -110,6 +114,11 @@ def make_unlearner(
 
     method = get_method(cfg.method)
     agent = get_agent(cfg.agent, default_lam=cfg.method.lam)
+    if cfg.model.kind == "t2i":
+        from unlearn.t2i_task import make_t2i_unlearner
+
+        unl, model_dir, t2i = make_t2i_unlearner(cfg, method, agent, model)
+        return Setup(cfg, unl, model_dir, t2i)
     pre = load_pretrained(cfg)
     model = model or pre.model
     method_fits(method, model)

@@ -10,7 +10,11 @@ import torch
 
 @dataclass(frozen=True)
 class Batch:
-    """Images in [-1, 1] with their labels (labels are -1 for the injected outlier)."""
+    """Images in [-1, 1] with their labels (labels are -1 for the injected outlier).
+
+    For text-to-image models the images are VAE latents and the labels ids into the
+    model's prompt table (0 = the empty prompt).
+    """
 
     images: torch.Tensor
     labels: torch.Tensor

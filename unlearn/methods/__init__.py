@@ -14,6 +14,7 @@ from unlearn.methods.base import FusedStep, UnlearningMethod
 from unlearn.methods.constrained import Constrained
 from unlearn.methods.encoder import EncoderUnlearning
 from unlearn.methods.erasediff import EraseDiff
+from unlearn.methods.esd import ESD
 from unlearn.methods.fdiv import FDivergence, gaussian_f_divergence
 from unlearn.methods.naive import NaiveDeletion
 from unlearn.methods.neggrad import NegGrad
@@ -33,6 +34,7 @@ __all__ = [
     "SISS",
     "VDU",
     "Constrained",
+    "ESD",
     "EncoderUnlearning",
     "EraseDiff",
     "FDivergence",
@@ -65,6 +67,7 @@ METHODS: dict[str, type[UnlearningMethod]] = {
         FDivergence,
         Constrained,
         EncoderUnlearning,
+        ESD,
     )
 }
 

@@ -21,7 +21,7 @@ class NaiveDeletion(UnlearningMethod):
     """
 
     name = "naive"
-    families = ALL_FAMILIES
+    families = (*ALL_FAMILIES, "t2i")
 
     def loss(
         self,

@@ -23,7 +23,7 @@ class NegGrad(UnlearningMethod):
     """
 
     name = "neggrad"
-    families = ALL_FAMILIES
+    families = (*ALL_FAMILIES, "t2i")
 
     def loss(
         self,

@@ -136,6 +136,10 @@ def evaluate(
     samples: torch.Tensor | None = None,
 ) -> tuple[EvalResult, torch.Tensor]:
     """Sample, classify and score; returns the result and the samples (for grids)."""
+    if getattr(model, "kind", None) == "t2i":
+        from unlearn.metrics.t2i import evaluate_t2i
+
+        return evaluate_t2i(model, classifier, cfg, data)
     if samples is None:
         samples = generate(model, cfg)
     probs, feats = classifier.predict(samples)

@@ -60,7 +60,34 @@ def build_unet(
     )
 
 
-class DiffusionModel(nn.Module):
+class Denoiser:
+    """The noising and the ε-prediction loss shared by every diffusion family (mixed into
+    ``nn.Module`` wrappers that define ``sample_t``, ``noise_level`` and ``eps``)."""
+
+    def add_noise(self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        nl = self.noise_level(t)
+        return nl.gamma * x0 + nl.sigma * eps
+
+    def denoise_loss(
+        self,
+        x0: torch.Tensor,
+        t: torch.Tensor | None = None,
+        eps: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        reduce: bool = True,
+    ) -> torch.Tensor:
+        """||ε_θ(x_t, t) - ε||² (mean, or per sample when ``reduce`` is False)."""
+        if t is None:
+            t = self.sample_t(x0.shape[0], generator)
+        if eps is None:
+            eps = torch.randn(x0.shape, generator=generator).to(x0.device)
+        err = (self.eps(self.add_noise(x0, t, eps), t, labels) - eps).pow(2)
+        per = err.flatten(1).mean(1)
+        return per.mean() if reduce else per
+
+
+class DiffusionModel(Denoiser, nn.Module):
     """A UNet plus its noise schedule; the thing every unlearning method operates on.
 
     Args:
@@ -137,28 +164,6 @@ class DiffusionModel(nn.Module):
                 labels = torch.full((x_t.shape[0],), self.null_class, device=x_t.device)
             return self.unet(x_t, self._unet_time(t), class_labels=labels.long()).sample
         return self.unet(x_t, self._unet_time(t)).sample
-
-    def add_noise(self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        nl = self.noise_level(t)
-        return nl.gamma * x0 + nl.sigma * eps
-
-    def denoise_loss(
-        self,
-        x0: torch.Tensor,
-        t: torch.Tensor | None = None,
-        eps: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-        reduce: bool = True,
-    ) -> torch.Tensor:
-        """||ε_θ(x_t, t) - ε||² (mean, or per sample when ``reduce`` is False)."""
-        if t is None:
-            t = self.sample_t(x0.shape[0], generator)
-        if eps is None:
-            eps = torch.randn(x0.shape, generator=generator).to(x0.device)
-        err = (self.eps(self.add_noise(x0, t, eps), t, labels) - eps).pow(2)
-        per = err.flatten(1).mean(1)
-        return per.mean() if reduce else per
 
     # -- sampling --------------------------------------------------------------------------
     @torch.no_grad()

@@ -15,14 +15,13 @@ Weights load through safetensors only, never through unrestricted pickle.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from unlearn.config import ConfigError
+from unlearn.models.atomic import atomic_dir as _atomic_dir
 from unlearn.models.classifier import Classifier
 from unlearn.models.diffusion import DiffusionModel
 from unlearn.models.vae import ConvVAE
@@ -35,34 +34,13 @@ class ModelLoadError(ConfigError):
     """A model directory that is missing, incomplete or corrupted."""
 
 
-def _atomic_dir(target: Path):
-    """Context: write into a temporary sibling, then swap it in (nothing half-written)."""
-
-    class _Ctx:
-        def __enter__(self) -> Path:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self.tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-            return self.tmp
-
-        def __exit__(self, exc_type, exc, tb) -> None:
-            if exc_type is not None:
-                shutil.rmtree(self.tmp, ignore_errors=True)
-                return
-            if target.exists():
-                old = target.with_name(f".{target.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                target.rename(old)
-                self.tmp.rename(target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                self.tmp.rename(target)
-
-    return _Ctx()
-
-
 def save_model(model: torch.nn.Module, path: str | Path) -> Path:
     """Write a diffusion model, VAE or classifier to ``path`` (replaced atomically)."""
     path = Path(path).resolve()
+    if getattr(model, "kind", None) == "t2i":
+        from unlearn.models.t2i import save_t2i
+
+        return save_t2i(model, path, merge_lora=model.lora_merge)
     with _atomic_dir(path) as tmp:
         if isinstance(model, DiffusionModel):
             model.unet.save_pretrained(tmp / "unet", safe_serialization=True)
@@ -133,6 +111,10 @@ def load_model(path: str | Path) -> torch.nn.Module:
         raise ModelLoadError(f"model: directory {str(p)!r} does not exist")
     if not p.is_dir():
         raise ModelLoadError(f"model: {str(p)!r} is not a directory")
+    if (p / "model_index.json").is_file():  # a text-to-image pipeline
+        from unlearn.models.t2i import load_t2i
+
+        return load_t2i(p)
     if (p / META).is_file():
         meta = _read_json(p / META)
         family = meta.get("family")

@@ -1,0 +1,167 @@
+"""Forget specifications by prompt (model kind ``t2i``) and the data they select.
+
+``forget.concept`` names what to erase (a digit word such as "seven", or an attribute such as
+"thick"); ``forget.prompts`` are the prompts unlearning trains on; ``forget.paraphrases``
+are held-out prompts of the same concept, only evaluated; ``forget.retain_prompts`` are
+prompts whose images must not change (default: "a handwritten digit <w>" for every other
+digit); ``forget.anchor`` is the replacement concept of anchor-based methods.
+
+The unlearning loop's batches stay (tensor, label) pairs: images become their VAE latents
+and labels become ids into the model's prompt table (:meth:`T2IModel.set_prompts`). Forget
+latents come from training images showing the concept, retain latents from training images
+of what each retain prompt names, each labelled with that prompt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from unlearn.config import ConfigError, ForgetConfig
+from unlearn.data.captions import DIGIT_WORDS, AttributeThresholds, concept_of
+from unlearn.data.datasets import ImageData
+from unlearn.data.forget import ForgetSplit
+
+Concept = tuple[str, "int | str"]
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """The validated prompt sets of a t2i forget specification."""
+
+    concept: str
+    target: Concept
+    prompts: tuple[str, ...]
+    paraphrases: tuple[str, ...]
+    retain: tuple[str, ...]
+    anchor: str
+
+    @property
+    def all_prompts(self) -> list[str]:
+        """Every prompt once, in a fixed order (the model's prompt table)."""
+        out: list[str] = []
+        for p in (*self.prompts, *self.paraphrases, *self.retain, self.anchor):
+            if p and p not in out:
+                out.append(p)
+        return out
+
+
+def _target(field: str, text: str) -> Concept:
+    found = concept_of(text)
+    if found is None:
+        raise ConfigError(
+            f"{field}: {text!r} names no digit (zero..nine, 0..9) or attribute (thick, thin, "
+            f"left, right) that can be measured on images"
+        )
+    return found
+
+
+def prompt_spec(cfg: ForgetConfig, tokenizer) -> PromptSpec:
+    """Validate ``cfg``'s prompts against the pipeline's tokenizer; one-line errors name the
+    field, the prompt and the unknown words."""
+    from unlearn.models.t2i import too_long, unknown_words
+
+    if not cfg.concept.strip():
+        raise ConfigError("forget.concept: empty; model.kind=t2i needs the concept to erase")
+    if not [p for p in cfg.prompts if p.strip()]:
+        raise ConfigError(
+            "forget.prompts: empty prompt list; give at least one prompt of the concept"
+        )
+    target = _target("forget.concept", cfg.concept)
+    retain = tuple(cfg.retain_prompts)
+    if not retain:
+        if target[0] == "digit":
+            retain = tuple(
+                f"a handwritten digit {w}" for d, w in enumerate(DIGIT_WORDS) if d != target[1]
+            )
+        else:
+            retain = tuple(f"a handwritten digit {w}" for w in DIGIT_WORDS)
+    fields = {
+        "forget.concept": (cfg.concept,),
+        "forget.prompts": tuple(cfg.prompts),
+        "forget.paraphrases": tuple(cfg.paraphrases),
+        "forget.retain_prompts": retain,
+        "forget.anchor": (cfg.anchor,) if cfg.anchor else (),
+    }
+    for field, texts in fields.items():
+        for text in texts:
+            bad = unknown_words(tokenizer, [text])
+            if bad:
+                raise ConfigError(
+                    f"{field}: {text!r} has words the tokenizer does not know: {', '.join(bad)}"
+                )
+        long = too_long(tokenizer, texts)
+        if long:
+            raise ConfigError(
+                f"{field}: {long[0]!r} is longer than the tokenizer's "
+                f"{tokenizer.model_max_length} tokens"
+            )
+    for field in ("forget.retain_prompts",):
+        for text in fields[field]:
+            _target(field, text)
+    return PromptSpec(
+        concept=cfg.concept,
+        target=target,
+        prompts=tuple(cfg.prompts),
+        paraphrases=tuple(cfg.paraphrases),
+        retain=retain,
+        anchor=cfg.anchor,
+    )
+
+
+def shows(
+    target: Concept,
+    images: torch.Tensor,
+    labels: torch.Tensor | None,
+    thresholds: AttributeThresholds,
+    probs: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Per image: does it show ``target``? Digits by label (real images) or by the
+    classifier's arg-max (``probs``, generated images); attributes by measurement."""
+    kind, value = target
+    if kind == "digit":
+        pred = labels if probs is None else probs.argmax(1)
+        return pred == int(value)
+    return thresholds.has(str(value), images)
+
+
+@dataclass(frozen=True)
+class PromptData:
+    """The t2i forget / retain split (latents with prompt ids) and what made it."""
+
+    split: ForgetSplit
+    spec: PromptSpec
+    thresholds: AttributeThresholds
+
+
+def prompt_split(
+    spec: PromptSpec,
+    train: ImageData,
+    latents: torch.Tensor,
+    prompt_ids: dict[str, int],
+    thresholds: AttributeThresholds,
+) -> PromptData:
+    """Forget latents (images showing the concept, labelled with the forget prompts in turn)
+    and retain latents (images of each retain prompt's digit or attribute, not showing the
+    concept, labelled with that prompt)."""
+    forget_mask = shows(spec.target, train.images, train.labels, thresholds)
+    if not forget_mask.any():
+        raise ConfigError(f"forget.concept: no training image shows {spec.concept!r}")
+    f_idx = torch.nonzero(forget_mask).flatten()
+    f_lab = torch.tensor(
+        [prompt_ids[spec.prompts[i % len(spec.prompts)]] for i in range(len(f_idx))]
+    )
+    r_lab = torch.full((len(train),), -1, dtype=torch.long)
+    for p in spec.retain:
+        m = shows(_target("forget.retain_prompts", p), train.images, train.labels, thresholds)
+        r_lab = torch.where(m & (r_lab < 0) & ~forget_mask, prompt_ids[p], r_lab)
+    r_idx = torch.nonzero(r_lab >= 0).flatten()
+    if len(r_idx) == 0:
+        raise ConfigError("forget.retain_prompts: no training image matches any retain prompt")
+    split = ForgetSplit(
+        retain=ImageData(latents[r_idx], r_lab[r_idx], len(prompt_ids) + 1),
+        forget=ImageData(latents[f_idx], f_lab, len(prompt_ids) + 1),
+        forget_mask=forget_mask,
+    )
+    return PromptData(split, spec, thresholds)

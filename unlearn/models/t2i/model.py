@@ -1,0 +1,245 @@
+"""The text-to-image model: a Stable-Diffusion-format set of diffusers / transformers parts
+(``UNet2DConditionModel``, ``AutoencoderKL``, a text encoder and its tokenizer, a scheduler)
+behind the same small interface as :class:`~unlearn.models.diffusion.DiffusionModel`.
+
+Unlearning methods see latents and prompt ids: ``eps(x_t, t, labels)`` looks the prompt
+embeddings up in a table filled by :meth:`T2IModel.set_prompts` (computed once with the
+frozen text encoder), so the unlearning loop's batches stay (tensor, integer label) pairs.
+Label 0 is always the empty prompt (the unconditional branch of classifier-free guidance).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from unlearn.models.diffusion import Denoiser, NoiseLevel
+
+TRAIN_MODES = ("unet", "cross_attn", "lora")
+
+
+class T2IModel(Denoiser, nn.Module):
+    """UNet, VAE, text encoder, tokenizer and scheduler of one pipeline.
+
+    Args:
+        unet: a diffusers ``UNet2DConditionModel`` predicting ε on VAE latents.
+        vae: a diffusers ``AutoencoderKL``; latents are scaled by its ``scaling_factor``.
+        text_encoder: a transformers text encoder (``CLIPTextModel``); its last hidden state
+            conditions the UNet's cross-attention.
+        tokenizer: the text encoder's tokenizer (padding to ``model_max_length``).
+        scheduler: the pipeline's scheduler (its betas define the noise schedule).
+    """
+
+    kind = "t2i"
+    conditional = True
+    null_class = 0
+
+    def __init__(self, unet, vae, text_encoder, tokenizer, scheduler):
+        super().__init__()
+        self.unet = unet
+        self.vae = vae
+        self.text_encoder = text_encoder
+        self.tokenizer = tokenizer
+        self.scheduler = scheduler
+        self.train_mode = "unet"
+        self.lora_merge = False
+        self.register_buffer(
+            "alphas_cumprod", scheduler.alphas_cumprod.clone().float(), persistent=False
+        )
+        self.prompts: list[str] = []
+        self.register_buffer("prompt_embeds", torch.zeros(0), persistent=False)
+        self.vae.requires_grad_(False)
+        self.text_encoder.requires_grad_(False)
+        self.set_prompts([])
+
+    # -- shape -----------------------------------------------------------------------------
+    @property
+    def channels(self) -> int:
+        """Latent channels (what the UNet and the methods see)."""
+        return int(self.unet.config.in_channels)
+
+    @property
+    def resolution(self) -> int:
+        """Latent side."""
+        return int(self.unet.config.sample_size)
+
+    @property
+    def image_channels(self) -> int:
+        return int(self.vae.config.in_channels)
+
+    @property
+    def image_resolution(self) -> int:
+        return self.resolution * 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def num_timesteps(self) -> int:
+        return int(self.alphas_cumprod.shape[0])
+
+    @property
+    def scaling_factor(self) -> float:
+        return float(self.vae.config.scaling_factor)
+
+    # -- text ------------------------------------------------------------------------------
+    def token_ids(self, texts: Sequence[str]) -> torch.Tensor:
+        """Token ids exactly as ``StableDiffusionPipeline`` makes them (padded, truncated)."""
+        return self.tokenizer(
+            list(texts),
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
+
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """Prompt embeddings (N, L, D): the text encoder's last hidden state."""
+        dev = next(self.text_encoder.parameters()).device
+        return self.text_encoder(self.token_ids(texts).to(dev))[0]
+
+    def set_prompts(self, texts: Sequence[str]) -> list[int]:
+        """Fill the prompt table with ``[""] + texts`` (frozen encoder); returns their ids."""
+        self.prompts = ["", *texts]
+        with torch.no_grad():
+            self.prompt_embeds = self.encode_text(self.prompts).detach()
+        return list(range(1, len(self.prompts)))
+
+    def prompt_id(self, text: str) -> int:
+        return self.prompts.index(text)
+
+    # -- images <-> latents ----------------------------------------------------------------
+    @torch.no_grad()
+    def encode_images(self, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+        """Scaled posterior means of images in [-1, 1]: the latents the UNet trains on."""
+        dev = next(self.vae.parameters()).device
+        out = [
+            self.vae.encode(x[i : i + batch_size].to(dev)).latent_dist.mean
+            for i in range(0, x.shape[0], batch_size)
+        ]
+        return torch.cat(out) * self.scaling_factor
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] from scaled latents."""
+        return self.vae.decode(z / self.scaling_factor).sample.clamp(-1, 1)
+
+    # -- noise schedule (add_noise and denoise_loss come from Denoiser) ---------------------
+    def sample_t(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randint(0, self.num_timesteps, (n,), generator=generator).to(
+            self.alphas_cumprod.device
+        )
+
+    def noise_level(self, t: torch.Tensor) -> NoiseLevel:
+        ab = self.alphas_cumprod[t.long()]
+        return NoiseLevel(ab.sqrt().view(-1, 1, 1, 1), (1 - ab).sqrt().view(-1, 1, 1, 1))
+
+    # -- network ---------------------------------------------------------------------------
+    def eps(
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        unet: nn.Module | None = None,
+    ) -> torch.Tensor:
+        """Predicted noise for prompt ids ``labels`` (None: the empty prompt); ``unet``
+        replaces the model's own (a frozen reference copy)."""
+        if labels is None:
+            labels = torch.zeros(x_t.shape[0], dtype=torch.long, device=x_t.device)
+        cond = self.prompt_embeds[labels.long().to(self.prompt_embeds.device)]
+        net = self.unet if unet is None else unet
+        return net(x_t, t, encoder_hidden_states=cond.to(x_t.dtype)).sample
+
+    # -- sampling --------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample_latents(
+        self,
+        embeds: torch.Tensor,
+        steps: int,
+        guidance: float,
+        generator: torch.Generator | None = None,
+        latents: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Classifier-free-guided DDIM (η = 0) from the pipeline's own scheduler config, the
+        conditional and unconditional branches in one UNet forward (as the pipeline does)."""
+        from diffusers import DDIMScheduler
+
+        dev = self.alphas_cumprod.device
+        sched = DDIMScheduler.from_config(self.scheduler.config)
+        sched.set_timesteps(steps, device=dev)
+        b = embeds.shape[0]
+        shape = (b, self.channels, self.resolution, self.resolution)
+        x = torch.randn(shape, generator=generator).to(dev) if latents is None else latents.to(dev)
+        x = x * sched.init_noise_sigma
+        null = self.prompt_embeds[:1].expand(b, -1, -1).to(dev)
+        both = torch.cat([null, embeds.to(dev)])
+        for t in sched.timesteps:
+            e_u, e_c = self.unet(torch.cat([x, x]), t, encoder_hidden_states=both).sample.chunk(2)
+            x = sched.step(e_u + guidance * (e_c - e_u), t, x, eta=0.0).prev_sample
+        return x
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: Sequence[str],
+        steps: int = 25,
+        guidance: float = 5.0,
+        generator: torch.Generator | None = None,
+        batch_size: int = 250,
+    ) -> torch.Tensor:
+        """Images in [-1, 1], one per prompt (repeat a prompt for several); fixed
+        ``generator`` → the same images."""
+        out = []
+        for i in range(0, len(prompts), batch_size):
+            emb = self.encode_text(prompts[i : i + batch_size])
+            out.append(self.decode(self.sample_latents(emb, steps, guidance, generator)).cpu())
+        return torch.cat(out)
+
+    # -- what trains -----------------------------------------------------------------------
+    def configure_training(self, mode: str, lora_rank: int = 4, lora_merge: bool = False) -> None:
+        """Freeze all but what ``mode`` trains: the UNet, its cross-attention, or LoRA
+        adapters on its attention projections (peft; ``lora_merge``: saved merged into the
+        UNet rather than as adapters). VAE and text encoder stay frozen."""
+        if mode not in TRAIN_MODES:
+            raise ValueError(f"unknown train mode {mode!r}")
+        self.vae.requires_grad_(False)
+        self.text_encoder.requires_grad_(False)
+        if mode == "unet":
+            self.unet.requires_grad_(True)
+        elif mode == "cross_attn":
+            self.unet.requires_grad_(False)
+            for name, module in self.unet.named_modules():
+                if name.endswith("attn2"):
+                    module.requires_grad_(True)
+        else:
+            from peft import LoraConfig
+
+            self.unet.requires_grad_(False)
+            self.unet.add_adapter(
+                LoraConfig(
+                    r=lora_rank,
+                    lora_alpha=lora_rank,
+                    init_lora_weights="gaussian",
+                    target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+                )
+            )
+        self.train_mode = mode
+        self.lora_merge = lora_merge
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    # -- diffusers -------------------------------------------------------------------------
+    def pipeline(self):
+        """A ``StableDiffusionPipeline`` sharing these parts (no safety checker)."""
+        from diffusers import StableDiffusionPipeline
+
+        return StableDiffusionPipeline(
+            vae=self.vae,
+            text_encoder=self.text_encoder,
+            tokenizer=self.tokenizer,
+            unet=self.unet,
+            scheduler=self.scheduler,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )

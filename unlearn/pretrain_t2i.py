@@ -1,0 +1,209 @@
+"""``unlearn pretrain`` for model kind ``t2i``: the demo text-to-image pipeline from scratch.
+
+Three stages, each checkpointed and resumable (batches, captions and noise come from
+generators seeded by (seed, step), so a resumed run equals an uninterrupted one):
+
+1. the ``AutoencoderKL`` on the training images (reconstruction + small KL); its
+   ``scaling_factor`` is set to 1 / std of the training latents, as Stable Diffusion's;
+2. the ``UNet2DConditionModel`` and the ``CLIPTextModel`` together on the latents, with
+   captions from templates plus measured attributes and ``t2i.cond_drop`` empty captions;
+3. the result assembled as a ``StableDiffusionPipeline`` and saved with ``save_pretrained``.
+
+The evaluation classifier (at the pipeline's image resolution) is the project's own,
+trained by :func:`unlearn.pretrain.train_classifier` on the same data config.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from unlearn.config import Config, digest_of
+from unlearn.data import load_splits
+from unlearn.data.captions import VOCABULARY, AttributeThresholds, captions
+from unlearn.models.t2i import T2IModel, build_t2i, save_t2i
+from unlearn.runtime import (
+    ProgressFn,
+    load_checkpoint,
+    no_progress,
+    resolve_device,
+    save_checkpoint,
+)
+from unlearn.runtime import warmup_cosine_lr as _lr
+
+log = logging.getLogger(__name__)
+
+#: fields that do not change the pipeline (unlearning / sampling / classifier settings)
+_NOT_PIPELINE = {
+    "model": ("train", "lora_rank", "lora_merge", "pretrained"),
+    "t2i": ("guidance", "samples_per_prompt"),
+    "pretrain": (
+        "checkpoint_every",
+        "classifier_steps",
+        "classifier_lr",
+        "classifier_label_smoothing",
+    ),
+}
+
+
+def t2i_model_key(cfg: Config) -> str:
+    d = cfg.to_dict()
+    key = {
+        s: {k: v for k, v in d[s].items() if k not in _NOT_PIPELINE.get(s, ())}
+        for s in ("data", "model", "t2i", "pretrain")
+    }
+    return f"t2i-{digest_of(key)}"
+
+
+def _stage(
+    name: str,
+    modules: dict[str, torch.nn.Module],
+    loss_fn: Callable[[int, torch.Generator], torch.Tensor],
+    steps: int,
+    lr: float,
+    ckpt: Path,
+    every: int,
+    seed: int,
+    ema_decay: float,
+    progress: ProgressFn,
+) -> dict[str, torch.nn.Module]:
+    """One resumable training stage; returns the EMA copies (or the modules without EMA)."""
+    params = [p for m in modules.values() for p in m.parameters()]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    ema = {k: copy.deepcopy(m).requires_grad_(False) for k, m in modules.items()}
+    start = 0
+    state = load_checkpoint(ckpt)
+    if state is not None:
+        for k, m in modules.items():
+            m.load_state_dict(state["model"][k])
+            ema[k].load_state_dict(state["ema"][k])
+        opt.load_state_dict(state["opt"])
+        start = int(state["step"])
+        log.info("resuming %s from step %d", name, start)
+    for m in modules.values():
+        m.train()
+    for step in range(start, steps):
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, steps, lr)
+        loss = loss_fn(step, g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        with torch.no_grad():
+            decay = min(ema_decay, (1 + step) / (10 + step))
+            for k, m in modules.items():
+                for pe, pm in zip(ema[k].parameters(), m.parameters(), strict=True):
+                    pe.lerp_(pm, 1 - decay)
+        if (step + 1) % every == 0 or step + 1 == steps:
+            save_checkpoint(
+                ckpt,
+                {
+                    "model": {k: m.state_dict() for k, m in modules.items()},
+                    "ema": {k: m.state_dict() for k, m in ema.items()},
+                    "opt": opt.state_dict(),
+                    "step": step + 1,
+                },
+            )
+            log.info("%s step %d loss %.4f", name, step + 1, loss.item())
+        progress(name, step + 1, steps)
+    return ema if ema_decay > 0 else modules
+
+
+def train_t2i(
+    cfg: Config, out: Path, progress: ProgressFn = no_progress, force: bool = False
+) -> Path:
+    """Train (or resume, or reuse) the demo pipeline into ``out``; returns ``out``."""
+    if (out / "unlearn.json").is_file() and not force:
+        return out
+    dev = resolve_device(cfg.device)
+    train = load_splits(cfg.data).train
+    p, t = cfg.pretrain, cfg.t2i
+    torch.manual_seed(p.seed)  # weight initialisation
+    model = build_t2i(cfg, VOCABULARY, train.channels, train.resolution).to(dev)
+    ckdir = out.with_name(out.name + ".ckpt")
+    if force:
+        shutil.rmtree(ckdir, ignore_errors=True)
+    ckdir.mkdir(parents=True, exist_ok=True)
+    images = train.images
+
+    # 1. the autoencoder
+    def vae_loss(step: int, g: torch.Generator) -> torch.Tensor:
+        idx = torch.randint(0, len(train), (p.batch_size,), generator=g)
+        x = images[idx].to(dev)
+        post = model.vae.encode(x).latent_dist
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=g).to(dev)
+        rec = model.vae.decode(z).sample
+        kl = post.kl().mean() / post.mean[0].numel()
+        return F.mse_loss(rec, x) + t.kl_weight * kl
+
+    model.vae.requires_grad_(True)
+    vae = _stage(
+        "vae",
+        {"vae": model.vae},
+        vae_loss,
+        t.vae_steps,
+        t.vae_lr,
+        ckdir / "vae.pt",
+        p.checkpoint_every,
+        p.seed,
+        0.0,
+        progress,
+    )["vae"]
+    model.vae = vae.requires_grad_(False).eval()
+    with torch.no_grad():
+        post = [
+            model.vae.encode(images[i : i + 500].to(dev)).latent_dist
+            for i in range(0, len(train), 500)
+        ]
+        mean = torch.cat([q.mean for q in post])
+        std = torch.cat([q.std for q in post])
+    model.vae.register_to_config(scaling_factor=float(1.0 / mean.std()))
+    s = model.scaling_factor
+
+    # 2. UNet and text encoder on scaled latents with templated captions
+    attrs = AttributeThresholds.fit(images).attributes(images)
+    model.text_encoder.requires_grad_(True)
+
+    def unet_loss(step: int, g: torch.Generator) -> torch.Tensor:
+        idx = torch.randint(0, len(train), (p.batch_size,), generator=g)
+        texts = captions(train.labels[idx], [attrs[i] for i in idx.tolist()], g, t.cond_drop)
+        z0 = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=g).to(dev)) * s
+        tt = model.sample_t(len(idx), g)
+        eps = torch.randn(z0.shape, generator=g).to(dev)
+        cond = model.text_encoder(model.token_ids(texts).to(dev))[0]
+        pred = model.unet(model.add_noise(z0, tt, eps), tt, encoder_hidden_states=cond).sample
+        return F.mse_loss(pred, eps)
+
+    trained = _stage(
+        "unet",
+        {"unet": model.unet, "text_encoder": model.text_encoder},
+        unet_loss,
+        p.steps,
+        p.lr,
+        ckdir / "unet.pt",
+        p.checkpoint_every,
+        p.seed + 1,
+        p.ema_decay,
+        progress,
+    )
+    model.unet = trained["unet"].eval()
+    model.text_encoder = trained["text_encoder"].requires_grad_(False).eval()
+
+    # 3. the pipeline
+    final = T2IModel(
+        model.unet, model.vae, model.text_encoder, model.tokenizer, model.scheduler
+    ).cpu()
+    save_t2i(final, out)
+    (out / "key.txt").write_text(t2i_model_key(cfg))
+    (out / "config.json.yaml").write_text(json.dumps(cfg.to_dict(), indent=2))
+    shutil.rmtree(ckdir, ignore_errors=True)
+    return out

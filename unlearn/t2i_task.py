@@ -1,0 +1,140 @@
+"""The forget task of model kind ``t2i``: config → pipeline, prompt split, evaluation data,
+classifier (what the task builder does for the image families, for text-to-image).
+
+Everything is checked before any work starts: the pipeline's components, the method's
+support for ``t2i``, peft for ``model.train=lora``, the prompts' words against the
+tokenizer, the data's image size against the pipeline's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from unlearn.config import Config, ConfigError
+from unlearn.data import load_splits
+from unlearn.data.captions import AttributeThresholds
+from unlearn.data.prompts import PromptData, prompt_spec, prompt_split
+from unlearn.metrics.t2i import T2IEvalData, prepare_t2i
+from unlearn.models.t2i import T2IModel, load_t2i
+
+
+@dataclass
+class T2ITask:
+    """A loaded t2i forget task: the model (prompt table filled, trainable parts set), the
+    forget / retain latents, the fixed evaluation data and the evaluation classifier."""
+
+    model: T2IModel
+    data: PromptData
+    eval_data: T2IEvalData
+    classifier: torch.nn.Module | None
+    model_dir: Path | None
+
+
+def pipeline_dir(cfg: Config) -> Path:
+    """``model.pretrained``, else the cached or shipped pipeline of this config."""
+    if cfg.model.pretrained:
+        return Path(cfg.model.pretrained).expanduser()
+    from unlearn.pretrain import locate
+
+    m, _ = locate(cfg)
+    if m is None:
+        raise ConfigError(
+            "model: no pretrained text-to-image pipeline for this config; set "
+            "model.pretrained=<StableDiffusionPipeline dir> or run "
+            "`unlearn pretrain --config <your config>` first"
+        )
+    return m
+
+
+def check_train_mode(cfg: Config) -> None:
+    if cfg.model.train == "lora":
+        try:
+            import peft  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "model.train: 'lora' needs peft, which is not installed (pip install peft); "
+                "or use model.train=unet or cross_attn"
+            ) from None
+
+
+def load_t2i_task(
+    cfg: Config,
+    model: T2IModel | None = None,
+    method=None,
+    classifier: torch.nn.Module | None = None,
+    need_classifier: bool = True,
+) -> T2ITask:
+    """Build the t2i forget task of ``cfg`` (``model``: use this pipeline instead of loading
+    one; ``method``: checked against the family first)."""
+    if cfg.model.kind != "t2i":
+        raise ConfigError(f"model.kind: {cfg.model.kind!r} is not 't2i'")
+    if method is not None and "t2i" not in method.families:
+        raise ConfigError(
+            f"method.name: {method.name!r} does not support model kind 't2i'; "
+            f"expected one of {', '.join(_t2i_methods())}"
+        )
+    check_train_mode(cfg)
+    model_dir = None
+    if model is None:
+        model_dir = pipeline_dir(cfg)
+        model = load_t2i(model_dir)
+    spec = prompt_spec(cfg.forget, model.tokenizer)
+    splits = load_splits(cfg.data)
+    tr = splits.train
+    if (tr.channels, tr.resolution) != (model.image_channels, model.image_resolution):
+        r = model.image_resolution
+        raise ConfigError(
+            f"data.resolution: the pipeline makes {model.image_channels}x{r}x{r} images but the "
+            f"data is {tr.channels}x{tr.resolution}x{tr.resolution}; set data.resolution={r}"
+        )
+    if classifier is None and need_classifier:
+        classifier = _classifier(cfg)
+    ids = model.set_prompts(spec.all_prompts)
+    prompt_ids = dict(zip(spec.all_prompts, ids, strict=True))
+    thresholds = AttributeThresholds.fit(tr.images)
+    latents = model.encode_images(tr.images).cpu()
+    data = prompt_split(spec, tr, latents, prompt_ids, thresholds)
+    eval_data = prepare_t2i(
+        model, cfg, spec, thresholds, splits.heldout, data.split.retain, data.split.forget
+    )
+    if model.train_mode != cfg.model.train or cfg.model.train == "lora":
+        model.configure_training(cfg.model.train, cfg.model.lora_rank, cfg.model.lora_merge)
+    return T2ITask(model, data, eval_data, classifier, model_dir)
+
+
+def _classifier(cfg: Config) -> torch.nn.Module:
+    from unlearn.models import load_model
+    from unlearn.pretrain import locate
+
+    _, c = locate(cfg)
+    if c is None:
+        raise ConfigError(
+            "classifier: no evaluation classifier for this data config; run "
+            "`unlearn pretrain --config <your config>` first"
+        )
+    return load_model(c)
+
+
+def _t2i_methods() -> list[str]:
+    from unlearn.methods import METHODS
+
+    return [n for n, m in METHODS.items() if "t2i" in m.families]
+
+
+def make_t2i_unlearner(cfg: Config, method, agent, model: T2IModel | None = None):
+    """The t2i task and its :class:`~unlearn.unlearner.Unlearner` (the same loop as every
+    family): returns (unlearner, pipeline directory or None, task)."""
+    from unlearn.runtime import resolve_device
+    from unlearn.unlearner import Unlearner
+
+    task = load_t2i_task(cfg, model, method)
+    dev = resolve_device(cfg.device)
+    task.model.to(dev)
+    task.classifier.to(dev)
+    unl = Unlearner(
+        task.model, method, agent, task.data.split, cfg, dev, task.eval_data, task.classifier
+    )
+    return unl, task.model_dir, task
