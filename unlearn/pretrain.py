@@ -44,6 +44,10 @@ class Pretrained:
 _NOT_MODEL = ("checkpoint_every", "classifier_steps", "classifier_lr", "classifier_label_smoothing")
 
 
+#: model fields only the t2i family reads (they do not change an image model's key)
+_T2I_ONLY = ("train", "lora_rank", "lora_merge")
+
+
 def model_key(cfg: Config) -> str:
     if cfg.model.kind == "t2i":
         from unlearn.pretrain_t2i import t2i_model_key
@@ -52,7 +56,7 @@ def model_key(cfg: Config) -> str:
     d = cfg.to_dict()
     d = {
         "data": d["data"],
-        "model": d["model"],
+        "model": {k: v for k, v in d["model"].items() if k not in _T2I_ONLY},
         "pretrain": {k: v for k, v in d["pretrain"].items() if k not in _NOT_MODEL},
     }
     o = cfg.forget.outlier
