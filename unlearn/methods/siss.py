@@ -370,7 +370,8 @@ class SISS(UnlearningMethod):
         total = c_x * l_x - c_a * l_a
         extras = {"siss/ess_x": _ess(w.w_x), "siss/ess_a": _ess(w.w_a)}
         draw = None
-        if lam_t.requires_grad:  # a learned λ: keep what its gradient estimators need
+        # a learned λ: keep what its gradient estimators need
+        if isinstance(lam_t, torch.Tensor) and lam_t.requires_grad:
             draw = MixtureDraw(w, *(p.detach() for p in parts), pick_a, lam_t, c_x, c_a)
         return LossTerms(retain=l_x, forget=l_a, total=total, extras=extras, draw=draw)
 
