@@ -43,7 +43,13 @@ def _unlearner(split, name, form, agent, accum, steps=1, grad_stats_every=0, opt
         ],
     )
     method = get_method(MethodConfig(name=name, form=form, clip=100.0, options=options or {}))
-    lam_agent = StaticAgent(0.4) if agent == "static" else VariationalAgent(lr=0.05)
+    # the pathwise λ-gradient: the score estimator's leave-one-out baseline is formed per
+    # micro-batch, so under grad_accum it is an (unbiased) estimate of its own, not the
+    # one-batch one; this test is about the loop's accumulation
+    if agent == "static":
+        lam_agent = StaticAgent(0.4)
+    else:
+        lam_agent = VariationalAgent(lr=0.05, estimator="pathwise")
     return Unlearner(
         tiny_model("ddpm"), method, lam_agent, split, cfg, grad_stats_every=grad_stats_every
     )

@@ -40,11 +40,16 @@ def wait_health(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
 
 
 def stop(proc: subprocess.Popen) -> None:
+    """Stop the server's process group; a second call (already stopped) does nothing."""
+    if proc.poll() is not None:
+        return
     try:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
+    except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def start_server(root: Path) -> tuple[str, subprocess.Popen]:
