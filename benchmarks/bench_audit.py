@@ -48,9 +48,11 @@ def main() -> dict[str, float]:
     ratio = wall / res.wall_time
     a = cfg.audit
     print(f"unlearning run: {res.steps} steps in {res.wall_time:.1f} s")
-    print(f"audit: {wall:.1f} s (report {audit.wall_time:.1f} s after loading); "
-          f"{a.relearn_steps} attack steps x 4, {a.num_samples} samples per checkpoint, "
-          f"{a.mia_samples} x {a.mia_noise} membership losses per side")  # fmt: skip
+    print(
+        f"audit: {wall:.1f} s (report {audit.wall_time:.1f} s after loading); "
+        f"{a.relearn_steps} attack steps x 4, {a.num_samples} samples per checkpoint, "
+        f"{a.mia_samples} x {a.mia_noise} membership losses per side"
+    )
     for stage, s in parts.items():  # relearning includes the before-attack rates
         print(f"  {stage:<24} {s:6.1f} s")
     print(f"audit / unlearning: {ratio:.2f}x  (target <= {TARGET}x)")

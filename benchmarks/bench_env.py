@@ -32,8 +32,9 @@ WORKDIR = "/tmp/unlearn-bench-tiny"
 def tiny_config(*overrides: str):
     from unlearn.config import load_config
 
-    return load_config(REPO / "configs" / "tiny.yaml",
-                       [f"workdir={WORKDIR}", "tracking.enabled=false", *overrides])  # fmt: skip
+    return load_config(
+        REPO / "configs" / "tiny.yaml", [f"workdir={WORKDIR}", "tracking.enabled=false", *overrides]
+    )
 
 
 def bench_env_step(cfg, episodes: int = 8) -> dict[str, float]:
@@ -84,9 +85,14 @@ def bench_env_step(cfg, episodes: int = 8) -> dict[str, float]:
             measured.append(n)
     e, d, p = (statistics.median(x) for x in (env_t, direct_t, proxy_t))
     m = statistics.median(measured)
-    return {"env_episode_ms": e * 1e3, "direct_episode_ms": d * 1e3, "ratio": e / d,
-            "proxies_ms": p * 1e3, "measurements_per_episode": m,
-            "ratio_vs_steps_plus_measurements": e / (d + p * m)}  # fmt: skip
+    return {
+        "env_episode_ms": e * 1e3,
+        "direct_episode_ms": d * 1e3,
+        "ratio": e / d,
+        "proxies_ms": p * 1e3,
+        "measurements_per_episode": m,
+        "ratio_vs_steps_plus_measurements": e / (d + p * m),
+    }
 
 
 def bench_policy(n: int = 3000) -> dict[str, float]:
@@ -120,9 +126,17 @@ def bench_policy(n: int = 3000) -> dict[str, float]:
         def proxies(self, n=None):
             return 0.31, 0.52
 
-    stats = StepStats(step=1, budget=100, lam=0.5, retain_loss=0.3, forget_loss=0.5,
-                      total_loss=0.1, retain_grad_norm=1.2, forget_grad_norm=0.7,
-                      grad_cosine=-0.2)  # fmt: skip
+    stats = StepStats(
+        step=1,
+        budget=100,
+        lam=0.5,
+        retain_loss=0.3,
+        forget_loss=0.5,
+        total_loss=0.1,
+        retain_grad_norm=1.2,
+        forget_grad_norm=0.7,
+        grad_cosine=-0.2,
+    )
     out = {}
     for fmt in ("torchscript", "onnx"):
         d = export_policy(tmp / "module", tmp / fmt, fmt, steps_per_decision=1, proxy_every=1)
@@ -150,8 +164,9 @@ def bench_rllib(cfg, runners: tuple[int, ...] = (1, 2), iterations: int = 3) -> 
     from unlearn.rl.train import algo_config
     from unlearn.runtime import init_ray
 
-    cfg = dataclasses.replace(cfg, rl=dataclasses.replace(cfg.rl, train_batch_size=32,
-                                                          minibatch_size=16, num_epochs=1))  # fmt: skip
+    cfg = dataclasses.replace(
+        cfg, rl=dataclasses.replace(cfg.rl, train_batch_size=32, minibatch_size=16, num_epochs=1)
+    )
     init_ray(num_cpus=max(runners) + 1)
     out = {}
     try:
@@ -185,31 +200,43 @@ def main() -> dict[str, float]:
     cfg = tiny_config()
     pretrain(cfg)
     results: dict[str, float] = {}
-    print("-- env.step vs K direct unlearner steps, whole episodes of T=10 decisions "
-          "(tiny model, no end-of-episode eval) --")  # fmt: skip
+    print(
+        "-- env.step vs K direct unlearner steps, whole episodes of T=10 decisions "
+        "(tiny model, no end-of-episode eval) --"
+    )
     default = EnvConfig().proxy_every
     # (K, env.proxy_every): the default cadence at three K, then denser ones at the default K
     runs = [(2, default), (5, default), (10, default), (5, 10), (5, 1)]
     for k, every in runs:
-        r = bench_env_step(tiny_config("env.decisions=10", f"env.steps_per_decision={k}",
-                                       f"env.proxy_every={every}"), episodes=12)  # fmt: skip
+        r = bench_env_step(
+            tiny_config(
+                "env.decisions=10", f"env.steps_per_decision={k}", f"env.proxy_every={every}"
+            ),
+            episodes=12,
+        )
         tag = f"K{k}" if every == default else f"K{k}_proxy_every{every}"
         note = "target <= 1.05" if every == default else "denser proxies, for comparison"
-        print(f"K={k:<3} proxy_every={every:<3} env {r['env_episode_ms']:.1f} ms  direct "
-              f"{r['direct_episode_ms']:.1f} ms  ratio {r['ratio']:.3f}x  (proxies "
-              f"{r['proxies_ms']:.2f} ms x {r['measurements_per_episode']:.0f} per episode; vs "
-              f"steps+proxies {r['ratio_vs_steps_plus_measurements']:.3f}x)   {note}")  # fmt: skip
+        print(
+            f"K={k:<3} proxy_every={every:<3} env {r['env_episode_ms']:.1f} ms  direct "
+            f"{r['direct_episode_ms']:.1f} ms  ratio {r['ratio']:.3f}x  (proxies "
+            f"{r['proxies_ms']:.2f} ms x {r['measurements_per_episode']:.0f} per episode; vs "
+            f"steps+proxies {r['ratio_vs_steps_plus_measurements']:.3f}x)   {note}"
+        )
         results.update({f"{tag}_{key}": v for key, v in r.items()})
     print("-- exported policy, CPU, 1 thread --")
     r = bench_policy()
     for fmt in ("torchscript", "onnx"):
-        print(f"{fmt:<12} {r[f'{fmt}_us_per_decision']:.1f} µs per decision "
-              f"(forward alone {r[f'{fmt}_us_forward_only']:.1f} µs)")  # fmt: skip
+        print(
+            f"{fmt:<12} {r[f'{fmt}_us_per_decision']:.1f} µs per decision "
+            f"(forward alone {r[f'{fmt}_us_forward_only']:.1f} µs)"
+        )
     results.update(r)
     print("-- RLlib PPO sampling on the tiny env --")
     r = bench_rllib(cfg)
-    print(f"1 env runner {r['env_steps_per_s_1_runner']:.1f} env steps/s, 2 env runners "
-          f"{r['env_steps_per_s_2_runner']:.1f} env steps/s  ({r['speedup_2_vs_1']:.2f}x)")  # fmt: skip
+    print(
+        f"1 env runner {r['env_steps_per_s_1_runner']:.1f} env steps/s, 2 env runners "
+        f"{r['env_steps_per_s_2_runner']:.1f} env steps/s  ({r['speedup_2_vs_1']:.2f}x)"
+    )
     results.update(r)
     return results
 

@@ -56,8 +56,15 @@ def _unlearner(cfg, model, split, name: str, extra: list[str], agent: str = "sta
     from unlearn.unlearner import Unlearner
 
     c = with_overrides(cfg, [f"method.name={name}", f"agent.name={agent}", *extra])
-    unl = Unlearner(model, get_method(c.method), get_agent(c.agent, default_lam=c.method.lam),
-                    split, c, "cpu", grad_stats_every=0)  # fmt: skip
+    unl = Unlearner(
+        model,
+        get_method(c.method),
+        get_agent(c.agent, default_lam=c.method.lam),
+        split,
+        c,
+        "cpu",
+        grad_stats_every=0,
+    )
     unl.reset(0)
     return unl
 
@@ -90,8 +97,10 @@ def main() -> dict[str, float]:
         target = TARGETS.get(k, "")
         print(f"{k:28s} {t * 1e3:9.1f} {ratio:8.2f}  {f'<= {target}' if target else ''}")
     out["variational"] = times["siss + variational"] / times["siss (loss form)"]
-    print(f"variational agent overhead over static λ (SISS): {out['variational']:.3f}x "
-          f"(target <= {TARGETS['variational']})")  # fmt: skip
+    print(
+        f"variational agent overhead over static λ (SISS): {out['variational']:.3f}x "
+        f"(target <= {TARGETS['variational']})"
+    )
     out.update(_fdiv_ratio(cfg, split))
     out.update(_over_the_floor(cfg, base, split))
     return out

@@ -47,8 +47,15 @@ def _setup():
     forget = ImageData(torch.randn(n, *lat), torch.tensor(ids[:k]).repeat(n // k + 1)[:n], 0)
     retain = ImageData(torch.randn(n, *lat), torch.tensor(ids[k:]).repeat(n)[:n], 0)
     split = ForgetSplit(retain, forget, torch.zeros(2 * n, dtype=torch.bool))
-    unl = Unlearner(model, get_method(cfg.method), get_agent(cfg.agent, default_lam=0.8),
-                    split, cfg, "cpu", grad_stats_every=0)  # fmt: skip
+    unl = Unlearner(
+        model,
+        get_method(cfg.method),
+        get_agent(cfg.agent, default_lam=0.8),
+        split,
+        cfg,
+        "cpu",
+        grad_stats_every=0,
+    )
     return cfg, model, unl, retain
 
 
@@ -87,14 +94,20 @@ def main() -> dict[str, float]:
     st = interleaved({"sample": sample, "unet": unet_forward}, repeat=3, number=1)
     ideal = st["unet"] * steps * 2
     sampling_ratio = ideal / st["sample"]
-    print(f"t2i demo architecture: UNet {sum(p.numel() for p in model.unet.parameters()):,} "
-          f"parameters, latents {model.channels}x{model.resolution}x{model.resolution}")  # fmt: skip
-    print(f"ESD step {times['esd'] * 1e3:.1f} ms vs bare UNet fwd+bwd+AdamW {times['bare'] * 1e3:.1f}"
-          f" ms at batch {b}: {esd_ratio:.2f}x (target <= {TARGETS['esd / bare']}x); frozen-model "
-          f"forwards per step: 1 (batch {b // 2 * 3})")  # fmt: skip
-    print(f"sampling {n / st['sample']:.1f} images/s ({steps} DDIM steps, guidance {g}, batch {n});"
-          f" UNet forward {st['unet'] * 1e3:.1f} ms x {steps} x 2 = {ideal:.2f} s vs "
-          f"{st['sample']:.2f} s: {sampling_ratio:.2f}x (target >= {TARGETS['sampling']}x)")  # fmt: skip
+    print(
+        f"t2i demo architecture: UNet {sum(p.numel() for p in model.unet.parameters()):,} "
+        f"parameters, latents {model.channels}x{model.resolution}x{model.resolution}"
+    )
+    print(
+        f"ESD step {times['esd'] * 1e3:.1f} ms vs bare UNet fwd+bwd+AdamW {times['bare'] * 1e3:.1f}"
+        f" ms at batch {b}: {esd_ratio:.2f}x (target <= {TARGETS['esd / bare']}x); frozen-model "
+        f"forwards per step: 1 (batch {b // 2 * 3})"
+    )
+    print(
+        f"sampling {n / st['sample']:.1f} images/s ({steps} DDIM steps, guidance {g}, batch {n});"
+        f" UNet forward {st['unet'] * 1e3:.1f} ms x {steps} x 2 = {ideal:.2f} s vs "
+        f"{st['sample']:.2f} s: {sampling_ratio:.2f}x (target >= {TARGETS['sampling']}x)"
+    )
     return {"esd / bare": esd_ratio, "sampling": sampling_ratio}
 
 

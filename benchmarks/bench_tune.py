@@ -30,16 +30,23 @@ from benchmarks.common import REPO  # noqa: E402
 
 WORKDIR = "/tmp/unlearn-bench-tiny"
 POINTS = [{"method.lam": lam} for lam in (0.2, 0.4, 0.6, 0.8)]
-SPACE = {"fixed": {"method.name": "siss", "agent.name": "static"},
-         "params": {"method.lam": {"float": [0.05, 0.95]}}}  # fmt: skip
+SPACE = {
+    "fixed": {"method.name": "siss", "agent.name": "static"},
+    "params": {"method.lam": {"float": [0.05, 0.95]}},
+}
 
 
 def _sweep(cfg, concurrent: int, tag: str, points: list[dict] = POINTS):
     from unlearn.tuners import SweepOptions, parse_space, run_sweep
 
-    opts = SweepOptions(search="optuna", objective="weighted", num_samples=len(points),
-                        max_concurrent=concurrent, points_to_evaluate=points,
-                        name=f"bench-{tag}-{time.strftime('%H%M%S')}")  # fmt: skip
+    opts = SweepOptions(
+        search="optuna",
+        objective="weighted",
+        num_samples=len(points),
+        max_concurrent=concurrent,
+        points_to_evaluate=points,
+        name=f"bench-{tag}-{time.strftime('%H%M%S')}",
+    )
     t0 = time.perf_counter()
     res = run_sweep(cfg, parse_space(SPACE, name="bench"), opts)
     return res, time.perf_counter() - t0
@@ -52,9 +59,16 @@ def main(steps: int = 1200, samples: int = 300) -> dict[str, float]:
     from unlearn.pretrain import pretrain
     from unlearn.tuners import init_ray
 
-    cfg = load_config(REPO / "configs" / "tiny.yaml", [
-        f"workdir={WORKDIR}", f"unlearn.steps={steps}", f"eval.num_samples={samples}",
-        "tune.cpus_per_trial=1", "tracking.enabled=false"])  # fmt: skip
+    cfg = load_config(
+        REPO / "configs" / "tiny.yaml",
+        [
+            f"workdir={WORKDIR}",
+            f"unlearn.steps={steps}",
+            f"eval.num_samples={samples}",
+            "tune.cpus_per_trial=1",
+            "tracking.enabled=false",
+        ],
+    )
     pretrain(cfg)  # cached after the first run
     init_ray(num_cpus=2)
     walls: dict[int, list[float]] = {1: [], 2: []}
@@ -87,17 +101,25 @@ def main(steps: int = 1200, samples: int = 300) -> dict[str, float]:
     out["overhead_fraction"] = out["trial_overhead_s"] / out["trial_wall_s"]
     # what a sweep costs beyond its trials, one after another (start, searcher, report)
     out["sweep_fixed_s"] = out["sweep_s_sequential"] - len(POINTS) * out["trial_wall_s"]
-    print(f"4 trials, tiny model, {steps} steps, {samples} eval samples, 1 CPU per trial, "
-          f"each setting run twice")  # fmt: skip
-    print(f"  sweep wall (median): max_concurrent=2 {out['sweep_s_concurrent']:.1f} s, one after "
-          f"another {out['sweep_s_sequential']:.1f} s; ratio {out['concurrent_over_sequential']:.2f}x"
-          f" (aim <= 0.6x)")  # fmt: skip
-    print(f"  unlearning time of one trial: {out['unlearn_s_concurrent']:.2f} s when two run at "
-          f"once vs {out['unlearn_s_sequential']:.2f} s alone")  # fmt: skip
-    print(f"  per trial (median of {len(everything)}): wall {out['trial_wall_s']:.2f} s = "
-          f"unlearning {out['trial_unlearn_s']:.2f} s + other {out['trial_overhead_s']:.2f} s "
-          f"({out['overhead_fraction']:.0%}); of the other, Ray/Tune alone (no setup, no "
-          f"evaluation) {out['trial_ray_tune_s']:.2f} s")  # fmt: skip
+    print(
+        f"4 trials, tiny model, {steps} steps, {samples} eval samples, 1 CPU per trial, "
+        f"each setting run twice"
+    )
+    print(
+        f"  sweep wall (median): max_concurrent=2 {out['sweep_s_concurrent']:.1f} s, one after "
+        f"another {out['sweep_s_sequential']:.1f} s; ratio {out['concurrent_over_sequential']:.2f}x"
+        f" (aim <= 0.6x)"
+    )
+    print(
+        f"  unlearning time of one trial: {out['unlearn_s_concurrent']:.2f} s when two run at "
+        f"once vs {out['unlearn_s_sequential']:.2f} s alone"
+    )
+    print(
+        f"  per trial (median of {len(everything)}): wall {out['trial_wall_s']:.2f} s = "
+        f"unlearning {out['trial_unlearn_s']:.2f} s + other {out['trial_overhead_s']:.2f} s "
+        f"({out['overhead_fraction']:.0%}); of the other, Ray/Tune alone (no setup, no "
+        f"evaluation) {out['trial_ray_tune_s']:.2f} s"
+    )
     print(f"  fixed cost of a sweep beyond its trials: {out['sweep_fixed_s']:.1f} s")
     return out
 

@@ -26,8 +26,12 @@ def main(trials: int = 4) -> dict[str, float]:
     from unlearn.bench.baselines import _suggest, _TrainRuns, decay_agent
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    cfg = demo_config("tracking.enabled=false", "unlearn.steps=2", "eval.num_samples=50",
-                      "env.train_instances=[1,3]")  # fmt: skip
+    cfg = demo_config(
+        "tracking.enabled=false",
+        "unlearn.steps=2",
+        "eval.num_samples=50",
+        "env.train_instances=[1,3]",
+    )
     t0 = time.perf_counter()
     runs = _TrainRuns(cfg)
     setup = time.perf_counter() - t0

@@ -79,8 +79,14 @@ def tiny_model(kind: str) -> torch.nn.Module:
     from unlearn.models import build_model
 
     torch.manual_seed(0)
-    cfg = ModelConfig(kind=kind, block_out_channels=(8, 16), norm_num_groups=4,
-                      attention=False, num_train_timesteps=100, latent_channels=2)  # fmt: skip
+    cfg = ModelConfig(
+        kind=kind,
+        block_out_channels=(8, 16),
+        norm_num_groups=4,
+        attention=False,
+        num_train_timesteps=100,
+        latent_channels=2,
+    )
     return build_model(cfg, channels=1, resolution=8, num_classes=10)
 
 

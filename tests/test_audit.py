@@ -110,8 +110,7 @@ def test_audit_of_a_vae_with_base(tiny_workdir, tmp_path):
     vae = train_base(cfg)
     clf = next((tiny_workdir / "pretrained").glob("classifier-*"))
     shutil.copytree(clf, tmp_path / "w" / "pretrained" / clf.name)
-    r = cli("audit", str(vae), "--base", str(vae), "--json", "--out", str(tmp_path / "o"),
-            *args)  # fmt: skip
+    r = cli("audit", str(vae), "--base", str(vae), "--json", "--out", str(tmp_path / "o"), *args)
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert rep["kind"] == "vae"
@@ -163,8 +162,9 @@ def test_relearning_on_forget_samples_lowers_their_loss():
         copies.append(m)
         return float(attack_losses(m, data, 4, 0).mean()), torch.zeros(1, 1, 8, 8)
 
-    steps, losses, _ = relearn(model, data, cfg, measure, torch.device("cpu"),
-                               lambda s, _: seen.append(s))  # fmt: skip
+    steps, losses, _ = relearn(
+        model, data, cfg, measure, torch.device("cpu"), lambda s, _: seen.append(s)
+    )
     assert steps == seen == [10, 20, 30]
     assert losses[-1] < 0.8 * float(before)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
@@ -187,7 +187,13 @@ def test_memorise_config_uses_the_shipped_memorisation_model(tmp_path):
     assert locate(cfg) == (ASSETS / "memorise" / "model", ASSETS / "demo" / "classifier")
     # the fine-tune starts from the shipped demo model, named portably
     assert resolve_pretrained(cfg.model.pretrained) == str(ASSETS / "demo" / "model")
-    assert locate(load_config(repo / "configs" / "memorise.yaml",
-                              [f"workdir={tmp_path}", "forget.outlier.seed=3"]))[0] is None  # fmt: skip
+    assert (
+        locate(
+            load_config(
+                repo / "configs" / "memorise.yaml", [f"workdir={tmp_path}", "forget.outlier.seed=3"]
+            )
+        )[0]
+        is None
+    )
     with pytest.raises(ConfigError, match="model.pretrained: 'asset:nope' is not a shipped"):
         resolve_pretrained("asset:nope")

@@ -32,12 +32,25 @@ def test_bench_matrix_report_mlflow_resume_readme(tiny_workdir: Path, tmp_path: 
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
-    cfg = load_config(REPO / "configs" / "tiny.yaml", [
-        f"workdir={tiny_workdir}", f"tracking.uri={uri}", "tracking.experiment=benchtest",
-        "env.test_instances=[2]", "unlearn.steps=4", "unlearn.eval_every=2"])  # fmt: skip
+    cfg = load_config(
+        REPO / "configs" / "tiny.yaml",
+        [
+            f"workdir={tiny_workdir}",
+            f"tracking.uri={uri}",
+            "tracking.experiment=benchtest",
+            "env.test_instances=[2]",
+            "unlearn.steps=4",
+            "unlearn.eval_every=2",
+        ],
+    )
     out = tmp_path / "report"
-    opts = BenchOptions(methods=("siss-gradient", "naive"), agents=("static", "dual"), seeds=2,
-                        static_lam=0.3, out=str(out))  # fmt: skip
+    opts = BenchOptions(
+        methods=("siss-gradient", "naive"),
+        agents=("static", "dual"),
+        seeds=2,
+        static_lam=0.3,
+        out=str(out),
+    )
     res = run_bench(cfg, opts)
 
     data = json.loads((out / "results.json").read_text())
@@ -117,8 +130,16 @@ def test_bench_matrix_report_mlflow_resume_readme(tiny_workdir: Path, tmp_path: 
 
 
 def test_cli_unknown_method_exits_2_with_one_line(tmp_path: Path) -> None:
-    cmd = [str(UNLEARN), "bench", "--config", str(REPO / "configs" / "tiny.yaml"),
-           "--set", f"workdir={tmp_path}", "--methods", "siss,bogus"]  # fmt: skip
+    cmd = [
+        str(UNLEARN),
+        "bench",
+        "--config",
+        str(REPO / "configs" / "tiny.yaml"),
+        "--set",
+        f"workdir={tmp_path}",
+        "--methods",
+        "siss,bogus",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -148,8 +169,19 @@ def test_mean_ci_and_welch_by_hand() -> None:
 
 
 def _rec(method: str, agent: str, seed: int, status: str, fid: float, steps: int | None):
-    return RunRecord(method, agent, 2, seed, status, "d", forget_rate=0.1 * seed, fid=fid,
-                     coverage_kl=0.5, steps_to_forget=steps, wall_time=1.0 + seed)  # fmt: skip
+    return RunRecord(
+        method,
+        agent,
+        2,
+        seed,
+        status,
+        "d",
+        forget_rate=0.1 * seed,
+        fid=fid,
+        coverage_kl=0.5,
+        steps_to_forget=steps,
+        wall_time=1.0 + seed,
+    )
 
 
 def test_summary_counts_diverged_and_errors_and_marks_distinguishable() -> None:

@@ -29,12 +29,31 @@ def test_tune_baselines_searches_train_classes_and_runs_the_winners_held_out(
 ) -> None:
     out = tmp_path / "report"
     proc = _cli(
-        "bench", "--config", TINY, "--set", f"workdir={tiny_workdir}",
-        "--set", "tracking.enabled=false", "--set", "env.train_instances=[1,5]",
-        "--set", "env.test_instances=[2]", "--set", "unlearn.steps=3",
-        "--methods", "siss", "--agents", "static,decay", "--seeds", "1",
-        "--tune-baselines", "2", "--out", str(out), "--json",
-    )  # fmt: skip
+        "bench",
+        "--config",
+        TINY,
+        "--set",
+        f"workdir={tiny_workdir}",
+        "--set",
+        "tracking.enabled=false",
+        "--set",
+        "env.train_instances=[1,5]",
+        "--set",
+        "env.test_instances=[2]",
+        "--set",
+        "unlearn.steps=3",
+        "--methods",
+        "siss",
+        "--agents",
+        "static,decay",
+        "--seeds",
+        "1",
+        "--tune-baselines",
+        "2",
+        "--out",
+        str(out),
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(proc.stdout)
     tuning = res["plan"]["tuning"]
@@ -57,8 +76,14 @@ def test_tune_baselines_searches_train_classes_and_runs_the_winners_held_out(
 
 
 def test_decay_from_the_config_and_its_scale_reach_the_cell(tiny_workdir: Path) -> None:
-    cfg = load_config(TINY, [f"workdir={tiny_workdir}", "tracking.enabled=false",
-                             "bench.decay={start: 0.6, end: 0.1, scale: 0.3}"])  # fmt: skip
+    cfg = load_config(
+        TINY,
+        [
+            f"workdir={tiny_workdir}",
+            "tracking.enabled=false",
+            "bench.decay={start: 0.6, end: 0.1, scale: 0.3}",
+        ],
+    )
     opts = BenchOptions(methods=("siss",), agents=("decay",), seeds=1)
     pl = plan(cfg, opts)
     assert pl.baselines == {"siss|decay": {"start": 0.6, "end": 0.1, "scale": 0.3}}
@@ -72,14 +97,20 @@ def test_decay_from_the_config_and_its_scale_reach_the_cell(tiny_workdir: Path) 
     [
         (["bench", "--tune-baselines", "0"], "--tune-baselines: 0 is out of range"),
         (["bench", "--agents", "decay"], "bench.decay.start: missing"),
-        (["bench", "--agents", "decay", "--set", "bench.decay={start: 1.5, end: 0.1}"],
-         "bench.decay.start: 1.5 is out of range; expected [0.0, 1.0]"),
-        (["bench", "--agents", "decay", "--set", "bench.decay={start: 0.5, end: -0.1}"],
-         "bench.decay.end: -0.1 is out of range"),
-        (["run", "--set", "agent.name=variational", "--set", "agent.options={objective: nope}"],
-         "agent.options.objective: 'nope'"),
+        (
+            ["bench", "--agents", "decay", "--set", "bench.decay={start: 1.5, end: 0.1}"],
+            "bench.decay.start: 1.5 is out of range; expected [0.0, 1.0]",
+        ),
+        (
+            ["bench", "--agents", "decay", "--set", "bench.decay={start: 0.5, end: -0.1}"],
+            "bench.decay.end: -0.1 is out of range",
+        ),
+        (
+            ["run", "--set", "agent.name=variational", "--set", "agent.options={objective: nope}"],
+            "agent.options.objective: 'nope'",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_input_exits_2_with_one_line(args, fragment, tmp_path: Path) -> None:
     proc = _cli(args[0], "--config", TINY, "--set", f"workdir={tmp_path}", *args[1:], timeout=120)
     assert proc.returncode == 2, proc.stderr

@@ -53,10 +53,19 @@ def test_every_command_explains_itself():
     env = {**os.environ, "COLUMNS": "200"}
     # all at once: the help texts are independent, and the suite stays as fast as before
     procs = [
-        (path, cmd, subprocess.Popen([UNLEARN, *path, "--help"], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=env))
+        (
+            path,
+            cmd,
+            subprocess.Popen(
+                [UNLEARN, *path, "--help"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            ),
+        )
         for path, cmd in tree
-    ]  # fmt: skip
+    ]
     for path, cmd, proc in procs:
         out, err = proc.communicate(timeout=300)
         name = " ".join(path)

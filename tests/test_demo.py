@@ -25,20 +25,42 @@ def test_demo_runs_every_part_and_writes_the_report(tiny_workdir: Path, tmp_path
     env = {**os.environ, "COLUMNS": "200"}
     env.pop("MLFLOW_TRACKING_URI", None)
     r = subprocess.run(
-        [UNLEARN, "demo", "--config", str(REPO / "configs/tiny.yaml"),
-         "--set", f"workdir={work}", "--out", str(out)],
-        capture_output=True, text=True, env=env, timeout=900,
-    )  # fmt: skip
+        [
+            UNLEARN,
+            "demo",
+            "--config",
+            str(REPO / "configs/tiny.yaml"),
+            "--set",
+            f"workdir={work}",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert str(out / "report.md") in r.stdout.replace("\n", "")
     assert f"unlearn ui --set workdir={work}" in r.stdout.replace("\n", "")
 
     report = (out / "report.md").read_text()
-    for heading in ("## Base model", "## Unlearning", "## Search", "## RL λ agent",
-                    "## Text-to-image"):  # fmt: skip
+    for heading in (
+        "## Base model",
+        "## Unlearning",
+        "## Search",
+        "## RL λ agent",
+        "## Text-to-image",
+    ):
         assert heading in report
-    for png in ("base_samples.png", "lambda.png", "search_pareto.png", "rl_lambda.png",
-                "t2i_before_0.png", "t2i_after_0.png"):  # fmt: skip
+    for png in (
+        "base_samples.png",
+        "lambda.png",
+        "search_pareto.png",
+        "rl_lambda.png",
+        "t2i_before_0.png",
+        "t2i_after_0.png",
+    ):
         assert (out / png).stat().st_size > 1000, png
     results = json.loads((out / "results.json").read_text())
     assert {"base", "siss + static λ", "siss + variational λ", "tiny: siss + policy λ"} <= set(

@@ -20,8 +20,9 @@ def env_cfg(tiny_workdir: Path):
     """configs/tiny.yaml on the session's pretrained tiny model (same cache key as TINY)."""
     from unlearn.config import load_config
 
-    return load_config(REPO / "configs" / "tiny.yaml", [f"workdir={tiny_workdir}",
-                                                        "tracking.enabled=false"])  # fmt: skip
+    return load_config(
+        REPO / "configs" / "tiny.yaml", [f"workdir={tiny_workdir}", "tracking.enabled=false"]
+    )
 
 
 @pytest.fixture
@@ -129,9 +130,14 @@ def test_reset_restores_weights_from_memory_never_rebuilds(env, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("reset must not load or build a model")
 
-    for mod, name in ((unlearn.task, "make_unlearner"), (unlearn.pretrain, "load_pretrained"),
-                      (unlearn.models, "load_model"), (unlearn.models.io, "load_model"),
-                      (unlearn.models, "build_model"), (torch, "load")):  # fmt: skip
+    for mod, name in (
+        (unlearn.task, "make_unlearner"),
+        (unlearn.pretrain, "load_pretrained"),
+        (unlearn.models, "load_model"),
+        (unlearn.models.io, "load_model"),
+        (unlearn.models, "build_model"),
+        (torch, "load"),
+    ):
         monkeypatch.setattr(mod, name, boom)
     first = rollout(env, 1, [1.0, 1.0, 1.0, 1.0], {"instance": 3})
     assert any(not torch.equal(v, start[k]) for k, v in model.state_dict().items())
@@ -222,8 +228,9 @@ def test_rewards_sum_to_the_runs_tradeoff(env_cfg, proxy_every):
     """Per-decision rewards telescope: their sum is the run's change, whatever the cadence."""
     from unlearn.envs.unlearning_env import UnlearningEnv
 
-    cfg = dataclasses.replace(env_cfg, env=dataclasses.replace(
-        env_cfg.env, final_eval=False, proxy_every=proxy_every))  # fmt: skip
+    cfg = dataclasses.replace(
+        env_cfg, env=dataclasses.replace(env_cfg.env, final_eval=False, proxy_every=proxy_every)
+    )
     env = UnlearningEnv(cfg)
     _, info0 = env.reset(seed=2)
     total, done = 0.0, False
@@ -262,10 +269,15 @@ def test_proxies_are_measured_on_their_cadence_and_carried_between(env_cfg, monk
         names.index("forget_rel"),
         names.index("forget_delta"),
     )
-    for every, want in ((1, [True] * 4), (4, [False, True, False, True]),
-                        (100, [False, False, False, True])):  # fmt: skip
-        cfg = dataclasses.replace(env_cfg, env=dataclasses.replace(
-            env_cfg.env, final_eval=False, proxy_every=every, decisions=4))  # fmt: skip
+    for every, want in (
+        (1, [True] * 4),
+        (4, [False, True, False, True]),
+        (100, [False, False, False, True]),
+    ):
+        cfg = dataclasses.replace(
+            env_cfg,
+            env=dataclasses.replace(env_cfg.env, final_eval=False, proxy_every=every, decisions=4),
+        )
         env = UnlearningEnv(cfg)
         calls: list[int | None] = []
 

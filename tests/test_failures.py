@@ -88,9 +88,15 @@ def test_malformed_yaml_is_one_line_with_line_and_column(text, where, tmp_path):
 def test_pickle_model_dir_asks_for_safetensors(tmp_path):
     from diffusers import UNet2DModel
 
-    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
-                       norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"),
-                       up_block_types=("UpBlock2D", "UpBlock2D"))  # fmt: skip
+    unet = UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+    )
     unet.save_pretrained(tmp_path / "pickled", safe_serialization=False)
     assert (tmp_path / "pickled" / "diffusion_pytorch_model.bin").is_file()
     r = cli("eval", str(tmp_path / "pickled"), "--set", f"workdir={tmp_path}")
@@ -106,8 +112,17 @@ def test_pickle_model_dir_asks_for_safetensors(tmp_path):
 )
 def test_bad_ray_token_is_named_not_blamed_on_the_cluster(token, fragment, tmp_path):
     address = f"http://127.0.0.1:{free_port()}"
-    r = cli("submit", "--address", address, "--working-dir", str(tmp_path), "--", "unlearn",
-            "runs", RAY_AUTH_TOKEN=token)  # fmt: skip
+    r = cli(
+        "submit",
+        "--address",
+        address,
+        "--working-dir",
+        str(tmp_path),
+        "--",
+        "unlearn",
+        "runs",
+        RAY_AUTH_TOKEN=token,
+    )
     line = one_line(r, fragment)
     assert line.startswith("error: RAY_AUTH_TOKEN:") and "no Ray cluster answers" not in line
 
@@ -115,7 +130,18 @@ def test_bad_ray_token_is_named_not_blamed_on_the_cluster(token, fragment, tmp_p
 def test_dead_ray_address_is_one_line_not_minutes_of_retries(tiny_workdir, tmp_path):
     (tmp_path / "pretrained").symlink_to(tiny_workdir / "pretrained")
     address = f"127.0.0.1:{free_port()}"
-    r = cli("tune", "--config", str(REPO / "configs/tiny.yaml"), "--set", f"workdir={tmp_path}",
-            "--set", "tracking.enabled=false", "--space", str(REPO / "configs/tune/static_siss.yaml"),
-            "--address", address, timeout=120)  # fmt: skip
+    r = cli(
+        "tune",
+        "--config",
+        str(REPO / "configs/tiny.yaml"),
+        "--set",
+        f"workdir={tmp_path}",
+        "--set",
+        "tracking.enabled=false",
+        "--space",
+        str(REPO / "configs/tune/static_siss.yaml"),
+        "--address",
+        address,
+        timeout=120,
+    )
     one_line(r, f"no Ray cluster answers at {address}")

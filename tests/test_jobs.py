@@ -46,15 +46,37 @@ def cluster():
     token = secrets.token_hex(32)
     (tmp / "token").write_text(token)
     dash = free_port()
-    env = clean_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(tmp / "token"),
-                    PATH=f"{BIN}:{os.environ['PATH']}", RAY_USAGE_STATS_ENABLED="0")  # fmt: skip
-    ports = {f"--{k}": str(free_port()) for k in (
-        "port", "ray-client-server-port", "dashboard-agent-listen-port",
-        "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port",
-        "node-manager-port", "object-manager-port")}  # fmt: skip
-    cmd = [str(BIN / "ray"), "start", "--head", "--block", "--num-cpus=2", "--include-dashboard=true",
-           "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--temp-dir={tmp / 'ray'}",
-           *[f"{k}={v}" for k, v in ports.items()]]  # fmt: skip
+    env = clean_env(
+        RAY_AUTH_MODE="token",
+        RAY_AUTH_TOKEN_PATH=str(tmp / "token"),
+        PATH=f"{BIN}:{os.environ['PATH']}",
+        RAY_USAGE_STATS_ENABLED="0",
+    )
+    ports = {
+        f"--{k}": str(free_port())
+        for k in (
+            "port",
+            "ray-client-server-port",
+            "dashboard-agent-listen-port",
+            "dashboard-agent-grpc-port",
+            "runtime-env-agent-port",
+            "metrics-export-port",
+            "node-manager-port",
+            "object-manager-port",
+        )
+    }
+    cmd = [
+        str(BIN / "ray"),
+        "start",
+        "--head",
+        "--block",
+        "--num-cpus=2",
+        "--include-dashboard=true",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dash}",
+        f"--temp-dir={tmp / 'ray'}",
+        *[f"{k}={v}" for k, v in ports.items()],
+    ]
     log = (tmp / "head.log").open("w")
     proc = subprocess.Popen(
         cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -93,8 +115,13 @@ def cluster():
 
 def submit(cluster, *args: str, env: dict | None = None, timeout: int = 400):
     e = env if env is not None else clean_env(RAY_AUTH_TOKEN_PATH=str(cluster["token_path"]))
-    return subprocess.run([UNLEARN, "submit", "--address", cluster["address"], *args],
-                          capture_output=True, text=True, env=e, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [UNLEARN, "submit", "--address", cluster["address"], *args],
+        capture_output=True,
+        text=True,
+        env=e,
+        timeout=timeout,
+    )
 
 
 def test_tiny_sweep_as_a_job_lands_in_mlflow(cluster, tiny_workdir, tmp_path):
@@ -110,10 +137,31 @@ def test_tiny_sweep_as_a_job_lands_in_mlflow(cluster, tiny_workdir, tmp_path):
     (job / "config.yaml").write_text(yaml.safe_dump(cfg))
     shutil.copy(REPO / "configs/tune/static_siss.yaml", job / "space.yaml")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    r = submit(cluster, "--follow", "--working-dir", str(job), "--env", f"MLFLOW_TRACKING_URI={uri}",
-               "--env", "OMP_NUM_THREADS=1", "--", "unlearn", "tune", "--config", "config.yaml",
-               "--space", "space.yaml", "--search", "random", "--num-samples", "2",
-               "--max-concurrent", "2", "--name", "jobsweep")  # fmt: skip
+    r = submit(
+        cluster,
+        "--follow",
+        "--working-dir",
+        str(job),
+        "--env",
+        f"MLFLOW_TRACKING_URI={uri}",
+        "--env",
+        "OMP_NUM_THREADS=1",
+        "--",
+        "unlearn",
+        "tune",
+        "--config",
+        "config.yaml",
+        "--space",
+        "space.yaml",
+        "--search",
+        "random",
+        "--num-samples",
+        "2",
+        "--max-concurrent",
+        "2",
+        "--name",
+        "jobsweep",
+    )
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     assert "SUCCEEDED" in r.stdout and "sweep jobsweep" in r.stdout  # the job's own output
     client = MlflowClient(uri)
@@ -142,12 +190,26 @@ def test_submission_without_the_token_is_refused(cluster, tmp_path):
     headers = {"Authorization": f"Bearer {cluster['token']}"}
     jobs = requests.get(f"{cluster['address']}/api/jobs/", headers=headers, timeout=10).json()
     # no token anywhere (HOME without ~/.ray/auth_token)
-    r = submit(cluster, "--working-dir", str(tmp_path), "--", "echo", "hi",
-               env=clean_env(HOME=str(tmp_path)))  # fmt: skip
+    r = submit(
+        cluster,
+        "--working-dir",
+        str(tmp_path),
+        "--",
+        "echo",
+        "hi",
+        env=clean_env(HOME=str(tmp_path)),
+    )
     assert r.returncode == 2 and "requires a token and none was found" in r.stderr
     # someone else's token
-    r = submit(cluster, "--working-dir", str(tmp_path), "--", "echo", "hi",
-               env=clean_env(HOME=str(tmp_path), RAY_AUTH_TOKEN="0" * 64))  # fmt: skip
+    r = submit(
+        cluster,
+        "--working-dir",
+        str(tmp_path),
+        "--",
+        "echo",
+        "hi",
+        env=clean_env(HOME=str(tmp_path), RAY_AUTH_TOKEN="0" * 64),
+    )
     assert r.returncode == 2 and "refused the token" in r.stderr
     # the server itself refuses, whatever the client does
     raw = requests.post(
@@ -165,9 +227,21 @@ def test_unreachable_address_fails_within_10s(tmp_path):
     try:
         for port in (free_port(), silent.getsockname()[1]):
             t0 = time.monotonic()
-            r = subprocess.run([UNLEARN, "submit", "--address", f"http://127.0.0.1:{port}",
-                                "--", "unlearn", "tune"], capture_output=True, text=True,
-                               env=clean_env(), timeout=60)  # fmt: skip
+            r = subprocess.run(
+                [
+                    UNLEARN,
+                    "submit",
+                    "--address",
+                    f"http://127.0.0.1:{port}",
+                    "--",
+                    "unlearn",
+                    "tune",
+                ],
+                capture_output=True,
+                text=True,
+                env=clean_env(),
+                timeout=60,
+            )
             assert time.monotonic() - t0 < 10
             assert r.returncode == 2 and "no Ray cluster answers" in r.stderr
             assert len(r.stderr.strip().splitlines()) == 1

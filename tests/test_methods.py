@@ -64,9 +64,17 @@ def _norm(grads) -> float:
 
 def test_every_registered_method_is_covered_on_each_family_it_declares():
     assert set(METHODS) == {
-        "siss", "siss_nois", "naive", "neggrad", "erasediff", "vdu", "fdiv", "constrained",
-        "encoder", "esd",
-    }  # fmt: skip
+        "siss",
+        "siss_nois",
+        "naive",
+        "neggrad",
+        "erasediff",
+        "vdu",
+        "fdiv",
+        "constrained",
+        "encoder",
+        "esd",
+    }
     for name, cls in METHODS.items():
         assert cls.name == name and issubclass(cls, UnlearningMethod)
         assert isinstance(get_method(MethodConfig(name=name)), cls)
@@ -153,9 +161,16 @@ def test_encoder_retain_term_is_zero_at_the_original_weights(split):
 
 
 @pytest.mark.parametrize(
-    ("variant", "kind"), [("siss", "ddpm"), ("erasediff", "ddpm"), ("vdu", "vae"),
-                          ("fdiv", "cond_ddpm"), ("constrained", "vpsde"), ("encoder", "ddpm")],
-)  # fmt: skip
+    ("variant", "kind"),
+    [
+        ("siss", "ddpm"),
+        ("erasediff", "ddpm"),
+        ("vdu", "vae"),
+        ("fdiv", "cond_ddpm"),
+        ("constrained", "vpsde"),
+        ("encoder", "ddpm"),
+    ],
+)
 def test_method_runs_in_the_unlearner(variant, kind, split):
     from unlearn.agents import StaticAgent
     from unlearn.config import load_config
@@ -193,20 +208,43 @@ def test_unknown_method_name_is_a_config_error():
         ("siss", {"c": 1.0}, "method.options.c: unknown option 'c'; allowed options: C, labels"),
         ("naive", {"x": 1}, "method.options.x: unknown option 'x'; allowed options: none"),
         ("siss", {"C": -1.0}, "method.options.C: -1.0 is not allowed; expected a number > 0.0"),
-        ("siss", {"x_from": "forget"}, "method.options.x_from: 'forget' is not allowed; "
-                                       "expected one of retain, all"),
-        ("fdiv", {"divergence": "tv"}, "method.options.divergence: 'tv' is not allowed; "
-                                       "expected one of kl, hellinger, chi2, amari"),
-        ("fdiv", {"alpha": 2}, r"method.options.alpha: 2 is not allowed; expected a number in \[-1.0, 1.0\]"),
+        (
+            "siss",
+            {"x_from": "forget"},
+            "method.options.x_from: 'forget' is not allowed; expected one of retain, all",
+        ),
+        (
+            "fdiv",
+            {"divergence": "tv"},
+            "method.options.divergence: 'tv' is not allowed; "
+            "expected one of kl, hellinger, chi2, amari",
+        ),
+        (
+            "fdiv",
+            {"alpha": 2},
+            r"method.options.alpha: 2 is not allowed; expected a number in \[-1.0, 1.0\]",
+        ),
         ("vdu", {"variance": "checkpoints"}, r"method.options.checkpoints: \[\] is not allowed"),
         ("vdu", {"checkpoints": ["a"]}, "expected \\[\\] unless variance: checkpoints"),
-        ("vdu", {"gamma": "big"}, "method.options.gamma: 'big' is not allowed; expected a number >= 0.0"),
-        ("vdu", {"fisher_batches": 1.5}, "method.options.fisher_batches: 1.5 is not allowed; expected an integer"),
-        ("constrained", {"lam_max": 1.0}, r"method.options.lam_max: 1.0 is not allowed; expected a number in \(0.0, 1.0\)"),
+        (
+            "vdu",
+            {"gamma": "big"},
+            "method.options.gamma: 'big' is not allowed; expected a number >= 0.0",
+        ),
+        (
+            "vdu",
+            {"fisher_batches": 1.5},
+            "method.options.fisher_batches: 1.5 is not allowed; expected an integer",
+        ),
+        (
+            "constrained",
+            {"lam_max": 1.0},
+            r"method.options.lam_max: 1.0 is not allowed; expected a number in \(0.0, 1.0\)",
+        ),
         ("constrained", {"target": "kl"}, "method.options.target: 'kl' is not allowed"),
         ("erasediff", {"eta": -0.1}, "method.options.eta: -0.1 is not allowed"),
     ],
-)  # fmt: skip
+)
 def test_bad_options_are_config_errors_naming_the_option(name, options, message):
     with pytest.raises(ConfigError, match=message):
         get_method(MethodConfig(name=name, options=options))

@@ -55,11 +55,25 @@ def stop(proc: subprocess.Popen) -> None:
 def start_server(root: Path) -> tuple[str, subprocess.Popen]:
     """A real ``mlflow server`` on a free local port with its store in ``root``."""
     port = free_port()
-    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-           "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-           "--default-artifact-root", str(root / "artifacts")]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--default-artifact-root",
+        str(root / "artifacts"),
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     return f"http://127.0.0.1:{port}", proc
 
 
@@ -125,9 +139,22 @@ def test_tracking_server_down_stops_before_the_sweep(tiny_workdir, tmp_path):
     port = free_port()  # nothing listens here
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}", "COLUMNS": "200"}
     t0 = time.monotonic()
-    r = subprocess.run([UNLEARN, "tune", "--config", str(TINY_YAML), "--set", f"workdir={tmp_path}",
-                        "--space", str(REPO / "configs/tune/static_siss.yaml")],
-                       capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    r = subprocess.run(
+        [
+            UNLEARN,
+            "tune",
+            "--config",
+            str(TINY_YAML),
+            "--set",
+            f"workdir={tmp_path}",
+            "--space",
+            str(REPO / "configs/tune/static_siss.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert r.returncode == 2, r.stderr
     assert f"MLflow server http://127.0.0.1:{port} is not reachable" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
@@ -139,9 +166,14 @@ def test_ui_serves_the_embedded_store(tmp_path):
     port = free_port()
     env = {**os.environ, "COLUMNS": "200"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.Popen([UNLEARN, "ui", "--port", str(port), "--set", f"workdir={tmp_path}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [UNLEARN, "ui", "--port", str(port), "--set", f"workdir={tmp_path}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
     try:
         line = proc.stdout.readline()
         assert f"http://127.0.0.1:{port}" in line and str(tmp_path / "mlflow.db") in line
@@ -167,8 +199,10 @@ def test_server_dying_mid_run_fails_fast_and_keeps_local_outputs(tiny_ready, tmp
     url, proc = start_server(tmp_path)
     try:
         wait_health(url, proc)
-        cfg = with_overrides(tiny_ready, ["tracking.enabled=true", f"tracking.uri={url}",
-                                          f"workdir={tmp_path / 'work'}"])  # fmt: skip
+        cfg = with_overrides(
+            tiny_ready,
+            ["tracking.enabled=true", f"tracking.uri={url}", f"workdir={tmp_path / 'work'}"],
+        )
         (tmp_path / "work").mkdir()
         (tmp_path / "work" / "pretrained").symlink_to(tiny_ready.workdir_path / "pretrained")
 

@@ -96,9 +96,17 @@ def exported(tmp_path_factory) -> dict[str, Path]:
     env = load_config(REPO / "configs" / "tiny.yaml").env  # K and proxy cadence of the tiny env
     root = tmp_path_factory.mktemp("policy")
     ck = make_module_checkpoint(root / "module", "ppo", gain=3.0)
-    return {f: export_policy(ck, root / f, f, steps_per_decision=env.steps_per_decision,
-                             proxy_every=env.proxy_every, proxy_batch=env.proxy_batch)
-            for f in ("torchscript", "onnx")}  # fmt: skip
+    return {
+        f: export_policy(
+            ck,
+            root / f,
+            f,
+            steps_per_decision=env.steps_per_decision,
+            proxy_every=env.proxy_every,
+            proxy_batch=env.proxy_batch,
+        )
+        for f in ("torchscript", "onnx")
+    }
 
 
 def test_policy_agent_loads_without_ray(exported):
@@ -123,8 +131,9 @@ except ImportError:
     out["ray"] = "blocked"
 print(json.dumps(out))
 """
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, cwd=REPO)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["ray"] == "blocked"
@@ -139,8 +148,9 @@ def test_policy_agent_acts_like_the_env(exported, tiny_workdir):
     from unlearn.export import load_policy
     from unlearn.task import make_unlearner
 
-    cfg = load_config(REPO / "configs" / "tiny.yaml", [f"workdir={tiny_workdir}",
-                                                       "tracking.enabled=false"])  # fmt: skip
+    cfg = load_config(
+        REPO / "configs" / "tiny.yaml", [f"workdir={tiny_workdir}", "tracking.enabled=false"]
+    )
     pol = load_policy(exported["onnx"])
     assert (pol.meta["proxy_every"], pol.meta["proxy_batch"]) == (
         cfg.env.proxy_every,
@@ -154,9 +164,17 @@ def test_policy_agent_acts_like_the_env(exported, tiny_workdir):
         measured.append(info["proxies_measured"])
     assert any(measured[:-1]) and not all(measured)  # both fresh and carried proxies were acted on
     K, T = cfg.env.steps_per_decision, cfg.env.decisions
-    run_cfg = with_overrides(cfg, ["agent.name=policy", f"agent.path={exported['torchscript']}",
-                                   "forget.classes=[5]", "unlearn.seed=4",
-                                   f"unlearn.steps={K * T}", "unlearn.eval_every=0"])  # fmt: skip
+    run_cfg = with_overrides(
+        cfg,
+        [
+            "agent.name=policy",
+            f"agent.path={exported['torchscript']}",
+            "forget.classes=[5]",
+            "unlearn.seed=4",
+            f"unlearn.steps={K * T}",
+            "unlearn.eval_every=0",
+        ],
+    )
     unl = make_unlearner(run_cfg).unlearner
     unl.reset(4)
     result = unl.run()

@@ -24,8 +24,9 @@ pytestmark = pytest.mark.integration
 def cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
     env.update(OMP_NUM_THREADS="1", CI="1")
-    return subprocess.run([str(UNLEARN), *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout, env=env)  # fmt: skip
+    return subprocess.run(
+        [str(UNLEARN), *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env
+    )
 
 
 def last_json(proc: subprocess.CompletedProcess):
@@ -45,14 +46,33 @@ def work(tmp_path_factory, tiny_workdir: Path) -> Path:
 
 
 def cfg_args(work: Path) -> list[str]:
-    return ["--config", str(TINY_YAML), "--set", f"workdir={work}",
-            "--set", f"tracking.uri=sqlite:///{work}/mlflow.db"]  # fmt: skip
+    return [
+        "--config",
+        str(TINY_YAML),
+        "--set",
+        f"workdir={work}",
+        "--set",
+        f"tracking.uri=sqlite:///{work}/mlflow.db",
+    ]
 
 
 @pytest.fixture(scope="module")
 def trained(work: Path) -> dict:
-    proc = cli("rl", "train", *cfg_args(work), "--algo", "ppo", "--iterations", "1",
-               "--env-runners", "1", "--out", str(work / "ppo"), "--json", cwd=work)  # fmt: skip
+    proc = cli(
+        "rl",
+        "train",
+        *cfg_args(work),
+        "--algo",
+        "ppo",
+        "--iterations",
+        "1",
+        "--env-runners",
+        "1",
+        "--out",
+        str(work / "ppo"),
+        "--json",
+        cwd=work,
+    )
     return last_json(proc)
 
 
@@ -60,8 +80,16 @@ def trained(work: Path) -> dict:
 def exported(trained: dict, work: Path) -> dict[str, Path]:
     out = {}
     for fmt in ("torchscript", "onnx"):
-        proc = cli("policy", "export", trained["checkpoint"], "--format", fmt,
-                   "--out", str(work / f"policy-{fmt}"), cwd=work)  # fmt: skip
+        proc = cli(
+            "policy",
+            "export",
+            trained["checkpoint"],
+            "--format",
+            fmt,
+            "--out",
+            str(work / f"policy-{fmt}"),
+            cwd=work,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         out[fmt] = work / f"policy-{fmt}"
     return out
@@ -87,9 +115,21 @@ def test_ppo_trains_one_iteration_checkpoints_and_logs_to_mlflow(trained: dict, 
 
 
 def test_resume_continues_from_the_checkpoint(trained: dict, work: Path):
-    proc = cli("rl", "train", *cfg_args(work), "--resume", trained["checkpoint"],
-               "--iterations", "1", "--env-runners", "0", "--out", str(work / "ppo2"),
-               "--json", cwd=work)  # fmt: skip
+    proc = cli(
+        "rl",
+        "train",
+        *cfg_args(work),
+        "--resume",
+        trained["checkpoint"],
+        "--iterations",
+        "1",
+        "--env-runners",
+        "0",
+        "--out",
+        str(work / "ppo2"),
+        "--json",
+        cwd=work,
+    )
     res = last_json(proc)
     assert Path(res["checkpoint"]).name == "iter_0002"
 
@@ -111,8 +151,18 @@ def test_exported_policies_equal_rllib_actions(trained: dict, exported: dict[str
 
 
 def test_rl_eval_policy_vs_static_baselines(trained: dict, work: Path):
-    proc = cli("rl", "eval", trained["checkpoint"], *cfg_args(work), "--seeds", "2",
-               "--lams", "0,1", "--json", cwd=work)  # fmt: skip
+    proc = cli(
+        "rl",
+        "eval",
+        trained["checkpoint"],
+        *cfg_args(work),
+        "--seeds",
+        "2",
+        "--lams",
+        "0,1",
+        "--json",
+        cwd=work,
+    )
     rows = last_json(proc)
     assert [r["agent"] for r in rows] == ["policy (ppo checkpoint)", "static λ=0", "static λ=1"]
     for r in rows:
@@ -128,20 +178,42 @@ def test_register_and_load_back_from_the_registry(exported: dict[str, Path], wor
     from unlearn.export import load_policy
 
     uri = f"sqlite:///{work}/mlflow.db"
-    proc = cli("policy", "register", str(exported["onnx"]), "--name", "tiny-ppo",
-               "--alias", "champion", *cfg_args(work), "--json", cwd=work)  # fmt: skip
+    proc = cli(
+        "policy",
+        "register",
+        str(exported["onnx"]),
+        "--name",
+        "tiny-ppo",
+        "--alias",
+        "champion",
+        *cfg_args(work),
+        "--json",
+        cwd=work,
+    )
     reg = last_json(proc)
     assert reg["uri"] == "models:/tiny-ppo@champion" and reg["version"] == "1"
     obs = np.random.default_rng(1).uniform(-1, 1, (20, 9)).astype(np.float32).clip(0, 1)
     back = load_policy("models:/tiny-ppo@champion", tracking_uri=uri)
     assert back.format == "onnx"
     np.testing.assert_allclose(back(obs), load_policy(exported["onnx"])(obs), atol=1e-7)
-    agent = get_agent(AgentConfig(name="policy", path="models:/tiny-ppo@champion",
-                                  options={"tracking_uri": uri}), default_lam=0.5)  # fmt: skip
+    agent = get_agent(
+        AgentConfig(name="policy", path="models:/tiny-ppo@champion", options={"tracking_uri": uri}),
+        default_lam=0.5,
+    )
     assert 0.0 <= agent.act(None) <= 1.0
-    proc = cli("run", *cfg_args(work), "--set", "agent.name=policy",
-               "--set", "agent.path=models:/tiny-ppo@champion",
-               "--set", f"agent.options.tracking_uri={uri}", "--no-eval", "--json", cwd=work)  # fmt: skip
+    proc = cli(
+        "run",
+        *cfg_args(work),
+        "--set",
+        "agent.name=policy",
+        "--set",
+        "agent.path=models:/tiny-ppo@champion",
+        "--set",
+        f"agent.options.tracking_uri={uri}",
+        "--no-eval",
+        "--json",
+        cwd=work,
+    )
     res = last_json(proc)
     assert res["status"] == "finished" and len(res["lambdas"]) == 8
 

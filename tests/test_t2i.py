@@ -105,8 +105,15 @@ def test_saved_pipeline_loads_and_generates_in_plain_diffusers(tmp_path):
     pipe = StableDiffusionPipeline.from_pretrained(str(tmp_path / "p"))
     z = torch.randn(2, 4, 4, 4, generator=torch.Generator().manual_seed(1))
     prompt = ["a handwritten digit seven"] * 2
-    ref = pipe(prompt, num_inference_steps=3, guidance_scale=5.0, latents=z, height=8, width=8,
-               output_type="pt").images  # fmt: skip
+    ref = pipe(
+        prompt,
+        num_inference_steps=3,
+        guidance_scale=5.0,
+        latents=z,
+        height=8,
+        width=8,
+        output_type="pt",
+    ).images
     again = load_t2i(tmp_path / "p")
     ours = again.decode(again.sample_latents(again.encode_text(prompt), 3, 5.0, latents=z))
     assert torch.allclose(ref * 2 - 1, ours, atol=1e-5)
@@ -209,8 +216,15 @@ def test_lora_adapters_are_saved_as_adapters_or_merged(tmp_path):
     assert (tmp_path / "adapters" / "pytorch_lora_weights.safetensors").is_file()
     pipe = StableDiffusionPipeline.from_pretrained(str(tmp_path / "adapters"))
     pipe.load_lora_weights(str(tmp_path / "adapters"))
-    got = pipe(["the number 7"], num_inference_steps=2, guidance_scale=3.0, latents=z,
-               height=8, width=8, output_type="latent").images  # fmt: skip
+    got = pipe(
+        ["the number 7"],
+        num_inference_steps=2,
+        guidance_scale=3.0,
+        latents=z,
+        height=8,
+        width=8,
+        output_type="latent",
+    ).images
     assert torch.allclose(got, want, atol=1e-4)
     model.lora_merge = True
     save_model(model, tmp_path / "merged")
@@ -286,8 +300,11 @@ def test_eval_is_deterministic_and_writes_prompt_grids(t2i_workdir, tmp_path):
     b = evaluate_dir(cfg, model_dir, out=tmp_path / "b")
     assert a.result.to_dict() == b.result.to_dict()
     assert set(a.result.per_prompt) == {
-        "a handwritten digit seven", "the number 7", "a handwritten digit one", "the digit two"
-    }  # fmt: skip
+        "a handwritten digit seven",
+        "the number 7",
+        "a handwritten digit one",
+        "the digit two",
+    }
     assert len(list((tmp_path / "a").glob("0*_*.png"))) == 4
     assert (tmp_path / "a" / "prompts.png").is_file()
 

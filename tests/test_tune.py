@@ -103,11 +103,18 @@ def test_asha_with_random_search_and_weighted_score(ray_local, tiny_workdir, tmp
     from unlearn.tuners import SweepOptions, load_space, run_sweep
 
     wd = tune_workdir(tmp_path / "w", tiny_workdir)
-    cfg = tiny(wd, "unlearn.steps=8", "tune.report_every=1", "tune.grace_period=1",
-               "tune.cpus_per_trial=2", "tracking.enabled=false")  # fmt: skip
+    cfg = tiny(
+        wd,
+        "unlearn.steps=8",
+        "tune.report_every=1",
+        "tune.grace_period=1",
+        "tune.cpus_per_trial=2",
+        "tracking.enabled=false",
+    )
     space = load_space(REPO / "configs/tune/static_siss.yaml")
-    opts = SweepOptions(search="random", scheduler="asha", objective="weighted", num_samples=6,
-                        max_concurrent=1)  # fmt: skip
+    opts = SweepOptions(
+        search="random", scheduler="asha", objective="weighted", num_samples=6, max_concurrent=1
+    )
     res = run_sweep(cfg, space, opts)
     statuses = [t.status for t in res.trials]
     assert len(statuses) == 6 and set(statuses) <= {"finished", "early_stopped"}
@@ -149,14 +156,20 @@ def cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.C
     [
         ({"params": {"method.lamda": {"float": [0, 1]}}}, [], "method.lamda: unknown key"),
         ({"params": {"method.lam": {"float": [0.5, 0.2]}}}, [], "empty range [0.5, 0.2]"),
-        ({"params": {"method.lam": {"float": [0, 1]}}}, ["--scheduler", "pbt"],
-         "PBT cannot share a run with a search algorithm"),
+        (
+            {"params": {"method.lam": {"float": [0, 1]}}},
+            ["--scheduler", "pbt"],
+            "PBT cannot share a run with a search algorithm",
+        ),
         # a config no shipped or cached model was trained with
-        ({"params": {"method.lam": {"float": [0, 1]}}}, ["--set", "pretrain.steps=7"],
-         "no pretrained base model"),
+        (
+            {"params": {"method.lam": {"float": [0, 1]}}},
+            ["--set", "pretrain.steps=7"],
+            "no pretrained base model",
+        ),
         ({"params": {"method.lam": {"float": [0, 1]}}}, ["--resume"], "--resume: no earlier"),
     ],
-)  # fmt: skip
+)
 def test_cli_bad_input_exits_2_before_ray(space, extra, fragment, tmp_path):
     import yaml
 
@@ -185,22 +198,48 @@ def _running(sweep: Path, min_reports: int = 3) -> list[str]:
     """Trials with a few intermediate reports (so Tune has saved their checkpoints in the
     experiment state: it snapshots after ``num_to_keep`` = 2 checkpoints) but no final one."""
     done = set(_finished_trials(sweep))
-    return [f.parent.name for f in sweep.glob("*/result.json")
-            if len(f.read_text().splitlines()) >= min_reports and f.parent.name not in done]  # fmt: skip
+    return [
+        f.parent.name
+        for f in sweep.glob("*/result.json")
+        if len(f.read_text().splitlines()) >= min_reports and f.parent.name not in done
+    ]
 
 
 def test_resume_after_driver_sigkill(tiny_workdir, tmp_path):
     """Kill the driver mid-sweep; --resume finishes it: no trial re-run, no result lost."""
     wd = tune_workdir(tmp_path / "w", tiny_workdir)
-    args = ["tune", "--space", str(REPO / "configs/tune/static_siss.yaml"), "--search", "random",
-            "--num-samples", "4", "--max-concurrent", "1", "--name", "killed",
-            "--config", str(TINY_YAML), "--set", f"workdir={wd}",
-            "--set", "tracking.enabled=true", "--set", "unlearn.steps=40",
-            "--set", "tune.report_every=4"]  # fmt: skip
+    args = [
+        "tune",
+        "--space",
+        str(REPO / "configs/tune/static_siss.yaml"),
+        "--search",
+        "random",
+        "--num-samples",
+        "4",
+        "--max-concurrent",
+        "1",
+        "--name",
+        "killed",
+        "--config",
+        str(TINY_YAML),
+        "--set",
+        f"workdir={wd}",
+        "--set",
+        "tracking.enabled=true",
+        "--set",
+        "unlearn.steps=40",
+        "--set",
+        "tune.report_every=4",
+    ]
     env = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
     sweep = wd / "tune" / "killed"
-    proc = subprocess.Popen([UNLEARN, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=env, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [UNLEARN, *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and not (_finished_trials(sweep) and _running(sweep)):

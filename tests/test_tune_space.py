@@ -56,17 +56,21 @@ def test_shipped_spaces_validate(path):
         ({"method.lam": {"uniform": [0, 1]}}, "give exactly one of"),
         ({"unlearn.steps": {"int": [1.5, 4]}}, "not an integer"),
         (
-            {"agent.options.beta": {"float": [0.1, 0.2], "when": {"agent.name": "variational"}},
-             "agent.name": {"choice": ["static", "variational"]}},
+            {
+                "agent.options.beta": {"float": [0.1, 0.2], "when": {"agent.name": "variational"}},
+                "agent.name": {"choice": ["static", "variational"]},
+            },
             "neither an earlier parameter nor a fixed value",
         ),
         (
-            {"agent.name": {"choice": ["static", "variational"]},
-             "agent.options.beta": {"float": [0.1, 0.2], "when": {"agent.name": "dual"}}},
+            {
+                "agent.name": {"choice": ["static", "variational"]},
+                "agent.options.beta": {"float": [0.1, 0.2], "when": {"agent.name": "dual"}},
+            },
             "when agent.name = 'dual'",
         ),
     ],
-)  # fmt: skip
+)
 def test_bad_spaces_fail_before_ray(params, fragment):
     cfg = load_config(None, [])
     with pytest.raises(ConfigError) as e:
@@ -77,8 +81,12 @@ def test_bad_spaces_fail_before_ray(params, fragment):
 
 def test_unconditional_agent_option_is_caught():
     """An option of one agent searched for every agent: the static agent refuses it."""
-    s = space({"agent.name": {"choice": ["static", "variational"]},
-               "agent.options.beta": {"float": [1e-3, 1e-1]}})  # fmt: skip
+    s = space(
+        {
+            "agent.name": {"choice": ["static", "variational"]},
+            "agent.options.beta": {"float": [1e-3, 1e-1]},
+        }
+    )
     with pytest.raises(
         ConfigError, match=r"agent.options.beta = 0.001: agent.options.beta: unknown"
     ):
@@ -116,9 +124,13 @@ def test_conditional_sampling_and_trial_configs():
 
 
 def test_inactive_values_are_dropped():
-    s = space({"agent.name": {"choice": ["static", "variational"]},
-               "agent.options.beta": {"float": [1e-3, 1e-1], "when": {"agent.name": "variational"}}},
-              fixed={"method.name": "siss"})  # fmt: skip
+    s = space(
+        {
+            "agent.name": {"choice": ["static", "variational"]},
+            "agent.options.beta": {"float": [1e-3, 1e-1], "when": {"agent.name": "variational"}},
+        },
+        fixed={"method.name": "siss"},
+    )
     v = trial_values(s, {"agent.name": "static", "agent.options.beta": 0.01})
     assert v == {"method.name": "siss", "agent.name": "static"}
 
@@ -171,8 +183,18 @@ def test_schedule_points_replay_every_step_exactly():
         agent = ScheduleAgent(kind="piecewise", points=schedule_points(lams, budget))
         got = [agent.reset(0)]
         for t in range(1, budget):
-            got.append(agent.act(StepStats(step=t, budget=budget, lam=got[-1], retain_loss=0.0,
-                                           forget_loss=0.0, total_loss=0.0)))  # fmt: skip
+            got.append(
+                agent.act(
+                    StepStats(
+                        step=t,
+                        budget=budget,
+                        lam=got[-1],
+                        retain_loss=0.0,
+                        forget_loss=0.0,
+                        total_loss=0.0,
+                    )
+                )
+            )
         assert got == lams
 
 
@@ -180,6 +202,12 @@ def test_pareto_front():
     def t(i, fr, fid):
         return TrialResult(str(i), {}, "finished", forget_rate=fr, fid=fid)
 
-    trials = [t(0, 0.1, 5.0), t(1, 0.2, 3.0), t(2, 0.2, 4.0), t(3, 0.05, 9.0), t(4, 0.3, 3.0),
-              TrialResult("5", {}, "early_stopped")]  # fmt: skip
+    trials = [
+        t(0, 0.1, 5.0),
+        t(1, 0.2, 3.0),
+        t(2, 0.2, 4.0),
+        t(3, 0.05, 9.0),
+        t(4, 0.3, 3.0),
+        TrialResult("5", {}, "early_stopped"),
+    ]
     assert [x.trial_id for x in pareto_front(trials)] == ["3", "0", "1"]

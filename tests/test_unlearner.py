@@ -95,9 +95,15 @@ def test_diverged_tracked_run_is_failed_in_mlflow(tiny_ready, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = with_overrides(
         tiny_ready,
-        ["tracking.enabled=true", f"tracking.uri={uri}", "tracking.experiment=t",
-         "method.name=vdu", "method.options.gamma=1.0e+36", "unlearn.lr=1.0"],
-    )  # fmt: skip
+        [
+            "tracking.enabled=true",
+            f"tracking.uri={uri}",
+            "tracking.experiment=t",
+            "method.name=vdu",
+            "method.options.gamma=1.0e+36",
+            "unlearn.lr=1.0",
+        ],
+    )
     res = run(cfg, evaluate=False)
     assert res.status == "diverged" and res.steps < cfg.unlearn.steps
     r = MlflowClient(tracking_uri=uri).get_run(res.run_id)

@@ -286,13 +286,17 @@ def bench(
         preset=preset,
         methods=parse_names(methods, tuple(METHOD_VARIANTS), "--methods"),
         agents=parse_names(agents, AGENT_VARIANTS, "--agents"),
-        seeds=seeds, static_lam=static_lam,
+        seeds=seeds,
+        static_lam=static_lam,
         static_from=None if static_from is None else str(static_from),
         schedule_from=None if schedule_from is None else str(schedule_from),
-        policy=None if policy is None else str(policy), out=None if out is None else str(out),
-        resume=resume, perf=perf, readme=None if readme is None else str(readme),
+        policy=None if policy is None else str(policy),
+        out=None if out is None else str(out),
+        resume=resume,
+        perf=perf,
+        readme=None if readme is None else str(readme),
         tune_baselines=tune_baselines,
-    )  # fmt: skip
+    )
     cfg = _config(config, set_, tracked=True)
     from unlearn.console import console, progress_bars, table
 
@@ -309,9 +313,12 @@ def bench(
             console.print(f"left out {name}: {reason}", highlight=False)
         for t in res.plan.tuning.values():
             params = ", ".join(f"{k}={v:.3g}" for k, v in t["params"].items())
-            console.print(f"tuned {t['method']} + {t['agent']} on train classes "
-                          f"{list(t['train_instances'])}: {params} ({t['trials']} trials, "
-                          f"{t['optimiser_steps']:,} optimiser steps)", highlight=False)  # fmt: skip
+            console.print(
+                f"tuned {t['method']} + {t['agent']} on train classes "
+                f"{list(t['train_instances'])}: {params} ({t['trials']} trials, "
+                f"{t['optimiser_steps']:,} optimiser steps)",
+                highlight=False,
+            )
         console.print(f"report: {res.path / 'bench.md'}")
         if res.parent_run_id:
             console.print(f"MLflow parent run: {res.parent_run_id}")

@@ -61,8 +61,11 @@ def audit(
 
     rep = res.report
     name = rep.metric.replace("_", " ")
-    console.print(table(f"relearning attacks: {name} (returned at >= {rep.threshold:.3f})",
-                        *relearn_rows(rep)))  # fmt: skip
+    console.print(
+        table(
+            f"relearning attacks: {name} (returned at >= {rep.threshold:.3f})", *relearn_rows(rep)
+        )
+    )
     console.print(table("membership inference (loss attack, 0.5 = chance)", *membership_rows(rep)))
     console.print(f"report: {res.path}  wall time: {res.wall_time:.1f}s")
     if res.run_id:

@@ -13,10 +13,13 @@ import typer
 
 from unlearn.cli_options import ConfigOpt, JsonOpt, SetOpt, load_cli_config
 
-rl_app = typer.Typer(help="Train and evaluate RL λ agents (RLlib) on the unlearning env.",
-                     no_args_is_help=True)  # fmt: skip
-policy_app = typer.Typer(help="Export RL λ policies (TorchScript / ONNX) and register them in MLflow.",
-                         no_args_is_help=True)  # fmt: skip
+rl_app = typer.Typer(
+    help="Train and evaluate RL λ agents (RLlib) on the unlearning env.", no_args_is_help=True
+)
+policy_app = typer.Typer(
+    help="Export RL λ policies (TorchScript / ONNX) and register them in MLflow.",
+    no_args_is_help=True,
+)
 
 _config = load_cli_config
 
@@ -55,9 +58,16 @@ def train_cmd(
         return
     from unlearn.console import table
 
-    console.print(table(f"{res.algo} training", ["iteration", "episode return", "mean λ"],
-                        [[i + 1, r, _mean(lams)] for i, (r, lams)
-                         in enumerate(zip(res.returns, res.lambdas, strict=True))]))  # fmt: skip
+    console.print(
+        table(
+            f"{res.algo} training",
+            ["iteration", "episode return", "mean λ"],
+            [
+                [i + 1, r, _mean(lams)]
+                for i, (r, lams) in enumerate(zip(res.returns, res.lambdas, strict=True))
+            ],
+        )
+    )
     console.print(f"checkpoint: {res.checkpoint}")
     console.print(f"MLflow run id: {res.run_id}")
 
@@ -104,11 +114,22 @@ def eval_cmd(
     def pm(m: tuple[float, float]) -> str:
         return f"{m[0]:.4g} ± {m[1]:.2g}"
 
-    console.print(table(f"{split} instances {list(getattr(cfg.env, split + '_instances'))}, {seeds} seeds",
-                        ["agent", "forget rate", "FID", "return", "diverged"],
-                        [[r.agent, pm(r.stat("forget_rate")), pm(r.stat("fid")),
-                          pm(r.stat("episode_return")), sum(e.diverged for e in r.episodes)]
-                         for r in rows]))  # fmt: skip
+    console.print(
+        table(
+            f"{split} instances {list(getattr(cfg.env, split + '_instances'))}, {seeds} seeds",
+            ["agent", "forget rate", "FID", "return", "diverged"],
+            [
+                [
+                    r.agent,
+                    pm(r.stat("forget_rate")),
+                    pm(r.stat("fid")),
+                    pm(r.stat("episode_return")),
+                    sum(e.diverged for e in r.episodes),
+                ]
+                for r in rows
+            ],
+        )
+    )
 
 
 @policy_app.command("export")
@@ -129,8 +150,7 @@ def export_cmd(
     if config is not None or set_:
         env = _config(config, set_).env
         k, p, b = env.steps_per_decision, env.proxy_every, env.proxy_batch
-    d = export_policy(checkpoint, out, format_, steps_per_decision=k, proxy_every=p,
-                      proxy_batch=b)  # fmt: skip
+    d = export_policy(checkpoint, out, format_, steps_per_decision=k, proxy_every=p, proxy_batch=b)
     console.print(f"policy: {d}")
 
 
@@ -149,7 +169,16 @@ def register_cmd(
 
     reg = register_policy(_config(config, set_), policy_dir, name, alias)
     if json_:
-        typer.echo(json.dumps({"name": reg.name, "version": reg.version, "alias": reg.alias,
-                               "run_id": reg.run_id, "uri": reg.uri}))  # fmt: skip
+        typer.echo(
+            json.dumps(
+                {
+                    "name": reg.name,
+                    "version": reg.version,
+                    "alias": reg.alias,
+                    "run_id": reg.run_id,
+                    "uri": reg.uri,
+                }
+            )
+        )
         return
     console.print(f"registered {reg.name} version {reg.version} as {reg.uri} (run {reg.run_id})")

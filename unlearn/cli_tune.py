@@ -72,9 +72,16 @@ def tune(
 
     cfg = _config(config, set_)
     spc = load_space(space)
-    opts = SweepOptions(search=search, scheduler=scheduler, objective=objective,
-                        num_samples=num_samples, max_concurrent=max_concurrent, name=name,
-                        resume=resume, address=address)  # fmt: skip
+    opts = SweepOptions(
+        search=search,
+        scheduler=scheduler,
+        objective=objective,
+        num_samples=num_samples,
+        max_concurrent=max_concurrent,
+        name=name,
+        resume=resume,
+        address=address,
+    )
     with progress_bars(not json_) as progress:
         res = run_sweep(cfg, spc, opts, progress)
     if json_:
@@ -93,10 +100,24 @@ def _print_sweep(res, console) -> None:
     short = [x if last.count(x) == 1 else k for k, x in zip(keys, last, strict=True)]
     front = {t.trial_id for t in res.pareto}
     rows = sorted(res.trials, key=lambda t: (t.score is None, t.score or 0.0))
-    console.print(table(f"sweep {res.name} ({res.search}, {len(res.trials)} trials)",
-                        ["trial", "status", *short, "forget rate", "FID", "score", "pareto"],
-                        [[t.trial_id, t.status, *[t.params.get(k) for k in keys], t.forget_rate,
-                          t.fid, t.score, "*" if t.trial_id in front else ""] for t in rows]))  # fmt: skip
+    console.print(
+        table(
+            f"sweep {res.name} ({res.search}, {len(res.trials)} trials)",
+            ["trial", "status", *short, "forget rate", "FID", "score", "pareto"],
+            [
+                [
+                    t.trial_id,
+                    t.status,
+                    *[t.params.get(k) for k in keys],
+                    t.forget_rate,
+                    t.fid,
+                    t.score,
+                    "*" if t.trial_id in front else "",
+                ]
+                for t in rows
+            ],
+        )
+    )
     for k, v in res.artifacts.items():
         console.print(f"{k}: {v}")
     if res.best is not None:
@@ -133,9 +154,22 @@ def ui(
     with socket.socket() as s:  # a taken port would end mlflow with a multi-line log
         if s.connect_ex(("127.0.0.1", port)) == 0:
             raise ConfigError(f"--port: {port} is in use on 127.0.0.1; choose another --port")
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
-           "--default-artifact-root", str(cfg.workdir_path / "mlartifacts"),
-           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        uri,
+        "--default-artifact-root",
+        str(cfg.workdir_path / "mlartifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     console.print(f"MLflow UI: http://127.0.0.1:{port}  (store {uri}; Ctrl-C stops it)")
     proc = subprocess.Popen(cmd)
     try:

@@ -80,12 +80,20 @@ def run(
     except TrackingError as e:
         # the store stopped answering: the unlearning is not lost, only its tracking
         if result is None:
-            result = UnlearnResult(unl.t, time.perf_counter() - t0, "stopped",
-                                   list(unl.history), before, message=str(e))  # fmt: skip
+            result = UnlearnResult(
+                unl.t,
+                time.perf_counter() - t0,
+                "stopped",
+                list(unl.history),
+                before,
+                message=str(e),
+            )
         result.run_id, result.message = tracker.run_id, result.message or str(e)
         _save_outputs(unl, result, out)
-        raise TrackingError(f"{e}; the run stopped at step {unl.t}; its outputs (model, "
-                            f"result.json, grids) are in {out}") from None  # fmt: skip
+        raise TrackingError(
+            f"{e}; the run stopped at step {unl.t}; its outputs (model, "
+            f"result.json, grids) are in {out}"
+        ) from None
     finally:
         tracker.end(status)
 

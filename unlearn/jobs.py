@@ -26,8 +26,21 @@ from unlearn.config import ConfigError
 log = logging.getLogger(__name__)
 
 #: never uploaded with the working directory (gitignore-style patterns, as Ray reads them)
-EXCLUDES = [".venv", "venv", ".git", "runs", "mlruns", "reports", "*.db", "__pycache__",
-            "*.egg-info", ".pytest_cache", ".ruff_cache", "*.pt", "*.ckpt"]  # fmt: skip
+EXCLUDES = [
+    ".venv",
+    "venv",
+    ".git",
+    "runs",
+    "mlruns",
+    "reports",
+    "*.db",
+    "__pycache__",
+    "*.egg-info",
+    ".pytest_cache",
+    ".ruff_cache",
+    "*.pt",
+    "*.ckpt",
+]
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 CONNECT_TIMEOUT_S = 5.0
 
@@ -58,13 +71,17 @@ def check_token(token: str, source: str) -> str:
         raise ConfigError(f"{source}: the Ray token is empty; set the cluster's token or unset it")
     for i, ch in enumerate(tok):
         if ch in "\r\n":
-            raise ConfigError(f"{source}: the Ray token holds a line break at character {i + 1}; "
-                              "a token is one line")  # fmt: skip
+            raise ConfigError(
+                f"{source}: the Ray token holds a line break at character {i + 1}; "
+                "a token is one line"
+            )
         if ch.isspace():
             raise ConfigError(f"{source}: the Ray token holds whitespace at character {i + 1}")
         if not (33 <= ord(ch) <= 126):
-            raise ConfigError(f"{source}: the Ray token holds {ch!r} at character {i + 1}; "
-                              "a token is printable ASCII")  # fmt: skip
+            raise ConfigError(
+                f"{source}: the Ray token holds {ch!r} at character {i + 1}; "
+                "a token is printable ASCII"
+            )
     return tok
 
 
@@ -111,11 +128,15 @@ def client(address: str, token: str | None = None):
     try:
         r = requests.get(f"{address}/api/version", headers=headers, timeout=CONNECT_TIMEOUT_S)
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
-        raise ConfigError(f"--address: no Ray cluster answers at {address} "
-                          f"({type(e).__name__}); is the dashboard port forwarded?") from None  # fmt: skip
+        raise ConfigError(
+            f"--address: no Ray cluster answers at {address} "
+            f"({type(e).__name__}); is the dashboard port forwarded?"
+        ) from None
     except requests.exceptions.RequestException as e:  # the request itself was malformed
-        raise ConfigError(f"--address: cannot ask {address} ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0] if str(e) else ''})") from None  # fmt: skip
+        raise ConfigError(
+            f"--address: cannot ask {address} ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
     _raise_for_auth(address, r.status_code, token)
     if r.status_code != 200:
         raise ConfigError(f"--address: {address} is not a Ray dashboard (HTTP {r.status_code})")
@@ -126,12 +147,16 @@ def client(address: str, token: str | None = None):
 
 def _raise_for_auth(address: str, status: int, token: str | None) -> None:
     if status == 401:
-        raise ConfigError(f"--address: the cluster at {address} requires a token and none was "
-                          "found; set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH, or copy the "
-                          "cluster's token to ~/.ray/auth_token")  # fmt: skip
+        raise ConfigError(
+            f"--address: the cluster at {address} requires a token and none was "
+            "found; set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH, or copy the "
+            "cluster's token to ~/.ray/auth_token"
+        )
     if status == 403:
-        raise ConfigError(f"--address: the cluster at {address} refused the token "
-                          f"({'given' if token else 'none'}); use the cluster's own token")  # fmt: skip
+        raise ConfigError(
+            f"--address: the cluster at {address} refused the token "
+            f"({'given' if token else 'none'}); use the cluster's own token"
+        )
 
 
 def parse_env(items: list[str]) -> dict[str, str]:
@@ -195,8 +220,10 @@ def submit(
         info = c.get_job_info(job_id)
     except (ConnectionError, RuntimeError, OSError) as e:  # the cluster went away meanwhile
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"submit: lost the cluster at {address} while following job {job_id} "
-                          f"({first}); ask later with: ray job status {job_id}") from None  # fmt: skip
+        raise ConfigError(
+            f"submit: lost the cluster at {address} while following job {job_id} "
+            f"({first}); ask later with: ray job status {job_id}"
+        ) from None
     return JobResult(job_id, address, str(info.status), info.message or "")
 
 

@@ -216,10 +216,16 @@ def tiny_config(cfg: Config) -> Config:
     from unlearn.config import default_config_path, load_config
 
     path = default_config_path().parent / "tiny.yaml"
-    return load_config(path, [f"workdir={cfg.workdir_path}", f"device={cfg.device}",
-                              f"tracking.uri={cfg.tracking.uri}",
-                              f"tracking.enabled={str(cfg.tracking.enabled).lower()}",
-                              f"tracking.experiment={cfg.tracking.experiment}-rl"])  # fmt: skip
+    return load_config(
+        path,
+        [
+            f"workdir={cfg.workdir_path}",
+            f"device={cfg.device}",
+            f"tracking.uri={cfg.tracking.uri}",
+            f"tracking.enabled={str(cfg.tracking.enabled).lower()}",
+            f"tracking.experiment={cfg.tracking.experiment}-rl",
+        ],
+    )
 
 
 def rl_section(cfg: Config, rep: DemoReport, progress: ProgressFn) -> None:
@@ -233,8 +239,14 @@ def rl_section(cfg: Config, rep: DemoReport, progress: ProgressFn) -> None:
 
     tiny = tiny_config(cfg)
     pretrain(tiny, progress)
-    tr = train(tiny, "ppo", iterations=DEMO_RL_ITERATIONS, env_runners=1,
-               out=tiny.workdir_path / "rl" / "demo-ppo", progress=progress)  # fmt: skip
+    tr = train(
+        tiny,
+        "ppo",
+        iterations=DEMO_RL_ITERATIONS,
+        env_runners=1,
+        out=tiny.workdir_path / "rl" / "demo-ppo",
+        progress=progress,
+    )
     pdir = export_policy(tr.checkpoint, tiny.workdir_path / "policies" / "demo-ppo", "torchscript")
     budget = tiny.env.decisions * tiny.env.steps_per_decision
     runs, before = {}, None

@@ -105,6 +105,8 @@ def check_ray_address(address: str, timeout_s: float = 5.0) -> None:
     try:
         socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s).close()
     except OSError as e:
-        raise ConfigError(f"--address: no Ray cluster answers at {address} "
-                          f"({e.strerror or type(e).__name__}); start one with `ray start "
-                          "--head` or leave --address out for a local Ray") from None  # fmt: skip
+        raise ConfigError(
+            f"--address: no Ray cluster answers at {address} "
+            f"({e.strerror or type(e).__name__}); start one with `ray start "
+            "--head` or leave --address out for a local Ray"
+        ) from None

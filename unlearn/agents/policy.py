@@ -59,8 +59,13 @@ class PolicyAgent(LambdaAgent):
                 "agent.path: the policy agent needs agent.path=<exported policy dir> "
                 "or models:/NAME@ALIAS"
             )
-        return cls(path, default_lam, options["format"], options["tracking_uri"],
-                   options["steps_per_decision"])  # fmt: skip
+        return cls(
+            path,
+            default_lam,
+            options["format"],
+            options["tracking_uri"],
+            options["steps_per_decision"],
+        )
 
     def __init__(
         self,

@@ -102,9 +102,15 @@ def audit(
                 save_grid(samples[:64], out / grid, nrow=8)
                 steps, rates = [0, *steps], [start[name], *rates]
                 curves.append(
-                    RelearnCurve(attack, name, tuple(steps), tuple(rates),
-                                 returned_at(steps, rates, threshold), grid)
-                )  # fmt: skip
+                    RelearnCurve(
+                        attack,
+                        name,
+                        tuple(steps),
+                        tuple(rates),
+                        returned_at(steps, rates, threshold),
+                        grid,
+                    )
+                )
                 progress("relearning attacks", len(curves), total)
         mia = []
         for name, model in models.items():

@@ -85,8 +85,10 @@ def _suggest(trial, agent: str, scaled: bool) -> dict[str, float]:
     if agent == "static":
         p = {"lam": trial.suggest_float("lam", *LAM_RANGE)}
     else:
-        p = {"start": trial.suggest_float("start", 0.0, 1.0),
-             "end": trial.suggest_float("end", 0.0, 1.0)}  # fmt: skip
+        p = {
+            "start": trial.suggest_float("start", 0.0, 1.0),
+            "end": trial.suggest_float("end", 0.0, 1.0),
+        }
     if scaled:
         p["scale"] = trial.suggest_float("scale", *SCALE_RANGE)
     return p
@@ -152,8 +154,11 @@ def tune_baselines(
 
         def objective(trial, a=a, runs=runs, m_cfg=m_cfg) -> float:
             p = _suggest(trial, a, runs.scaled)
-            agent = (AgentConfig("static", "", {"lam": p["lam"]}) if a == "static"
-                     else decay_agent(p["start"], p["end"]))  # fmt: skip
+            agent = (
+                AgentConfig("static", "", {"lam": p["lam"]})
+                if a == "static"
+                else decay_agent(p["start"], p["end"])
+            )
             return runs.score(agent, p.get("scale"))
 
         for k in range(trials):
@@ -162,8 +167,16 @@ def tune_baselines(
             study.optimize(objective, n_trials=1)
         best = study.best_trial
         steps = trials * len(runs.units) * cfg.unlearn.steps
-        out[f"{m}|{a}"] = Tuned(m, a, dict(best.params), float(best.value), trials, steps,
-                                time.perf_counter() - t0, tuple(runs.units))  # fmt: skip
+        out[f"{m}|{a}"] = Tuned(
+            m,
+            a,
+            dict(best.params),
+            float(best.value),
+            trials,
+            steps,
+            time.perf_counter() - t0,
+            tuple(runs.units),
+        )
         log.info("tuned %s + %s: %s (score %.4g)", m, a, best.params, best.value)
     return out
 
@@ -181,9 +194,12 @@ def compute_markdown(tuned: dict[str, dict], policy_steps: int | None, has_polic
     """The report's "Compute of each row" section (empty when nothing was tuned)."""
     if not tuned and not has_policy:
         return ""
-    lines = ["## Compute of each row", "",
-             "| row | parameters | tuning / training compute (optimiser steps) |",
-             "|---|---|---|"]  # fmt: skip
+    lines = [
+        "## Compute of each row",
+        "",
+        "| row | parameters | tuning / training compute (optimiser steps) |",
+        "|---|---|---|",
+    ]
     for t in tuned.values():
         params = ", ".join(f"{k}={v:.3g}" for k, v in t["params"].items())
         lines.append(

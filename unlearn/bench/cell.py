@@ -66,8 +66,10 @@ class RunRecord:
         return math.nan if v is None else float(v)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                for k, v in asdict(self).items()}  # fmt: skip
+        return {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in asdict(self).items()
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunRecord:
@@ -137,9 +139,14 @@ def run_cell(
     from unlearn.tracking import Tracker
 
     unl = make_unlearner(cfg).unlearner
-    tags = {"unlearn.method": cfg.method.name, "unlearn.agent": cfg.agent.name,
-            "unlearn.bench_cell": cell.key, "unlearn.instance": str(cell.instance),
-            "unlearn.seed": str(cell.seed), "unlearn.kind": "bench-cell"}  # fmt: skip
+    tags = {
+        "unlearn.method": cfg.method.name,
+        "unlearn.agent": cfg.agent.name,
+        "unlearn.bench_cell": cell.key,
+        "unlearn.instance": str(cell.instance),
+        "unlearn.seed": str(cell.seed),
+        "unlearn.kind": "bench-cell",
+    }
     if parent_run_id:
         tags["unlearn.bench"] = parent_run_id
     tracker = Tracker(cfg, run_name=cell.name, parent_run_id=parent_run_id, tags=tags)
@@ -161,17 +168,36 @@ def run_cell(
         tracker.log_metrics(after.metrics("eval/"))
         for s, r in checks:
             tracker.log_metrics({"eval/forget_rate_check": r}, step=int(s))
-        tracker.log_metrics({"perf/wall_time": wall, "perf/steps_per_s": res.steps / max(wall, 1e-9),
-                             "bench/steps_to_forget": math.nan if reached is None else reached,
-                             "bench/reached": float(reached is not None)})  # fmt: skip
+        tracker.log_metrics(
+            {
+                "perf/wall_time": wall,
+                "perf/steps_per_s": res.steps / max(wall, 1e-9),
+                "bench/steps_to_forget": math.nan if reached is None else reached,
+                "bench/reached": float(reached is not None),
+            }
+        )
         if res.status != "finished":
             tracker.set_tag("unlearn.failure", res.message)
         record = RunRecord(
-            cell.method, cell.agent, cell.instance, cell.seed, res.status, digest, res.message,
-            forget_rate=after.forget_rate, fid=after.fid, coverage_kl=after.coverage_kl,
-            steps_to_forget=reached, steps=res.steps, budget=unl.budget, wall_time=wall,
-            check_time=check.seconds, run_id=tracker.run_id, lambdas=res.lambdas, checks=checks,
-        )  # fmt: skip
+            cell.method,
+            cell.agent,
+            cell.instance,
+            cell.seed,
+            res.status,
+            digest,
+            res.message,
+            forget_rate=after.forget_rate,
+            fid=after.fid,
+            coverage_kl=after.coverage_kl,
+            steps_to_forget=reached,
+            steps=res.steps,
+            budget=unl.budget,
+            wall_time=wall,
+            check_time=check.seconds,
+            run_id=tracker.run_id,
+            lambdas=res.lambdas,
+            checks=checks,
+        )
         status = "FINISHED" if res.status == "finished" else "FAILED"
         return CellOutcome(record, before, samples, before_samples)
     finally:
@@ -186,6 +212,9 @@ def save_grids(outcome: CellOutcome, folder: Path) -> list[Path]:
     if outcome.before_samples is not None:
         out.append(save_grid(outcome.before_samples[:100], folder / "before.png", nrow=10))
     if outcome.after_samples is not None:
-        out.append(save_grid(outcome.after_samples[:100],
-                             folder / f"after-{r.method}-{r.agent}.png", nrow=10))  # fmt: skip
+        out.append(
+            save_grid(
+                outcome.after_samples[:100], folder / f"after-{r.method}-{r.agent}.png", nrow=10
+            )
+        )
     return out

@@ -159,8 +159,10 @@ def check_options(opts: BenchOptions) -> None:
     """Every option that can be checked without loading a model; ConfigError otherwise."""
     if opts.preset not in PRESETS:
         raise ConfigError(f"--preset: {opts.preset!r} is not allowed; expected one of cpu, full")
-    for option, names, allowed in (("--methods", opts.methods, tuple(METHOD_VARIANTS)),
-                                   ("--agents", opts.agents, AGENT_VARIANTS)):  # fmt: skip
+    for option, names, allowed in (
+        ("--methods", opts.methods, tuple(METHOD_VARIANTS)),
+        ("--agents", opts.agents, AGENT_VARIANTS),
+    ):
         bad = [n for n in names or () if n not in allowed]
         if bad:
             raise ConfigError(f"{option}: unknown name {bad[0]!r}; allowed: {', '.join(allowed)}")

@@ -39,8 +39,14 @@ class PerfResult:
     output: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"available": self.available, "reason": self.reason, "ratios": self.ratios,
-                "errors": self.errors, "seconds": self.seconds, "output": self.output}  # fmt: skip
+        return {
+            "available": self.available,
+            "reason": self.reason,
+            "ratios": self.ratios,
+            "errors": self.errors,
+            "seconds": self.seconds,
+            "output": self.output,
+        }
 
 
 def repo_root() -> Path | None:
@@ -123,6 +129,14 @@ def perf_markdown(perf: PerfResult) -> str:
     for name, err in perf.errors.items():
         lines.append(f"| {name} | failed: {err} | |")
     if perf.output:
-        lines += ["", "<details><summary>benchmark output</summary>", "", "```",
-                  perf.output.rstrip(), "```", "", "</details>"]  # fmt: skip
+        lines += [
+            "",
+            "<details><summary>benchmark output</summary>",
+            "",
+            "```",
+            perf.output.rstrip(),
+            "```",
+            "",
+            "</details>",
+        ]
     return "\n".join([*lines, ""])

@@ -13,8 +13,13 @@ from unlearn.bench.stats import METRICS, CellSummary, Stat
 from unlearn.config import ConfigError
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-SHORT = {"forget_rate": "forget", "fid": "FID", "coverage_kl": "coverage",
-         "steps_to_forget": "steps", "wall_time": "wall"}  # fmt: skip
+SHORT = {
+    "forget_rate": "forget",
+    "fid": "FID",
+    "coverage_kl": "coverage",
+    "steps_to_forget": "steps",
+    "wall_time": "wall",
+}
 DIST = "distinguishable from best (p<0.05)"
 
 
@@ -40,11 +45,31 @@ def summary_rows(
     """Columns and text rows of the summary; ``mark`` decorates the best value of a metric,
     ``short`` gives terse column names (terminal)."""
     pct = f"{threshold * 100:g}%"
-    cols = ["method", "agent", "runs", "diverged", "forget rate", "FID", "coverage KL",
-            f"steps to forget < {pct}", "wall time (s)", DIST]  # fmt: skip
+    cols = [
+        "method",
+        "agent",
+        "runs",
+        "diverged",
+        "forget rate",
+        "FID",
+        "coverage KL",
+        f"steps to forget < {pct}",
+        "wall time (s)",
+        DIST,
+    ]
     if short:
-        cols = ["method", "agent", "n", "div", "forget", "FID", "coverage", f"steps<{pct}",
-                "wall s", "≠ best (p<.05)"]  # fmt: skip
+        cols = [
+            "method",
+            "agent",
+            "n",
+            "div",
+            "forget",
+            "FID",
+            "coverage",
+            f"steps<{pct}",
+            "wall s",
+            "≠ best (p<.05)",
+        ]
     rows = []
     for c in summaries:
         cells = []
@@ -87,8 +112,16 @@ def plot_pareto_runs(records: Sequence[RunRecord], path: Path) -> tuple[Path, li
 
     many = len({(r.method, r.agent) for r in records}) > 8
     ok = [r for r in records if math.isfinite(r.forget_rate) and math.isfinite(r.fid)]
-    trials = [TrialResult(r.key, {"cell": r.agent if many else f"{r.method} + {r.agent}"},
-                          r.status, r.forget_rate, r.fid) for r in ok]  # fmt: skip
+    trials = [
+        TrialResult(
+            r.key,
+            {"cell": r.agent if many else f"{r.method} + {r.agent}"},
+            r.status,
+            r.forget_rate,
+            r.fid,
+        )
+        for r in ok
+    ]
     front = pareto_front(trials)
     by_key = {r.key: r for r in records}
     return plot_pareto(trials, front, path, group_key="cell"), [by_key[t.trial_id] for t in front]
@@ -113,8 +146,14 @@ def plot_lambdas(records: Sequence[RunRecord], path: Path) -> Path:
     return plot_lambda(mean_lambdas(records), path)
 
 
-def bench_markdown(facts: dict[str, Any], summary: str, front: Sequence[RunRecord],
-                   records: Sequence[RunRecord], grids: Sequence[str], perf: str = "") -> str:  # fmt: skip
+def bench_markdown(
+    facts: dict[str, Any],
+    summary: str,
+    front: Sequence[RunRecord],
+    records: Sequence[RunRecord],
+    grids: Sequence[str],
+    perf: str = "",
+) -> str:
     """The whole bench.md."""
     p = facts["plan"]
     lines = [
@@ -134,11 +173,19 @@ def bench_markdown(facts: dict[str, Any], summary: str, front: Sequence[RunRecor
     if p["skipped"]:
         lines += ["Left out:", ""] + [f"- `{k}`: {v}" for k, v in p["skipped"].items()] + [""]
     lines += ["## Summary", "", summary, "", LEGEND, ""]
-    lines += ["## Pareto front: forget rate vs FID (all runs)", "", "![Pareto front](pareto.png)",
-              "", "| method | agent | instance | seed | forget rate | FID |",
-              "|---|---|---|---|---|---|"]  # fmt: skip
-    lines += [f"| {r.method} | {r.agent} | {r.instance} | {r.seed} | {_num(r.forget_rate)} | "
-              f"{_num(r.fid)} |" for r in front]  # fmt: skip
+    lines += [
+        "## Pareto front: forget rate vs FID (all runs)",
+        "",
+        "![Pareto front](pareto.png)",
+        "",
+        "| method | agent | instance | seed | forget rate | FID |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r.method} | {r.agent} | {r.instance} | {r.seed} | {_num(r.forget_rate)} | "
+        f"{_num(r.fid)} |"
+        for r in front
+    ]
     lines += ["", "## λ trajectories", "", "![λ per agent](lambda.png)", ""]
     if grids:
         lines += [f"## Samples (class {p['instances'][0]} forgotten, seed {p['seeds'][0]})", ""]

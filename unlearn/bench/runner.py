@@ -60,13 +60,19 @@ class BenchResult:
     artifacts: dict[str, Path] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": str(self.path), "preset": self.preset, "plan": self.plan.to_dict(),
-                "parent_run_id": self.parent_run_id, "threshold": self.threshold,
-                "ran": self.ran, "wall_time": self.wall_time,
-                "summary": [s.to_dict() for s in self.summaries],
-                "runs": [r.to_dict() for r in self.runs],
-                "perf": None if self.perf is None else self.perf.to_dict(),
-                "artifacts": {k: str(v) for k, v in self.artifacts.items()}}  # fmt: skip
+        return {
+            "path": str(self.path),
+            "preset": self.preset,
+            "plan": self.plan.to_dict(),
+            "parent_run_id": self.parent_run_id,
+            "threshold": self.threshold,
+            "ran": self.ran,
+            "wall_time": self.wall_time,
+            "summary": [s.to_dict() for s in self.summaries],
+            "runs": [r.to_dict() for r in self.runs],
+            "perf": None if self.perf is None else self.perf.to_dict(),
+            "artifacts": {k: str(v) for k, v in self.artifacts.items()},
+        }
 
 
 def _open_parent(cfg: Config, preset: str, opts: BenchOptions, resume_id: str | None):
@@ -79,8 +85,9 @@ def _open_parent(cfg: Config, preset: str, opts: BenchOptions, resume_id: str | 
             return Tracker.resume(uri, resume_id)
         except TrackingError:
             log.warning("parent run %s is not in this MLflow store; starting a new one", resume_id)
-    tr = Tracker(cfg, run_name=f"bench-{preset}",
-                 tags={"unlearn.kind": "bench", "unlearn.preset": preset})  # fmt: skip
+    tr = Tracker(
+        cfg, run_name=f"bench-{preset}", tags={"unlearn.kind": "bench", "unlearn.preset": preset}
+    )
     tr.log_params({**cfg.to_dict(), "bench": opts.to_dict()})
     return tr
 
@@ -105,8 +112,11 @@ def run_bench(
     if opts.readme:
         check_readme(opts.readme)
     pl = plan(cfg, opts)
-    out = Path(opts.out).expanduser().resolve() if opts.out else (
-        cfg.workdir_path / "reports" / f"bench-{opts.preset}")  # fmt: skip
+    out = (
+        Path(opts.out).expanduser().resolve()
+        if opts.out
+        else (cfg.workdir_path / "reports" / f"bench-{opts.preset}")
+    )
     out.mkdir(parents=True, exist_ok=True)
     (out / "samples").mkdir(exist_ok=True)
     if not opts.resume:  # a fresh bench: no grids of an earlier one in its report
@@ -121,27 +131,36 @@ def run_bench(
     if opts.tune_baselines:
         _tune(cfg, pl, opts, old, progress)
     cells = pl.cells()
-    configs = {c.key: cell_config(cfg, c, pl.static_lam, opts, experiment, pl.baselines)
-               for c in cells}  # fmt: skip
+    configs = {
+        c.key: cell_config(cfg, c, pl.static_lam, opts, experiment, pl.baselines) for c in cells
+    }
     digests = {k: c.digest(*RESULT_SECTIONS) for k, c in configs.items()}
     records: dict[str, RunRecord] = {}
     for d in old.get("runs", []):
         r = RunRecord.from_dict(d)
         if r.status in DONE and digests.get(r.key) == r.digest:
             records[r.key] = r
-    before: dict[int, EvalResult] = {int(k): eval_from_dict(v)
-                                     for k, v in old.get("before", {}).items()}  # fmt: skip
+    before: dict[int, EvalResult] = {
+        int(k): eval_from_dict(v) for k, v in old.get("before", {}).items()
+    }
     perf = PerfResult(**old["perf"]) if old.get("perf") and not opts.perf else None
     parent = _open_parent(bench_cfg, opts.preset, opts, old.get("parent_run_id"))
     parent_id = parent.run_id
     t0, ran, status = time.perf_counter(), 0, "FAILED"
 
     def save(extra: dict[str, Any] | None = None) -> None:
-        state = {"version": 1, "preset": opts.preset, "options": opts.to_dict(),
-                 "plan": pl.to_dict(), "parent_run_id": parent_id, "config": cfg.to_dict(),
-                 "before": {str(k): v.to_dict() for k, v in before.items()},
-                 "runs": [r.to_dict() for r in records.values()],
-                 "perf": None if perf is None else perf.to_dict(), **(extra or {})}  # fmt: skip
+        state = {
+            "version": 1,
+            "preset": opts.preset,
+            "options": opts.to_dict(),
+            "plan": pl.to_dict(),
+            "parent_run_id": parent_id,
+            "config": cfg.to_dict(),
+            "before": {str(k): v.to_dict() for k, v in before.items()},
+            "runs": [r.to_dict() for r in records.values()],
+            "perf": None if perf is None else perf.to_dict(),
+            **(extra or {}),
+        }
         tmp = results.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(state, indent=1))
         tmp.replace(results)
@@ -153,9 +172,15 @@ def run_bench(
             progress("bench", len(records), len(cells))
             grid = cell.instance == pl.instances[0] and cell.seed == pl.seeds[0]
             try:
-                res: CellOutcome = run_cell(configs[cell.key], cell, digests[cell.key],
-                                            opts.threshold, before.get(cell.instance), parent_id,
-                                            progress)  # fmt: skip
+                res: CellOutcome = run_cell(
+                    configs[cell.key],
+                    cell,
+                    digests[cell.key],
+                    opts.threshold,
+                    before.get(cell.instance),
+                    parent_id,
+                    progress,
+                )
                 before[cell.instance] = res.before
                 if grid:
                     save_grids(res, out / "samples")
@@ -174,8 +199,9 @@ def run_bench(
         runs = [records[c.key] for c in cells]
         groups = [(m, a) for m in pl.methods for a in pl.agents]
         summaries = summarize(runs, groups)
-        result = BenchResult(out, opts.preset, pl, runs, summaries, opts.threshold, parent_id,
-                             perf, ran)  # fmt: skip
+        result = BenchResult(
+            out, opts.preset, pl, runs, summaries, opts.threshold, parent_id, perf, ran
+        )
         # rendered once: the report and the README's section show the same tables
         cols, rows = summary_rows(summaries, opts.threshold, lambda s: f"**{s}**")
         table = markdown_table(cols, rows)
@@ -206,14 +232,17 @@ def _tune(cfg: Config, pl: Plan, opts: BenchOptions, old: dict, progress) -> Non
     from unlearn.bench.matrix import method_config
 
     prev = old.get("plan") or {}
-    same = (old.get("config") == cfg.to_dict()
-            and (old.get("options") or {}).get("tune_baselines") == opts.tune_baselines)  # fmt: skip
+    same = (
+        old.get("config") == cfg.to_dict()
+        and (old.get("options") or {}).get("tune_baselines") == opts.tune_baselines
+    )
     wanted = {f"{m}|{a}" for m in pl.methods for a in pl.agents if a in ("static", "decay")}
     if same and wanted <= set(prev.get("tuning") or {}):
         pl.tuning = {k: prev["tuning"][k] for k in wanted}
     else:
-        tuned = tune_baselines(cfg, pl.methods, pl.agents, opts.tune_baselines, method_config,
-                               progress)  # fmt: skip
+        tuned = tune_baselines(
+            cfg, pl.methods, pl.agents, opts.tune_baselines, method_config, progress
+        )
         pl.tuning = {k: t.to_dict() for k, t in tuned.items()}
     pl.baselines.update({k: dict(t["params"]) for k, t in pl.tuning.items()})
 
@@ -266,23 +295,32 @@ def _write_report(
     facts = {
         "preset": opts.preset,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "device": str(resolve_device(cfg.device)), "config": cfg.name,
-        "model": cfg.model.kind, "data": f"{cfg.data.name} {cfg.data.resolution}px",
-        "steps": cfg.unlearn.steps, "eval_every": cfg.unlearn.eval_every,
-        "samples": cfg.eval.num_samples, "plan": res.plan.to_dict(), "runs": len(runs),
+        "device": str(resolve_device(cfg.device)),
+        "config": cfg.name,
+        "model": cfg.model.kind,
+        "data": f"{cfg.data.name} {cfg.data.resolution}px",
+        "steps": cfg.unlearn.steps,
+        "eval_every": cfg.unlearn.eval_every,
+        "samples": cfg.eval.num_samples,
+        "plan": res.plan.to_dict(),
+        "runs": len(runs),
         "finished": sum(r.status == "finished" for r in runs),
         "diverged": sum(r.status == "diverged" for r in runs),
         "errors": sum(r.status == "error" for r in runs),
-    }  # fmt: skip
+    }
     text = bench_markdown(facts, table, front, runs, [f"samples/{g.name}" for g in grids], perf_md)
     res.artifacts["bench_md"] = out / "bench.md"
     res.artifacts["bench_md"].write_text(text)
 
 
 def _log_parent(parent: Tracker, res: BenchResult) -> None:
-    m = {"bench/runs": len(res.runs), "bench/ran": res.ran, "perf/wall_time": res.wall_time,
-         "bench/diverged": sum(r.status == "diverged" for r in res.runs),
-         "bench/errors": sum(r.status == "error" for r in res.runs)}  # fmt: skip
+    m = {
+        "bench/runs": len(res.runs),
+        "bench/ran": res.ran,
+        "perf/wall_time": res.wall_time,
+        "bench/diverged": sum(r.status == "diverged" for r in res.runs),
+        "bench/errors": sum(r.status == "error" for r in res.runs),
+    }
     parent.log_metrics(m)
     for s in res.summaries:
         for metric, best in s.best.items():

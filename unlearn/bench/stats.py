@@ -37,9 +37,14 @@ class Stat:
     ci: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "mean": _json(self.mean), "std": _json(self.std),
-                "ci": _json(self.ci), "low": _json(self.mean - self.ci),
-                "high": _json(self.mean + self.ci)}  # fmt: skip
+        return {
+            "n": self.n,
+            "mean": _json(self.mean),
+            "std": _json(self.std),
+            "ci": _json(self.ci),
+            "low": _json(self.mean - self.ci),
+            "high": _json(self.mean + self.ci),
+        }
 
 
 def _json(v: float) -> float | None:
@@ -102,12 +107,23 @@ class CellSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "method": self.method, "agent": self.agent, "runs": self.runs,
-            "finished": self.finished, "diverged": self.diverged, "errors": self.errors,
+            "method": self.method,
+            "agent": self.agent,
+            "runs": self.runs,
+            "finished": self.finished,
+            "diverged": self.diverged,
+            "errors": self.errors,
             "reached": self.reached,
-            "metrics": {m: {**self.stats[m].to_dict(), "best": self.best[m], "p_vs_best": self.p[m],
-                            "distinguishable": self.distinguishable[m]} for m in METRICS},
-        }  # fmt: skip
+            "metrics": {
+                m: {
+                    **self.stats[m].to_dict(),
+                    "best": self.best[m],
+                    "p_vs_best": self.p[m],
+                    "distinguishable": self.distinguishable[m],
+                }
+                for m in METRICS
+            },
+        }
 
 
 def summarize(records: Sequence[Any], groups: Sequence[tuple[str, str]]) -> list[CellSummary]:

@@ -176,8 +176,13 @@ class UnlearningEnv(gym.Env):
         self.episode_return = 0.0
         self._done = False
         self._obs = self.builder.reset(pr, pf, self.lam0, float(self.prev_action[-1]))
-        info = {"instance": self.instance.forget_class, "seed": self.instance.seed,
-                "split": self.instance.split, "proxy_retain": pr, "proxy_forget": pf}  # fmt: skip
+        info = {
+            "instance": self.instance.forget_class,
+            "seed": self.instance.seed,
+            "split": self.instance.split,
+            "proxy_retain": pr,
+            "proxy_forget": pf,
+        }
         return self._obs.copy(), info
 
     def step(self, action):
@@ -189,11 +194,19 @@ class UnlearningEnv(gym.Env):
             self._set_scale(scale)
         prev_rel = self.builder.rel
         nan = math.nan  # one schema on every step: NaN where a value does not exist
-        info: dict[str, Any] = {"instance": self.instance.forget_class, "lambda": lam,
-                                "action_fixed": fixed, "decision": self.decision + 1,
-                                "diverged": False, "message": "", "retain_loss": nan,
-                                "forget_loss": nan, "proxy_retain": nan, "proxy_forget": nan,
-                                "proxies_measured": False}  # fmt: skip
+        info: dict[str, Any] = {
+            "instance": self.instance.forget_class,
+            "lambda": lam,
+            "action_fixed": fixed,
+            "decision": self.decision + 1,
+            "diverged": False,
+            "message": "",
+            "retain_loss": nan,
+            "forget_loss": nan,
+            "proxy_retain": nan,
+            "proxy_forget": nan,
+            "proxies_measured": False,
+        }
         if scale is not None:
             info["scale"] = scale
         terminated = self.decision + 1 >= self.T
@@ -203,15 +216,20 @@ class UnlearningEnv(gym.Env):
             if terminated or self.builder.due(stats[-1].step):  # the last one: for the reward
                 proxies = self.unlearner.proxies(self.cfg.env.proxy_batch)
                 if not all(math.isfinite(p) for p in proxies):
-                    raise DivergenceError("non-finite proxy loss (retain={}, forget={})"
-                                          .format(*proxies))  # fmt: skip
+                    raise DivergenceError(
+                        "non-finite proxy loss (retain={}, forget={})".format(*proxies)
+                    )
         except DivergenceError as e:
             log.warning("episode diverged at decision %d: %s", self.decision + 1, e)
             self._done = True
             reward = -float(self.cfg.env.divergence_penalty)
             self.episode_return += reward
-            info.update(diverged=True, message=str(e), episode_return=self.episode_return,
-                        lambdas=list(self.lambdas))  # fmt: skip
+            info.update(
+                diverged=True,
+                message=str(e),
+                episode_return=self.episode_return,
+                lambdas=list(self.lambdas),
+            )
             if self._final():
                 info.update(dict.fromkeys(FINAL_KEYS, nan))
             return self._obs.copy(), reward, True, False, info
@@ -225,9 +243,15 @@ class UnlearningEnv(gym.Env):
         kind, beta = self.cfg.env.reward, self.cfg.env.beta
         reward = {"tradeoff": df - beta * dr, "forget": df, "final": 0.0}[kind]
         pr, pf = self.builder.proxies
-        info.update(diverged=False, proxy_retain=pr, proxy_forget=pf,
-                    proxies_measured=proxies is not None, retain_loss=last.retain_loss,
-                    forget_loss=last.forget_loss, decision=self.decision)  # fmt: skip
+        info.update(
+            diverged=False,
+            proxy_retain=pr,
+            proxy_forget=pf,
+            proxies_measured=proxies is not None,
+            retain_loss=last.retain_loss,
+            forget_loss=last.forget_loss,
+            decision=self.decision,
+        )
         if terminated:
             self._done = True
             if self._final():
@@ -285,8 +309,11 @@ class UnlearningEnv(gym.Env):
         fixed = False
         bad = ~np.isfinite(a)
         if bad.any():
-            log.warning("non-finite action %s: using the previous action's value %s",
-                        a.tolist(), self.prev_action[bad].tolist())  # fmt: skip
+            log.warning(
+                "non-finite action %s: using the previous action's value %s",
+                a.tolist(),
+                self.prev_action[bad].tolist(),
+            )
             a = np.where(bad, self.prev_action, a)
             fixed = True
         clipped = np.clip(a, self.action_space.low, self.action_space.high).astype(np.float32)

@@ -52,8 +52,16 @@ def read_metadata(policy_dir: Path) -> dict[str, Any]:
         raise ConfigError(f"policy: {path} is not valid JSON: {e}") from None
     if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
         raise ConfigError(f"policy: {path} is not {SCHEMA} metadata")
-    for key in ("format", "file", "sha256", "observation", "action", "steps_per_decision",
-                "proxy_every", "proxy_batch"):  # fmt: skip
+    for key in (
+        "format",
+        "file",
+        "sha256",
+        "observation",
+        "action",
+        "steps_per_decision",
+        "proxy_every",
+        "proxy_batch",
+    ):
         if key not in meta:
             raise ConfigError(f"policy: {path} lacks the field {key!r}")
     for key in ("steps_per_decision", "proxy_every", "proxy_batch"):
@@ -171,6 +179,8 @@ def load_policy(path: str | Path, fmt: str = "auto", tracking_uri: str = "") -> 
     pol = LoadedPolicy(meta, fmt, file, run)
     probe = pol(np.zeros(pol.obs_dim, dtype=np.float32))
     if probe.shape != (pol.act_dim,) or not np.all(np.isfinite(probe)):
-        raise ConfigError(f"policy: {file} returns {probe!r} for a zero observation; expected "
-                          f"{pol.act_dim} finite value(s)")  # fmt: skip
+        raise ConfigError(
+            f"policy: {file} returns {probe!r} for a zero observation; expected "
+            f"{pol.act_dim} finite value(s)"
+        )
     return pol

@@ -47,12 +47,20 @@ def register_policy(
     tracker = Tracker(cfg, run_name=f"policy-{name}", tags={"unlearn.policy": name})
     try:
         meta = pol.meta
-        tracker.log_params(flatten({k: meta[k] for k in ("algorithm", "format",
-                                                        "steps_per_decision", "source_checkpoint")
-                                    if k in meta}, "policy."))  # fmt: skip
+        tracker.log_params(
+            flatten(
+                {
+                    k: meta[k]
+                    for k in ("algorithm", "format", "steps_per_decision", "source_checkpoint")
+                    if k in meta
+                },
+                "policy.",
+            )
+        )
         tracker.log_artifacts(policy_dir, "policy")
-        mv = tracker.register_model(name, "policy", alias, tags={"format": pol.format},
-                                    description="unlearn λ policy")  # fmt: skip
+        mv = tracker.register_model(
+            name, "policy", alias, tags={"format": pol.format}, description="unlearn λ policy"
+        )
         tracker.end("FINISHED")
     except TrackingError as e:
         tracker.end("FAILED")

@@ -164,9 +164,16 @@ def export_policy(
         if fmt == "torchscript":
             traced.save(str(file))
         else:
-            torch.onnx.export(policy, (example,), str(file), dynamo=False, opset_version=17,
-                              input_names=["obs"], output_names=["action"],
-                              dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}})  # fmt: skip
+            torch.onnx.export(
+                policy,
+                (example,),
+                str(file),
+                dynamo=False,
+                opset_version=17,
+                input_names=["obs"],
+                output_names=["action"],
+                dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}},
+            )
     meta = {
         "schema": SCHEMA,
         "format": fmt,

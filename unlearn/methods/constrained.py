@@ -76,9 +76,7 @@ class Constrained(UnlearningMethod):
     OPTIONS: ClassVar[dict[str, Opt]] = {
         "target": Opt("forward_kl", "constrained problem", kind=str, choices=TARGETS),
         "ratio": Opt(1.5, "constraint: forget loss >= ratio x pretrained", lo=0.0, lo_open=True),
-        "lam_max": Opt(
-            0.9, "clip of lambda below 1", lo=0.0, hi=1.0, lo_open=True, hi_open=True
-        ),  # fmt: skip
+        "lam_max": Opt(0.9, "clip of lambda below 1", lo=0.0, hi=1.0, lo_open=True, hi_open=True),
     }
 
     def __init__(self, cfg: MethodConfig | None = None):

@@ -323,7 +323,7 @@ class SISS(UnlearningMethod):
             lo=0.0,
             lo_open=True,
             optional=True,
-        ),  # fmt: skip
+        ),
         "x_from": Opt("retain", "where x is drawn from", kind=str, choices=("retain", "all")),
         "labels": Opt("own", "conditioning of the two terms", kind=str, choices=("own", "null")),
         "norm_every": Opt(1, "gradient form: measure the two norms every K steps", kind=int, lo=1),

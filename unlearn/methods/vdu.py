@@ -70,7 +70,7 @@ class VDU(UnlearningMethod):
             "sigma^2 of the prior",
             kind=str,
             choices=("constant", "fisher", "checkpoints"),
-        ),  # fmt: skip
+        ),
         "checkpoints": Opt([], "model directories for variance: checkpoints", kind=list),
         "plasticity": Opt("hinge", "bounded plasticity term", kind=str, choices=("hinge", "log")),
         "margin": Opt(1.0, "hinge: forget loss where plasticity stops", lo=0.0, lo_open=True),

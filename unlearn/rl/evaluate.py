@@ -48,8 +48,11 @@ class AgentSummary:
         return statistics.fmean(xs), statistics.pstdev(xs) if len(xs) > 1 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"agent": self.agent, "episodes": len(self.episodes),
-                             "diverged": sum(e.diverged for e in self.episodes)}  # fmt: skip
+        d: dict[str, Any] = {
+            "agent": self.agent,
+            "episodes": len(self.episodes),
+            "diverged": sum(e.diverged for e in self.episodes),
+        }
         for name in ("forget_rate", "fid", "episode_return"):
             m, s = self.stat(name)
             d[name] = {"mean": m, "std": s}
@@ -89,11 +92,15 @@ def run_episode(env: Any, act: PolicyFn, instance: int, seed: int, name: str) ->
         total += float(reward)
         done = terminated or truncated
     return Episode(
-        agent=name, instance=instance, seed=seed,
+        agent=name,
+        instance=instance,
+        seed=seed,
         forget_rate=float(info.get("eval/forget_rate", float("nan"))),
-        fid=float(info.get("eval/fid", float("nan"))), episode_return=total,
-        diverged=bool(info.get("diverged", False)), lambdas=tuple(env.lambdas),
-    )  # fmt: skip
+        fid=float(info.get("eval/fid", float("nan"))),
+        episode_return=total,
+        diverged=bool(info.get("diverged", False)),
+        lambdas=tuple(env.lambdas),
+    )
 
 
 def evaluate(

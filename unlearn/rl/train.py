@@ -41,10 +41,15 @@ class TrainResult:
         return self.checkpoints[-1] if self.checkpoints else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"algo": self.algo, "out_dir": str(self.out_dir), "run_id": self.run_id,
-                "checkpoint": str(self.checkpoint) if self.checkpoint else None,
-                "checkpoints": [str(c) for c in self.checkpoints], "returns": self.returns,
-                "lambdas": self.lambdas}  # fmt: skip
+        return {
+            "algo": self.algo,
+            "out_dir": str(self.out_dir),
+            "run_id": self.run_id,
+            "checkpoint": str(self.checkpoint) if self.checkpoint else None,
+            "checkpoints": [str(c) for c in self.checkpoints],
+            "returns": self.returns,
+            "lambdas": self.lambdas,
+        }
 
 
 def algo_config(cfg: Config, algo: str, env_runners: int):
@@ -59,18 +64,24 @@ def algo_config(cfg: Config, algo: str, env_runners: int):
         from ray.rllib.algorithms.ppo import PPOConfig
 
         conf = PPOConfig().training(
-            lr=r.lr, gamma=r.gamma, train_batch_size_per_learner=r.train_batch_size,
-            minibatch_size=min(r.minibatch_size, r.train_batch_size), num_epochs=r.num_epochs,
-        )  # fmt: skip
+            lr=r.lr,
+            gamma=r.gamma,
+            train_batch_size_per_learner=r.train_batch_size,
+            minibatch_size=min(r.minibatch_size, r.train_batch_size),
+            num_epochs=r.num_epochs,
+        )
     elif algo == "sac":
         from ray.rllib.algorithms.sac import SACConfig
 
         conf = SACConfig().training(
-            actor_lr=r.lr, critic_lr=r.lr, alpha_lr=r.lr, gamma=r.gamma,
+            actor_lr=r.lr,
+            critic_lr=r.lr,
+            alpha_lr=r.lr,
+            gamma=r.gamma,
             train_batch_size_per_learner=r.minibatch_size,
             num_steps_sampled_before_learning_starts=r.train_batch_size,
             replay_buffer_config={"type": "PrioritizedEpisodeReplayBuffer", "capacity": 100_000},
-        )  # fmt: skip
+        )
     else:
         raise ConfigError(f"--algo: {algo!r} is not allowed; expected one of {', '.join(ALGOS)}")
     return (
@@ -90,10 +101,12 @@ def _metrics(result: dict[str, Any]) -> dict[str, float]:
     """RLlib's result dict → namespaced MLflow metrics."""
     out: dict[str, float] = {}
     runners = result.get("env_runners", {})
-    for key, name in (("episode_return_mean", "env/episode_return"),
-                      ("episode_len_mean", "env/episode_len"),
-                      ("num_env_steps_sampled", "perf/env_steps"),
-                      ("num_episodes", "env/episodes")):  # fmt: skip
+    for key, name in (
+        ("episode_return_mean", "env/episode_return"),
+        ("episode_len_mean", "env/episode_len"),
+        ("num_env_steps_sampled", "perf/env_steps"),
+        ("num_episodes", "env/episodes"),
+    ):
         if key in runners:
             out[name] = float(runners[key])
     for key, v in runners.items():
@@ -120,8 +133,10 @@ def check_ready(cfg: Config) -> None:
 
     m, c = locate(cfg)
     if m is None or c is None:
-        raise ConfigError("model: no pretrained base model / classifier for this config; run "
-                          "`unlearn pretrain --config <your config>` first")  # fmt: skip
+        raise ConfigError(
+            "model: no pretrained base model / classifier for this config; run "
+            "`unlearn pretrain --config <your config>` first"
+        )
 
 
 def train(
@@ -151,8 +166,14 @@ def train(
             raise ConfigError(f"--resume: {resume} is not an RLlib algorithm checkpoint")
     check_ready(cfg)
     tracker = Tracker(cfg, run_name=f"rl-{algo}", tags={"unlearn.rl.algo": algo})
-    tracker.log_params({**cfg.to_dict(), "rl.algo": algo, "rl.iterations": iterations,
-                        "rl.env_runners": env_runners})  # fmt: skip
+    tracker.log_params(
+        {
+            **cfg.to_dict(),
+            "rl.algo": algo,
+            "rl.iterations": iterations,
+            "rl.env_runners": env_runners,
+        }
+    )
     out_dir = Path(out or cfg.workdir_path / "rl" / f"{algo}-{tracker.run_id or 'run'}")
     out_dir = out_dir.expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -178,8 +199,9 @@ def train(
             (ckpt / SIDECAR).write_text(json.dumps({**side, "iteration": it}, indent=2))
             res.checkpoints.append(ckpt)
             progress(f"rl train ({algo})", i + 1, iterations)
-        series = {f"iter {k + 1}": row for k, row in enumerate(res.lambdas)
-                  if any(v == v for v in row)}  # fmt: skip
+        series = {
+            f"iter {k + 1}": row for k, row in enumerate(res.lambdas) if any(v == v for v in row)
+        }
         if series:
             tracker.log_artifact(plot_lambda(series, out_dir / "lambda.png"))
         (out_dir / "train.json").write_text(json.dumps(res.to_dict(), indent=2))

@@ -25,8 +25,15 @@ from unlearn.tuners.results import (
 from unlearn.tuners.space import SearchSpace, apply_params, trial_config
 
 
-def parent_run(cfg: Config, space: SearchSpace, opts: SweepOptions, name: str, uri: str | None,
-               n: int, resume_id: str | None = None) -> tuple[str | None, str | None]:  # fmt: skip
+def parent_run(
+    cfg: Config,
+    space: SearchSpace,
+    opts: SweepOptions,
+    name: str,
+    uri: str | None,
+    n: int,
+    resume_id: str | None = None,
+) -> tuple[str | None, str | None]:
     """(run id, experiment id) of the sweep's parent run: a new one, or ``resume_id`` reopened."""
     if uri is None:
         return None, None
@@ -35,18 +42,37 @@ def parent_run(cfg: Config, space: SearchSpace, opts: SweepOptions, name: str, u
     if resume_id:
         tr = Tracker.resume(uri, resume_id)
         return resume_id, tr.experiment_id
-    tr = Tracker(cfg, run_name=name, tags={"unlearn.sweep": name, "unlearn.kind": "sweep",
-                                           "unlearn.search": opts.search})  # fmt: skip
-    tr.log_params({**cfg.to_dict(), "sweep": {
-        "space": space.name, "search": opts.search, "scheduler": opts.scheduler or "fifo",
-        "objective": opts.objective, "num_samples": n,
-        "max_concurrent": opts.max_concurrent or cfg.tune.max_concurrent}})  # fmt: skip
+    tr = Tracker(
+        cfg,
+        run_name=name,
+        tags={"unlearn.sweep": name, "unlearn.kind": "sweep", "unlearn.search": opts.search},
+    )
+    tr.log_params(
+        {
+            **cfg.to_dict(),
+            "sweep": {
+                "space": space.name,
+                "search": opts.search,
+                "scheduler": opts.scheduler or "fifo",
+                "objective": opts.objective,
+                "num_samples": n,
+                "max_concurrent": opts.max_concurrent or cfg.tune.max_concurrent,
+            },
+        }
+    )
     return tr.run_id, tr.experiment_id
 
 
-def finish(cfg: Config, space: SearchSpace, opts: SweepOptions, path: Path,
-           trials: list[TrialResult], parent: str | None, uri: str | None,
-           wall: float) -> SweepResult:  # fmt: skip
+def finish(
+    cfg: Config,
+    space: SearchSpace,
+    opts: SweepOptions,
+    path: Path,
+    trials: list[TrialResult],
+    parent: str | None,
+    uri: str | None,
+    wall: float,
+) -> SweepResult:
     """Pareto front, best trial, report files; the parent run gets them and ends."""
     import yaml
 
@@ -61,8 +87,9 @@ def finish(cfg: Config, space: SearchSpace, opts: SweepOptions, path: Path,
     if best is not None:
         best_cfg = trial_config(cfg, space, best.params)
         if opts.population and best.lambdas:
-            arts["schedule"] = write_schedule(best, out / "schedule.json", cfg.unlearn.steps,
-                                              sweep=path.name, source=opts.search)  # fmt: skip
+            arts["schedule"] = write_schedule(
+                best, out / "schedule.json", cfg.unlearn.steps, sweep=path.name, source=opts.search
+            )
             replay = {
                 "agent.name": "schedule",
                 "agent.options": {},
@@ -74,8 +101,9 @@ def finish(cfg: Config, space: SearchSpace, opts: SweepOptions, path: Path,
     series = {t.trial_id: t.lambdas for t in trials if t.lambdas}
     if opts.population and series:
         arts["lambda_png"] = plot_lambda(series, out / "lambdas.png")
-    result = SweepResult(path.name, path, opts.search, opts.objective, trials, front, best,
-                         parent, arts, wall)  # fmt: skip
+    result = SweepResult(
+        path.name, path, opts.search, opts.objective, trials, front, best, parent, arts, wall
+    )
     (out / "sweep.json").write_text(json.dumps(result.to_dict(), indent=1))
     if uri is not None and parent is not None:
         _log_parent(uri, parent, result, space)
@@ -86,13 +114,17 @@ def _log_parent(uri: str, parent: str, result: SweepResult, space: SearchSpace) 
     from unlearn.tracking import Tracker
 
     tr = Tracker.attach(uri, parent)
-    m = {"sweep/trials": len(result.trials), "sweep/pareto_size": len(result.pareto),
-         "sweep/finished": sum(t.status == "finished" for t in result.trials),
-         "perf/wall_time": result.wall_time}  # fmt: skip
+    m = {
+        "sweep/trials": len(result.trials),
+        "sweep/pareto_size": len(result.pareto),
+        "sweep/finished": sum(t.status == "finished" for t in result.trials),
+        "perf/wall_time": result.wall_time,
+    }
     best = result.best
     if best is not None:
-        m.update({"best/forget_rate": best.forget_rate, "best/fid": best.fid,
-                  "best/score": best.score})  # fmt: skip
+        m.update(
+            {"best/forget_rate": best.forget_rate, "best/fid": best.fid, "best/score": best.score}
+        )
         tr.set_tag("unlearn.best_trial", best.trial_id)
     tr.log_metrics(m)
     for p in result.artifacts.values():

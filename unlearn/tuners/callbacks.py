@@ -52,8 +52,11 @@ class SweepCallback(Callback):
     ):
         self.uri, self.experiment_id, self.parent_run_id = uri, experiment_id, parent_run_id
         self.sweep, self.params_of, self.params_at_end, self.total = (
-            sweep, params_of, params_at_end, total,
-        )  # fmt: skip
+            sweep,
+            params_of,
+            params_at_end,
+            total,
+        )
         self.runs: dict[str, str] = {}  # trial id -> MLflow run id
         self.trackers: dict[str, Tracker] = {}
         self.logged_upto: dict[str, int] = {}
@@ -114,8 +117,9 @@ class SweepCallback(Callback):
             if step > upto:
                 rows.append((step, {k: v for k, v in row.items() if k != "step"}))
         step = int(result.get("unlearn/step", 0))
-        rows.append((step, {k: v for k, v in result.items()
-                            if k.startswith(PREFIXES) and k not in SKIP}))  # fmt: skip
+        rows.append(
+            (step, {k: v for k, v in result.items() if k.startswith(PREFIXES) and k not in SKIP})
+        )
         run.log_rows(rows)
         self.logged_upto.pop(tid, None)  # dedup only the replayed stretch after a resume
 

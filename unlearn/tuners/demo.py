@@ -19,10 +19,13 @@ DEMO_SPACE = {
     "params": {
         "agent.name": {"choice": ["static", "variational"]},
         "method.lam": {"float": [0.1, 0.9]},
-        "agent.options.beta": {"float": [1.0e-4, 1.0e-1], "log": True,
-                               "when": {"agent.name": "variational"}},
+        "agent.options.beta": {
+            "float": [1.0e-4, 1.0e-1],
+            "log": True,
+            "when": {"agent.name": "variational"},
+        },
     },
-}  # fmt: skip
+}
 
 
 def demo_search(

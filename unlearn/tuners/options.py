@@ -62,22 +62,30 @@ def check_options(opts: SweepOptions, space: SearchSpace) -> None:
             f"--objective: {opts.objective!r} is not allowed; expected multi or weighted"
         )
     if opts.scheduler in POPULATION and s not in POPULATION:
-        raise ConfigError(f"--scheduler {opts.scheduler} with --search {s}: PBT cannot share a run "
-                          f"with a search algorithm; use --search {opts.scheduler}")  # fmt: skip
+        raise ConfigError(
+            f"--scheduler {opts.scheduler} with --search {s}: PBT cannot share a run "
+            f"with a search algorithm; use --search {opts.scheduler}"
+        )
     if s in POPULATION and opts.scheduler not in (None, s):
         raise ConfigError(
             f"--search {s} is itself the scheduler; drop --scheduler {opts.scheduler}"
         )
     if s in POPULATION and opts.points_to_evaluate:
-        raise ConfigError(f"--search {s}: PBT cannot share a run with a search algorithm "
-                          "(points to evaluate need one)")  # fmt: skip
+        raise ConfigError(
+            f"--search {s}: PBT cannot share a run with a search algorithm "
+            "(points to evaluate need one)"
+        )
     if s in POPULATION and space.conditional:
-        raise ConfigError(f"space {space.name}: conditional parameters need a searcher; PBT "
-                          "mutates a fixed set of parameters")  # fmt: skip
+        raise ConfigError(
+            f"space {space.name}: conditional parameters need a searcher; PBT "
+            "mutates a fixed set of parameters"
+        )
     cat = [p.path for p in space.params if p.kind == "choice"]
     if s == "pb2" and cat:
-        raise ConfigError(f"space {space.name}: params.{cat[0]}: PB2 needs numeric ranges, "
-                          "not choices (use --search pbt)")  # fmt: skip
+        raise ConfigError(
+            f"space {space.name}: params.{cat[0]}: PB2 needs numeric ranges, "
+            "not choices (use --search pbt)"
+        )
     for what, v in (("--num-samples", opts.num_samples), ("--max-concurrent", opts.max_concurrent)):
         if v is not None and v < 1:
             raise ConfigError(f"{what}: {v} is out of range; expected a value >= 1")
@@ -101,5 +109,7 @@ def check_pretrained(cfg: Config) -> None:
     model, clf = locate(cfg)
     if model is None or clf is None:
         what = "base model" if model is None else "classifier"
-        raise ConfigError(f"model: no pretrained {what} for this config under {cfg.workdir_path}; "
-                          "run `unlearn pretrain --config <your config>` first")  # fmt: skip
+        raise ConfigError(
+            f"model: no pretrained {what} for this config under {cfg.workdir_path}; "
+            "run `unlearn pretrain --config <your config>` first"
+        )

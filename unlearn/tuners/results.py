@@ -122,8 +122,18 @@ def pick_best(trials: list[TrialResult], pareto: list[TrialResult]) -> TrialResu
     return min(pool, key=lambda t: t.proxy_score) if pool else None
 
 
-COLUMNS = ("trial", "status", "pareto", "eval/forget_rate", "eval/fid", "tune/score",
-           "tune/proxy_score", "steps", "unlearn_s", "trial_s")  # fmt: skip
+COLUMNS = (
+    "trial",
+    "status",
+    "pareto",
+    "eval/forget_rate",
+    "eval/fid",
+    "tune/score",
+    "tune/proxy_score",
+    "steps",
+    "unlearn_s",
+    "trial_s",
+)
 
 
 def rows(trials: list[TrialResult], front: list[TrialResult]) -> tuple[list[str], list[list]]:
@@ -134,11 +144,21 @@ def rows(trials: list[TrialResult], front: list[TrialResult]) -> tuple[list[str]
     ordered = sorted(trials, key=lambda t: (not _ok(t.score), t.score if _ok(t.score) else 0.0))
     out = []
     for t in ordered:
-        out.append([t.trial_id, t.status, t.trial_id in on_front,
-                    *[t.params.get(k, "") for k in keys],
-                    t.forget_rate, t.fid, t.score, t.proxy_score, t.steps,
-                    round(t.unlearn_time, 3),
-                    None if t.trial_time is None else round(t.trial_time, 3)])  # fmt: skip
+        out.append(
+            [
+                t.trial_id,
+                t.status,
+                t.trial_id in on_front,
+                *[t.params.get(k, "") for k in keys],
+                t.forget_rate,
+                t.fid,
+                t.score,
+                t.proxy_score,
+                t.steps,
+                round(t.unlearn_time, 3),
+                None if t.trial_time is None else round(t.trial_time, 3),
+            ]
+        )
     return cols, out
 
 
@@ -187,7 +207,12 @@ def schedule_points(lambdas: list[float], budget: int | None = None) -> list[lis
 
 def write_schedule(trial: TrialResult, path: Path, budget: int, **meta: Any) -> Path:
     """The winner's λ over time as a ``{"points": ...}`` file the schedule agent replays."""
-    data = {"points": schedule_points(trial.lambdas, budget), "lambdas": trial.lambdas,
-            "budget": budget, "trial": trial.trial_id, **meta}  # fmt: skip
+    data = {
+        "points": schedule_points(trial.lambdas, budget),
+        "lambdas": trial.lambdas,
+        "budget": budget,
+        "trial": trial.trial_id,
+        **meta,
+    }
     path.write_text(json.dumps(data, indent=1))
     return path

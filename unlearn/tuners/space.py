@@ -123,8 +123,9 @@ def _parse_param(where: str, path: str, spec: Any, earlier: list[Param], fixed: 
         raise ConfigError(f"{where}: expected a mapping like {{float: [low, high]}}, got {spec!r}")
     kinds = [k for k in KINDS if k in spec]
     if len(kinds) != 1:
-        raise ConfigError(f"{where}: give exactly one of float: [low, high], int: [low, high], "
-                          f"choice: [values]")  # fmt: skip
+        raise ConfigError(
+            f"{where}: give exactly one of float: [low, high], int: [low, high], choice: [values]"
+        )
     kind = kinds[0]
     unknown = sorted(set(spec) - {kind, "log", "when"})
     if unknown:
@@ -177,15 +178,20 @@ def _parse_when(where: str, when: Any, earlier: list[Param], fixed: dict) -> tup
                 )
             missing = [a for a in allowed if a not in q.values]
             if missing:
-                raise ConfigError(f"{where}: when {path} = {missing[0]!r}, but {path} is one of "
-                                  f"{list(q.values)}")  # fmt: skip
+                raise ConfigError(
+                    f"{where}: when {path} = {missing[0]!r}, but {path} is one of {list(q.values)}"
+                )
         elif path in fixed:
             if fixed[path] not in allowed:
-                raise ConfigError(f"{where}: never sampled: fixed {path} = {fixed[path]!r} is not "
-                                  f"one of {list(allowed)}")  # fmt: skip
+                raise ConfigError(
+                    f"{where}: never sampled: fixed {path} = {fixed[path]!r} is not "
+                    f"one of {list(allowed)}"
+                )
         else:
-            raise ConfigError(f"{where}: 'when' names {path}, which is neither an earlier "
-                              f"parameter nor a fixed value")  # fmt: skip
+            raise ConfigError(
+                f"{where}: 'when' names {path}, which is neither an earlier "
+                f"parameter nor a fixed value"
+            )
         out.append((str(path), allowed))
     return tuple(out)
 
@@ -273,8 +279,13 @@ def to_dict(space: SearchSpace) -> dict[str, Any]:
 
 def from_dict(d: dict[str, Any]) -> SearchSpace:
     params = tuple(
-        Param(**{**p, "values": tuple(p["values"]),
-                 "when": tuple((c, tuple(a)) for c, a in p["when"])})
+        Param(
+            **{
+                **p,
+                "values": tuple(p["values"]),
+                "when": tuple((c, tuple(a)) for c, a in p["when"]),
+            }
+        )
         for p in d["params"]
-    )  # fmt: skip
+    )
     return SearchSpace(d["name"], params, dict(d["fixed"]), d["description"], d["source"])

@@ -53,14 +53,17 @@ def run_sweep(
     meta = json.loads((path / META).read_text()) if opts.resume else None
     if meta is not None:
         cfg, space = from_mapping(Config, meta["config"]), from_dict(meta["space"])
-        opts = SweepOptions(**{**meta["options"], "resume": True, "name": path.name,
-                               "address": opts.address})  # fmt: skip
+        opts = SweepOptions(
+            **{**meta["options"], "resume": True, "name": path.name, "address": opts.address}
+        )
     validate_space(space, cfg)
     check_pretrained(trial_config(cfg, space, {}))
     uri = check_tracking(cfg)
     if meta is not None and meta.get("parent_run_id") and meta.get("uri") != uri:
-        raise ConfigError(f"--resume: sweep {path.name} is tracked at {meta['uri']}, not {uri}; "
-                          f"set MLFLOW_TRACKING_URI={meta['uri']}")  # fmt: skip
+        raise ConfigError(
+            f"--resume: sweep {path.name} is tracked at {meta['uri']}, not {uri}; "
+            f"set MLFLOW_TRACKING_URI={meta['uri']}"
+        )
     t0 = time.perf_counter()
     started = init_ray(opts.address)
     try:
@@ -81,16 +84,19 @@ def _sweep_dir(cfg: Config, space: SearchSpace, opts: SweepOptions) -> Path:
     if not opts.resume:
         name = opts.name or f"{space.name}-{opts.search}-{time.strftime('%Y%m%d-%H%M%S')}"
         if (root / name).exists():
-            raise ConfigError(f"--name: sweep {name!r} already exists in {root}; pass --resume to "
-                              "continue it or choose another name")  # fmt: skip
+            raise ConfigError(
+                f"--name: sweep {name!r} already exists in {root}; pass --resume to "
+                "continue it or choose another name"
+            )
         return root / name
     if opts.name:
         path = root / opts.name
     else:
         found = [p for p in root.glob(f"{space.name}-{opts.search}-*") if (p / META).is_file()]
         if not found:
-            raise ConfigError(f"--resume: no earlier {opts.search} sweep of space {space.name} "
-                              f"in {root}")  # fmt: skip
+            raise ConfigError(
+                f"--resume: no earlier {opts.search} sweep of space {space.name} in {root}"
+            )
         path = max(found, key=lambda p: p.stat().st_mtime)
     if not (path / META).is_file() or not Tuner.can_restore(str(path)):
         raise ConfigError(f"--resume: {path} holds no sweep that can be resumed")
@@ -110,15 +116,29 @@ def _run(cfg, space, opts, path, uri, meta, progress, t0) -> SweepResult:
     t = cfg.tune
     n = opts.num_samples or t.num_samples
     every = t.report_every or max(1, cfg.unlearn.steps // 10)
-    spec = TrialSpec(base=cfg.to_dict(), space=space, report_every=every, cpus=t.cpus_per_trial,
-                     fid_weight=t.fid_weight, proxy_forget_weight=t.proxy_forget_weight)  # fmt: skip
-    trainable = tune.with_resources(tune.with_parameters(run_trial, spec=spec),
-                                    {"cpu": t.cpus_per_trial, "gpu": t.gpus_per_trial})  # fmt: skip
+    spec = TrialSpec(
+        base=cfg.to_dict(),
+        space=space,
+        report_every=every,
+        cpus=t.cpus_per_trial,
+        fid_weight=t.fid_weight,
+        proxy_forget_weight=t.proxy_forget_weight,
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, spec=spec),
+        {"cpu": t.cpus_per_trial, "gpu": t.gpus_per_trial},
+    )
     resume_id = meta.get("parent_run_id") if meta else None
     parent, exp_id = parent_run(cfg, space, opts, path.name, uri, n, resume_id)
-    cb = SweepCallback(uri, exp_id, parent, path.name,
-                       functools.partial(flat_params, cfg.to_dict(), to_dict(space)),
-                       params_at_end=opts.population, total=n)  # fmt: skip
+    cb = SweepCallback(
+        uri,
+        exp_id,
+        parent,
+        path.name,
+        functools.partial(flat_params, cfg.to_dict(), to_dict(space)),
+        params_at_end=opts.population,
+        total=n,
+    )
     cb.progress = progress
     progress("trials", 0, n)
     if opts.resume:
@@ -132,8 +152,13 @@ def _run(cfg, space, opts, path, uri, meta, progress, t0) -> SweepResult:
         tuner = _new_tuner(cfg, space, opts, path, trainable, cb, n, every)
         path.mkdir(parents=True, exist_ok=True)
         options = {k: v for k, v in asdict(opts).items() if k not in ("resume", "address")}
-        meta = {"config": cfg.to_dict(), "space": to_dict(space), "options": options,
-                "parent_run_id": parent, "uri": uri}  # fmt: skip
+        meta = {
+            "config": cfg.to_dict(),
+            "space": to_dict(space),
+            "options": options,
+            "parent_run_id": parent,
+            "uri": uri,
+        }
         (path / META).write_text(json.dumps(meta, indent=1))
     grid = tuner.fit()
     trials = [_trial_result(r, cb) for r in grid]
@@ -181,33 +206,48 @@ def _make_search(opts: SweepOptions, space: SearchSpace, seed: int):
     from unlearn.tuners.optuna_search import SweepOptunaSearch
     from unlearn.tuners.searchers import OptunaSpace
 
-    sampler = (optuna.samplers.RandomSampler(seed=seed) if opts.search == "random"
-               else optuna.samplers.TPESampler(seed=seed))  # fmt: skip
+    sampler = (
+        optuna.samplers.RandomSampler(seed=seed)
+        if opts.search == "random"
+        else optuna.samplers.TPESampler(seed=seed)
+    )
     metric, mode = MULTI if opts.objective == "multi" else ("tune/score", "min")
-    return SweepOptunaSearch(OptunaSpace(space), metric=metric, mode=mode, sampler=sampler,
-                             points_to_evaluate=opts.points_to_evaluate or None)  # fmt: skip
+    return SweepOptunaSearch(
+        OptunaSpace(space),
+        metric=metric,
+        mode=mode,
+        sampler=sampler,
+        points_to_evaluate=opts.points_to_evaluate or None,
+    )
 
 
 def _make_scheduler(opts: SweepOptions, space: SearchSpace, cfg: Config, n_reports: int):
     from unlearn.tuners.searchers import bounds, clip, tune_domains
 
     kind = opts.scheduler or (opts.search if opts.population else None)
-    common: dict[str, Any] = {"time_attr": "training_iteration", "metric": "tune/proxy_score",
-                              "mode": "min"}  # fmt: skip
+    common: dict[str, Any] = {
+        "time_attr": "training_iteration",
+        "metric": "tune/proxy_score",
+        "mode": "min",
+    }
     if kind == "asha":
         from ray.tune.schedulers import ASHAScheduler
 
         n = max(1, n_reports)
-        return ASHAScheduler(max_t=n, grace_period=min(cfg.tune.grace_period, n),
-                             reduction_factor=2, **common)  # fmt: skip
+        return ASHAScheduler(
+            max_t=n, grace_period=min(cfg.tune.grace_period, n), reduction_factor=2, **common
+        )
     if kind not in ("pbt", "pb2"):
         return None
     from unlearn.tuners.schedulers import SweepPB2, SweepPBT
 
     # synchronous generations: a function trainable can only offer its latest checkpoint, so
     # in asynchronous PBT a clone may copy a donor that has already moved on (or finished)
-    common.update(perturbation_interval=cfg.tune.perturbation_interval, synch=True,
-                  custom_explore_fn=functools.partial(clip, space))  # fmt: skip
+    common.update(
+        perturbation_interval=cfg.tune.perturbation_interval,
+        synch=True,
+        custom_explore_fn=functools.partial(clip, space),
+    )
     if kind == "pbt":
         return SweepPBT(hyperparam_mutations=tune_domains(space), **common)
     return SweepPB2(hyperparam_bounds=bounds(space), **common)
@@ -242,11 +282,18 @@ def _trial_result(r, cb) -> TrialResult:
     else:
         status = "early_stopped"
     return TrialResult(
-        trial_id=tid, params=dict(r.config or {}), status=status, forget_rate=fr, fid=fid,
-        score=score, proxy_score=_num(m.get("tune/proxy_score")),
-        steps=int(m.get("unlearn/step", 0) or 0), lambdas=list(m.get("lambdas") or []),
+        trial_id=tid,
+        params=dict(r.config or {}),
+        status=status,
+        forget_rate=fr,
+        fid=fid,
+        score=score,
+        proxy_score=_num(m.get("tune/proxy_score")),
+        steps=int(m.get("unlearn/step", 0) or 0),
+        lambdas=list(m.get("lambdas") or []),
         unlearn_time=float(m.get("perf/unlearn_time", 0.0) or 0.0),
         build_time=float(m.get("perf/build_time", 0.0) or 0.0),
         eval_time=float(m.get("perf/eval_time", 0.0) or 0.0),
-        trial_time=cb.wall.get(tid), run_id=cb.runs.get(tid),
-    )  # fmt: skip
+        trial_time=cb.wall.get(tid),
+        run_id=cb.runs.get(tid),
+    )

@@ -135,8 +135,12 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
 
     res = unl.run(callbacks=[on_step])
     state["unlearn_time"] = state.get("unlearn_time", 0.0) + time.perf_counter() - t_run
-    final: dict[str, Any] = {"unlearn/status": res.status, "lambdas": _lambdas(unl),
-                             "perf/threads": torch.get_num_threads(), FINAL_KEY: 1}  # fmt: skip
+    final: dict[str, Any] = {
+        "unlearn/status": res.status,
+        "lambdas": _lambdas(unl),
+        "perf/threads": torch.get_num_threads(),
+        FINAL_KEY: 1,
+    }
     t0 = time.perf_counter()
     after, _ = unl.evaluate()
     final.update(after.metrics("eval/"))
