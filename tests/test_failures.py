@@ -70,6 +70,39 @@ def test_http_waits_get_bounded_defaults_unless_set(monkeypatch):
     assert int(os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]) <= 2
 
 
+def test_health_is_asked_once_per_store_and_a_dead_one_every_time():
+    """A command opens several trackers (bench cells, child runs): one /health per store."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from unlearn.tracking import TrackingError, check_server
+
+    hits = []
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        uri = f"http://127.0.0.1:{server.server_address[1]}"
+        assert [check_server(uri) for _ in range(3)] == [uri] * 3
+        assert hits == ["/health"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    dead = f"http://127.0.0.1:{free_port()}"
+    for _ in range(2):  # a store that did not answer is asked again
+        with pytest.raises(TrackingError, match="is not reachable"):
+            check_server(dead)
+
+
 # -- malformed files ---------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "text, where",

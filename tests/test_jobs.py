@@ -247,3 +247,31 @@ def test_unreachable_address_fails_within_10s(tmp_path):
             assert len(r.stderr.strip().splitlines()) == 1
     finally:
         silent.close()
+
+
+def test_a_cluster_failing_during_submission_is_one_line(tmp_path, monkeypatch):
+    """Ray's client pastes server tracebacks into its errors: only their first line shows."""
+    import unlearn.jobs as jobs
+    from unlearn.config import ConfigError
+
+    class Refusing:
+        def submit_job(self, **kwargs):
+            raise RuntimeError("upload failed\nTraceback (most recent call last):\n  ...")
+
+    class Vanishing:
+        def submit_job(self, **kwargs):
+            return "job-1"
+
+        def get_job_status(self, job_id):
+            raise ConnectionError()
+
+    cases = [
+        (Refusing(), "did not take the job: upload failed"),
+        (Vanishing(), "lost the cluster at http://head:8265 while following job job-1 "),
+    ]
+    for fake, fragment in cases:
+        monkeypatch.setattr(jobs, "client", lambda address, token=None, c=fake: c)
+        with pytest.raises(ConfigError) as err:
+            jobs.submit("http://head:8265", ["echo", "hi"], working_dir=tmp_path)
+        assert fragment in str(err.value) and "\n" not in str(err.value), str(err.value)
+    assert "(ConnectionError)" in str(err.value)

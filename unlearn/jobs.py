@@ -109,6 +109,12 @@ def _read(p: Path) -> str:
         raise ConfigError(f"Ray token file {p}: cannot read it ({type(e).__name__})") from None
 
 
+def _first_line(e: BaseException) -> str:
+    """An exception as one short line (Ray's client errors carry whole server tracebacks)."""
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
+
+
 def _check_address(address: str) -> str:
     if not address.startswith(("http://", "https://")):
         raise ConfigError(
@@ -208,9 +214,8 @@ def submit(
     try:
         job_id = c.submit_job(entrypoint=cmd, runtime_env=runtime_env)
     except (ConnectionError, RuntimeError, OSError) as e:  # Ray's client: refused, upload failed
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(
-            f"submit: the cluster at {address} did not take the job: {first}"
+            f"submit: the cluster at {address} did not take the job: {_first_line(e)}"
         ) from None
     log.info("submitted %s as job %s", cmd, job_id)
     try:
@@ -219,10 +224,9 @@ def submit(
         _follow(c, job_id, on_log or (lambda s: None))
         info = c.get_job_info(job_id)
     except (ConnectionError, RuntimeError, OSError) as e:  # the cluster went away meanwhile
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise ConfigError(
             f"submit: lost the cluster at {address} while following job {job_id} "
-            f"({first}); ask later with: ray job status {job_id}"
+            f"({_first_line(e)}); ask later with: ray job status {job_id}"
         ) from None
     return JobResult(job_id, address, str(info.status), info.message or "")
 

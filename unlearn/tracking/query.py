@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from unlearn.config import Config, ConfigError
-from unlearn.tracking.uri import TrackingError, check_server, one_line, tracking_uri
+from unlearn.tracking.uri import TrackingError, check_server, checked_uri, one_line
 
 
 def list_runs(
     cfg: Config, experiment: str | None = None, sort: str | None = None, max_results: int = 50
 ) -> list[dict[str, Any]]:
     """Runs of an experiment as plain rows (id, name, status, params of interest, metrics)."""
-    uri = check_server(tracking_uri(cfg))  # before mlflow loads: a dead server in seconds
+    uri = checked_uri(cfg)  # before mlflow loads: a dead server in seconds
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 

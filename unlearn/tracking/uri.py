@@ -7,7 +7,8 @@ MLflow's own HTTP defaults retry a refused connection for minutes (7 retries, ba
 factor 2, 120 s per request); a tracking call on a dead server then blocks a run for about
 four minutes before a traceback. :func:`bound_http_waits` sets bounded defaults (only where
 the user has not set a value), and :func:`check_server` asks ``/health`` within seconds
-before any command writes or reads runs.
+before any command writes or reads runs, once per store and process: later trackers of the
+same command (bench cells, a driver's child runs) do not ask again.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from unlearn.config import Config, ConfigError
 
 #: MLflow's HTTP settings and the bounded values used unless the environment sets them:
-#: a refused connection fails in ~3 s (waits 1 s, 2 s), a hung server in ~35 s.
+#: a refused connection fails in ~3 s (3 attempts, waits 0 s and 2 s), a hung one in ~35 s.
 HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
@@ -26,6 +27,7 @@ HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
 }
 HEALTH_TIMEOUT_S = 5.0
+_ANSWERED: set[str] = set()  # stores check_server has found answering in this process
 
 
 class TrackingError(ConfigError):
@@ -62,7 +64,10 @@ def tracking_uri(cfg: Config) -> str:
 
 def check_server(uri: str) -> str:
     """``uri`` once it answers: an http server's ``/health`` within seconds, a sqlite folder
-    that exists (created) and is writable. Anything else raises :class:`TrackingError`."""
+    that exists (created) and is writable. Anything else raises :class:`TrackingError`.
+    A store that answered once is not asked again: its later failures surface in the calls."""
+    if uri in _ANSWERED:
+        return uri
     if is_http(uri):
         import urllib.error
         import urllib.request
@@ -91,6 +96,7 @@ def check_server(uri: str) -> str:
             ) from None
         if not os.access(folder, os.W_OK):
             raise TrackingError(f"tracking.uri: {folder} is not writable (store {uri})")
+    _ANSWERED.add(uri)
     return uri
 
 

@@ -8,8 +8,9 @@ the numbers go: a disabled tracker accepts every call and does nothing.
 Batching and truncation live here once: params are cut to MLflow's 6,000 characters and
 sent 100 per request, metrics 900 per request, per-step metrics are buffered and flushed
 every ``flush_every`` steps. A store that stops answering raises :class:`TrackingError`
-(one line) once; afterwards the tracker is *lost* and every call returns at once, so the
-caller can keep its local outputs without waiting on a dead server again.
+(one line); afterwards the tracker is *lost*: every later call raises the same line at once
+(:meth:`Tracker.end` returns), so the caller can keep its local outputs without waiting on a
+dead server again.
 Metric keys are namespaced: ``unlearn/lambda``, ``unlearn/retain_loss``, ``eval/fid`` ...
 """
 
@@ -27,10 +28,9 @@ from unlearn.config import Config
 from unlearn.tracking.uri import (
     TrackingError,
     bound_http_waits,
-    check_server,
+    checked_uri,
     is_http,
     one_line,
-    tracking_uri,
 )
 
 if TYPE_CHECKING:  # torch loads only when a run does: a dead server is reported at once
@@ -80,7 +80,8 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _finite(v: Any) -> bool:
+def finite(v: Any) -> bool:
+    """A real number MLflow accepts as a metric value (not a bool, NaN or infinity)."""
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -111,7 +112,7 @@ class Tracker:
         self._reset(cfg.tracking.enabled, None, None, None)
         if not self.enabled:
             return
-        self.uri = check_server(tracking_uri(cfg))
+        self.uri = checked_uri(cfg)
         artifacts = None
         if self.uri.startswith("sqlite:///"):
             artifacts = (cfg.workdir_path / "mlartifacts").as_uri()
@@ -252,7 +253,7 @@ class Tracker:
             Metric(k, float(v), now, int(step))
             for step, row in rows
             for k, v in row.items()
-            if _finite(v)
+            if finite(v)
         ]
         self._send(ms)
 
@@ -267,16 +268,15 @@ class Tracker:
 
     def step_callback(self, flush_every: int = 50) -> Callable[[StepStats], None]:
         """A callback for the unlearner: buffers per-step metrics, logs them in batches."""
+        if not self.enabled:
+            return lambda stats: None
+        from mlflow.entities import Metric
 
         def cb(stats: StepStats) -> None:
-            if not self.enabled:
-                return
-            from mlflow.entities import Metric
-
             now = int(time.time() * 1000)
             for attr, key in STEP_KEYS.items():
                 v = getattr(stats, attr)
-                if _finite(v):
+                if finite(v):
                     self._buffer.append(Metric(key, float(v), now, stats.step))
             if stats.step % flush_every == 0:
                 self.flush()

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from typing import Any
 
 from ray.tune import Callback
 
 from unlearn.tracking import Tracker
+from unlearn.tracking.writer import finite
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,7 @@ class SweepCallback(Callback):
             params_at_end,
             total,
         )
-        self.runs: dict[str, str] = {}  # trial id -> MLflow run id
-        self.trackers: dict[str, Tracker] = {}
+        self.trackers: dict[str, Tracker] = {}  # trial id -> its child run
         self.logged_upto: dict[str, int] = {}
         self.started: dict[str, float] = {}
         self.wall: dict[str, float] = {}
@@ -71,6 +70,11 @@ class SweepCallback(Callback):
         return {**self.__dict__, "progress": None}
 
     # -- runs ------------------------------------------------------------------------------
+    @property
+    def runs(self) -> dict[str, str]:
+        """Trial id -> MLflow run id of the trials seen so far."""
+        return {tid: kid.run_id for tid, kid in self.trackers.items()}
+
     def run(self, trial) -> Tracker | None:
         """The trial's child run: found again under the parent (a resumed sweep) or new."""
         if not self.parent.enabled:
@@ -94,7 +98,7 @@ class SweepCallback(Callback):
             kid = self.parent.child(run_name=str(trial), tags=tags)
             if not self.params_at_end:
                 kid.log_params(params)
-        self.trackers[tid], self.runs[tid] = kid, kid.run_id
+        self.trackers[tid] = kid
         return kid
 
     # -- Tune hooks ------------------------------------------------------------------------
@@ -141,7 +145,7 @@ class SweepCallback(Callback):
             extra["perf/trial_time"] = self.wall[tid]
             extra["perf/overhead"] = self.wall[tid] - float(last.get("perf/unlearn_time", 0.0))
         run.log_metrics(extra, step=int(last.get("unlearn/step", 0)))
-        finished = _finite(last.get("eval/forget_rate")) or _finite(last.get("tune/score"))
+        finished = finite(last.get("eval/forget_rate")) or finite(last.get("tune/score"))
         if not finished:
             run.set_tag("unlearn.early_stopped", "true")
         run.end("FINISHED" if finished else "KILLED")
@@ -154,10 +158,6 @@ class SweepCallback(Callback):
         if run is not None:
             run.set_tag("unlearn.failure", str(trial.error_file or "error"))
             run.end("FAILED")
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def flat_params(base: dict, space: dict, config: dict) -> dict[str, Any]:

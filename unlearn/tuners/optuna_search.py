@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 from ray.tune.search.optuna import OptunaSearch
+
+from unlearn.tracking.writer import finite
 
 
 class SweepOptunaSearch(OptunaSearch):
@@ -21,10 +21,6 @@ class SweepOptunaSearch(OptunaSearch):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         metrics = self.metric if isinstance(self.metric, list) else [self.metric]
-        if result is not None and not all(_finite(result.get(m)) for m in metrics):
+        if result is not None and not all(finite(result.get(m)) for m in metrics):
             result = None
         return super().on_trial_complete(trial_id, result, error)
-
-
-def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and math.isfinite(v)
