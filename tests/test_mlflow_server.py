@@ -221,3 +221,46 @@ def test_server_dying_mid_run_fails_fast_and_keeps_local_outputs(tiny_ready, tmp
     assert {"before.png", "after.png", "lambda.png"} <= {p.name for p in out.iterdir()}
     saved = json.loads((out / "result.json").read_text())
     assert saved["steps"] == cfg.unlearn.steps and "MLflow server" in saved["message"]
+
+
+def test_tracking_failing_after_the_outputs_keeps_them_and_saves_the_model_once(
+    tiny_ready, tmp_path, monkeypatch
+):
+    """The store refuses the artifacts: the saved model is not written again, and
+    result.json is rewritten with the reason."""
+    import json
+
+    import unlearn.models
+    from unlearn.config import with_overrides
+    from unlearn.experiment import run
+    from unlearn.tracking import Tracker, TrackingError
+
+    cfg = with_overrides(
+        tiny_ready,
+        [
+            "tracking.enabled=true",
+            f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+            f"workdir={tmp_path / 'work'}",
+        ],
+    )
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "pretrained").symlink_to(tiny_ready.workdir_path / "pretrained")
+    saved = []
+    save_model = unlearn.models.save_model
+
+    def counting_save(model, path):
+        saved.append(path)
+        return save_model(model, path)
+
+    def refuse(self, path, artifact_path=None):
+        raise TrackingError("tracking: the store failed to store an artifact")
+
+    monkeypatch.setattr(unlearn.models, "save_model", counting_save)
+    monkeypatch.setattr(Tracker, "log_artifact", refuse)
+    with pytest.raises(TrackingError) as err:
+        run(cfg, evaluate=False)
+    out = Path(str(err.value).rsplit(" are in ", 1)[1])
+    assert saved == [out / "model"]
+    result = json.loads((out / "result.json").read_text())
+    assert "failed to store an artifact" in result["message"]
+    assert result["model_dir"] == str(out / "model")

@@ -211,3 +211,14 @@ def test_pareto_front():
         TrialResult("5", {}, "early_stopped"),
     ]
     assert [x.trial_id for x in pareto_front(trials)] == ["3", "0", "1"]
+
+
+def test_space_file_errors_name_the_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"--space: file .* does not exist"):
+        load_space(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match=r"--space: .* is a directory, not a YAML file"):
+        load_space(tmp_path)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("params: {a: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"--space: .*bad.yaml is not valid YAML at line 2"):
+        load_space(bad)

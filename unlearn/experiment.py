@@ -99,14 +99,18 @@ def run(
 
 
 def _save_outputs(unl: Unlearner, result: UnlearnResult, out: Path) -> None:
-    """The run's local outputs: ``model/``, ``lambda.png`` and ``result.json`` in ``out``."""
+    """The run's local outputs: ``model/``, ``lambda.png`` and ``result.json`` in ``out``.
+
+    The model and the plot are written once; a second call (tracking failed after the
+    outputs were saved) only rewrites ``result.json``, which then carries the message."""
     from unlearn.metrics import plot_lambda
     from unlearn.models import save_model
 
-    save_model(unl.model.cpu(), out / "model")
-    unl.model.to(unl.device)
-    result.model_dir = str(out / "model")
-    plot_lambda({"λ": result.lambdas}, out / "lambda.png")
+    if result.model_dir is None:
+        save_model(unl.model.cpu(), out / "model")
+        unl.model.to(unl.device)
+        result.model_dir = str(out / "model")
+        plot_lambda({"λ": result.lambdas}, out / "lambda.png")
     (out / "result.json").write_text(json.dumps(result.to_dict(), indent=2))
 
 

@@ -81,11 +81,8 @@ class SearchSpace:
 
 def load_space(path: str | Path) -> SearchSpace:
     """Parse a space file; a malformed one raises :class:`ConfigError` naming the entry."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"--space: file {str(p)!r} does not exist")
-    raw = read_yaml(p, "--space")
-    return parse_space(raw, name=p.stem, source=str(p.resolve()))
+    p = Path(path).expanduser()
+    return parse_space(read_yaml(p, "--space"), name=p.stem, source=str(p.resolve()))
 
 
 def parse_space(raw: Any, name: str = "space", source: str = "") -> SearchSpace:
