@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -222,3 +224,11 @@ def test_space_file_errors_name_the_file(tmp_path):
     bad.write_text("params: {a: [1, 2\n")
     with pytest.raises(ConfigError, match=r"--space: .*bad.yaml is not valid YAML at line 2"):
         load_space(bad)
+
+
+def test_importing_the_tuners_loads_no_ray_optuna_mlflow_or_diffusers():
+    """``unlearn tune`` imports the package before it reads its inputs: bad ones fail fast."""
+    heavy = ("ray", "optuna", "mlflow", "diffusers")
+    code = f"import sys, unlearn.tuners; print(sorted(m for m in {heavy} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

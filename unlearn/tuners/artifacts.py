@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 from unlearn.config import Config
-from unlearn.metrics.plots import plot_pareto
 from unlearn.tuners.options import SweepOptions
 from unlearn.tuners.results import (
     SweepResult,
@@ -76,7 +75,7 @@ def finish(
     """Pareto front, best trial, report files; the parent run gets them and ends."""
     import yaml
 
-    from unlearn.metrics.plots import plot_lambda
+    from unlearn.metrics.plots import plot_lambda, plot_pareto
 
     out = path / "report"
     out.mkdir(exist_ok=True)
