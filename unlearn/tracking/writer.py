@@ -313,10 +313,6 @@ class Tracker:
         if self.enabled:
             self._call("set a tag", self.client.set_tag, self.run_id, key, str(value))
 
-    def set_tags(self, tags: Mapping[str, str]) -> None:
-        for k, v in tags.items():
-            self.set_tag(k, v)
-
     def register_model(
         self,
         name: str,
