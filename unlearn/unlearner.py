@@ -146,10 +146,11 @@ class _Sums:
     g_retain: list[torch.Tensor | None] | None = None
     g_forget: list[torch.Tensor | None] | None = None
 
-    def add(self, terms: LossTerms, n: int) -> None:
-        self.retain += _num(terms.retain) / n
-        self.forget += _num(terms.forget) / n
-        self.total += _num(terms.total) / n
+    def add(self, values: tuple[float, float, float], terms: LossTerms, n: int) -> None:
+        """One micro-batch: its (retain, forget, total) as floats and ``terms``' extras."""
+        self.retain += values[0] / n
+        self.forget += values[1] / n
+        self.total += values[2] / n
         for k, v in (terms.extras or {}).items():
             self.extras[k] = self.extras.get(k, 0.0) + _num(v) / n
 
@@ -300,7 +301,7 @@ class Unlearner:
             reg = self.agent.regularizer()
             own = self.agent.lambda_objective(terms)  # a learned λ's own objective (variational)
             obj = total + sum(x / n for x in (reg, own) if x is not None)
-            self._check_finite(terms)
+            values = self._check_finite(terms)
             if plan.two_grads:
                 acc.g_retain = _add(acc.g_retain, self._grad(terms.retain))
                 acc.g_forget = _add(acc.g_forget, self._grad(terms.forget))
@@ -313,7 +314,7 @@ class Unlearner:
                     fused = plan.fused.retain_coef * terms.retain
                     fused = fused + plan.fused.forget_coef * terms.forget
                     (fused / n).backward(inputs=self.params, retain_graph=keep_lam_graph)
-            acc.add(terms, n)
+            acc.add(values, terms, n)
         acc.mean_gradients(n)
         return acc
 
@@ -327,12 +328,16 @@ class Unlearner:
         for p, gr in zip(agent_params, grads, strict=True):
             p.grad = gr if p.grad is None or gr is None else p.grad + gr
 
-    def _check_finite(self, terms: LossTerms) -> None:
-        if not all(math.isfinite(_num(v)) for v in (terms.retain, terms.forget, terms.total)):
+    def _check_finite(self, terms: LossTerms) -> tuple[float, float, float]:
+        """The micro-batch's (retain, forget, total) as floats (one read each); refuses a
+        non-finite one."""
+        values = (_num(terms.retain), _num(terms.forget), _num(terms.total))
+        if not all(math.isfinite(v) for v in values):
             raise DivergenceError(
-                f"non-finite loss at step {self.t} (retain={_num(terms.retain):.4g}, "
-                f"forget={_num(terms.forget):.4g}); weights kept from the last good step"
+                f"non-finite loss at step {self.t} (retain={values[0]:.4g}, "
+                f"forget={values[1]:.4g}); weights kept from the last good step"
             )
+        return values
 
     def _combine(self, acc: _Sums, lam_value: float) -> None:
         """Phase 3 of gradient forms: the method's direction from the two mean gradients."""

@@ -401,7 +401,8 @@ class SISS(UnlearningMethod):
         e = randn(mu_x.shape, g, x0)
         sel = pick_a.view(-1, 1, 1, 1)
         z = torch.where(sel, mu_a + torch.exp(0.5 * lv_a) * e, mu_x + torch.exp(0.5 * lv_x) * e)
-        delta = _gauss_logpdf(z, mu_a, lv_a) - _gauss_logpdf(z, mu_x, lv_x)
+        z64 = z.double()  # converted once for both densities
+        delta = _gauss_logpdf(z64, mu_a, lv_a) - _gauss_logpdf(z64, mu_x, lv_x)
         w = weights_from_log_ratio(delta, lam_t)
         recon = model.decode(z).float()
         inv_2var = 0.5 * math.exp(-model.decoder_logvar)
