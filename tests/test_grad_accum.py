@@ -12,6 +12,8 @@ the gradients the optimiser sees.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from conftest import tiny_model
@@ -139,6 +141,17 @@ def test_the_one_backward_gradient_form_accumulates_like_one_batch(agent, split)
     a, b = acc.step(1)[0], ref.step(1)[0]
     assert a.total_loss == pytest.approx(b.total_loss, rel=1e-5)
     _compare(_state(acc), _state(ref), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("form", ["loss", "gradient"])
+def test_gradient_statistics_are_those_of_one_batch_of_both(form, split):
+    """The measured norms and cosine are of the micro-batches' mean gradients."""
+    acc, ref = _accumulated_and_reference(split, "siss", form, "static", grad_stats_every=1)
+    a, b = acc.step(1)[0], ref.step(1)[0]
+    for key in ("retain_grad_norm", "forget_grad_norm", "grad_cosine"):
+        got, want = getattr(a, key), getattr(b, key)
+        assert math.isfinite(got) and got != 0.0, key
+        assert got == pytest.approx(want, rel=1e-5, abs=1e-7), key
 
 
 def test_the_comparison_sees_each_micro_batch(split):

@@ -71,8 +71,9 @@ def test_score_estimator_agrees_with_finite_difference_and_pathwise_does_not(obj
     assert abs(m_path - m_fd) > 3 * math.hypot(se_path, se_fd), (m_path, se_path, m_fd, se_fd)
 
 
-def test_agent_objective_sends_the_estimator_to_the_network_and_nothing_to_the_model(split):
-    model = tiny("ddpm")
+@pytest.mark.parametrize("kind", ["ddpm", "vae"])  # the VAE's weights depend on its encoder
+def test_agent_objective_sends_the_estimator_to_the_network_and_nothing_to_the_model(kind, split):
+    model = tiny(kind)
     method = SISS(MethodConfig(name="siss"))
     method.setup(model, split)
     agent = VariationalAgent(beta=0.0, objective="variance")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,25 @@ def test_result_is_typed_and_serialisable(tiny_ready):
     d = res.to_dict()
     json.dumps(d)
     assert dataclasses.is_dataclass(res.history[0])
+
+
+def test_gradient_statistics_are_those_of_the_flattened_gradients():
+    """Norms and cosine of per-parameter gradient lists (``None`` = zero) against the
+    concatenated vectors."""
+    from unlearn.unlearner import _grad_stats
+
+    g = torch.Generator().manual_seed(0)
+    shapes = [(3, 4), (2,), (5,)]
+    a = [torch.randn(3, 4, generator=g), None, torch.randn(5, generator=g)]
+    b = [torch.randn(3, 4, generator=g), torch.randn(2, generator=g), None]
+
+    def flat(grads):
+        parts = zip(grads, shapes, strict=True)
+        return torch.cat([torch.zeros(s).flatten() if x is None else x.flatten() for x, s in parts])
+
+    va, vb = flat(a).double(), flat(b).double()
+    na, nb, cosine = _grad_stats(a, b)
+    assert na == pytest.approx(float(va.norm()), rel=1e-6)
+    assert nb == pytest.approx(float(vb.norm()), rel=1e-6)
+    assert cosine == pytest.approx(float(va @ vb / (va.norm() * vb.norm())), rel=1e-5)
+    assert math.isnan(_grad_stats(a, [None, None, None])[2])

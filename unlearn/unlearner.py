@@ -31,7 +31,7 @@ from unlearn.agents.base import LambdaAgent
 from unlearn.config import Config
 from unlearn.data import ForgetSplit, ImageData
 from unlearn.methods.base import FusedStep, UnlearningMethod
-from unlearn.methods.common import clip_to_norm
+from unlearn.methods.common import clip_to_norm, dot
 from unlearn.methods.common import flat_norm as _flat_norm
 from unlearn.metrics import EvalData, EvalResult, evaluate, proxy_losses
 from unlearn.types import Batch, LossTerms, StepStats
@@ -112,12 +112,13 @@ def _add(
     return [b if a is None else a if b is None else a + b for a, b in zip(acc, new, strict=True)]
 
 
-def _cosine(a: Sequence[torch.Tensor | None], b: Sequence[torch.Tensor | None]) -> float:
-    dot = sum(
-        float((x * y).sum()) for x, y in zip(a, b, strict=True) if x is not None and y is not None
-    )
-    na, nb = _flat_norm(a), _flat_norm(b)
-    return dot / (na * nb) if na > 0 and nb > 0 else float("nan")
+def _grad_stats(
+    g_r: Sequence[torch.Tensor | None], g_f: Sequence[torch.Tensor | None]
+) -> tuple[float, float, float]:
+    """``(‖g_r‖, ‖g_f‖, cosine)``: each norm computed once, the dot in one device sync."""
+    nr, nf = _flat_norm(g_r), _flat_norm(g_f)
+    cosine = float(dot(g_r, g_f)) / (nr * nf) if nr > 0 and nf > 0 else float("nan")
+    return nr, nf, cosine
 
 
 @dataclass(frozen=True)
@@ -145,10 +146,11 @@ class _Sums:
     g_retain: list[torch.Tensor | None] | None = None
     g_forget: list[torch.Tensor | None] | None = None
 
-    def add(self, terms: LossTerms, n: int) -> None:
-        self.retain += _num(terms.retain) / n
-        self.forget += _num(terms.forget) / n
-        self.total += _num(terms.total) / n
+    def add(self, values: tuple[float, float, float], terms: LossTerms, n: int) -> None:
+        """One micro-batch: its (retain, forget, total) as floats and ``terms``' extras."""
+        self.retain += values[0] / n
+        self.forget += values[1] / n
+        self.total += values[2] / n
         for k, v in (terms.extras or {}).items():
             self.extras[k] = self.extras.get(k, 0.0) + _num(v) / n
 
@@ -299,7 +301,7 @@ class Unlearner:
             reg = self.agent.regularizer()
             own = self.agent.lambda_objective(terms)  # a learned λ's own objective (variational)
             obj = total + sum(x / n for x in (reg, own) if x is not None)
-            self._check_finite(terms)
+            values = self._check_finite(terms)
             if plan.two_grads:
                 acc.g_retain = _add(acc.g_retain, self._grad(terms.retain))
                 acc.g_forget = _add(acc.g_forget, self._grad(terms.forget))
@@ -312,7 +314,7 @@ class Unlearner:
                     fused = plan.fused.retain_coef * terms.retain
                     fused = fused + plan.fused.forget_coef * terms.forget
                     (fused / n).backward(inputs=self.params, retain_graph=keep_lam_graph)
-            acc.add(terms, n)
+            acc.add(values, terms, n)
         acc.mean_gradients(n)
         return acc
 
@@ -326,12 +328,16 @@ class Unlearner:
         for p, gr in zip(agent_params, grads, strict=True):
             p.grad = gr if p.grad is None or gr is None else p.grad + gr
 
-    def _check_finite(self, terms: LossTerms) -> None:
-        if not all(math.isfinite(_num(v)) for v in (terms.retain, terms.forget, terms.total)):
+    def _check_finite(self, terms: LossTerms) -> tuple[float, float, float]:
+        """The micro-batch's (retain, forget, total) as floats (one read each); refuses a
+        non-finite one."""
+        values = (_num(terms.retain), _num(terms.forget), _num(terms.total))
+        if not all(math.isfinite(v) for v in values):
             raise DivergenceError(
-                f"non-finite loss at step {self.t} (retain={_num(terms.retain):.4g}, "
-                f"forget={_num(terms.forget):.4g}); weights kept from the last good step"
+                f"non-finite loss at step {self.t} (retain={values[0]:.4g}, "
+                f"forget={values[1]:.4g}); weights kept from the last good step"
             )
+        return values
 
     def _combine(self, acc: _Sums, lam_value: float) -> None:
         """Phase 3 of gradient forms: the method's direction from the two mean gradients."""
@@ -348,7 +354,7 @@ class Unlearner:
                 f"non-finite gradient at step {self.t}; weights kept from the last good step"
             )
         if plan.fused is not None:  # the same clipping as the method's combine_gradients
-            clipped = clip_to_norm([p.grad for p in self.params], plan.fused.clip)
+            clipped = clip_to_norm([p.grad for p in self.params], plan.fused.clip, gnorm)
             for p, gr in zip(self.params, clipped, strict=True):
                 p.grad = gr
         # gradient-form methods clip inside combine_gradients (SISS reference code)
@@ -360,7 +366,11 @@ class Unlearner:
 
     def _record(self, lam_value: float, acc: _Sums) -> StepStats:
         """Phase 5: the step's statistics, measured every ``eval_every``; the agent sees them."""
-        g_r, g_f = acc.g_retain, acc.g_forget
+        names = ("retain_grad_norm", "forget_grad_norm", "grad_cosine")
+        if acc.g_retain is None:  # not measured this step: the last measurement carries
+            g_stats = [self._carry(k) for k in names]
+        else:
+            g_stats = _grad_stats(acc.g_retain, acc.g_forget)
         stats = StepStats(
             step=self.t,
             budget=self.budget,
@@ -368,13 +378,7 @@ class Unlearner:
             retain_loss=acc.retain,
             forget_loss=acc.forget,
             total_loss=acc.total,
-            retain_grad_norm=_flat_norm(g_r)
-            if g_r is not None
-            else self._carry("retain_grad_norm"),
-            forget_grad_norm=_flat_norm(g_f)
-            if g_f is not None
-            else self._carry("forget_grad_norm"),
-            grad_cosine=_cosine(g_r, g_f) if g_r is not None else self._carry("grad_cosine"),
+            **dict(zip(names, g_stats, strict=True)),
             weight_spread=self._carry("weight_spread"),
             proxy_retain=self._carry("proxy_retain"),
             proxy_forget=self._carry("proxy_forget"),

@@ -335,11 +335,14 @@ class VariationalAgent(LambdaAgent):
             return self._pg
         if terms.draw is None or (self.objective == "siss" and self.estimator == "pathwise"):
             return None
-        from unlearn.methods.siss import lambda_surrogate, pair_estimates
+        from unlearn.methods.siss import pair_estimates, score_term
 
-        score = self.estimator == "score"
-        surrogate = lambda_surrogate(terms.draw, self.objective, score=score)
-        return surrogate - pair_estimates(terms.draw).mean()
+        f = pair_estimates(terms.draw)
+        if self.objective == "siss":  # the pathwise part is the one LossTerms.total carries
+            return score_term(terms.draw, f)
+        v = f.pow(2)
+        own = v.mean() - f.mean()  # the variance's pathwise gradient in place of the total's
+        return own + score_term(terms.draw, v) if self.estimator == "score" else own
 
     def _policy_gradient_loss(self) -> torch.Tensor | None:
         """−A · mean log q_φ(u | c) over the last closed window (once), or None."""

@@ -23,7 +23,6 @@ from unlearn.methods.siss import (
     SISS,
     ImportanceWeights,
     importance_weights,
-    log_mixture,
     weights_from_log_ratio,
 )
 from unlearn.methods.siss_nois import SISSNoIS
@@ -50,7 +49,6 @@ __all__ = [
     "gaussian_f_divergence",
     "get_method",
     "importance_weights",
-    "log_mixture",
     "register_method",
     "weights_from_log_ratio",
 ]

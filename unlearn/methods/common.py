@@ -143,11 +143,15 @@ def axpy(
     return out
 
 
-def clip_to_norm(grads: list[torch.Tensor | None], clip: float) -> list[torch.Tensor | None]:
-    """Scale ``grads`` so their total norm is at most ``clip`` (``clip <= 0``: unchanged)."""
+def clip_to_norm(
+    grads: list[torch.Tensor | None], clip: float, norm: float | None = None
+) -> list[torch.Tensor | None]:
+    """Scale ``grads`` so their total norm is at most ``clip`` (``clip <= 0``: unchanged);
+    ``norm``: their :func:`flat_norm` when the caller already has it."""
     if clip <= 0:
         return grads
-    norm = flat_norm(grads)
+    if norm is None:
+        norm = flat_norm(grads)
     if not math.isfinite(norm) or norm <= clip:
         return grads
     f = clip / (norm + 1e-12)

@@ -76,17 +76,6 @@ def _log_lam(lam: float | torch.Tensor, device: torch.device) -> tuple[torch.Ten
     return _safe_log(lam), log_1m
 
 
-def log_mixture(delta: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
-    """``log((1-λ) + λ·exp(δ))`` by log-sum-exp in float64, never forming ``exp(δ)``.
-
-    ``logaddexp(log1p(-λ), log λ + δ)`` is finite for any δ and differentiable in δ and λ,
-    including λ = 0 or 1 (exact: the term with zero weight drops out).
-    """
-    delta = delta.double().clamp(-_DELTA_MAX, _DELTA_MAX)
-    log_lam, log_1m = _log_lam(lam, delta.device)
-    return torch.logaddexp(log_1m, log_lam + delta)
-
-
 def weights_from_log_ratio(delta: torch.Tensor, lam: float | torch.Tensor) -> ImportanceWeights:
     """Defensive-mixture weights from ``δ = log p_a(m) - log p_x(m)``.
 
@@ -248,9 +237,12 @@ def lambda_surrogate(
         raise ValueError(f"objective {objective!r}: one of siss, variance")
     f = pair_estimates(draw)
     v = f if objective == "siss" else f.pow(2)
-    out = v.mean()
-    if not score:
-        return out
+    return v.mean() + score_term(draw, v) if score else v.mean()
+
+
+def score_term(draw: MixtureDraw, v: torch.Tensor) -> torch.Tensor:
+    """The score-function part of :func:`lambda_surrogate` for per-pair values ``v``: 0 in
+    value, its λ-gradient ``mean (v_i − c_i)·∂ log p(b_i | λ)/∂λ``."""
     lam = draw.lam.clamp(1e-6, 1 - 1e-6)
     b = draw.pick_a
     log_p = torch.where(b, torch.log(lam), torch.log1p(-lam))
@@ -258,7 +250,7 @@ def lambda_surrogate(
     vd = v.detach()
     adv = vd - _loo_baseline(vd, s.pow(2))
     # (log p - log p.detach()) is 0 in value and has the score as its gradient
-    return out + (adv * (log_p - log_p.detach())).mean()
+    return (adv * (log_p - log_p.detach())).mean()
 
 
 class SISS(UnlearningMethod):
@@ -361,18 +353,21 @@ class SISS(UnlearningMethod):
                 torch.where(swap.view(-1, 1, 1, 1), forget.images[idx], x.images),
                 torch.where(swap, forget.labels[idx], x.labels),
             )
-        lam_t = lam  # as given: the weights take λ in float64 (a float32 copy loses the edges)
+        # λ as given: the weights take it in float64 (a float32 copy loses the edges)
         pick_a = rand(size, generator, dev) < min(1.0, max(0.0, lam_value(lam)))
         if is_vae(model):
-            l_x, l_a, w, parts = self._vae_terms(model, x, a, pick_a, lam_t, generator)
+            l_x, l_a, w, parts, delta = self._vae_terms(model, x, a, pick_a, lam, generator)
         else:
-            l_x, l_a, w, parts = self._diffusion_terms(model, x, a, pick_a, lam_t, generator)
+            l_x, l_a, w, parts = self._diffusion_terms(model, x, a, pick_a, lam, generator)
+            delta = None  # the weights depend on the data and λ only
         total = c_x * l_x - c_a * l_a
         extras = {"siss/ess_x": _ess(w.w_x), "siss/ess_a": _ess(w.w_a)}
         draw = None
-        # a learned λ: keep what its gradient estimators need
-        if isinstance(lam_t, torch.Tensor) and lam_t.requires_grad:
-            draw = MixtureDraw(w, *(p.detach() for p in parts), pick_a, lam_t, c_x, c_a)
+        # a learned λ: keep what its gradient estimators need, differentiable in λ alone (the
+        # VAE's weights also depend on the encoder: re-formed from the detached log-ratio)
+        if isinstance(lam, torch.Tensor) and lam.requires_grad:
+            w_lam = w if delta is None else weights_from_log_ratio(delta.detach(), lam)
+            draw = MixtureDraw(w_lam, *(p.detach() for p in parts), pick_a, lam, c_x, c_a)
         return LossTerms(retain=l_x, forget=l_a, total=total, extras=extras, draw=draw)
 
     def _diffusion_terms(self, model, x: Batch, a: Batch, pick_a, lam_t, g):
@@ -406,9 +401,9 @@ class SISS(UnlearningMethod):
         e = randn(mu_x.shape, g, x0)
         sel = pick_a.view(-1, 1, 1, 1)
         z = torch.where(sel, mu_a + torch.exp(0.5 * lv_a) * e, mu_x + torch.exp(0.5 * lv_x) * e)
-        w = weights_from_log_ratio(
-            _gauss_logpdf(z, mu_a, lv_a) - _gauss_logpdf(z, mu_x, lv_x), lam_t
-        )
+        z64 = z.double()  # converted once for both densities
+        delta = _gauss_logpdf(z64, mu_a, lv_a) - _gauss_logpdf(z64, mu_x, lv_x)
+        w = weights_from_log_ratio(delta, lam_t)
         recon = model.decode(z).float()
         inv_2var = 0.5 * math.exp(-model.decoder_logvar)
         dims = x0[0].numel()
@@ -420,14 +415,14 @@ class SISS(UnlearningMethod):
 
         (r_x, k_x), (r_a, k_a) = parts(x0, mu_x, lv_x), parts(a0, mu_a, lv_a)
         l_x, l_a = (w.w_x * r_x + k_x).mean(), (w.w_a * r_a + k_a).mean()
-        return l_x, l_a, w, (r_x, r_a, k_x, k_a)
+        return l_x, l_a, w, (r_x, r_a, k_x, k_a), delta
 
     def combine_gradients(
         self, g_retain: list[torch.Tensor], g_forget: list[torch.Tensor], lam: float
     ) -> list[torch.Tensor]:
         """The reference code's gradient form ``g_x - (1+s)·C·g_a/||g_a||``, clipped; the
         coefficient is kept for the steps :meth:`fused_step` takes with one backward."""
-        nx, na = float(flat_norm(g_retain)), float(flat_norm(g_forget))
+        nx, na = flat_norm(g_retain), flat_norm(g_forget)
         self._coef = siss_forget_coefficient(nx, na, self.options["C"], self.scale)
         return clip_to_norm(axpy(g_retain, self._coef, g_forget), self.clip)
 
