@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from unlearn.config import Config, digest_of
 from unlearn.data import load_splits
 from unlearn.data.captions import VOCABULARY, AttributeThresholds, captions
-from unlearn.models.t2i import T2IModel, build_t2i, save_t2i
+from unlearn.models.t2i import build_t2i, save_t2i
 from unlearn.runtime import (
     ProgressFn,
     load_checkpoint,
@@ -199,10 +199,7 @@ def train_t2i(
     model.text_encoder = trained["text_encoder"].requires_grad_(False).eval()
 
     # 3. the pipeline
-    final = T2IModel(
-        model.unet, model.vae, model.text_encoder, model.tokenizer, model.scheduler
-    ).cpu()
-    save_t2i(final, out)
+    save_t2i(model.cpu(), out)
     (out / "key.txt").write_text(t2i_model_key(cfg))
     (out / "config.json.yaml").write_text(json.dumps(cfg.to_dict(), indent=2))
     shutil.rmtree(ckdir, ignore_errors=True)

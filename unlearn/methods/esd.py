@@ -27,7 +27,7 @@ class ESD(UnlearningMethod):
     original had them. Per step the forget and retain batches contribute half of
     ``unlearn.batch_size`` each; the frozen original runs once on 1.5x that batch (∅ and c
     on the forget latents, c_r on the retain latents) and the trained UNet once on the whole
-    batch, so a step costs one forward+backward plus about half a forward more.
+    batch, so a step costs one forward+backward plus one no-grad forward of 1.5x the batch.
 
     Options:
         eta: the negative-guidance scale η (ESD's default 1.0).

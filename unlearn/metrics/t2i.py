@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from unlearn.config import Config
-from unlearn.data.captions import AttributeThresholds, slant, thickness
+from unlearn.data.captions import AttributeThresholds, concept_of, slant, thickness
 from unlearn.data.datasets import ImageData
 from unlearn.data.prompts import PromptSpec, shows
 from unlearn.metrics.fid import frechet_distance
@@ -113,25 +113,19 @@ def generate_prompts(model, cfg: Config, prompts: list[str]) -> torch.Tensor:
             for i in range(len(prompts))
         ]
     )
-    texts = [p for p in prompts for _ in range(n)]
     was = model.training
     model.eval()
+    # each prompt encoded once (the text encoder is frozen), repeated for its n samples
+    emb = model.encode_text(prompts).repeat_interleave(n, 0)
     out = []
     b = cfg.eval.batch_size
-    for i in range(0, len(texts), b):
-        emb = model.encode_text(texts[i : i + b])
+    for i in range(0, emb.shape[0], b):
         z = model.sample_latents(
-            emb, cfg.eval.sampler_steps, cfg.t2i.guidance, latents=noise[i : i + b]
+            emb[i : i + b], cfg.eval.sampler_steps, cfg.t2i.guidance, latents=noise[i : i + b]
         )
         out.append(model.decode(z).cpu())
     model.train(was)
     return torch.cat(out)
-
-
-def _asked(text: str):
-    from unlearn.data.captions import concept_of
-
-    return concept_of(text)
 
 
 @torch.no_grad()
@@ -149,7 +143,7 @@ def evaluate_t2i(
     hits: dict[str, torch.Tensor] = {}
     for i, p in enumerate(prompts):
         sl = slice(i * n, (i + 1) * n)
-        target = spec.target if (p in spec.prompts or p in spec.paraphrases) else _asked(p)
+        target = spec.target if (p in spec.prompts or p in spec.paraphrases) else concept_of(p)
         hit = shows(target, samples[sl], None, data.thresholds, probs[sl])
         hits[p] = hit
         per[p] = float(hit.float().mean())

@@ -62,7 +62,32 @@ def build_unet(
 
 class Denoiser:
     """The noising and the ε-prediction loss shared by every diffusion family (mixed into
-    ``nn.Module`` wrappers that define ``sample_t``, ``noise_level`` and ``eps``)."""
+    ``nn.Module`` wrappers that hold ``unet`` and ``alphas_cumprod`` and define ``eps``); the
+    noise schedule is the discrete one of ``alphas_cumprod`` unless a family overrides it."""
+
+    @property
+    def channels(self) -> int:
+        """Channels of what the UNet denoises (images, or latents for t2i)."""
+        return int(self.unet.config.in_channels)
+
+    @property
+    def resolution(self) -> int:
+        """Side of what the UNet denoises."""
+        return int(self.unet.config.sample_size)
+
+    @property
+    def num_timesteps(self) -> int:
+        return int(self.alphas_cumprod.shape[0])
+
+    def sample_t(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Random integer timesteps in [0, T)."""
+        return torch.randint(0, self.num_timesteps, (n,), generator=generator).to(
+            self.alphas_cumprod.device
+        )
+
+    def noise_level(self, t: torch.Tensor) -> NoiseLevel:
+        ab = self.alphas_cumprod[t.long()]
+        return NoiseLevel(ab.sqrt().view(-1, 1, 1, 1), (1 - ab).sqrt().view(-1, 1, 1, 1))
 
     def add_noise(self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         nl = self.noise_level(t)
@@ -108,15 +133,7 @@ class DiffusionModel(Denoiser, nn.Module):
             "alphas_cumprod", scheduler.alphas_cumprod.clone().float(), persistent=False
         )
 
-    # -- shape -----------------------------------------------------------------------------
-    @property
-    def channels(self) -> int:
-        return int(self.unet.config.in_channels)
-
-    @property
-    def resolution(self) -> int:
-        return int(self.unet.config.sample_size)
-
+    # -- shape (channels, resolution, num_timesteps come from Denoiser) ----------------------
     @property
     def conditional(self) -> bool:
         return self.kind == "cond_ddpm"
@@ -125,28 +142,21 @@ class DiffusionModel(Denoiser, nn.Module):
     def null_class(self) -> int:
         return self.num_classes
 
-    @property
-    def num_timesteps(self) -> int:
-        return int(self.alphas_cumprod.shape[0])
-
     # -- noise schedule --------------------------------------------------------------------
     def sample_t(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Random timesteps: integers for DDPMs, floats in (0, 1] for the VP-SDE."""
-        dev = self.alphas_cumprod.device
-        if self.kind == "vpsde":
-            u = torch.rand(n, generator=generator, device="cpu").to(dev)
-            return VPSDE_T_EPS + (1 - VPSDE_T_EPS) * u
-        return torch.randint(0, self.num_timesteps, (n,), generator=generator).to(dev)
+        if self.kind != "vpsde":
+            return super().sample_t(n, generator)
+        u = torch.rand(n, generator=generator, device="cpu").to(self.alphas_cumprod.device)
+        return VPSDE_T_EPS + (1 - VPSDE_T_EPS) * u
 
     def noise_level(self, t: torch.Tensor) -> NoiseLevel:
-        if self.kind == "vpsde":
-            t = t.float()
-            log_mean = -0.25 * t**2 * (VPSDE_BETA_MAX - VPSDE_BETA_MIN) - 0.5 * t * VPSDE_BETA_MIN
-            gamma = torch.exp(log_mean)
-            sigma = torch.sqrt(-torch.expm1(2 * log_mean))
-        else:
-            ab = self.alphas_cumprod[t.long()]
-            gamma, sigma = ab.sqrt(), (1 - ab).sqrt()
+        if self.kind != "vpsde":
+            return super().noise_level(t)
+        t = t.float()
+        log_mean = -0.25 * t**2 * (VPSDE_BETA_MAX - VPSDE_BETA_MIN) - 0.5 * t * VPSDE_BETA_MIN
+        gamma = torch.exp(log_mean)
+        sigma = torch.sqrt(-torch.expm1(2 * log_mean))
         return NoiseLevel(gamma.view(-1, 1, 1, 1), sigma.view(-1, 1, 1, 1))
 
     def _unet_time(self, t: torch.Tensor) -> torch.Tensor:

@@ -124,8 +124,7 @@ def save_t2i(
         if merge_lora:
             unet.fuse_lora()
         unet.unload_lora()  # the base weights (merged or not) without peft layers
-    pipe = T2IModel(unet, model.vae, model.text_encoder, model.tokenizer, model.scheduler)
-    pipe = pipe.pipeline()
+    pipe = model.pipeline(unet)
     with atomic_dir(path) as tmp:
         if dtype is not None:
             pipe = copy.deepcopy(pipe).to(dtype)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from unlearn.models.diffusion import Denoiser, NoiseLevel
+from unlearn.models.diffusion import Denoiser
 
 TRAIN_MODES = ("unet", "cross_attn", "lora")
 
@@ -54,17 +54,7 @@ class T2IModel(Denoiser, nn.Module):
         self.text_encoder.requires_grad_(False)
         self.set_prompts([])
 
-    # -- shape -----------------------------------------------------------------------------
-    @property
-    def channels(self) -> int:
-        """Latent channels (what the UNet and the methods see)."""
-        return int(self.unet.config.in_channels)
-
-    @property
-    def resolution(self) -> int:
-        """Latent side."""
-        return int(self.unet.config.sample_size)
-
+    # -- shape (channels, resolution: of the latents; num_timesteps: from Denoiser) ----------
     @property
     def image_channels(self) -> int:
         return int(self.vae.config.in_channels)
@@ -72,10 +62,6 @@ class T2IModel(Denoiser, nn.Module):
     @property
     def image_resolution(self) -> int:
         return self.resolution * 2 ** (len(self.vae.config.block_out_channels) - 1)
-
-    @property
-    def num_timesteps(self) -> int:
-        return int(self.alphas_cumprod.shape[0])
 
     @property
     def scaling_factor(self) -> float:
@@ -104,9 +90,6 @@ class T2IModel(Denoiser, nn.Module):
             self.prompt_embeds = self.encode_text(self.prompts).detach()
         return list(range(1, len(self.prompts)))
 
-    def prompt_id(self, text: str) -> int:
-        return self.prompts.index(text)
-
     # -- images <-> latents ----------------------------------------------------------------
     @torch.no_grad()
     def encode_images(self, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
@@ -123,17 +106,7 @@ class T2IModel(Denoiser, nn.Module):
         """Images in [-1, 1] from scaled latents."""
         return self.vae.decode(z / self.scaling_factor).sample.clamp(-1, 1)
 
-    # -- noise schedule (add_noise and denoise_loss come from Denoiser) ---------------------
-    def sample_t(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.randint(0, self.num_timesteps, (n,), generator=generator).to(
-            self.alphas_cumprod.device
-        )
-
-    def noise_level(self, t: torch.Tensor) -> NoiseLevel:
-        ab = self.alphas_cumprod[t.long()]
-        return NoiseLevel(ab.sqrt().view(-1, 1, 1, 1), (1 - ab).sqrt().view(-1, 1, 1, 1))
-
-    # -- network ---------------------------------------------------------------------------
+    # -- network (the noise schedule is Denoiser's discrete one) ---------------------------- ---------------------------------------------------------------------------
     def eps(
         self,
         x_t: torch.Tensor,
@@ -160,7 +133,10 @@ class T2IModel(Denoiser, nn.Module):
         latents: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Classifier-free-guided DDIM (η = 0) from the pipeline's own scheduler config, the
-        conditional and unconditional branches in one UNet forward (as the pipeline does)."""
+        conditional and unconditional branches in one UNet forward: the loop of
+        ``StableDiffusionPipeline.__call__`` (equal to it, tested), kept here because the
+        pipeline refuses image sides that are not multiples of 8 (``data.resolution`` may be
+        any side) and would step the pipeline's own scheduler class, where this is DDIM."""
         from diffusers import DDIMScheduler
 
         dev = self.alphas_cumprod.device
@@ -229,15 +205,16 @@ class T2IModel(Denoiser, nn.Module):
         return [p for p in self.parameters() if p.requires_grad]
 
     # -- diffusers -------------------------------------------------------------------------
-    def pipeline(self):
-        """A ``StableDiffusionPipeline`` sharing these parts (no safety checker)."""
+    def pipeline(self, unet: nn.Module | None = None):
+        """A ``StableDiffusionPipeline`` sharing these parts (no safety checker); ``unet``
+        replaces the model's own."""
         from diffusers import StableDiffusionPipeline
 
         return StableDiffusionPipeline(
             vae=self.vae,
             text_encoder=self.text_encoder,
             tokenizer=self.tokenizer,
-            unet=self.unet,
+            unet=self.unet if unet is None else unet,
             scheduler=self.scheduler,
             safety_checker=None,
             feature_extractor=None,
