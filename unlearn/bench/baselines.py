@@ -153,7 +153,8 @@ def tune_baselines(
         raise ConfigError("env.train_instances: empty; --tune-baselines tunes on train classes")
     out: dict[str, Tuned] = {}
     todo = [(m, a) for m in methods for a in agents if a in TUNED]
-    built: dict[str, _TrainRuns] = {}  # per method: static and decay share the unlearners
+    # per method: static and decay share the unlearners (the first search's wall_s holds the build)
+    built: dict[str, _TrainRuns] = {}
     for i, (m, a) in enumerate(todo):
         m_cfg = dataclasses.replace(cfg, method=method_config(cfg, m))
         t0 = time.perf_counter()
