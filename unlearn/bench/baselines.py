@@ -100,19 +100,19 @@ class _TrainRuns:
     per class (:func:`~unlearn.task.retarget`)."""
 
     def __init__(self, cfg: Config):
-        from unlearn.task import make_unlearner, retarget
+        from unlearn.task import ForgetTask, make_unlearner, retarget
 
         self.cfg = cfg
         self.units = {}
-        task = None
+        setup = None
         for c in cfg.env.train_instances:
             c_cfg = dataclasses.replace(
                 cfg, forget=dataclasses.replace(cfg.forget, classes=(int(c),), indices=())
             )
-            if task is not None:
-                task = retarget(task, c_cfg, next(iter(self.units.values())).model)
+            task = None  # the first class loads the data; the others re-split it
+            if setup is not None and isinstance(setup.task, ForgetTask):
+                task = retarget(setup.task, c_cfg, setup.unlearner.model)
             setup = make_unlearner(c_cfg, task=task)
-            task = setup.task
             self.units[int(c)] = setup.unlearner
         self.scaled = all(hasattr(u.method, "scale") for u in self.units.values())
 
