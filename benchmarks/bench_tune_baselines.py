@@ -2,7 +2,8 @@
 
 A trial = one unlearning run + evaluation per train class. Its fixed cost is everything
 else: Optuna's suggest / tell, building the agent, resetting the unlearner from memory. The
-one-time cost per search (building one unlearner per train class) is printed separately.
+one-time cost per method (one unlearner per train class on data loaded once, shared by the
+static and decay searches) is printed separately.
 Measured in one run with short trials (``unlearn.steps=2``, 50 evaluation samples) so the
 fixed part is visible; it does not grow with the run length.
 
@@ -61,7 +62,7 @@ def main(trials: int = 4) -> dict[str, float]:
     study.optimize(objective, n_trials=trials)
     total = (time.perf_counter() - t0) / trials
     fixed = total - inner / trials
-    print(f"one-time setup per search ({len(runs.units)} train classes): {setup:.2f} s")
+    print(f"one-time setup per method ({len(runs.units)} train classes): {setup:.2f} s")
     print(f"trial: {total * 1e3:.0f} ms, of which runs + evaluations {inner / trials * 1e3:.0f} ms")
     print(f"fixed cost per trial: {fixed * 1e3:.1f} ms ({fixed / total:.3f} of this short trial)")
     return {"setup_s": setup, "trial_s": total, "fixed_s": fixed}

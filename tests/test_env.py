@@ -67,6 +67,10 @@ def test_make_by_id_without_arguments_is_the_shipped_demo_and_passes_check_env(
     raw = env.unwrapped
     assert raw.cfg.name == "demo" and raw.cfg.data.resolution == 16
     assert Path(raw.setup.base_model_dir).is_relative_to(REPO / "unlearn" / "assets" / "demo")
+    # check_env never ends an episode: without the end-of-episode evaluation its resets skip
+    # the base model's sample-based evaluation per class (1000 demo samples each; the
+    # final-eval path is covered on the tiny model by test_spaces_and_one_episode)
+    raw.cfg = dataclasses.replace(raw.cfg, env=dataclasses.replace(raw.cfg.env, final_eval=False))
     check_env(raw, skip_render_check=True)
     obs, info = env.reset(seed=0)
     assert env.observation_space.contains(obs) and info["instance"] in raw.cfg.env.train_instances

@@ -46,9 +46,8 @@ def audit(
 
     Example: unlearn audit runs/unlearned/RUN_ID/model --config configs/demo.yaml
     """
+    cfg = load_cli_config(config, set_)  # a bad config fails before torch loads
     from unlearn.audit import run_audit
-
-    cfg = load_cli_config(config, set_)
     from unlearn.console import console, progress_bars
 
     with progress_bars(not json_) as progress:

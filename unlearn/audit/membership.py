@@ -114,9 +114,9 @@ def attack_losses(
     model.eval()
     dev = next(model.parameters()).device
     total = torch.zeros(len(data), dtype=torch.float64)
+    x_all, y_all = data.images.to(dev), data.labels.to(dev)
     for j in range(n_noise):
         g = torch.Generator().manual_seed(seed * 1_000_003 + j)
-        x_all = data.images.to(dev)
         if is_vae(model):
             t_all, eps_all = None, vae_latent_noise(model, x_all, g)
         else:
@@ -124,9 +124,7 @@ def attack_losses(
         for i in range(0, len(data), batch):
             sl = slice(i, i + batch)
             t = None if t_all is None else t_all[sl]
-            per = per_sample_loss(
-                model, x_all[sl], data.labels[sl].to(dev), g, t=t, eps=eps_all[sl]
-            )
+            per = per_sample_loss(model, x_all[sl], y_all[sl], g, t=t, eps=eps_all[sl])
             total[sl] += per.double().cpu()
     model.train(was)
     return total / n_noise

@@ -95,22 +95,30 @@ def _suggest(trial, agent: str, scaled: bool) -> dict[str, float]:
 
 
 class _TrainRuns:
-    """One built unlearner per train class (built once; a trial swaps agent and scale)."""
+    """One built unlearner per train class, built once per method and reused by every trial
+    of both baselines (a trial swaps agent and scale); the data is loaded once and re-split
+    per class (:func:`~unlearn.task.retarget`)."""
 
     def __init__(self, cfg: Config):
-        from unlearn.task import make_unlearner
+        from unlearn.task import ForgetTask, make_unlearner, retarget
 
         self.cfg = cfg
         self.units = {}
+        setup = None
         for c in cfg.env.train_instances:
             c_cfg = dataclasses.replace(
                 cfg, forget=dataclasses.replace(cfg.forget, classes=(int(c),), indices=())
             )
-            self.units[int(c)] = make_unlearner(c_cfg).unlearner
+            task = None  # the first class loads the data; the others re-split it
+            if setup is not None and isinstance(setup.task, ForgetTask):
+                task = retarget(setup.task, c_cfg, setup.unlearner.model)
+            setup = make_unlearner(c_cfg, task=task)
+            self.units[int(c)] = setup.unlearner
         self.scaled = all(hasattr(u.method, "scale") for u in self.units.values())
 
     def score(self, agent_cfg: AgentConfig, scale: float | None) -> float:
         from unlearn.agents import get_agent
+        from unlearn.tuners.trainable import score
 
         scores = []
         for unl in self.units.values():
@@ -121,7 +129,7 @@ class _TrainRuns:
             unl.reset(self.cfg.unlearn.seed)
             unl.run()
             after, _ = unl.evaluate()
-            s = after.forget_rate + self.cfg.tune.fid_weight * after.fid
+            s = score(after.forget_rate, after.fid, self.cfg.tune.fid_weight)
             scores.append(s if math.isfinite(s) else math.inf)
         return sum(scores) / len(scores)
 
@@ -145,10 +153,14 @@ def tune_baselines(
         raise ConfigError("env.train_instances: empty; --tune-baselines tunes on train classes")
     out: dict[str, Tuned] = {}
     todo = [(m, a) for m in methods for a in agents if a in TUNED]
+    # per method: static and decay share the unlearners (the first search's wall_s holds the build)
+    built: dict[str, _TrainRuns] = {}
     for i, (m, a) in enumerate(todo):
         m_cfg = dataclasses.replace(cfg, method=method_config(cfg, m))
         t0 = time.perf_counter()
-        runs = _TrainRuns(m_cfg)
+        if m not in built:
+            built[m] = _TrainRuns(m_cfg)
+        runs = built[m]
         sampler = optuna.samplers.TPESampler(seed=cfg.tune.seed)
         study = optuna.create_study(direction="minimize", sampler=sampler)
 

@@ -283,10 +283,6 @@ def plan(cfg: Config, opts: BenchOptions) -> Plan:
     ``--policy`` are left out with their reason; every other agent and method is built once
     here, so a bad option fails before the first run.
     """
-    from unlearn.agents import get_agent
-    from unlearn.methods import check_compatible, get_method
-    from unlearn.pretrain import load_pretrained
-
     check_options(opts)
     preset = PRESETS[opts.preset]
     instances = [int(c) for c in cfg.env.test_instances]
@@ -312,6 +308,10 @@ def plan(cfg: Config, opts: BenchOptions) -> Plan:
         from unlearn.bench.baselines import decay_from_config
 
         decay = decay_from_config(cfg)
+    from unlearn.agents import get_agent  # torch and the models: after the cheap checks
+    from unlearn.methods import check_compatible, get_method
+    from unlearn.pretrain import load_pretrained
+
     model, _, _ = load_pretrained(cfg)
     methods = []
     for m in opts.methods or preset.methods:

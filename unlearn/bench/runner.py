@@ -105,13 +105,13 @@ def run_bench(
     cfg: Config, opts: BenchOptions | None = None, progress: ProgressFn | None = None
 ) -> BenchResult:
     """Run (or resume) the bench matrix and write its report; see :class:`BenchOptions`."""
-    from unlearn.runtime import no_progress
-
-    progress = progress or no_progress
     opts = opts or BenchOptions()
     if opts.readme:
         check_readme(opts.readme)
-    pl = plan(cfg, opts)
+    pl = plan(cfg, opts)  # every cheap check first: a bad option fails before torch loads
+    from unlearn.runtime import no_progress
+
+    progress = progress or no_progress
     out = (
         Path(opts.out).expanduser().resolve()
         if opts.out

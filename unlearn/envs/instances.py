@@ -48,8 +48,11 @@ class InstanceBank:
         self._data: dict[int, tuple[ForgetSplit, EvalData]] = {}
         self._base: dict[int, EvalResult] = {}
         self.current: int | None = None
-        if task.cfg.forget == self._cfg_for(cfg.env.train_instances[0]).forget:
-            self._data[cfg.env.train_instances[0]] = (task.split, task.eval_data)
+        first = cfg.env.train_instances[0]
+        if task.cfg.forget == self._cfg_for(first).forget:
+            # the unlearner was built on this split: no set_split at the first reset
+            self._data[first] = (task.split, task.eval_data)
+            self.current = first
 
     def pool(self, split: str) -> tuple[int, ...]:
         if split == "train":

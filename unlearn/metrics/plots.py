@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from unlearn.metrics.grid import save_figure
+
 
 class ParetoPoint(Protocol):
     """What the Pareto plot reads from a trial (``unlearn.tuners.results.TrialResult``)."""
@@ -40,10 +42,7 @@ def plot_lambda(series: dict[str, list[float]], path: Path) -> Path:
     ax.set_ylim(-0.02, 1.02)
     if len(series) > 1:
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_pareto(
@@ -75,7 +74,4 @@ def plot_pareto(
     ax.set_xlabel("forget rate (lower = more forgotten)")
     ax.set_ylabel("FID (lower = better quality)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
