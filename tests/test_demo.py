@@ -1,7 +1,8 @@
 """The whole demo through the real ``unlearn demo`` command, on the tiny config.
 
 Every part runs for real: base evaluation, static and variational unlearning, a 4-trial
-search on a local Ray instance, PPO on the tiny env, the exported policy in an unlearning
+search on a local Ray instance, the shipped demo-model policy beside static λ and a decay on
+a held-out class, PPO on the tiny env (smoke test) with its exported policy in an unlearning
 run, the report, and MLflow runs in the embedded store.
 """
 
@@ -49,7 +50,8 @@ def test_demo_runs_every_part_and_writes_the_report(tiny_workdir: Path, tmp_path
         "## Base model",
         "## Unlearning",
         "## Search",
-        "## RL λ agent",
+        "## Shipped RL policy on a held-out class",
+        "## RL λ agent (tiny env, smoke test)",
         "## Text-to-image",
     ):
         assert heading in report
@@ -58,6 +60,7 @@ def test_demo_runs_every_part_and_writes_the_report(tiny_workdir: Path, tmp_path
         "lambda.png",
         "search_pareto.png",
         "rl_lambda.png",
+        "policy_lambda.png",
         "t2i_before_0.png",
         "t2i_after_0.png",
     ):
@@ -66,6 +69,13 @@ def test_demo_runs_every_part_and_writes_the_report(tiny_workdir: Path, tmp_path
     assert {"base", "siss + static λ", "siss + variational λ", "tiny: siss + policy λ"} <= set(
         results
     )
+    # the shipped policy, static and decay on the first held-out class (2), λ per step each
+    part = results["policy"]
+    assert part["instance"] == 2 and set(part["agents"]) == {"static", "decay", "policy"}
+    for name, a in part["agents"].items():
+        assert 1 <= a["steps"] <= 8 and len(a["lambdas"]) == a["steps"], name
+    assert part["agents"]["decay"]["lambdas"][0] > part["agents"]["decay"]["lambdas"][-1]
+    assert {"class 2: siss + policy λ", "class 2: siss + decay λ"} <= set(results)
     meta = json.loads((work / "policies/demo-ppo/metadata.json").read_text())
     assert meta["algorithm"] == "ppo"
 
@@ -75,6 +85,9 @@ def test_demo_runs_every_part_and_writes_the_report(tiny_workdir: Path, tmp_path
     names = {e.name for e in client.search_experiments()}
     assert {"tiny", "tiny-rl"} <= names
     runs = client.search_runs([client.get_experiment_by_name("tiny-rl").experiment_id])
-    agents = {r.data.params.get("agent.name") for r in runs}
-    assert {"policy", "static"} <= agents
+    assert "policy" in {r.data.params.get("agent.name") for r in runs}
     assert all(r.info.status == "FINISHED" for r in runs)
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    assert {"static", "variational", "schedule", "policy"} <= {
+        r.data.params.get("agent.name") for r in runs
+    }
