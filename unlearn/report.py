@@ -273,8 +273,7 @@ def rl_section(cfg: Config, rep: DemoReport, progress: ProgressFn) -> None:
         f"Checkpoint `{tr.checkpoint}`, exported policy `{pdir}` (TorchScript + metadata; "
         "loads without Ray).",
         "",
-        f"Unlearning class {list(tiny.forget.classes)} of the tiny model with the exported "
-        "policy:",
+        f"Unlearning class {list(tiny.forget.classes)} of the tiny model with the exported policy:",
         "",
         "| agent | forget rate before | after | FID before | after | MLflow run |",
         "|---|---|---|---|---|---|",

@@ -79,7 +79,9 @@ def policy_section(
         method = base_cfg.method
         if scale is not None:
             method = dataclasses.replace(method, scale=float(scale))
-        res = run(dataclasses.replace(base_cfg, agent=agent, method=method), progress, before=before)
+        res = run(
+            dataclasses.replace(base_cfg, agent=agent, method=method), progress, before=before
+        )
         before = res.before  # the base model is evaluated once
         lams[name] = res.lambdas
         results[f"class {c}: {cfg.method.name} + {name} λ"] = res.after
