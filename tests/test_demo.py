@@ -72,8 +72,9 @@ def test_demo_runs_every_part_and_writes_the_report(tiny_workdir: Path, tmp_path
     # the shipped policy, static and decay on the first held-out class (2), λ per step each
     part = results["policy"]
     assert part["instance"] == 2 and set(part["agents"]) == {"static", "decay", "policy"}
-    for name, a in part["agents"].items():
-        assert 1 <= a["steps"] <= 8 and len(a["lambdas"]) == a["steps"], name
+    for name, a in part["agents"].items():  # a policy with a stop action may use fewer steps
+        assert 0 <= a["steps"] <= 8 and len(a["lambdas"]) == a["steps"], name
+    assert part["agents"]["static"]["steps"] == part["agents"]["decay"]["steps"] == 8
     assert part["agents"]["decay"]["lambdas"][0] > part["agents"]["decay"]["lambdas"][-1]
     assert {"class 2: siss + policy λ", "class 2: siss + decay λ"} <= set(results)
     meta = json.loads((work / "policies/demo-ppo/metadata.json").read_text())
