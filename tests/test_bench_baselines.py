@@ -92,6 +92,28 @@ def test_decay_from_the_config_and_its_scale_reach_the_cell(tiny_workdir: Path) 
     assert c.agent.options == {"kind": "linear", "start": 0.6, "end": 0.1}
 
 
+def test_variational_objective_variants_and_one_row_for_a_lambda_free_method(
+    tiny_workdir: Path,
+) -> None:
+    """``variational-<objective>`` sets agent.options.objective; naive deletion ignores λ, so
+    it runs under the first agent only (one row, not one per agent)."""
+    cfg = load_config(TINY, [f"workdir={tiny_workdir}", "tracking.enabled=false"])
+    agents = ("static", "variational", "variational-variance", "variational-utility")
+    opts = BenchOptions(methods=("siss", "naive"), agents=agents, seeds=1)
+    pl = plan(cfg, opts)
+    assert pl.lam_free == ["naive"]
+    assert pl.groups() == [*(("siss", a) for a in agents), ("naive", "static")]
+    assert len(pl.cells()) == len(pl.groups()) * len(pl.instances)
+    for agent, objective in (
+        ("variational", None),
+        ("variational-variance", "variance"),
+        ("variational-utility", "utility"),
+    ):
+        c = cell_config(cfg, Cell("siss", agent, 2, 0), pl.static_lam, opts, "x")
+        assert c.agent.name == "variational"
+        assert c.agent.options.get("objective") == objective
+
+
 @pytest.mark.parametrize(
     "args, fragment",
     [
@@ -109,6 +131,8 @@ def test_decay_from_the_config_and_its_scale_reach_the_cell(tiny_workdir: Path) 
             ["run", "--set", "agent.name=variational", "--set", "agent.options={objective: nope}"],
             "agent.options.objective: 'nope'",
         ),
+        (["bench", "--agents", "variational-nope"], "--agents: unknown name 'variational-nope'"),
+        (["run", "--set", "env.forget_probe=-1"], "env.forget_probe"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, fragment, tmp_path: Path) -> None:

@@ -21,7 +21,18 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("data", "models", "tracking", "jobs", "observation"),
     ("methods", "metrics", "pretrain", "pretrain_t2i"),
     ("task", "t2i_task", "unlearner", "agents", "export"),
-    ("experiment", "evaluation", "envs", "tuners", "rl", "audit", "bench", "report", "report_t2i"),
+    (
+        "experiment",
+        "evaluation",
+        "envs",
+        "tuners",
+        "rl",
+        "audit",
+        "bench",
+        "report",
+        "report_t2i",
+        "report_policy",
+    ),
     ("cli",),  # cli.py and every cli_*.py
 )
 

@@ -240,6 +240,21 @@ class EnvConfig:
     final_eval: bool = _f(True, doc="sample-based metrics at the end of the episode")
     final_eval_samples: int = _f(200, doc="samples of the end-of-episode evaluation", lo=10)
     scale_action: bool = _f(False, doc="second action dimension: the forget scale")
+    stop_action: bool = _f(
+        False,
+        doc="last action dimension: stop (> 0.5 ends the run before the decision's steps, "
+        "once forgetting is done; the steps used are reported)",
+    )
+    forget_probe: int = _f(
+        0,
+        doc="samples generated at each proxy measurement for the observation's sample-based "
+        "forget rate (the forget classes' mean classifier probability); 0 = off",
+        lo=0,
+        hi=4096,
+    )
+    step_cost: float = _f(
+        0.0, doc="reward subtracted per optimiser step used (makes stopping pay)", lo=0.0, hi=1.0
+    )
     divergence_penalty: float = _f(10.0, lo=0.0)
     train_instances: tuple[int, ...] = _f((1, 3, 5, 7), doc="classes to forget during training")
     test_instances: tuple[int, ...] = _f((2, 8), doc="held-out classes for evaluation")

@@ -31,7 +31,20 @@ idx   name             value                                                    
 8     grad_cosine      cosine between the two gradients                                   [-1, 1]
 9     proxy_age        optimiser steps since the proxies were measured / budget           [0, 1]
 10    prev_scale       previous forget-scale action in [0, 1] (only with scale_action)    [0, 1]
+next  forget_probe     sample-based forget rate / its value at reset (env.forget_probe)   [0, 2]
 ====  ===============  ================================================================  ============
+
+``forget_probe`` (only with ``env.forget_probe`` = n > 0 samples) is the forget classes' mean
+classifier probability over n fixed-noise samples of the current weights, measured together
+with the proxies, relative to the same number at reset: 1 = nothing forgotten yet, 0 = the
+samples hold no trace of the forget classes. It is the signal the proxies lack (a lower
+denoising loss on the forget images does not say whether the class is still generated) and
+the one a stop decision needs. Its cost is n samples of ``eval.sampler_steps`` forward passes
+at each proxy measurement.
+
+Actions: ``[λ, (scale), (stop)]``, each in [0, 1]: λ, the forget scale with
+``env.scale_action`` (:data:`SCALE_RANGE`), and with ``env.stop_action`` a stop entry whose
+value above 0.5 ends the run before the decision's steps (:func:`split_action`).
 
 Unknown values (before the first step, or a statistic that was not measured) read as 0.
 Non-finite inputs never reach the policy: they read as 0 and the env ends the episode.
@@ -61,6 +74,9 @@ _BASE = (
     ("proxy_age", 0.0, 1.0, "optimiser steps since the proxies were measured / budget"),
 )
 _SCALE = ("prev_scale", 0.0, 1.0, "previous forget-scale action in [0, 1]")
+_PROBE = ("forget_probe", 0.0, 2.0, "sample-based forget rate / its value at reset")
+#: a stop entry above this ends the run (the policy's deterministic action is its mean)
+STOP_THRESHOLD = 0.5
 
 # The second action dimension (env.scale_action) maps [0, 1] linearly onto this forget
 # scale s of SISS's (1 + s) factor; 0 keeps the plain loss form.
@@ -94,8 +110,9 @@ class ObsLayout:
         }
 
 
-def layout(scale_action: bool = False) -> ObsLayout:
-    rows = _BASE + ((_SCALE,) if scale_action else ())
+def layout(scale_action: bool = False, probe: bool = False) -> ObsLayout:
+    """The observation layout: the base fields, then prev_scale and forget_probe if enabled."""
+    rows = _BASE + ((_SCALE,) if scale_action else ()) + ((_PROBE,) if probe else ())
     return ObsLayout(
         names=tuple(r[0] for r in rows),
         low=np.array([r[1] for r in rows], dtype=np.float32),
@@ -104,13 +121,42 @@ def layout(scale_action: bool = False) -> ObsLayout:
     )
 
 
+def action_names(scale_action: bool = False, stop_action: bool = False) -> list[str]:
+    """The entries of the env action, in order."""
+    return ["lambda", *(["scale"] if scale_action else []), *(["stop"] if stop_action else [])]
+
+
+@dataclass(frozen=True)
+class Controls:
+    """What one action sets: λ, the forget scale (None: unchanged), whether to stop now."""
+
+    lam: float
+    scale: float | None = None
+    scale_action: float = 0.0
+    stop: bool = False
+
+
+def split_action(
+    action: np.ndarray, scale_action: bool = False, stop_action: bool = False
+) -> Controls:
+    """An env action (already finite and inside [0, 1]) → its :class:`Controls`."""
+    a = [float(v) for v in np.asarray(action, dtype=np.float32).reshape(-1)]
+    want = len(action_names(scale_action, stop_action))
+    if len(a) != want:
+        raise ValueError(f"action has {len(a)} entries; expected {want}")
+    scale = scale_a = None
+    if scale_action:
+        lo, hi = SCALE_RANGE
+        scale_a = a[1]
+        scale = lo + scale_a * (hi - lo)
+    stop = bool(stop_action and a[-1] > STOP_THRESHOLD)
+    return Controls(a[0], scale, 0.0 if scale_a is None else scale_a, stop)
+
+
 def action_to_controls(action: np.ndarray) -> tuple[float, float | None]:
-    """An env action (already finite and inside [0, 1]) → (λ, forget scale or None)."""
-    lam = float(action[0])
-    if len(action) < 2:
-        return lam, None
-    lo, hi = SCALE_RANGE
-    return lam, lo + float(action[1]) * (hi - lo)
+    """A λ or (λ, scale) action (already finite and inside [0, 1]) → (λ, forget scale or None)."""
+    c = split_action(action, scale_action=len(action) >= 2)
+    return c.lam, c.scale
 
 
 def scale_to_action(scale: float) -> float:
@@ -141,11 +187,14 @@ class ObservationBuilder:
     (or ``None``: the proxy fields keep their last values and ``proxy_age`` grows).
     """
 
-    def __init__(self, scale_action: bool = False, proxy_every: int = 1):
+    def __init__(self, scale_action: bool = False, proxy_every: int = 1, probe: bool = False):
         if int(proxy_every) < 1:
             raise ValueError(f"proxy_every: {proxy_every!r}; expected an integer >= 1")
-        self.layout = layout(scale_action)
+        self.layout = layout(scale_action, probe)
         self.scale_action = scale_action
+        self.probe = probe
+        self._probe0 = math.nan
+        self._probe_rel = 1.0
         self.proxy_every = int(proxy_every)
         self._p0 = (float("nan"), float("nan"))
         self.proxies = self._p0  # the last measured (retain, forget) proxies
@@ -154,8 +203,16 @@ class ObservationBuilder:
         self._measured_at = 0
 
     def reset(
-        self, proxy_retain: float, proxy_forget: float, lam0: float, scale0: float = 0.0
+        self,
+        proxy_retain: float,
+        proxy_forget: float,
+        lam0: float,
+        scale0: float = 0.0,
+        probe0: float | None = None,
     ) -> np.ndarray:
+        """The first observation; ``probe0``: the forget probe of the starting weights."""
+        self._probe0 = _finite(probe0, math.nan)
+        self._probe_rel = 1.0
         self._p0 = self.proxies = (proxy_retain, proxy_forget)
         self._rel = (0.0, 0.0)
         self._delta = (0.0, 0.0)
@@ -182,7 +239,11 @@ class ObservationBuilder:
         proxies: tuple[float, float] | None,
         lam: float,
         scale: float = 0.0,
+        probe: float | None = None,
     ) -> np.ndarray:
+        """The observation after a decision; ``proxies`` / ``probe`` when measured now."""
+        if probe is not None:
+            self._probe_rel = self.probe_relative(probe)
         if proxies is not None:
             self.proxies = proxies
             r, f = self.relative(*proxies)
@@ -202,8 +263,17 @@ class ObservationBuilder:
         ]
         return self._vector(values, scale)
 
+    def probe_relative(self, probe: float) -> float:
+        """A forget probe relative to the one at reset (1 when either is unknown or 0)."""
+        p0 = self._probe0
+        if not (math.isfinite(probe) and math.isfinite(p0)) or p0 <= 0:
+            return 1.0
+        return probe / p0
+
     def _vector(self, values: list[float], scale: float) -> np.ndarray:
         if self.scale_action:
             values = [*values, _finite(scale)]
+        if self.probe:
+            values = [*values, _finite(self._probe_rel, 1.0)]
         v = np.nan_to_num(np.asarray(values, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         return np.clip(v, self.layout.low, self.layout.high).astype(np.float32)

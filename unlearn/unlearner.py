@@ -419,6 +419,19 @@ class Unlearner:
             r, f = r.head(n), f.head(n)
         return Proxies(*proxy_losses(self.model, r, f))
 
+    def forget_probe(self, n: int) -> float:
+        """Sample-based forget rate from ``n`` fixed-noise samples: the forget classes' mean
+        classifier probability (soft, so a few samples give a usable number; the env's and
+        the policy agent's ``forget_probe`` observation). NaN without a classifier."""
+        if self.eval_data is None or self.classifier is None or not self.eval_data.forget_classes:
+            return float("nan")
+        from unlearn.metrics.evaluate import generate
+
+        with torch.no_grad():
+            probs, _ = self.classifier.predict(generate(self.model, self.cfg, int(n)))
+            cols = torch.tensor(self.eval_data.forget_classes, dtype=torch.long)
+            return float(probs[:, cols].sum(dim=1).mean())
+
     def evaluate(self, base_forget_rate: float | None = None) -> Evaluation:
         """Sample-based evaluation of the current weights (fixed seeds)."""
         if self.eval_data is None or self.classifier is None:
@@ -440,6 +453,10 @@ class Unlearner:
         status: RunStatus = "finished"
         message = ""
         while self.t < budget:
+            if self.agent.wants_stop(self.last):
+                message = f"stopped by agent {self.agent.name!r} after {self.t} of {budget} steps"
+                log.info("%s", message)
+                break
             try:
                 stats = self._one_step(None)
             except DivergenceError as e:

@@ -58,3 +58,8 @@ class LambdaAgent(ABC):
     def update(self, stats: StepStats) -> None:
         """Observe the finished step (dual ascent updates its multiplier here)."""
         return None
+
+    def wants_stop(self, stats: StepStats | None) -> bool:
+        """Asked before each step: True ends the run here (an RL policy with a stop action,
+        once it judges forgetting done); the run then reports the steps it used."""
+        return False

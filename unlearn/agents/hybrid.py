@@ -126,6 +126,10 @@ class HybridAgent(LambdaAgent):
         regs = [r for r in (self.coarse.regularizer(), self.refiner.regularizer()) if r is not None]
         return sum(regs[1:], regs[0]) if regs else None
 
+    def wants_stop(self, stats: StepStats | None) -> bool:
+        """The coarse agent decides when the run ends (a policy's stop action)."""
+        return self.coarse.wants_stop(stats)
+
     def update(self, stats: StepStats) -> None:
         self.coarse.update(stats)
         self.refiner.update(stats)

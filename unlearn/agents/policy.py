@@ -8,6 +8,11 @@ the previous step's ``StepStats`` and the fixed-noise proxies, measured on the s
 cadence and on as many images as the env (``proxy_every`` and ``proxy_batch`` from the
 metadata).
 
+A policy trained with ``env.forget_probe`` also measures the sample-based forget probe (as
+many samples, with the proxies); one trained with ``env.stop_action`` ends the run when its
+stop entry says so (:meth:`wants_stop`, asked by the unlearner before each step), and the
+run reports the steps it used.
+
 The proxies come from the unlearner the agent is bound to (``bind(unlearner)``; the env
 measures exactly the same numbers). An unbound agent still runs, but its proxy features
 read as 0 and it logs a warning once: its λ then differs from what the env would give.
@@ -24,7 +29,7 @@ import numpy as np
 from unlearn.agents.base import LambdaAgent
 from unlearn.agents.options import Opt, OptionError
 from unlearn.config import ConfigError
-from unlearn.observation import ObservationBuilder, action_to_controls, scale_to_action
+from unlearn.observation import ObservationBuilder, scale_to_action, split_action
 from unlearn.types import StepStats
 
 log = logging.getLogger(__name__)
@@ -83,7 +88,11 @@ class PolicyAgent(LambdaAgent):
         if self.K < 1:
             raise OptionError("steps_per_decision", self.K, "an integer >= 1")
         self.scale_action = bool(meta.get("scale_action", False))
-        self.builder = ObservationBuilder(self.scale_action, meta["proxy_every"])
+        self.stop_action = bool(meta.get("stop_action", False))
+        self.probe_n = int(meta.get("forget_probe", 0) or 0)
+        self.builder = ObservationBuilder(
+            self.scale_action, meta["proxy_every"], probe=self.probe_n > 0
+        )
         self.proxy_batch = int(meta["proxy_batch"])
         self.lam0 = float(lam0)
         self._unlearner = None
@@ -99,23 +108,45 @@ class PolicyAgent(LambdaAgent):
         self.lam = self.lam0
         self.scale_a = self._scale_action_value()
         self.last_obs: np.ndarray | None = None
+        self.stopped = False
+        self._decided_at: int | None = None  # the step whose decision is made (-1: reset)
         return self.lam
 
     def act(self, stats: StepStats | None) -> float:
-        if stats is None:
-            pr, pf = self._proxies()
-            self.last_obs = self.builder.reset(pr, pf, self.lam0, self.scale_a)
-            self._decide(self.last_obs)
-        elif stats.step % self.K == 0:
-            proxies = self._proxies() if self.builder.due(stats.step) else None
-            self.last_obs = self.builder.observe(stats, proxies, self.lam, self.scale_a)
-            self._decide(self.last_obs)
+        self._observe_and_decide(stats)
         return self.lam
 
+    def wants_stop(self, stats: StepStats | None) -> bool:
+        """The stop entry of this step's decision (False for a policy without one)."""
+        if not self.stop_action:
+            return False
+        self._observe_and_decide(stats)
+        return self.stopped
+
     # -- helpers ---------------------------------------------------------------------------------
+    def _observe_and_decide(self, stats: StepStats | None) -> None:
+        """Decide once per decision boundary (``wants_stop`` and ``act`` share it)."""
+        step = -1 if stats is None else stats.step
+        if step == self._decided_at or (stats is not None and stats.step % self.K != 0):
+            return
+        self._decided_at = step
+        if stats is None:
+            pr, pf = self._proxies()
+            probe0 = self._probe() if self.probe_n else None
+            self.last_obs = self.builder.reset(pr, pf, self.lam0, self.scale_a, probe0)
+        else:
+            due = self.builder.due(stats.step)
+            proxies = self._proxies() if due else None
+            probe = self._probe() if due and self.probe_n else None
+            self.last_obs = self.builder.observe(stats, proxies, self.lam, self.scale_a, probe)
+        self._decide(self.last_obs)
+
     def _decide(self, obs: np.ndarray) -> None:
         a = np.asarray(self.policy(obs), dtype=np.float32).reshape(-1)
-        prev = np.array([self.lam, self.scale_a][: len(a)], dtype=np.float32)
+        prev = np.array(
+            [self.lam, *([self.scale_a] if self.scale_action else []), 0.0][: len(a)],
+            dtype=np.float32,
+        )
         bad = ~np.isfinite(a)
         if bad.any():
             log.warning(
@@ -125,10 +156,10 @@ class PolicyAgent(LambdaAgent):
         low = np.asarray(self.policy.meta["action"]["low"], dtype=np.float32)
         high = np.asarray(self.policy.meta["action"]["high"], dtype=np.float32)
         a = np.clip(a, low, high)
-        lam, scale = action_to_controls(a)
-        self.lam = lam
+        ctl = split_action(a, self.scale_action, self.stop_action)
+        self.lam, scale, self.stopped = ctl.lam, ctl.scale, ctl.stop
         if scale is not None:
-            self.scale_a = float(a[1])
+            self.scale_a = ctl.scale_action
             method = getattr(self._unlearner, "method", None)
             if method is not None and hasattr(method, "scale"):
                 method.scale = scale
@@ -143,6 +174,11 @@ class PolicyAgent(LambdaAgent):
             )
             self._warned = True
         return float("nan"), float("nan")
+
+    def _probe(self) -> float:
+        if self._unlearner is None or not hasattr(self._unlearner, "forget_probe"):
+            return float("nan")
+        return self._unlearner.forget_probe(self.probe_n)
 
     def _scale_action_value(self) -> float:
         method = getattr(self._unlearner, "method", None)

@@ -30,7 +30,19 @@ METHOD_VARIANTS: dict[str, tuple[str, str]] = {
     "fdiv": ("fdiv", "loss"),
     "encoder": ("encoder", "loss"),
 }
-AGENT_VARIANTS = ("static", "schedule", "decay", "variational", "dual", "policy", "hybrid")
+#: ``variational-<objective>``: the variational agent with ``agent.options.objective`` (the
+#: plain ``variational`` keeps the agent's default objective, ``siss``)
+VARIATIONAL_OBJECTIVES = {"variational-variance": "variance", "variational-utility": "utility"}
+AGENT_VARIANTS = (
+    "static",
+    "schedule",
+    "decay",
+    "variational",
+    *VARIATIONAL_OBJECTIVES,
+    "dual",
+    "policy",
+    "hybrid",
+)
 
 
 @dataclass(frozen=True)
@@ -47,7 +59,12 @@ PRESETS: dict[str, Preset] = {
     # fdiv joins both presets and is skipped, with the reason, on unconditional models
     "cpu": Preset((*_CPU_METHODS, "fdiv"), ("static", "schedule", "variational", "dual"), 3),
     # decay joins a preset when bench.decay is set or --tune-baselines tunes it
-    "full": Preset(tuple(METHOD_VARIANTS), tuple(a for a in AGENT_VARIANTS if a != "decay"), 5),
+    # the variational objectives beside siss need method siss: named with --agents
+    "full": Preset(
+        tuple(METHOD_VARIANTS),
+        tuple(a for a in AGENT_VARIANTS if a != "decay" and a not in VARIATIONAL_OBJECTIVES),
+        5,
+    ),
 }
 
 
@@ -129,14 +146,23 @@ class Plan:
     #: scale), from bench.decay or tuned; ``tuning`` holds each search's compute
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
     tuning: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: methods whose loss ignores λ (naive deletion): one row, under the first agent only
+    lam_free: list[str] = field(default_factory=list)
+
+    def agents_of(self, method: str) -> list[str]:
+        """The agents a method runs under (every agent, or the first for a λ-free method)."""
+        return self.agents[:1] if method in self.lam_free else list(self.agents)
+
+    def groups(self) -> list[tuple[str, str]]:
+        """The (method, agent) rows of the table, in order."""
+        return [(m, a) for m in self.methods for a in self.agents_of(m)]
 
     def cells(self) -> list[Cell]:
         """Seed-major order: after the first pass every (method, agent) has one run."""
         return [
             Cell(m, a, c, s)
-            for s, c, m, a in itertools.product(
-                self.seeds, self.instances, self.methods, self.agents
-            )
+            for s, c in itertools.product(self.seeds, self.instances)
+            for m, a in self.groups()
         ]
 
     def to_dict(self) -> dict[str, Any]:
@@ -232,6 +258,8 @@ def agent_config(
             path = str(Path(opts.policy).expanduser().resolve())
             return AgentConfig("hybrid", path, {"coarse": {"name": "policy"}})
         return AgentConfig("hybrid", "", {"coarse": {"name": "static", "options": {"lam": lam}}})
+    if name in VARIATIONAL_OBJECTIVES:
+        return AgentConfig("variational", "", {"objective": VARIATIONAL_OBJECTIVES[name]})
     return AgentConfig(name, "", {})
 
 
@@ -313,14 +341,17 @@ def plan(cfg: Config, opts: BenchOptions) -> Plan:
     from unlearn.pretrain import load_pretrained
 
     model, _, _ = load_pretrained(cfg)
-    methods = []
+    methods, lam_free = [], []
     for m in opts.methods or preset.methods:
         try:
-            check_compatible(get_method(method_config(cfg, m)), model)
+            built = get_method(method_config(cfg, m))
+            check_compatible(built, model)
         except ConfigError as e:
             skipped[m] = str(e)
             continue
         methods.append(m)
+        if not built.uses_lambda:
+            lam_free.append(m)
     if not methods:
         raise ConfigError(f"--methods: none can run on this model: {'; '.join(skipped.values())}")
     baselines = {f"{m}|decay": decay for m in methods} if decay else {}
@@ -328,4 +359,6 @@ def plan(cfg: Config, opts: BenchOptions) -> Plan:
         get_agent(agent_config(a, lam, opts), default_lam=cfg.method.lam)
     n = opts.seeds or preset.seeds
     seeds = [cfg.unlearn.seed + i for i in range(n)]
-    return Plan(methods, agents, instances, seeds, lam, source, skipped, baselines)
+    return Plan(
+        methods, agents, instances, seeds, lam, source, skipped, baselines, lam_free=lam_free
+    )

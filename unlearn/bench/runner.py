@@ -197,7 +197,7 @@ def run_bench(
         if opts.perf:
             perf = run_perf(progress=progress)
         runs = [records[c.key] for c in cells]
-        groups = [(m, a) for m in pl.methods for a in pl.agents]
+        groups = pl.groups()
         summaries = summarize(runs, groups)
         result = BenchResult(
             out, opts.preset, pl, runs, summaries, opts.threshold, parent_id, perf, ran
@@ -236,12 +236,15 @@ def _tune(cfg: Config, pl: Plan, opts: BenchOptions, old: dict, progress) -> Non
         old.get("config") == cfg.to_dict()
         and (old.get("options") or {}).get("tune_baselines") == opts.tune_baselines
     )
-    wanted = {f"{m}|{a}" for m in pl.methods for a in pl.agents if a in ("static", "decay")}
+    methods = [m for m in pl.methods if m not in pl.lam_free]  # λ-free: nothing to tune
+    wanted = {f"{m}|{a}" for m in methods for a in pl.agents if a in ("static", "decay")}
+    if not wanted:
+        return
     if same and wanted <= set(prev.get("tuning") or {}):
         pl.tuning = {k: prev["tuning"][k] for k in wanted}
     else:
         tuned = tune_baselines(
-            cfg, pl.methods, pl.agents, opts.tune_baselines, method_config, progress
+            cfg, methods, pl.agents, opts.tune_baselines, method_config, progress
         )
         pl.tuning = {k: t.to_dict() for k, t in tuned.items()}
     pl.baselines.update({k: dict(t["params"]) for k, t in pl.tuning.items()})

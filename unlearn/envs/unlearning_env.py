@@ -13,7 +13,12 @@ import numpy as np
 
 from unlearn.config import AgentConfig, Config, ConfigError, from_mapping
 from unlearn.envs.instances import Instance, InstanceBank
-from unlearn.observation import ObservationBuilder, action_to_controls, scale_to_action
+from unlearn.observation import (
+    ObservationBuilder,
+    action_names,
+    scale_to_action,
+    split_action,
+)
 from unlearn.unlearner import DivergenceError
 
 log = logging.getLogger(__name__)
@@ -72,18 +77,24 @@ class UnlearningEnv(gym.Env):
 
     ## Action Space
 
-    ``Box(0, 1, (1,), float32)``: λ for the next K steps. With ``env.scale_action`` the shape
-    is ``(2,)`` and the second entry maps linearly onto the method's forget scale s in
-    ``SCALE_RANGE`` = [0, 10] (SISS's ``(1 + s)`` factor). Out-of-range values are clipped; a
-    non-finite entry is replaced by the previous action's value and logged as a warning.
+    ``Box(0, 1, (1,), float32)``: λ for the next K steps. With ``env.scale_action`` a second
+    entry maps linearly onto the method's forget scale s in ``SCALE_RANGE`` = [0, 10] (SISS's
+    ``(1 + s)`` factor). With ``env.stop_action`` a last entry above 0.5 stops the run now,
+    before the decision's steps: the episode ends with the final evaluation of the weights
+    so far, ``info["steps_used"]`` says how many optimiser steps it took and
+    ``info["stopped"]`` that it stopped early (``env.step_cost`` per step used makes stopping
+    pay beyond the quality it keeps). Out-of-range values are clipped; a non-finite entry is
+    replaced by the previous action's value and logged as a warning.
 
     ## Observation Space
 
-    A flat float32 ``Box`` of 10 entries (11 with ``scale_action``), clipped to declared
-    bounds; layout in :mod:`unlearn.observation` (progress, previous λ, log-ratios of
-    the fixed-noise retain / forget proxy losses to their values at reset and their changes
-    between the last two measurements, log10 gradient norms of the two terms, their cosine,
-    the age of the proxies). The proxies cost one forward pass of 2 × ``env.proxy_batch``
+    A flat float32 ``Box`` of 10 entries (+1 with ``scale_action``, +1 with
+    ``env.forget_probe``), clipped to declared bounds; layout in :mod:`unlearn.observation`
+    (progress, previous λ, log-ratios of the fixed-noise retain / forget proxy losses to their
+    values at reset and their changes between the last two measurements, log10 gradient norms
+    of the two terms, their cosine, the age of the proxies; the previous scale action; the
+    sample-based forget probe of ``env.forget_probe`` samples relative to its value at reset,
+    measured with the proxies). The proxies cost one forward pass of 2 × ``env.proxy_batch``
     images (default 16 each; on the tiny model about a third of an optimiser step); they are
     measured after the first decision at least ``env.proxy_every`` optimiser steps (default
     20) after the last measurement, and after the last decision. With K >=
@@ -113,7 +124,7 @@ class UnlearningEnv(gym.Env):
     ## Episode End
 
     Terminated after T decisions (the budget is part of the task and of the observation),
-    or when the loss, a gradient or a proxy becomes non-finite (divergence: penalty,
+    or when a stop action ends it, or when the loss, a gradient or a proxy becomes non-finite (divergence: penalty,
     ``info["diverged"] = True``; ``reset()`` makes the env usable again). No truncation.
 
     ## Arguments
@@ -151,10 +162,19 @@ class UnlearningEnv(gym.Env):
                 f"env.scale_action: method {self.cfg.method.name!r} has no forget scale; "
                 "use a method with one (siss) or set env.scale_action=false"
             )
-        self.builder = ObservationBuilder(self.scale_action, self.cfg.env.proxy_every)
+        self.stop_action = self.cfg.env.stop_action
+        self.probe_n = int(self.cfg.env.forget_probe)
+        if self.probe_n and self.unlearner.classifier is None:
+            raise ConfigError(
+                f"env.forget_probe: {self.probe_n} needs the model's classifier (a DDPM, VP-SDE "
+                "or VAE with pretrained classifier); set env.forget_probe=0"
+            )
+        self.builder = ObservationBuilder(
+            self.scale_action, self.cfg.env.proxy_every, probe=self.probe_n > 0
+        )
         lay = self.builder.layout
         self.observation_space = gym.spaces.Box(lay.low, lay.high, dtype=np.float32)
-        dim = 2 if self.scale_action else 1
+        dim = len(action_names(self.scale_action, self.stop_action))
         self.action_space = gym.spaces.Box(0.0, 1.0, (dim,), dtype=np.float32)
         self.lam0 = float(self.cfg.method.lam)
         self.scale0 = float(getattr(self.unlearner.method, "scale", 0.0) or 0.0)
@@ -170,12 +190,14 @@ class UnlearningEnv(gym.Env):
         self._set_scale(self.scale0)
         self.base = self.bank.base_eval(self.instance.forget_class) if self._final() else None
         pr, pf = self.unlearner.proxies(self.cfg.env.proxy_batch)
+        probe0 = self.unlearner.forget_probe(self.probe_n) if self.probe_n else None
         self.decision = 0
         self.prev_action = self.initial_action()
         self.lambdas: list[float] = []
         self.episode_return = 0.0
         self._done = False
-        self._obs = self.builder.reset(pr, pf, self.lam0, float(self.prev_action[-1]))
+        scale_a = split_action(self.prev_action, self.scale_action, self.stop_action).scale_action
+        self._obs = self.builder.reset(pr, pf, self.lam0, scale_a, probe0)
         info = {
             "instance": self.instance.forget_class,
             "seed": self.instance.seed,
@@ -189,7 +211,8 @@ class UnlearningEnv(gym.Env):
         if self._done:
             raise RuntimeError("UnlearningEnv.step() after the episode ended; call reset()")
         act, fixed = self._sanitize(action)
-        lam, scale = action_to_controls(act)
+        ctl = split_action(act, self.scale_action, self.stop_action)
+        lam, scale = ctl.lam, ctl.scale
         if scale is not None:
             self._set_scale(scale)
         prev_rel = self.builder.rel
@@ -206,19 +229,19 @@ class UnlearningEnv(gym.Env):
             "proxy_retain": nan,
             "proxy_forget": nan,
             "proxies_measured": False,
+            "stopped": False,
+            "steps_used": self.decision * self.K,
         }
         if scale is not None:
             info["scale"] = scale
+        if ctl.stop:
+            return self._stop(info)
         terminated = self.decision + 1 >= self.T
         try:
             stats = self.unlearner.step(self.K, lam=lam)
-            proxies = None
+            proxies, probe = None, None
             if terminated or self.builder.due(stats[-1].step):  # the last one: for the reward
-                proxies = self.unlearner.proxies(self.cfg.env.proxy_batch)
-                if not all(math.isfinite(p) for p in proxies):
-                    raise DivergenceError(
-                        "non-finite proxy loss (retain={}, forget={})".format(*proxies)
-                    )
+                proxies, probe = self._measure()
         except DivergenceError as e:
             log.warning("episode diverged at decision %d: %s", self.decision + 1, e)
             self._done = True
@@ -237,11 +260,8 @@ class UnlearningEnv(gym.Env):
         self.lambdas.append(lam)
         self.prev_action = act
         last = stats[-1]
-        self._obs = self.builder.observe(last, proxies, lam, float(act[-1]))
-        r, f = self.builder.rel
-        dr, df = r - prev_rel[0], f - prev_rel[1]
-        kind, beta = self.cfg.env.reward, self.cfg.env.beta
-        reward = {"tradeoff": df - beta * dr, "forget": df, "final": 0.0}[kind]
+        self._obs = self.builder.observe(last, proxies, lam, ctl.scale_action, probe)
+        reward = self._proxy_reward(prev_rel) - self.cfg.env.step_cost * self.K
         pr, pf = self.builder.proxies
         info.update(
             diverged=False,
@@ -251,6 +271,7 @@ class UnlearningEnv(gym.Env):
             retain_loss=last.retain_loss,
             forget_loss=last.forget_loss,
             decision=self.decision,
+            steps_used=self.decision * self.K,
         )
         if terminated:
             self._done = True
@@ -264,9 +285,52 @@ class UnlearningEnv(gym.Env):
 
     # -- helpers ----------------------------------------------------------------------------
     def initial_action(self) -> np.ndarray:
-        """The action that keeps the starting controls: λ0 (and the configured forget scale)."""
-        a = [self.lam0, scale_to_action(self.scale0)]
-        return np.array(a[: self.action_space.shape[0]], dtype=np.float32)
+        """The action that keeps the starting controls: λ0 (and the configured forget scale;
+        and "do not stop")."""
+        a = [self.lam0, *([scale_to_action(self.scale0)] if self.scale_action else [])]
+        return np.array([*a, *([0.0] if self.stop_action else [])], dtype=np.float32)
+
+    def _measure(self) -> tuple[tuple[float, float], float | None]:
+        """The proxies (and the forget probe) of the current weights; non-finite: divergence."""
+        proxies = self.unlearner.proxies(self.cfg.env.proxy_batch)
+        if not all(math.isfinite(p) for p in proxies):
+            raise DivergenceError("non-finite proxy loss (retain={}, forget={})".format(*proxies))
+        probe = self.unlearner.forget_probe(self.probe_n) if self.probe_n else None
+        return proxies, probe
+
+    def _proxy_reward(self, prev_rel: tuple[float, float]) -> float:
+        """The per-decision reward from the change of the relative proxies since ``prev_rel``."""
+        r, f = self.builder.rel
+        dr, df = r - prev_rel[0], f - prev_rel[1]
+        kind, beta = self.cfg.env.reward, self.cfg.env.beta
+        return {"tradeoff": df - beta * dr, "forget": df, "final": 0.0}[kind]
+
+    def _stop(self, info: dict[str, Any]):
+        """A stop action: end the episode now, with the weights after ``self.decision``
+        decisions (the proxies measured once more, so the rewards sum to the run's change)."""
+        prev_rel = self.builder.rel
+        try:
+            proxies, probe = self._measure()
+        except DivergenceError as e:  # the weights were finite a step ago; cannot happen twice
+            log.warning("episode diverged at its stop: %s", e)
+            proxies, probe = None, None
+        self._done = True
+        reward = 0.0
+        if proxies is not None and self.unlearner.last is not None:
+            prev = split_action(self.prev_action, self.scale_action, self.stop_action)
+            lam = self.lambdas[-1] if self.lambdas else self.lam0
+            self._obs = self.builder.observe(
+                self.unlearner.last, proxies, lam, prev.scale_action, probe
+            )
+            reward = self._proxy_reward(prev_rel)
+        pr, pf = self.builder.proxies
+        info.update(stopped=True, proxy_retain=pr, proxy_forget=pf, lambdas=list(self.lambdas))
+        info["proxies_measured"] = proxies is not None
+        if self._final():
+            reward += self._final_reward(info)
+        self.episode_return += reward
+        info["episode_return"] = self.episode_return
+        return self._obs.copy(), float(reward), True, False, info
 
     def _final(self) -> bool:
         return bool(self.cfg.env.final_eval)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from unlearn.config import ConfigError
-from unlearn.observation import OBS_VERSION, layout
+from unlearn.observation import OBS_VERSION, action_names, layout
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,11 @@ def read_metadata(policy_dir: Path) -> dict[str, Any]:
             raise ConfigError(f"policy: {key} in {path} is {v!r}; expected an integer >= 1")
     obs = meta["observation"]
     scale = bool(meta.get("scale_action", False))
-    want = layout(scale).to_dict()
+    stop = bool(meta.get("stop_action", False))
+    probe = meta.get("forget_probe", 0)
+    if not isinstance(probe, int) or isinstance(probe, bool) or probe < 0:
+        raise ConfigError(f"policy: forget_probe in {path} is {probe!r}; expected an integer >= 0")
+    want = layout(scale, probe > 0).to_dict()
     if not isinstance(obs, dict) or obs.get("version") != OBS_VERSION:
         raise ConfigError(
             f"policy: observation layout {obs.get('version') if isinstance(obs, dict) else obs!r}"
@@ -83,7 +87,7 @@ def read_metadata(policy_dir: Path) -> dict[str, Any]:
                 f"{obs.get(k)} != {want[k]}"
             )
     act = meta["action"]
-    dim = 2 if scale else 1
+    dim = len(action_names(scale, stop))
     if len(act.get("low", [])) != dim or len(act.get("high", [])) != dim:
         raise ConfigError(f"policy: action bounds in {path} do not have {dim} entries")
     return meta

@@ -30,7 +30,7 @@ import torch
 
 from unlearn.config import ConfigError, EnvConfig
 from unlearn.export.policy_file import FILES, SCHEMA, sha256, write_metadata
-from unlearn.observation import SCALE_RANGE, layout
+from unlearn.observation import SCALE_RANGE, STOP_THRESHOLD, action_names, layout
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,18 @@ def load_checkpoint_policy(checkpoint: str | Path) -> tuple[DeterministicPolicy,
     if algo not in ("ppo", "sac"):
         raise ConfigError(f"checkpoint: module {kind} is neither PPO nor SAC")
     obs_space, act_space = module.observation_space, module.action_space
-    scale = int(np.prod(act_space.shape)) == 2
-    lay = layout(scale)
+    env = side.get("env", {})
+    dim = int(np.prod(act_space.shape))
+    # the training env's flags (older sidecars: a 2-entry action is (λ, scale))
+    scale = bool(env.get("scale_action", dim == 2))
+    stop = bool(env.get("stop_action", False))
+    probe = int(env.get("forget_probe", 0) or 0)
+    if dim != len(action_names(scale, stop)):
+        raise ConfigError(
+            f"checkpoint: action space {act_space} does not match the training env's actions "
+            f"({', '.join(action_names(scale, stop))})"
+        )
+    lay = layout(scale, probe > 0)
     if tuple(obs_space.shape) != (lay.size,) or not (
         np.allclose(obs_space.low, lay.low) and np.allclose(obs_space.high, lay.high)
     ):
@@ -115,11 +125,13 @@ def load_checkpoint_policy(checkpoint: str | Path) -> tuple[DeterministicPolicy,
         )
     low = np.asarray(act_space.low, dtype=np.float32)
     high = np.asarray(act_space.high, dtype=np.float32)
-    env = side.get("env", {})
     facts = {
         "algorithm": algo,
         "module_class": kind,
         "scale_action": scale,
+        "stop_action": stop,
+        "forget_probe": probe,
+        "training": {k: side[k] for k in ("iteration", "env_steps") if k in side},
         "low": low,
         "high": high,
         "steps_per_decision": int(env.get("steps_per_decision", 0)),
@@ -155,7 +167,7 @@ def export_policy(
         )
     out = Path(out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
-    lay = layout(facts["scale_action"])
+    lay = layout(facts["scale_action"], facts["forget_probe"] > 0)
     example = torch.as_tensor(np.stack([lay.low, lay.high, (lay.low + lay.high) / 2]))
     file = out / FILES[fmt]
     with torch.no_grad(), warnings.catch_warnings():
@@ -185,9 +197,13 @@ def export_policy(
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "observation": lay.to_dict(),
         "scale_action": facts["scale_action"],
+        "stop_action": facts["stop_action"],
+        "stop_threshold": STOP_THRESHOLD,
+        "forget_probe": facts["forget_probe"],
+        "training": facts["training"],
         "scale_range": list(SCALE_RANGE),
         "action": {
-            "names": ["lambda", "scale"][: len(facts["low"])],
+            "names": action_names(facts["scale_action"], facts["stop_action"]),
             "low": facts["low"].tolist(),
             "high": facts["high"].tolist(),
             "deterministic": "tanh(mean)" if facts["algorithm"] == "sac" else "mean",

@@ -34,6 +34,8 @@ class UnlearningMethod(ABC):
         families: model kinds the method supports.
         needs_conditional: requires a class-conditional model (f-divergence).
         uses_retain: False for methods that only see the forget set (VDU).
+        uses_lambda: False for methods whose loss ignores λ (naive deletion): every λ agent
+            gives the same run, so the bench runs them under one agent only.
         forms: the ``method.form`` values the method accepts (``gradient`` only where it has
             a gradient form; SISS).
         OPTIONS: the declared ``method.options``; validated when the method is built.
@@ -48,6 +50,7 @@ class UnlearningMethod(ABC):
     families: ClassVar[tuple[str, ...]] = ("ddpm", "cond_ddpm", "vpsde")
     needs_conditional: ClassVar[bool] = False
     uses_retain: ClassVar[bool] = True
+    uses_lambda: ClassVar[bool] = True
     forms: ClassVar[tuple[str, ...]] = ("loss",)
     OPTIONS: ClassVar[dict[str, Opt]] = {}
 

@@ -21,6 +21,7 @@ class NaiveDeletion(UnlearningMethod):
     """
 
     name = "naive"
+    uses_lambda = False
     families = (*ALL_FAMILIES, "t2i")
 
     def loss(

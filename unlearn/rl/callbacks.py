@@ -23,6 +23,9 @@ class UnlearnCallbacks(RLlibCallback):
         last = infos[-1] if len(infos) else {}
         diverged = bool(last.get("diverged", False))
         metrics_logger.log_value("env/diverged", float(diverged), reduce="mean")
+        if "steps_used" in last:  # optimiser steps of the episode (fewer after a stop action)
+            metrics_logger.log_value("env/steps_used", float(last["steps_used"]), reduce="mean")
+            metrics_logger.log_value("env/stopped", float(last.get("stopped", 0)), reduce="mean")
         for i, lam in enumerate(last.get("lambdas", [])):
             metrics_logger.log_value(f"unlearn/lambda_d{i}", float(lam), reduce="mean")
         for key in END_KEYS:

@@ -123,11 +123,11 @@ def evaluate(
         fn, label = load_policy_fn(source, cfg)
         agents[label] = fn
     env = UnlearningEnv(cfg)
-    dim = env.action_space.shape[0]
     for lam in lams:
         if not 0.0 <= lam <= 1.0:
             raise ConfigError(f"--lams: {lam} is not in [0, 1]")
-        a = np.array([lam, env.initial_action()[-1]][:dim], dtype=np.float32)
+        a = env.initial_action()  # the configured scale; never stop
+        a[0] = lam
         agents[f"static λ={lam:g}"] = lambda obs, a=a: a
     out = {name: AgentSummary(name) for name in agents}
     total, done = len(agents) * len(instances) * seeds, 0

@@ -97,6 +97,13 @@ def algo_config(cfg: Config, algo: str, env_runners: int):
     )
 
 
+def _lifetime_env_steps(result: dict[str, Any]) -> int | None:
+    """Decisions sampled since training began (RLlib's lifetime counter), if reported."""
+    v = (result.get("env_runners") or {}).get("num_env_steps_sampled_lifetime")
+    v = result.get("num_env_steps_sampled_lifetime") if v is None else v
+    return int(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
 def _metrics(result: dict[str, Any]) -> dict[str, float]:
     """RLlib's result dict → namespaced MLflow metrics."""
     out: dict[str, float] = {}
@@ -196,7 +203,8 @@ def train(
             res.lambdas.append(_lambda_row(metrics, cfg.env.decisions))
             ckpt = out_dir / f"iter_{it:04d}"
             algorithm.save_to_path(str(ckpt))
-            (ckpt / SIDECAR).write_text(json.dumps({**side, "iteration": it}, indent=2))
+            facts = {"iteration": it, "env_steps": _lifetime_env_steps(result)}
+            (ckpt / SIDECAR).write_text(json.dumps({**side, **facts}, indent=2))
             res.checkpoints.append(ckpt)
             progress(f"rl train ({algo})", i + 1, iterations)
         series = {
