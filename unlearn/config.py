@@ -73,6 +73,14 @@ class ForgetConfig:
     retain_prompts: tuple[str, ...] = _f(
         default_factory=tuple, doc="t2i: prompts whose images must stay as they are"
     )
+    caption: str = _f(
+        "", doc="t2i: a memorised caption to forget with its image(s) (SISS on prompt-image pairs)"
+    )
+    caption_images: tuple[int, ...] = _f(
+        default_factory=tuple,
+        doc="t2i: training-split indices of the image(s) the caption reproduces; their "
+        "copies within forget.outlier.radius are forgotten too",
+    )
 
 
 @dataclass(frozen=True)

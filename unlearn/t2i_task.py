@@ -94,11 +94,12 @@ def load_t2i_task(
         classifier = _classifier(cfg)
     ids = model.set_prompts(spec.all_prompts)
     prompt_ids = dict(zip(spec.all_prompts, ids, strict=True))
+    model.anchor_id = prompt_ids.get(spec.anchor, 0)
     thresholds = AttributeThresholds.fit(tr.images)
     latents = model.encode_images(tr.images).cpu()
     data = prompt_split(spec, tr, latents, prompt_ids, thresholds)
     eval_data = prepare_t2i(
-        model, cfg, spec, thresholds, splits.heldout, data.split.retain, data.split.forget
+        model, cfg, data.spec, thresholds, splits.heldout, data.split.retain, data.split.forget
     )
     if model.train_mode != cfg.model.train or cfg.model.train == "lora":
         model.configure_training(cfg.model.train, cfg.model.lora_rank, cfg.model.lora_merge)
