@@ -233,8 +233,21 @@ class EnvConfig:
     final_eval_samples: int = _f(200, doc="samples of the end-of-episode evaluation", lo=10)
     scale_action: bool = _f(False, doc="second action dimension: the forget scale")
     divergence_penalty: float = _f(10.0, lo=0.0)
-    train_instances: tuple[int, ...] = _f((1, 3, 5, 7), doc="classes to forget during training")
-    test_instances: tuple[int, ...] = _f((2, 8), doc="held-out classes for evaluation")
+    train_instances: tuple[int, ...] = _f(
+        (1, 3, 5, 7), doc="classes (t2i: digit concepts) to forget during training"
+    )
+    test_instances: tuple[int, ...] = _f(
+        (2, 8), doc="held-out classes (t2i: digit concepts) for evaluation; none trained on"
+    )
+
+    def __post_init__(self) -> None:
+        both = [c for c in self.test_instances if c in self.train_instances]
+        if both:
+            raise ConfigError(
+                f"env.test_instances: {both[0]} is not allowed; it is also in "
+                f"env.train_instances {list(self.train_instances)}, and a held-out instance "
+                "must not be trained on"
+            )
 
 
 @dataclass(frozen=True)

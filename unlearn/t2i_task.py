@@ -77,6 +77,13 @@ def load_t2i_task(
             f"expected one of {', '.join(_t2i_methods())}"
         )
     check_train_mode(cfg)
+    if method is not None and not method.uses_retain:
+        f = cfg.forget
+        if not f.caption.strip() and not [q for q in f.prompts if q.strip()]:
+            raise ConfigError(
+                f"forget.prompts: {list(f.prompts)} is not allowed for method {method.name!r}; "
+                "expected at least one prompt of the concept (it sees only the forget prompts)"
+            )
     model_dir = None
     if model is None:
         model_dir = pipeline_dir(cfg)
