@@ -42,7 +42,7 @@ class DataConfig:
     """Which images, at which size, and how they split into train / held-out."""
 
     name: str = _f("mnist", doc="dataset", choices=DATASETS)
-    resolution: int = _f(16, doc="square image side in pixels", lo=8, hi=256)
+    resolution: int = _f(16, doc="square image side in pixels", lo=8, hi=1024)
     root: str = _f("", doc="folder for online datasets or the image folder")
     heldout_fraction: float = _f(0.1, doc="fraction held out for evaluation", lo=0.01, hi=0.5)
     split_seed: int = _f(0, doc="seed of the train / held-out split", lo=0)
