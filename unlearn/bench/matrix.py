@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from unlearn.config import AgentConfig, Config, ConfigError, MethodConfig, read_yaml
+from unlearn.data.prompts import instance_forget
 
 #: method variant -> (method.name, method.form); other method fields keep the config's values
 METHOD_VARIANTS: dict[str, tuple[str, str]] = {
@@ -262,8 +263,7 @@ def cell_config(
         method=method,
         agent=agent_config(cell.agent, lam, opts, baseline),
         forget=dataclasses.replace(
-            cfg.forget,
-            classes=(cell.instance,),
+            instance_forget(cfg.forget, cfg.model.kind, cell.instance),
             indices=(),
             outlier=dataclasses.replace(cfg.forget.outlier, copies=0),
         ),

@@ -217,3 +217,46 @@ def prompt_split(
         forget_mask=forget_mask,
     )
     return PromptData(split, spec, thresholds)
+
+
+def _swap_digits(text: str, a: int, b: int) -> str:
+    """``text`` with digit a's word and numeral exchanged for digit b's, and back."""
+    wa, wb, na, nb = DIGIT_WORDS[a], DIGIT_WORDS[b], str(a), str(b)
+    swap = {wa: wb, wb: wa, na: nb, nb: na}
+    return " ".join(swap.get(w.lower(), w) for w in text.split())
+
+
+def instance_forget(forget: ForgetConfig, kind: str, c: int) -> ForgetConfig:
+    """The forget spec of env / bench instance ``c``: class ``c`` for the image families; on
+    ``t2i`` the digit concept ``c``: every prompt of the spec (forget prompts, paraphrases,
+    retain prompts, anchor) with the configured concept's digit and ``c`` exchanged, so the
+    instance keeps the config's templates and a retain prompt naming ``c`` now names the
+    configured digit ("seven" with retain "... two" → instance 2: "... two" prompts, retain
+    "... seven")."""
+    if kind != "t2i":
+        return dataclasses.replace(forget, classes=(c,))
+    found = concept_of(forget.concept) if not forget.caption.strip() else None
+    if found is None or found[0] != "digit":
+        raise ConfigError(
+            f"forget.concept: {forget.concept or forget.caption!r} is not allowed with env / "
+            "bench instances on t2i; expected a digit concept (instances are digits)"
+        )
+    if not 0 <= c < len(DIGIT_WORDS):
+        raise ConfigError(
+            f"env.instances: {c} is not allowed on t2i; expected digits 0..{len(DIGIT_WORDS) - 1}"
+        )
+    d = int(found[1])
+    if c == d:
+        return forget
+
+    def sw(texts):
+        return tuple(_swap_digits(t, d, c) for t in texts)
+
+    return dataclasses.replace(
+        forget,
+        concept=_swap_digits(forget.concept, d, c),
+        prompts=sw(forget.prompts),
+        paraphrases=sw(forget.paraphrases),
+        retain_prompts=sw(forget.retain_prompts),
+        anchor=_swap_digits(forget.anchor, d, c) if forget.anchor else "",
+    )
