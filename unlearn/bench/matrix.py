@@ -30,6 +30,7 @@ METHOD_VARIANTS: dict[str, tuple[str, str]] = {
     "constrained": ("constrained", "loss"),
     "fdiv": ("fdiv", "loss"),
     "encoder": ("encoder", "loss"),
+    "esd": ("esd", "loss"),
 }
 AGENT_VARIANTS = ("static", "schedule", "decay", "variational", "dual", "policy", "hybrid")
 
@@ -45,8 +46,9 @@ class Preset:
 
 _CPU_METHODS = ("siss", "siss-gradient", "naive", "neggrad", "erasediff", "vdu", "constrained")
 PRESETS: dict[str, Preset] = {
-    # fdiv joins both presets and is skipped, with the reason, on unconditional models
-    "cpu": Preset((*_CPU_METHODS, "fdiv"), ("static", "schedule", "variational", "dual"), 3),
+    # fdiv joins both presets and is skipped, with the reason, on unconditional models; esd
+    # likewise everywhere but on t2i (where erasediff is skipped)
+    "cpu": Preset((*_CPU_METHODS, "fdiv", "esd"), ("static", "schedule", "variational", "dual"), 3),
     # decay joins a preset when bench.decay is set or --tune-baselines tunes it
     "full": Preset(tuple(METHOD_VARIANTS), tuple(a for a in AGENT_VARIANTS if a != "decay"), 5),
 }
