@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_rl import cli, last_json
+from tests.test_rl import cli, last_json, train_ppo
 from tests.test_t2i import T2I_TINY, t2i_cfg
 from tests.test_t2i_env import ENV
 
@@ -46,7 +46,10 @@ def test_bench_on_held_out_concepts_with_mlflow_runs(work):
     assert all(r["paraphrase_rate"] is not None for r in runs)
     summary = {(s.method, s.agent): s for s in res.summaries}
     assert set(summary) == {("esd", "static"), ("fdiv", "static")}
-    assert "| esd | static | 2 |" in (work / "b" / "bench.md").read_text()
+    md = (work / "b" / "bench.md").read_text()
+    assert "| esd | static | 2 |" in md
+    t2i = md.split("## Text-to-image: held-out paraphrases and retain prompts")[1]
+    assert "| fdiv | static | 2 |" in t2i.split("\n## ")[0]
     client = MlflowClient(cfg.tracking.uri)
     exp = client.get_experiment_by_name("t2i-bench")  # <experiment>-bench
     cells = client.search_runs([exp.experiment_id], "tags.`unlearn.kind` = 'bench-cell'")
@@ -56,22 +59,7 @@ def test_bench_on_held_out_concepts_with_mlflow_runs(work):
 def test_rl_trains_on_concepts_and_its_policy_drives_a_t2i_run(work):
     cfg = ["--config", str(work / "t2i.yaml")]
     small = ["--set", "rl.train_batch_size=4", "--set", "rl.minibatch_size=2"]
-    trained = last_json(
-        cli(
-            "rl",
-            "train",
-            *cfg,
-            *small,
-            "--iterations",
-            "1",
-            "--env-runners",
-            "1",
-            "--out",
-            str(work / "ppo"),
-            "--json",
-            cwd=work,
-        )
-    )
+    trained = train_ppo(work, *cfg, *small)
     assert len(trained["returns"]) == 1
     proc = cli(
         "policy",
