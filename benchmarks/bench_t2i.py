@@ -7,9 +7,15 @@ Prints, measured in one run (random weights: cost only, so no pretraining is nee
   half);
 - sampling: images/s of ``T2IModel.generate`` (text encoding, guided DDIM, VAE decoding)
   against the UNet alone, (UNet forward time at the batch × steps × 2 for guidance)
-  (target >= 0.9x: the guided batch runs as one forward of twice the batch).
+  (target >= 0.9x: the guided batch runs as one forward of twice the batch);
+- every t2i method's step (ESD, f-divergence, constrained reverse-KL / likelihood, VDU, SISS,
+  naive, NegGrad) / the bare step, with its frozen-model forwards counted by a hook on the
+  frozen UNet (calls and rows per step), and on CUDA the peak memory of each;
+- a LoRA (rank 4) ESD step / the full-UNet ESD step.
 
-Run: .venv/bin/python benchmarks/bench_t2i.py   (about a minute on 2 cores)
+On CUDA (when present) everything runs there, under the loop's bfloat16 autocast.
+
+Run: .venv/bin/python benchmarks/bench_t2i.py   (a few minutes on 2 cores)
 """
 
 from __future__ import annotations
@@ -24,7 +30,25 @@ from benchmarks.common import REPO, interleaved  # noqa: E402
 TARGETS = {"esd / bare": 1.6, "sampling": 0.9}
 
 
-def _setup():
+METHODS = {
+    "esd": {},
+    "fdiv": {"anchor": "prompt"},
+    "constrained-rkl": {"target": "reverse_kl"},
+    "constrained-lik": {"target": "likelihood"},
+    "vdu": {},
+    "siss": {},
+    "naive": {},
+    "neggrad": {},
+}
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _setup(device: str = "cpu"):
     import torch
 
     from unlearn.agents import get_agent
@@ -37,11 +61,13 @@ def _setup():
 
     cfg = load_config(
         REPO / "configs" / "t2i_demo.yaml",
-        ["workdir=/tmp/unlearn-bench", "tracking.enabled=false", "device=cpu"],
+        ["workdir=/tmp/unlearn-bench", "tracking.enabled=false", f"device={device}"],
     )
     torch.manual_seed(0)
-    model = build_t2i(cfg, VOCABULARY, 1, cfg.data.resolution)
-    ids = model.set_prompts([*cfg.forget.prompts, *cfg.forget.retain_prompts])
+    model = build_t2i(cfg, VOCABULARY, 1, cfg.data.resolution).to(device)
+    ids = model.set_prompts([*cfg.forget.prompts, *cfg.forget.retain_prompts, cfg.forget.anchor])
+    model.anchor_id = ids[-1]
+    ids = ids[:-1]
     n, lat = 256, (model.channels, model.resolution, model.resolution)
     k = len(cfg.forget.prompts)
     forget = ImageData(torch.randn(n, *lat), torch.tensor(ids[:k]).repeat(n // k + 1)[:n], 0)
@@ -53,19 +79,81 @@ def _setup():
         get_agent(cfg.agent, default_lam=0.8),
         split,
         cfg,
-        "cpu",
+        device,
         grad_stats_every=0,
     )
-    return cfg, model, unl, retain
+    return cfg, model, unl, retain, split
+
+
+def _unlearner(cfg, model, split, method: str, options: dict, device: str):
+    from unlearn.agents import get_agent
+    from unlearn.config import MethodConfig
+    from unlearn.methods import get_method
+    from unlearn.unlearner import Unlearner
+
+    name = method.split("-")[0]
+    m = get_method(MethodConfig(name=name, lam=0.8, options=options))
+    return Unlearner(
+        model, m, get_agent(cfg.agent, default_lam=0.8), split, cfg, device, grad_stats_every=0
+    )
+
+
+def _frozen_unet(method):
+    """The frozen UNet copy a method compares against (None: it runs no frozen model)."""
+    for attr in ("ref_unet", "anchor", "pretrained"):
+        ref = getattr(method, attr, None)
+        if ref is not None:
+            return getattr(ref, "unet", ref)
+    return None
+
+
+def method_costs(cfg, model, split, bare, device: str) -> dict[str, dict[str, float]]:
+    """Per method: step / bare step, frozen forwards (calls, rows) per step, CUDA peak MiB."""
+    import torch
+
+    out: dict[str, dict[str, float]] = {}
+    for name, options in METHODS.items():
+        unl = _unlearner(cfg, model, split, name, options, device)
+        calls = {"n": 0, "rows": 0}
+        ref = _frozen_unet(unl.method)
+        if ref is not None:
+
+            def hook(_mod, args, kwargs, calls=calls):
+                calls["n"] += 1
+                calls["rows"] += int(args[0].shape[0])
+
+            ref.register_forward_pre_hook(hook, with_kwargs=True)
+        unl.step(1)
+        per = {"calls": calls["n"], "rows": calls["rows"]}
+        peak = float("nan")
+        if device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            unl.step(2)
+            torch.cuda.synchronize()
+            peak = torch.cuda.max_memory_allocated() / 2**20
+        t = interleaved({"m": lambda u=unl: u.step(1), "bare": bare}, repeat=5, number=2)
+        out[name] = {
+            "ratio": t["m"] / t["bare"],
+            "ms": t["m"] * 1e3,
+            "frozen_calls": per["calls"],
+            "frozen_rows": per["rows"],
+            "peak_mib": peak,
+        }
+    return out
 
 
 def main() -> dict[str, float]:
+    import copy
+
     import torch
 
-    cfg, model, unl, retain = _setup()
+    device = _device()
+    cfg, model, unl, retain, split = _setup(device)
+    base_state = copy.deepcopy(model.state_dict())
     b = cfg.unlearn.batch_size
-    x, lab = retain.images[:b], retain.labels[:b]
-    t = model.sample_t(b, torch.Generator().manual_seed(0))
+    x, lab = retain.images[:b].to(device), retain.labels[:b].to(device)
+    t = model.sample_t(b, torch.Generator().manual_seed(0)).to(device)
     opt = torch.optim.AdamW(model.unet.parameters(), lr=1e-6)
 
     def bare() -> None:
@@ -79,9 +167,9 @@ def main() -> dict[str, float]:
     steps, g, n = cfg.eval.sampler_steps, cfg.t2i.guidance, cfg.eval.batch_size
     n = min(n, 64)
     prompts = [cfg.forget.retain_prompts[i % len(cfg.forget.retain_prompts)] for i in range(n)]
-    z = torch.randn(n, model.channels, model.resolution, model.resolution)
+    z = torch.randn(n, model.channels, model.resolution, model.resolution).to(device)
     emb = model.encode_text(prompts)
-    tt = torch.full((n,), 500)
+    tt = torch.full((n,), 500, device=device)
     model.eval()
 
     def sample() -> None:
@@ -108,7 +196,32 @@ def main() -> dict[str, float]:
         f" UNet forward {st['unet'] * 1e3:.1f} ms x {steps} x 2 = {ideal:.2f} s vs "
         f"{st['sample']:.2f} s: {sampling_ratio:.2f}x (target >= {TARGETS['sampling']}x)"
     )
-    return {"esd / bare": esd_ratio, "sampling": sampling_ratio}
+    model.train()
+    model.load_state_dict(base_state)
+    costs = method_costs(cfg, model, split, bare, device)
+    print(f"per-method step vs bare UNet fwd+bwd+AdamW at batch {b} ({device}):")
+    for name, c in costs.items():
+        mem = "" if device != "cuda" else f", peak {c['peak_mib']:.0f} MiB"
+        print(
+            f"  {name:16s} {c['ms']:7.1f} ms  {c['ratio']:5.2f}x  frozen forwards per step: "
+            f"{c['frozen_calls']} ({c['frozen_rows']} rows){mem}"
+        )
+
+    model.load_state_dict(base_state)
+    lora = copy.deepcopy(model)
+    lora.configure_training("lora", lora_rank=4)
+    full = _unlearner(cfg, model, split, "esd", {}, device)
+    low = _unlearner(cfg, lora, split, "esd", {}, device)
+    lt = interleaved({"lora": lambda: low.step(1), "full": lambda: full.step(1)}, repeat=5)
+    lora_ratio = lt["lora"] / lt["full"]
+    n_lora = sum(p.numel() for p in lora.unet.parameters() if p.requires_grad)
+    print(
+        f"LoRA rank 4 ESD step {lt['lora'] * 1e3:.1f} ms vs full-UNet ESD step "
+        f"{lt['full'] * 1e3:.1f} ms: {lora_ratio:.2f}x ({n_lora:,} trained parameters)"
+    )
+    ratios = {"esd / bare": esd_ratio, "sampling": sampling_ratio, "lora / full": lora_ratio}
+    ratios.update({f"{k} / bare": v["ratio"] for k, v in costs.items()})
+    return ratios
 
 
 if __name__ == "__main__":

@@ -56,12 +56,12 @@ def cfg_args(work: Path) -> list[str]:
     ]
 
 
-@pytest.fixture(scope="module")
-def trained(work: Path) -> dict:
+def train_ppo(work: Path, *config: str) -> dict:
+    """``unlearn rl train``: one PPO iteration with one env runner into ``work/ppo``."""
     proc = cli(
         "rl",
         "train",
-        *cfg_args(work),
+        *config,
         "--algo",
         "ppo",
         "--iterations",
@@ -74,6 +74,11 @@ def trained(work: Path) -> dict:
         cwd=work,
     )
     return last_json(proc)
+
+
+@pytest.fixture(scope="module")
+def trained(work: Path) -> dict:
+    return train_ppo(work, *cfg_args(work))
 
 
 @pytest.fixture(scope="module")

@@ -277,8 +277,10 @@ def test_method_without_t2i_support_is_refused(t2i_workdir):
     from unlearn.config import ConfigError
     from unlearn.task import make_unlearner
 
-    with pytest.raises(ConfigError, match="method.name: 'siss' does not support model kind 't2i'"):
-        make_unlearner(t2i_cfg("method.name=siss", workdir=t2i_workdir))
+    with pytest.raises(
+        ConfigError, match="method.name: 'erasediff' does not support model kind 't2i'"
+    ):
+        make_unlearner(t2i_cfg("method.name=erasediff", workdir=t2i_workdir))
 
 
 def test_shipped_t2i_demo_assets_are_matched_by_key():

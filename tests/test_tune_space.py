@@ -36,6 +36,8 @@ def space(params: dict, fixed: dict | None = None):
 def test_shipped_spaces_validate(path):
     model = "cond_ddpm" if path.stem == "fdiv" else "ddpm"  # f-divergences need labels
     cfg = load_config(None, [f"model.kind={model}"])
+    if path.stem.startswith("t2i_"):  # text-to-image methods: the t2i demo config
+        cfg = load_config(REPO / "configs" / "t2i_demo.yaml")
     s = load_space(path)
     validate_space(s, cfg)
     assert s.params and s.description

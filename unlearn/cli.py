@@ -228,7 +228,8 @@ def bench(
         str,
         typer.Option(
             help="cpu: siss, siss-gradient, naive, neggrad, erasediff, vdu, constrained (+fdiv "
-            "on class-conditional models) x static, schedule, variational, dual (+policy, "
+            "on class-conditional and t2i models, +esd on t2i) x static, schedule, variational, "
+            "dual (+policy, "
             "hybrid with --policy), 3 seeds; full: every method x every agent, 5 seeds."
         ),
     ] = "cpu",

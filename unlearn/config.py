@@ -42,7 +42,7 @@ class DataConfig:
     """Which images, at which size, and how they split into train / held-out."""
 
     name: str = _f("mnist", doc="dataset", choices=DATASETS)
-    resolution: int = _f(16, doc="square image side in pixels", lo=8, hi=256)
+    resolution: int = _f(16, doc="square image side in pixels", lo=8, hi=1024)
     root: str = _f("", doc="folder for online datasets or the image folder")
     heldout_fraction: float = _f(0.1, doc="fraction held out for evaluation", lo=0.01, hi=0.5)
     split_seed: int = _f(0, doc="seed of the train / held-out split", lo=0)
@@ -72,6 +72,14 @@ class ForgetConfig:
     )
     retain_prompts: tuple[str, ...] = _f(
         default_factory=tuple, doc="t2i: prompts whose images must stay as they are"
+    )
+    caption: str = _f(
+        "", doc="t2i: a memorised caption to forget with its image(s) (SISS on prompt-image pairs)"
+    )
+    caption_images: tuple[int, ...] = _f(
+        default_factory=tuple,
+        doc="t2i: training-split indices of the image(s) the caption reproduces; their "
+        "copies within forget.outlier.radius are forgotten too",
     )
 
 
@@ -256,8 +264,21 @@ class EnvConfig:
         0.0, doc="reward subtracted per optimiser step used (makes stopping pay)", lo=0.0, hi=1.0
     )
     divergence_penalty: float = _f(10.0, lo=0.0)
-    train_instances: tuple[int, ...] = _f((1, 3, 5, 7), doc="classes to forget during training")
-    test_instances: tuple[int, ...] = _f((2, 8), doc="held-out classes for evaluation")
+    train_instances: tuple[int, ...] = _f(
+        (1, 3, 5, 7), doc="classes (t2i: digit concepts) to forget during training"
+    )
+    test_instances: tuple[int, ...] = _f(
+        (2, 8), doc="held-out classes (t2i: digit concepts) for evaluation; none trained on"
+    )
+
+    def __post_init__(self) -> None:
+        both = [c for c in self.test_instances if c in self.train_instances]
+        if both:
+            raise ConfigError(
+                f"env.test_instances: {both[0]} is not allowed; it is also in "
+                f"env.train_instances {list(self.train_instances)}, and a held-out instance "
+                "must not be trained on"
+            )
 
 
 @dataclass(frozen=True)

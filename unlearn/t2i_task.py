@@ -66,9 +66,11 @@ def load_t2i_task(
     method=None,
     classifier: torch.nn.Module | None = None,
     need_classifier: bool = True,
+    configure: bool = True,
 ) -> T2ITask:
     """Build the t2i forget task of ``cfg`` (``model``: use this pipeline instead of loading
-    one; ``method``: checked against the family first)."""
+    one; ``method``: checked against the family first; ``configure=False``: leave what trains
+    as it is, for a model already set up: :func:`retarget_t2i`)."""
     if cfg.model.kind != "t2i":
         raise ConfigError(f"model.kind: {cfg.model.kind!r} is not 't2i'")
     if method is not None and "t2i" not in method.families:
@@ -77,6 +79,13 @@ def load_t2i_task(
             f"expected one of {', '.join(_t2i_methods())}"
         )
     check_train_mode(cfg)
+    if method is not None and not method.uses_retain:
+        f = cfg.forget
+        if not f.caption.strip() and not [q for q in f.prompts if q.strip()]:
+            raise ConfigError(
+                f"forget.prompts: {list(f.prompts)} is not allowed for method {method.name!r}; "
+                "expected at least one prompt of the concept (it sees only the forget prompts)"
+            )
     model_dir = None
     if model is None:
         model_dir = pipeline_dir(cfg)
@@ -94,15 +103,24 @@ def load_t2i_task(
         classifier = _classifier(cfg)
     ids = model.set_prompts(spec.all_prompts)
     prompt_ids = dict(zip(spec.all_prompts, ids, strict=True))
+    model.anchor_id = prompt_ids.get(spec.anchor, 0)
     thresholds = AttributeThresholds.fit(tr.images)
     latents = model.encode_images(tr.images).cpu()
     data = prompt_split(spec, tr, latents, prompt_ids, thresholds)
     eval_data = prepare_t2i(
-        model, cfg, spec, thresholds, splits.heldout, data.split.retain, data.split.forget
+        model, cfg, data.spec, thresholds, splits.heldout, data.split.retain, data.split.forget
     )
-    if model.train_mode != cfg.model.train or cfg.model.train == "lora":
+    if configure and (model.train_mode != cfg.model.train or cfg.model.train == "lora"):
         model.configure_training(cfg.model.train, cfg.model.lora_rank, cfg.model.lora_merge)
     return T2ITask(model, data, eval_data, classifier, model_dir)
+
+
+def retarget_t2i(task: T2ITask, cfg: Config) -> T2ITask:
+    """The task of another forget spec (an env / bench instance) on the same pipeline and
+    classifier: the model's prompt table is refilled for ``cfg``'s prompts (ids of earlier
+    tasks refer to their own tables: :class:`~unlearn.envs.instances.InstanceBank` keeps
+    them), its trainable parts are left as they are."""
+    return load_t2i_task(cfg, task.model, classifier=task.classifier, configure=False)
 
 
 def _classifier(cfg: Config) -> torch.nn.Module:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from unlearn.config import AgentConfig, Config, ConfigError, MethodConfig
+from unlearn.data.prompts import instance_forget
 
 if TYPE_CHECKING:
     from unlearn.runtime import ProgressFn
@@ -107,7 +108,10 @@ class _TrainRuns:
         setup = None
         for c in cfg.env.train_instances:
             c_cfg = dataclasses.replace(
-                cfg, forget=dataclasses.replace(cfg.forget, classes=(int(c),), indices=())
+                cfg,
+                forget=dataclasses.replace(
+                    instance_forget(cfg.forget, cfg.model.kind, int(c)), indices=()
+                ),
             )
             task = None  # the first class loads the data; the others re-split it
             if setup is not None and isinstance(setup.task, ForgetTask):

@@ -48,6 +48,9 @@ class RunRecord:
     forget_rate: float = math.nan
     fid: float = math.nan
     coverage_kl: float = math.nan
+    #: t2i only: the concept rate on the held-out paraphrases and the retain accuracy
+    paraphrase_rate: float = math.nan
+    retain_accuracy: float = math.nan
     steps_to_forget: int | None = None
     steps: int = 0
     budget: int = 0
@@ -73,7 +76,14 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunRecord:
-        floats = ("forget_rate", "fid", "coverage_kl", "wall_time")
+        floats = (
+            "forget_rate",
+            "fid",
+            "coverage_kl",
+            "paraphrase_rate",
+            "retain_accuracy",
+            "wall_time",
+        )
         return cls(**{k: (math.nan if k in floats and v is None else v) for k, v in d.items()})
 
     @classmethod
@@ -82,9 +92,13 @@ class RunRecord:
 
 
 def eval_from_dict(d: dict[str, Any]) -> EvalResult:
-    """An :class:`EvalResult` back from ``to_dict`` (results.json)."""
+    """An :class:`EvalResult` (or a t2i one) back from ``to_dict`` (results.json)."""
     from unlearn.metrics import EvalResult
 
+    if "concept_rate" in d:
+        from unlearn.metrics.t2i import T2IEvalResult
+
+        return T2IEvalResult(**{**d, "prompts": tuple(d["prompts"])})
     return EvalResult(**{**d, "forget_classes": tuple(d["forget_classes"])})
 
 
@@ -105,9 +119,12 @@ class ForgetCheck:
         from unlearn.metrics import forget_rate, generate
 
         t0 = time.perf_counter()
-        with torch.no_grad():
-            probs, _ = self.unl.classifier.predict(generate(self.unl.model, self.unl.cfg))
-        rate = forget_rate(probs, self.unl.eval_data.forget_classes)
+        if self.unl.cfg.model.kind == "t2i":  # the concept rate of the erased prompts
+            rate = self.unl.evaluate()[0].forget_rate
+        else:
+            with torch.no_grad():
+                probs, _ = self.unl.classifier.predict(generate(self.unl.model, self.unl.cfg))
+            rate = forget_rate(probs, self.unl.eval_data.forget_classes)
         self.checks.append([stats.step, float(rate)])
         self.seconds += time.perf_counter() - t0
 
@@ -118,6 +135,10 @@ class CellOutcome:
     before: EvalResult
     after_samples: Any = None
     before_samples: Any = None
+
+
+def _num(v: float | None) -> float:
+    return math.nan if v is None else float(v)
 
 
 def first_below(checks: list[list[float]], threshold: float) -> int | None:
@@ -188,7 +209,9 @@ def run_cell(
             res.message,
             forget_rate=after.forget_rate,
             fid=after.fid,
-            coverage_kl=after.coverage_kl,
+            coverage_kl=getattr(after, "coverage_kl", math.nan),
+            paraphrase_rate=_num(getattr(after, "paraphrase_concept_rate", None)),
+            retain_accuracy=_num(getattr(after, "retain_accuracy", None)),
             steps_to_forget=reached,
             steps=res.steps,
             budget=unl.budget,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from unlearn.config import AgentConfig, Config, ConfigError, MethodConfig, read_yaml
+from unlearn.data.prompts import instance_forget
 
 #: method variant -> (method.name, method.form); other method fields keep the config's values
 METHOD_VARIANTS: dict[str, tuple[str, str]] = {
@@ -29,6 +30,7 @@ METHOD_VARIANTS: dict[str, tuple[str, str]] = {
     "constrained": ("constrained", "loss"),
     "fdiv": ("fdiv", "loss"),
     "encoder": ("encoder", "loss"),
+    "esd": ("esd", "loss"),
 }
 #: ``variational-<objective>``: the variational agent with ``agent.options.objective`` (the
 #: plain ``variational`` keeps the agent's default objective, ``siss``)
@@ -56,8 +58,9 @@ class Preset:
 
 _CPU_METHODS = ("siss", "siss-gradient", "naive", "neggrad", "erasediff", "vdu", "constrained")
 PRESETS: dict[str, Preset] = {
-    # fdiv joins both presets and is skipped, with the reason, on unconditional models
-    "cpu": Preset((*_CPU_METHODS, "fdiv"), ("static", "schedule", "variational", "dual"), 3),
+    # fdiv joins both presets and is skipped, with the reason, on unconditional models; esd
+    # likewise everywhere but on t2i (where erasediff is skipped)
+    "cpu": Preset((*_CPU_METHODS, "fdiv", "esd"), ("static", "schedule", "variational", "dual"), 3),
     # decay joins a preset when bench.decay is set or --tune-baselines tunes it
     # the variational objectives beside siss need method siss: named with --agents
     "full": Preset(
@@ -290,8 +293,7 @@ def cell_config(
         method=method,
         agent=agent_config(cell.agent, lam, opts, baseline),
         forget=dataclasses.replace(
-            cfg.forget,
-            classes=(cell.instance,),
+            instance_forget(cfg.forget, cfg.model.kind, cell.instance),
             indices=(),
             outlier=dataclasses.replace(cfg.forget.outlier, copies=0),
         ),

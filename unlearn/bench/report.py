@@ -146,6 +146,35 @@ def plot_lambdas(records: Sequence[RunRecord], path: Path) -> Path:
     return plot_lambda(mean_lambdas(records), path)
 
 
+def t2i_lines(records: Sequence[RunRecord]) -> list[str]:
+    """t2i benches: the paraphrase concept rate and the retain accuracy per (method, agent),
+    mean ± 95% CI over the finished runs (the summary's forget rate is the concept rate)."""
+    from unlearn.bench.stats import mean_ci
+
+    done = [r for r in records if r.status != "error" and math.isfinite(r.retain_accuracy)]
+    if not done:
+        return []
+    rows = []
+    for key in dict.fromkeys((r.method, r.agent) for r in done):
+        mine = [r for r in done if (r.method, r.agent) == key]
+        para = stat_text(mean_ci([r.paraphrase_rate for r in mine]))
+        acc = stat_text(mean_ci([r.retain_accuracy for r in mine]))
+        rows.append([*key, str(len(mine)), para, acc])
+    cols = [
+        "method",
+        "agent",
+        "runs",
+        "paraphrase concept rate (lower)",
+        "retain accuracy (higher)",
+    ]
+    return [
+        "## Text-to-image: held-out paraphrases and retain prompts",
+        "",
+        markdown_table(cols, rows),
+        "",
+    ]
+
+
 def bench_markdown(
     facts: dict[str, Any],
     summary: str,
@@ -173,6 +202,7 @@ def bench_markdown(
     if p["skipped"]:
         lines += ["Left out:", ""] + [f"- `{k}`: {v}" for k, v in p["skipped"].items()] + [""]
     lines += ["## Summary", "", summary, "", LEGEND, ""]
+    lines += t2i_lines(records)
     lines += [
         "## Pareto front: forget rate vs FID (all runs)",
         "",

@@ -14,6 +14,7 @@ of what each retain prompt names, each labelled with that prompt.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -23,7 +24,22 @@ from unlearn.data.captions import DIGIT_WORDS, AttributeThresholds, concept_of
 from unlearn.data.datasets import ImageData
 from unlearn.data.forget import ForgetSplit
 
-Concept = tuple[str, "int | str"]
+
+@dataclass(frozen=True)
+class Memorised:
+    """The images a memorised caption reproduces, and the RMS pixel distance that counts as
+    a reproduction (a generated image that close to one of them is a copy)."""
+
+    images: torch.Tensor
+    radius: float
+
+    def copies(self, images: torch.Tensor) -> torch.Tensor:
+        """Per image: within ``radius`` (RMS over pixels) of one of the memorised images."""
+        d = torch.cdist(images.flatten(1).float(), self.images.flatten(1).float())
+        return d.min(1).values / images[0].numel() ** 0.5 <= self.radius
+
+
+Concept = tuple[str, "int | str | tuple[int, ...] | Memorised"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +52,7 @@ class PromptSpec:
     paraphrases: tuple[str, ...]
     retain: tuple[str, ...]
     anchor: str
+    radius: float = 0.35
 
     @property
     def all_prompts(self) -> list[str]:
@@ -62,16 +79,36 @@ def prompt_spec(cfg: ForgetConfig, tokenizer) -> PromptSpec:
     field, the prompt and the unknown words."""
     from unlearn.models.t2i import too_long, unknown_words
 
+    caption = cfg.caption.strip()
+    if caption:
+        if not cfg.caption_images:
+            raise ConfigError(
+                "forget.caption_images: () is not allowed with forget.caption; expected the "
+                "training-split indices of the image(s) the caption reproduces"
+            )
+        cfg = dataclasses.replace(
+            cfg,
+            concept=cfg.concept or caption,
+            prompts=(caption, *(p for p in cfg.prompts if p != caption)),
+        )
+    elif cfg.caption_images:
+        raise ConfigError(
+            f"forget.caption_images: {list(cfg.caption_images)} is not allowed without "
+            "forget.caption; expected [] or a caption to forget with them"
+        )
     if not cfg.concept.strip():
         raise ConfigError("forget.concept: empty; model.kind=t2i needs the concept to erase")
     if not [p for p in cfg.prompts if p.strip()]:
         raise ConfigError(
             "forget.prompts: empty prompt list; give at least one prompt of the concept"
         )
-    target = _target("forget.concept", cfg.concept)
+    if caption:
+        target: Concept = ("copy", tuple(int(i) for i in cfg.caption_images))
+    else:
+        target = _target("forget.concept", cfg.concept)
     retain = tuple(cfg.retain_prompts)
     if not retain:
-        if target[0] == "digit":
+        if target[0] == "digit" and not caption:
             retain = tuple(
                 f"a handwritten digit {w}" for d, w in enumerate(DIGIT_WORDS) if d != target[1]
             )
@@ -79,6 +116,7 @@ def prompt_spec(cfg: ForgetConfig, tokenizer) -> PromptSpec:
             retain = tuple(f"a handwritten digit {w}" for w in DIGIT_WORDS)
     fields = {
         "forget.concept": (cfg.concept,),
+        "forget.caption": (caption,) if caption else (),
         "forget.prompts": tuple(cfg.prompts),
         "forget.paraphrases": tuple(cfg.paraphrases),
         "forget.retain_prompts": retain,
@@ -107,6 +145,7 @@ def prompt_spec(cfg: ForgetConfig, tokenizer) -> PromptSpec:
         paraphrases=tuple(cfg.paraphrases),
         retain=retain,
         anchor=cfg.anchor,
+        radius=cfg.outlier.radius,
     )
 
 
@@ -120,6 +159,8 @@ def shows(
     """Per image: does it show ``target``? Digits by label (real images) or by the
     classifier's arg-max (``probs``, generated images); attributes by measurement."""
     kind, value = target
+    if kind == "copy":
+        return value.copies(images)
     if kind == "digit":
         pred = labels if probs is None else probs.argmax(1)
         return pred == int(value)
@@ -144,7 +185,18 @@ def prompt_split(
 ) -> PromptData:
     """Forget latents (images showing the concept, labelled with the forget prompts in turn)
     and retain latents (images of each retain prompt's digit or attribute, not showing the
-    concept, labelled with that prompt)."""
+    concept, labelled with that prompt). A memorised caption's target is resolved here to
+    its images (the returned spec carries them)."""
+    if spec.target[0] == "copy" and not isinstance(spec.target[1], Memorised):
+        idx = spec.target[1]
+        bad = [i for i in idx if not 0 <= i < len(train)]
+        if bad:
+            raise ConfigError(
+                f"forget.caption_images: {bad[0]} is not allowed; expected indices in "
+                f"[0, {len(train) - 1}] of the training split"
+            )
+        memo = Memorised(train.images[list(idx)].clone(), spec.radius)
+        spec = dataclasses.replace(spec, target=("copy", memo))
     forget_mask = shows(spec.target, train.images, train.labels, thresholds)
     if not forget_mask.any():
         raise ConfigError(f"forget.concept: no training image shows {spec.concept!r}")
@@ -165,3 +217,46 @@ def prompt_split(
         forget_mask=forget_mask,
     )
     return PromptData(split, spec, thresholds)
+
+
+def _swap_digits(text: str, a: int, b: int) -> str:
+    """``text`` with digit a's word and numeral exchanged for digit b's, and back."""
+    wa, wb, na, nb = DIGIT_WORDS[a], DIGIT_WORDS[b], str(a), str(b)
+    swap = {wa: wb, wb: wa, na: nb, nb: na}
+    return " ".join(swap.get(w.lower(), w) for w in text.split())
+
+
+def instance_forget(forget: ForgetConfig, kind: str, c: int) -> ForgetConfig:
+    """The forget spec of env / bench instance ``c``: class ``c`` for the image families; on
+    ``t2i`` the digit concept ``c``: every prompt of the spec (forget prompts, paraphrases,
+    retain prompts, anchor) with the configured concept's digit and ``c`` exchanged, so the
+    instance keeps the config's templates and a retain prompt naming ``c`` now names the
+    configured digit ("seven" with retain "... two" → instance 2: "... two" prompts, retain
+    "... seven")."""
+    if kind != "t2i":
+        return dataclasses.replace(forget, classes=(c,))
+    found = concept_of(forget.concept) if not forget.caption.strip() else None
+    if found is None or found[0] != "digit":
+        raise ConfigError(
+            f"forget.concept: {forget.concept or forget.caption!r} is not allowed with env / "
+            "bench instances on t2i; expected a digit concept (instances are digits)"
+        )
+    if not 0 <= c < len(DIGIT_WORDS):
+        raise ConfigError(
+            f"env.instances: {c} is not allowed on t2i; expected digits 0..{len(DIGIT_WORDS) - 1}"
+        )
+    d = int(found[1])
+    if c == d:
+        return forget
+
+    def sw(texts):
+        return tuple(_swap_digits(t, d, c) for t in texts)
+
+    return dataclasses.replace(
+        forget,
+        concept=_swap_digits(forget.concept, d, c),
+        prompts=sw(forget.prompts),
+        paraphrases=sw(forget.paraphrases),
+        retain_prompts=sw(forget.retain_prompts),
+        anchor=_swap_digits(forget.anchor, d, c) if forget.anchor else "",
+    )

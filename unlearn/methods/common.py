@@ -71,6 +71,34 @@ def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
     return ref
 
 
+def frozen_unet(unet: torch.nn.Module) -> torch.nn.Module:
+    """A frozen copy of a t2i UNet with its LoRA adapters (if any) switched off: the
+    original model's predictions, whatever ``model.train`` adds."""
+    ref = frozen_copy(unet)
+    if getattr(ref, "_hf_peft_config_loaded", False) and hasattr(ref, "disable_adapters"):
+        ref.disable_adapters()
+    return ref
+
+
+class FrozenT2I:
+    """The frozen original of a text-to-image model: a copy of its UNet only, run with the
+    live model's (frozen) prompt table, so the VAE and text encoder are never duplicated
+    (on a 1B-parameter SD pipeline the copy is the UNet's 0.86B, not the whole)."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+        self.unet = frozen_unet(model.unet)
+
+    def eps(self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None):
+        return self.model.eps(x_t, t, labels, unet=self.unet)
+
+
+def frozen_denoiser(model: torch.nn.Module):
+    """The frozen pretrained reference the anchor-based methods compare against: anything
+    with ``eps(x_t, t, labels)``; a :class:`FrozenT2I` for ``t2i``, else a whole copy."""
+    return FrozenT2I(model) if kind_of(model) == "t2i" else frozen_copy(model)
+
+
 def sq_err(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-sample mean squared error over all non-batch dimensions, in float32."""
     return (pred.float() - target.float()).pow(2).flatten(1).mean(1)

@@ -18,7 +18,8 @@ from unlearn.methods.base import UnlearningMethod
 from unlearn.methods.common import (
     DIFFUSION,
     as_lam,
-    frozen_copy,
+    frozen_denoiser,
+    kind_of,
     model_labels,
     randn,
     sq_err,
@@ -60,7 +61,17 @@ class Constrained(UnlearningMethod):
       model must drop below the pretrained one by the factor ``ratio``); the Lagrangian is
       ``total = D_r + λ·(b - L_f(θ))`` with b fixed per batch (no gradient through it).
 
-    λ is clipped to ``lam_max`` < 1 wherever it divides by 1-λ. ``LossTerms``: retain = L_r
+    **Text-to-image** (``t2i``, concept erasure as in the seed's Stable Diffusion setting):
+    a and x are VAE latents with their prompt ids, the pretrained copy is the UNet alone.
+    There the forget distribution's score is the frozen model's own concept score
+    ε_pre(a_t, c), so ``reverse_kl`` uses ``ε* = (ε_pre(a_t, ∅) - λ·ε_pre(a_t, c))/(1-λ)
+    = ε_pre(a_t, ∅) - η·(ε_pre(a_t, c) - ε_pre(a_t, ∅))`` with η = λ/(1-λ): ESD's negative
+    guidance, its strength set by the dual-ascent multiplier instead of a fixed η (one
+    batched frozen forward of twice the forget batch). ``forward_kl`` and ``likelihood`` are
+    the same formulas on the forget prompts' latents.
+
+    λ is the Lagrange multiplier of the separation constraint: how hard forgetting is pushed
+    against staying close to the pretrained model. λ is clipped to ``lam_max`` < 1 wherever it divides by 1-λ. ``LossTerms``: retain = L_r
     (forward_kl) or D_r, forget = L_f(θ), both with their graphs.
 
     Args:
@@ -72,7 +83,7 @@ class Constrained(UnlearningMethod):
     """
 
     name = "constrained"
-    families = DIFFUSION
+    families = (*DIFFUSION, "t2i")
     OPTIONS: ClassVar[dict[str, Opt]] = {
         "target": Opt("forward_kl", "constrained problem", kind=str, choices=TARGETS),
         "ratio": Opt(1.5, "constraint: forget loss >= ratio x pretrained", lo=0.0, lo_open=True),
@@ -85,7 +96,7 @@ class Constrained(UnlearningMethod):
         self.n = self.k = 0
 
     def setup(self, model: torch.nn.Module, split: ForgetSplit) -> None:
-        self.pretrained = frozen_copy(model)
+        self.pretrained = frozen_denoiser(model)
         self.n, self.k = split.n, split.k
 
     def loss(
@@ -126,14 +137,23 @@ class Constrained(UnlearningMethod):
         a_t = model.add_noise(a, t_f, eps_f)
         y_f = model_labels(model, forget.labels)
         pred_f = model.eps(a_t, t_f, y_f)
+        t2i_score = target == "reverse_kl" and kind_of(model) == "t2i"
         with torch.no_grad():
-            pre_f = pre.eps(a_t, t_f, y_f)
+            if t2i_score:  # (a_t, c) and (a_t, ∅) in one frozen forward
+                null = torch.full_like(y_f, model.null_class)
+                both = pre.eps(torch.cat([a_t, a_t]), torch.cat([t_f, t_f]), torch.cat([y_f, null]))
+                pre_f, pre_null = both.chunk(2)
+            else:
+                pre_f = pre.eps(a_t, t_f, y_f)
             bound = self.options["ratio"] * sq_err(pre_f, eps_f).mean()
         l_f = sq_err(pred_f, eps_f).mean()
 
         if target == "forward_kl":
             q = self.k / self.n
             total = ((1 - q) * retain_term + (q - lam_c) * l_f) / (1 - lam_c)
+        elif t2i_score:
+            eps_star = (pre_null.float() - lam_c * pre_f.float()) / (1 - lam_c)
+            total = retain_term + sq_err(pred_f, eps_star).mean()
         elif target == "reverse_kl":
             eps_star = (pre_f.float() - lam_c * eps_f) / (1 - lam_c)
             total = retain_term + sq_err(pred_f, eps_star).mean()

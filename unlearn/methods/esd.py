@@ -14,7 +14,7 @@ from typing import ClassVar
 import torch
 
 from unlearn.methods.base import UnlearningMethod
-from unlearn.methods.common import as_lam, frozen_copy, randn, resample, sq_err
+from unlearn.methods.common import as_lam, frozen_unet, randn, resample, sq_err
 from unlearn.methods.options import Opt
 from unlearn.types import Batch, LossTerms
 
@@ -43,11 +43,7 @@ class ESD(UnlearningMethod):
     }
 
     def setup(self, model: torch.nn.Module, split) -> None:
-        self.ref_unet = frozen_copy(model.unet)
-        if hasattr(self.ref_unet, "disable_adapters") and getattr(
-            self.ref_unet, "_hf_peft_config_loaded", False
-        ):
-            self.ref_unet.disable_adapters()
+        self.ref_unet = frozen_unet(model.unet)
 
     def loss(
         self,

@@ -1,4 +1,5 @@
-"""f-divergence unlearning (Novello et al.) for the class-conditional DDPM.
+"""f-divergence unlearning (Novello et al.) for the class-conditional DDPM and for
+text-to-image pipelines (the seed's native setting: the anchor is a replacement concept).
 
 The usual concept-unlearning loss ``||ε_θ(x_t, c) - ε_anchor(x_t, c')||²`` is, up to a
 factor, the KL divergence between two equal-variance Gaussians. Replacing it by other
@@ -15,11 +16,19 @@ import torch
 from unlearn.config import ConfigError, MethodConfig
 from unlearn.data import ForgetSplit
 from unlearn.methods.base import UnlearningMethod
-from unlearn.methods.common import as_lam, frozen_copy, model_labels, per_sample_loss, randn
+from unlearn.methods.common import (
+    as_lam,
+    frozen_denoiser,
+    kind_of,
+    model_labels,
+    per_sample_loss,
+    randn,
+)
 from unlearn.methods.options import PREFIX, Opt
 from unlearn.types import Batch, LossTerms
 
 DIVERGENCES = ("kl", "hellinger", "chi2", "amari")
+ANCHORS = ("auto", "null", "class", "prompt")
 
 
 def gaussian_f_divergence(
@@ -62,7 +71,16 @@ class FDivergence(UnlearningMethod):
         total  = (1-λ)·retain + λ·forget
 
     ε_anchor is a frozen copy of the model taken at :meth:`setup` and c' is the null class
-    (``anchor: null``, default) or ``anchor_class``. **Precise statement:** the two
+    (``anchor: null``) or ``anchor_class`` (``anchor: class``) of a class-conditional DDPM, or
+    on ``t2i`` the anchor concept ``forget.anchor`` (``anchor: prompt``, e.g. "a handwritten
+    digit": the concept's prompts are pulled onto what the original makes for the anchor) or
+    the empty prompt (``anchor: null``). ``anchor: auto`` (default) is ``null`` on a DDPM and
+    ``prompt`` on t2i (the empty prompt when ``forget.anchor`` is not set). On t2i only the
+    UNet is copied; c is the forget batch's prompt id, the retain term the denoising loss on
+    retain latents under their own prompts.
+
+    λ weighs the anchor term against the retain term: λ = 1 is the seed's objective (the
+    anchor regression alone), λ = 0 fine-tunes on retain data only. **Precise statement:** the two
     ε-predictions are the means of Gaussians N(ε_θ, D·I) and N(ε_anchor, D·I) in ε-space, so
     Δ = ||μ1-μ2||²/σ² with σ² = D is the per-pixel MSE; then KL = Δ/2 = MSE/2 exactly and the
     other divergences are the exact closed forms of :func:`gaussian_f_divergence` for these
@@ -73,35 +91,53 @@ class FDivergence(UnlearningMethod):
 
             - ``divergence``: ``kl`` (default) | ``hellinger`` | ``chi2`` | ``amari``.
             - ``alpha``: α of ``amari``, in [-1, 1] (default 0.5).
-            - ``anchor``: ``null`` (default) | ``class``.
+            - ``anchor``: ``auto`` (default) | ``null`` | ``class`` (DDPM) | ``prompt`` (t2i).
             - ``anchor_class``: the anchor label for ``anchor: class`` (default 0); must be
               a class of the model.
             - ``max_delta``: clamp of Δ for ``chi2`` (default 10: χ² ≤ e^10 - 1).
     """
 
     name = "fdiv"
-    families = ("cond_ddpm",)
+    families = ("cond_ddpm", "t2i")
     needs_conditional = True
     OPTIONS: ClassVar[dict[str, Opt]] = {
         "divergence": Opt("kl", "f-divergence", kind=str, choices=DIVERGENCES),
         "alpha": Opt(0.5, "alpha of the Amari family", lo=-1.0, hi=1.0),
-        "anchor": Opt("null", "anchor label", kind=str, choices=("null", "class")),
+        "anchor": Opt("auto", "anchor", kind=str, choices=ANCHORS),
         "anchor_class": Opt(0, "anchor label for anchor: class", kind=int, lo=0),
         "max_delta": Opt(10.0, "chi2: clamp of Delta", lo=0.0, lo_open=True),
     }
 
     def __init__(self, cfg: MethodConfig | None = None):
         super().__init__(cfg)
-        self.anchor: torch.nn.Module | None = None
+        self.anchor = None
+        self.anchor_label = 0
 
     def setup(self, model: torch.nn.Module, split: ForgetSplit) -> None:
+        self.anchor_label = self._anchor_label(model)
+        self.anchor = frozen_denoiser(model)
+
+    def _anchor_label(self, model: torch.nn.Module) -> int:
+        mode, t2i = self.options["anchor"], kind_of(model) == "t2i"
+        if mode == "auto":
+            mode = "prompt" if t2i else "null"
+        allowed = "auto, null, prompt" if t2i else "auto, null, class"
+        if mode == ("class" if t2i else "prompt"):
+            raise ConfigError(
+                f"{PREFIX}.anchor: {mode!r} is not allowed for model kind {kind_of(model)!r}; "
+                f"expected one of {allowed}"
+            )
+        if mode == "null":
+            return int(model.null_class)
+        if mode == "prompt":
+            return int(model.anchor_id)
         c = self.options["anchor_class"]
-        if self.options["anchor"] == "class" and not c < model.num_classes:
+        if not c < model.num_classes:
             raise ConfigError(
                 f"{PREFIX}.anchor_class: {c!r} is not allowed; expected a class in "
                 f"[0, {model.num_classes - 1}]"
             )
-        self.anchor = frozen_copy(model)
+        return int(c)
 
     def divergence(self, delta: torch.Tensor) -> torch.Tensor:
         o = self.options
@@ -122,10 +158,8 @@ class FDivergence(UnlearningMethod):
         t = model.sample_t(len(forget), generator)
         a_t = model.add_noise(a, t, randn(a.shape, generator, a))
         pred = model.eps(a_t, t, model_labels(model, forget.labels))
-        anchor_label = model.null_class if self.options["anchor"] == "null" else None
-        anchor_label = self.options["anchor_class"] if anchor_label is None else anchor_label
         with torch.no_grad():
-            target = self.anchor.eps(a_t, t, torch.full_like(forget.labels, anchor_label))
+            target = self.anchor.eps(a_t, t, torch.full_like(forget.labels, self.anchor_label))
         delta = (pred.float() - target.float()).pow(2).flatten(1).mean(1)
         l_f = self.divergence(delta).mean()
         lam_t = as_lam(lam, l_r.device)

@@ -275,6 +275,18 @@ class SISS(UnlearningMethod):
 
     VP-SDE: the same estimator with continuous t (``model.sample_t`` / ``noise_level``).
 
+    Text-to-image (``t2i``, memorised prompts): the forget set is (caption, image) pairs —
+    ``forget.caption`` and the training images ``forget.caption_images`` it reproduces — as
+    VAE latents labelled with the caption's prompt id; x are retain latents under their own
+    prompts. With ``labels: own`` ε_θ(m) is evaluated under x's prompt for L_x and under the
+    caption for L_a (one UNet call of twice the batch), so the caption stops reproducing its
+    image while the retain prompts keep theirs.
+
+    λ weighs nothing in expectation: it is the defensive-mixture weight (how often the
+    noisy forget sample is drawn), so it sets the estimate's variance and, through the
+    gradient form's norm scaling and clipping, the effective forget strength; the
+    superfactor s is the direct strength.
+
     VAE (``ConvVAE``): the mixture is over the two encoder posteriors,
     ``q_λ(z) = (1-λ)·q(z|x) + λ·q(z|a)``; z is drawn from it by reparameterisation (shared
     standard-normal noise, Bernoulli(λ) component), decoded once, and the reconstruction
@@ -306,7 +318,7 @@ class SISS(UnlearningMethod):
     """
 
     name = "siss"
-    families = ALL_FAMILIES
+    families = (*ALL_FAMILIES, "t2i")
     forms = ("loss", "gradient")
     OPTIONS: ClassVar[dict[str, Opt]] = {
         "C": Opt(

@@ -46,6 +46,15 @@ class VDU(UnlearningMethod):
     all parameters, so γ means the same in every mode; σ² is floored at ``min_variance``.
     ``LossTerms``: retain = γ·R (what keeps the model), forget = L_f, extras carry P and R.
 
+    λ weighs the plasticity inducer (forgetting) against the fixed-weight stability
+    regulariser γ·R (keeping the pretrained model): λ = 0 leaves the weights where they are.
+
+    **Text-to-image** (``t2i``, the seed's feature unlearning on Stable Diffusion): only the
+    forget prompts and their latents are used — a class ("seven") or an attribute
+    (``forget.concept: thick`` with prompts such as "a thick handwritten digit": the latents
+    of images measured thick). μ, σ² and R cover what ``model.train`` trains (all UNet
+    weights, its cross-attention or the LoRA adapters), never the frozen VAE / text encoder.
+
     Args:
         cfg: the method config; ``options``:
 
@@ -61,7 +70,7 @@ class VDU(UnlearningMethod):
     """
 
     name = "vdu"
-    families = ALL_FAMILIES
+    families = (*ALL_FAMILIES, "t2i")
     uses_retain = False
     OPTIONS: ClassVar[dict[str, Opt]] = {
         "gamma": Opt(1.0, "weight of the stability regulariser", lo=0.0),
@@ -124,7 +133,7 @@ class VDU(UnlearningMethod):
         self.precision = {k: v.clamp(max=cap) for k, v in prec.items()}
 
     def _params(self, model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
-        wanted = {id(p) for p in self.trainable_parameters(model)}
+        wanted = {id(p) for p in self.trainable_parameters(model) if p.requires_grad}
         return {k: p for k, p in model.named_parameters() if id(p) in wanted}
 
     def _fisher(self, model, params, split: ForgetSplit) -> dict[str, torch.Tensor]:

@@ -74,11 +74,16 @@ class T2IEvalResult:
         return dataclasses.asdict(self)
 
     def metrics(self, prefix: str = "eval/") -> dict[str, float]:
-        return {
+        """Flat, namespaced numbers; ``forget_rate`` repeats the concept rate under the name
+        the drivers (tune objective, bench cells, the env's final reward) read for every
+        family."""
+        out = {
             f"{prefix}{k}": float(getattr(self, k))
             for k in T2I_METRIC_KEYS
             if getattr(self, k) is not None
         }
+        out[f"{prefix}forget_rate"] = float(self.concept_rate)
+        return out
 
 
 def prepare_t2i(

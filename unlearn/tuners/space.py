@@ -200,9 +200,13 @@ def apply_params(cfg: Config, values: dict[str, Any]) -> Config:
     """``cfg`` with dotted-path values set and validated (ranges, choices, unknown keys).
 
     Values are set on the plain mapping (not through ``--set`` text), so floats such as
-    ``1e-05`` keep their type.
+    ``1e-05`` keep their type. The config's ``method.options`` belong to its own method: a
+    trial of another method starts from that method's defaults (as a bench cell does).
     """
     d = cfg.to_dict()
+    name = values.get("method.name")
+    if name is not None and name != d["method"]["name"]:
+        d["method"]["options"] = {}
     for path, value in values.items():
         set_path(d, path.split("."), value, path)
     return from_mapping(Config, d)
@@ -265,7 +269,7 @@ def _build_plugins(cfg: Config) -> None:
     get_agent(cfg.agent, default_lam=cfg.method.lam)
     kind = cfg.model.kind
     check_compatible(
-        get_method(cfg.method), SimpleNamespace(kind=kind, conditional=kind == "cond_ddpm")
+        get_method(cfg.method), SimpleNamespace(kind=kind, conditional=kind in ("cond_ddpm", "t2i"))
     )
 
 

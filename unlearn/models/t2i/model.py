@@ -49,6 +49,8 @@ class T2IModel(Denoiser, nn.Module):
             "alphas_cumprod", scheduler.alphas_cumprod.clone().float(), persistent=False
         )
         self.prompts: list[str] = []
+        # the prompt id of ``forget.anchor`` (0: the empty prompt), set by the t2i task
+        self.anchor_id = 0
         self.register_buffer("prompt_embeds", torch.zeros(0), persistent=False)
         self.vae.requires_grad_(False)
         self.text_encoder.requires_grad_(False)

@@ -1,0 +1,105 @@
+"""The env over concepts on text-to-image pipelines: instances are digit concepts (train and
+held-out sets from the config), re-targeted in memory, checked by Gymnasium's env checker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from tests.test_t2i import t2i_cfg
+
+ENV = [
+    "env.train_instances=[1,3]",
+    "env.test_instances=[2]",
+    "env.decisions=2",
+    "env.steps_per_decision=1",
+    "env.proxy_every=1",
+    "env.proxy_batch=4",
+    "env.final_eval_samples=10",
+    "forget.retain_prompts=[a handwritten digit one, a handwritten digit two, the digit five]",
+]
+
+
+@pytest.fixture(scope="module")
+def wd(tmp_path_factory) -> Path:
+    from unlearn.pretrain import pretrain
+
+    out = tmp_path_factory.mktemp("t2i-env")
+    pretrain(t2i_cfg(workdir=out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def env(wd):
+    import unlearn.envs  # noqa: F401 (registers the env)
+
+    e = gym.make("unlearn/Unlearning-v0", config=t2i_cfg(*ENV, workdir=wd))
+    yield e
+    e.close()
+
+
+def test_instance_forget_exchanges_the_concept_digit():
+    from unlearn.data.prompts import instance_forget
+
+    f = t2i_cfg(*ENV).forget
+    three = instance_forget(f, "t2i", 3)
+    assert three.concept == "three"
+    assert three.prompts == ("a handwritten digit three",)
+    assert three.paraphrases == ("the number 3",)
+    one = instance_forget(f, "t2i", 1)  # the retain prompt naming 1 now names 7
+    assert one.retain_prompts == (
+        "a handwritten digit seven",
+        "a handwritten digit two",
+        "the digit five",
+    )
+    assert instance_forget(f, "ddpm", 4).classes == (4,)
+
+
+def test_env_episodes_forget_the_instance_concept(env):
+    u = env.unwrapped
+    _, info = env.reset(seed=0, options={"instance": 3})
+    assert info["instance"] == 3
+    spec = u.unlearner.eval_data.spec
+    assert spec.concept == "three" and all("three" in p for p in spec.prompts)
+    assert not any("three" in p for p in spec.retain)
+    forget_ids = set(u.unlearner.split.forget.labels.tolist())
+    assert {u.unlearner.model.prompts[i] for i in forget_ids} == {"a handwritten digit three"}
+    done, ret = False, 0.0
+    while not done:
+        _, r, term, trunc, info = env.step(np.array([0.7], dtype=np.float32))
+        ret += r
+        done = term or trunc
+    assert np.isfinite(ret) and np.isfinite(info["eval/forget_rate"])
+    _, info = env.reset(seed=1, options={"split": "test"})
+    assert info["instance"] == 2 and u.unlearner.eval_data.spec.concept == "two"
+
+
+def test_switching_back_restores_the_instance_prompt_table(env):
+    _, a = env.reset(seed=5, options={"instance": 1})
+    env.reset(seed=5, options={"instance": 3})
+    _, b = env.reset(seed=5, options={"instance": 1})
+    assert (a["proxy_retain"], a["proxy_forget"]) == (b["proxy_retain"], b["proxy_forget"])
+
+
+def test_t2i_env_passes_the_env_checker(env):
+    from gymnasium.utils.env_checker import check_env
+
+    check_env(env.unwrapped, skip_render_check=True)
+
+
+def test_non_digit_concept_is_refused_for_instances(wd):
+    import unlearn.envs  # noqa: F401
+    from unlearn.config import ConfigError
+
+    bad = t2i_cfg(*ENV, "forget.concept=thick", "forget.prompts=[a digit with thick strokes]")
+    with pytest.raises(ConfigError, match="forget.concept: 'thick' is not allowed with env"):
+        gym.make("unlearn/Unlearning-v0", config=dataclasses_workdir(bad, wd))
+
+
+def dataclasses_workdir(cfg, wd):
+    import dataclasses
+
+    return dataclasses.replace(cfg, workdir=str(wd))

@@ -1,0 +1,89 @@
+"""The bench and RL on text-to-image pipelines: bench cells on held-out digit concepts with
+MLflow runs and CIs; ``unlearn rl train`` on the env over concepts, its exported policy as
+the λ agent of a t2i run (the real console command, real RLlib, real MLflow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.test_rl import cli, last_json, train_ppo
+from tests.test_t2i import T2I_TINY, t2i_cfg
+from tests.test_t2i_env import ENV
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    from unlearn.config import apply_overrides
+    from unlearn.pretrain import pretrain
+
+    w = tmp_path_factory.mktemp("t2i-rl")
+    sets = [*T2I_TINY, *ENV, f"workdir={w}", "tracking.enabled=true"]
+    sets.append(f"tracking.uri=sqlite:///{w}/mlflow.db")
+    (w / "t2i.yaml").write_text(yaml.safe_dump(apply_overrides({}, sets)))
+    pretrain(t2i_cfg(workdir=w))
+    return w
+
+
+def test_bench_on_held_out_concepts_with_mlflow_runs(work):
+    from mlflow.tracking import MlflowClient
+
+    from unlearn.bench import BenchOptions, run_bench
+    from unlearn.config import load_config
+
+    cfg = load_config(work / "t2i.yaml", ["tracking.experiment=t2i"])
+    opts = BenchOptions(methods=("esd", "fdiv"), agents=("static",), seeds=2, out=str(work / "b"))
+    res = run_bench(cfg, opts)
+    runs = json.loads((work / "b" / "results.json").read_text())["runs"]
+    assert len(runs) == 4 and {r["instance"] for r in runs} == {2}
+    assert all(r["status"] == "finished" for r in runs)
+    assert all(0 <= r["forget_rate"] <= 1 and 0 <= r["retain_accuracy"] <= 1 for r in runs)
+    assert all(r["paraphrase_rate"] is not None for r in runs)
+    summary = {(s.method, s.agent): s for s in res.summaries}
+    assert set(summary) == {("esd", "static"), ("fdiv", "static")}
+    md = (work / "b" / "bench.md").read_text()
+    assert "| esd | static | 2 |" in md
+    t2i = md.split("## Text-to-image: held-out paraphrases and retain prompts")[1]
+    assert "| fdiv | static | 2 |" in t2i.split("\n## ")[0]
+    client = MlflowClient(cfg.tracking.uri)
+    exp = client.get_experiment_by_name("t2i-bench")  # <experiment>-bench
+    cells = client.search_runs([exp.experiment_id], "tags.`unlearn.kind` = 'bench-cell'")
+    assert len(cells) == 4 and all("eval/concept_rate" in r.data.metrics for r in cells)
+
+
+def test_rl_trains_on_concepts_and_its_policy_drives_a_t2i_run(work):
+    cfg = ["--config", str(work / "t2i.yaml")]
+    small = ["--set", "rl.train_batch_size=4", "--set", "rl.minibatch_size=2"]
+    trained = train_ppo(work, *cfg, *small)
+    assert len(trained["returns"]) == 1
+    proc = cli(
+        "policy",
+        "export",
+        trained["checkpoint"],
+        "--format",
+        "torchscript",
+        "--out",
+        str(work / "pol"),
+        cwd=work,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = cli(
+        "run",
+        *cfg,
+        "--set",
+        "method.name=fdiv",
+        "--set",
+        "agent.name=policy",
+        "--set",
+        f"agent.path={work / 'pol'}",
+        "--json",
+        cwd=work,
+    )
+    res = last_json(run)
+    assert {"concept_rate", "retain_accuracy", "fid"} <= set(res["after"])
+    assert res["model_dir"] and Path(res["model_dir"], "model_index.json").is_file()
