@@ -225,6 +225,14 @@ class EnvConfig:
     final_eval_samples: int = _f(200, doc="samples of the end-of-episode evaluation", lo=10)
     scale_action: bool = _f(False, doc="second action dimension: the forget scale")
     divergence_penalty: float = _f(10.0, lo=0.0)
+    attack_weight: float = _f(
+        0.0,
+        doc="weight of the attacked forget rate (relearning attack on audit.relearn_forget_samples "
+        "forget samples for audit.attacked_steps steps) subtracted from the end-of-episode "
+        "reward (needs env.final_eval); 0 = no attack",
+        lo=0.0,
+        hi=1000.0,
+    )
     train_instances: tuple[int, ...] = _f((1, 3, 5, 7), doc="classes to forget during training")
     test_instances: tuple[int, ...] = _f((2, 8), doc="held-out classes for evaluation")
 
@@ -259,6 +267,13 @@ class TuneConfig:
     seed: int = _f(0, lo=0)
     report_every: int = _f(0, doc="steps between reports and checkpoints (0 = steps / 10)", lo=0)
     proxy_forget_weight: float = _f(0.5, doc="forget-proxy weight in tune/proxy_score", lo=0.0)
+    objective: str = _f(
+        "forget_rate",
+        doc="the forget term of the objective: the rate after unlearning, or the attacked "
+        "forget rate (after a relearning attack on audit.relearn_forget_samples forget samples "
+        "for audit.attacked_steps steps: robust forgetting)",
+        choices=("forget_rate", "attacked_forget_rate"),
+    )
     grace_period: int = _f(2, doc="ASHA: reports before a trial may be stopped", lo=1)
     perturbation_interval: int = _f(2, doc="PBT / PB2: reports between perturbations", lo=1)
 
@@ -304,6 +319,13 @@ class AuditConfig:
         8, doc="fixed (t, noise) draws averaged into each sample's attack loss", lo=1, hi=1000
     )
     seed: int = _f(0, doc="seed of attack sets, fine-tuning batches and fixed noise", lo=0)
+    attacked_steps: int = _f(
+        20,
+        doc="relearning steps behind the attacked forget rate of bench --audit, "
+        "tune.objective=attacked_forget_rate and env.attack_weight (small: it runs per run)",
+        lo=1,
+        hi=100000,
+    )
 
 
 @dataclass(frozen=True)

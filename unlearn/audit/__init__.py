@@ -6,6 +6,7 @@ look like training data to a loss-based attack (``membership``). ``run_audit`` r
 an unlearned model beside its base model and writes a deterministic JSON report.
 """
 
+from unlearn.audit.attacked import AttackedRates, attacked_rates
 from unlearn.audit.inputs import AuditInputs, is_run_output, load_inputs
 from unlearn.audit.membership import MembershipAUC, attack_losses, auc, membership
 from unlearn.audit.meter import ForgetMeter
@@ -14,6 +15,7 @@ from unlearn.audit.report import AuditReport, membership_rows, relearn_rows
 from unlearn.audit.run import AuditResult, audit, run_audit
 
 __all__ = [
+    "AttackedRates",
     "AuditInputs",
     "AuditReport",
     "AuditResult",
@@ -21,6 +23,7 @@ __all__ = [
     "MembershipAUC",
     "RelearnCurve",
     "attack_losses",
+    "attacked_rates",
     "audit",
     "auc",
     "checkpoints",

@@ -139,19 +139,20 @@ def auc(members: torch.Tensor, nonmembers: torch.Tensor) -> float:
     return float(roc_auc_score(y, score))
 
 
+def pair_auc(model: torch.nn.Module, pair: tuple[ImageData, ImageData], cfg: AuditConfig) -> float:
+    """The attack's AUC on one (members, non-members) pair."""
+    a, b = (attack_losses(model, d, cfg.mia_noise, cfg.seed) for d in pair)
+    return auc(a, b)
+
+
 def membership(
     model: torch.nn.Module, name: str, sets: MembershipSets, cfg: AuditConfig
 ) -> MembershipAUC:
     """The three AUCs of one model."""
-
-    def one(pair: tuple[ImageData, ImageData]) -> float:
-        a, b = (attack_losses(model, d, cfg.mia_noise, cfg.seed) for d in pair)
-        return auc(a, b)
-
     return MembershipAUC(
         model=name,
-        forget=one(sets.forget),
-        retain=one(sets.retain),
-        unseen=one(sets.unseen),
+        forget=pair_auc(model, sets.forget, cfg),
+        retain=pair_auc(model, sets.retain, cfg),
+        unseen=pair_auc(model, sets.unseen, cfg),
         samples=len(sets.forget[0]),
     )
