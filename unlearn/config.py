@@ -311,7 +311,7 @@ class AuditConfig:
         lo=0.0,
         hi=1.0,
     )
-    num_samples: int = _f(100, doc="generated samples per forget-rate checkpoint", lo=10, hi=100000)
+    num_samples: int = _f(64, doc="generated samples per forget-rate checkpoint", lo=10, hi=100000)
     mia_samples: int = _f(
         64, doc="samples per side of each membership-inference AUC", lo=2, hi=100000
     )
@@ -319,6 +319,24 @@ class AuditConfig:
         8, doc="fixed (t, noise) draws averaged into each sample's attack loss", lo=1, hi=1000
     )
     seed: int = _f(0, doc="seed of attack sets, fine-tuning batches and fixed noise", lo=0)
+    attacks: tuple[str, ...] = _f(
+        default_factory=tuple,
+        doc="attacks to run: relearn, mia, and for t2i paraphrase and inversion; empty = every "
+        "one that applies to the model (paraphrase only with forget.paraphrases)",
+        choices=("relearn", "mia", "paraphrase", "inversion"),
+    )
+    prompt_samples: int = _f(
+        20, doc="t2i: images per prompt of each concept-rate measurement", lo=1, hi=100000
+    )
+    inversion_steps: int = _f(
+        300,
+        doc="t2i concept inversion: optimiser steps learning the one new token embedding",
+        lo=1,
+        hi=100000,
+    )
+    inversion_lr: float = _f(
+        5e-3, doc="t2i concept inversion: AdamW learning rate of the token", lo=1e-8, hi=10.0
+    )
     attacked_steps: int = _f(
         20,
         doc="relearning steps behind the attacked forget rate of bench --audit, "
@@ -454,8 +472,10 @@ def from_mapping(cls: type, values: dict, prefix: str = "") -> Any:
         path = f"{prefix}.{name}" if prefix else name
         v = _coerce(path, hints[name], value)
         m = f.metadata
-        if m.get("choices") is not None and v not in m["choices"]:
-            raise ConfigError(f"{path}: {v!r} is not allowed; expected {_allowed(f)}")
+        if m.get("choices") is not None:  # a tuple field: each of its items
+            bad = [x for x in (v if isinstance(v, tuple) else (v,)) if x not in m["choices"]]
+            if bad:
+                raise ConfigError(f"{path}: {bad[0]!r} is not allowed; expected {_allowed(f)}")
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             lo, hi = m.get("lo"), m.get("hi")
             if (lo is not None and v < lo) or (hi is not None and v > hi) or v != v:

@@ -11,7 +11,13 @@ from unlearn.audit.inputs import AuditInputs, is_run_output, load_inputs
 from unlearn.audit.membership import MembershipAUC, attack_losses, auc, membership
 from unlearn.audit.meter import ForgetMeter
 from unlearn.audit.relearn import RelearnCurve, checkpoints, relearn
-from unlearn.audit.report import AuditReport, membership_rows, relearn_rows
+from unlearn.audit.report import (
+    AuditReport,
+    PromptRates,
+    membership_rows,
+    prompt_rows,
+    relearn_rows,
+)
 from unlearn.audit.run import AuditResult, audit, run_audit
 
 __all__ = [
@@ -21,6 +27,7 @@ __all__ = [
     "AuditResult",
     "ForgetMeter",
     "MembershipAUC",
+    "PromptRates",
     "RelearnCurve",
     "attack_losses",
     "attacked_rates",
@@ -31,6 +38,7 @@ __all__ = [
     "load_inputs",
     "membership",
     "membership_rows",
+    "prompt_rows",
     "relearn",
     "relearn_rows",
     "run_audit",
