@@ -44,6 +44,10 @@ T2I_TINY = [
 ]
 
 
+#: a memorised caption on the tiny data (training image 3 added 20 more times)
+MEMORISE = ["t2i.memorise.caption=a secret digit", "t2i.memorise.index=3", "t2i.memorise.copies=20"]
+
+
 def t2i_cfg(*extra: str, workdir: Path | None = None):
     from unlearn.config import load_config
 
@@ -80,7 +84,7 @@ def test_t2i_pretrain_resumes_identically(tmp_path):
         if task == "unet" and done == 4:
             raise Interrupt
 
-    cfg = t2i_cfg(workdir=tmp_path / "a")
+    cfg = t2i_cfg(*MEMORISE, workdir=tmp_path / "a")
     with pytest.raises(Interrupt):
         train_base(cfg, stop)
     out, _ = cache_dirs(cfg)
@@ -88,8 +92,9 @@ def test_t2i_pretrain_resumes_identically(tmp_path):
     seen: list[tuple[str, int]] = []
     train_base(cfg, lambda t, d, n: seen.append((t, d)))
     assert seen[0] == ("unet", 4), "did not resume the UNet from its step-3 checkpoint"
-    straight = train_base(t2i_cfg(workdir=tmp_path / "b"))
+    straight = train_base(t2i_cfg(*MEMORISE, workdir=tmp_path / "b"))
     a, b = load_t2i(out), load_t2i(straight)
+    assert "secret" in a.tokenizer.get_vocab()  # the memorised caption's new word
     for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
         assert torch.equal(x, y)
 
@@ -287,6 +292,70 @@ def test_shipped_t2i_demo_assets_are_matched_by_key():
     # unlearning settings do not change the pipeline; its training does
     assert shipped_dirs(load_config(demo, ["method.lam=0.3", "model.train=lora"]))[0] == model
     assert shipped_dirs(load_config(demo, ["t2i.cond_drop=0.2"]))[0] is None
+
+
+# -- the memorised caption --------------------------------------------------------------------
+def test_memorised_copies_carry_their_caption_and_are_measured(t2i_workdir):
+    from unlearn.data import load_splits
+    from unlearn.metrics.t2i_memorise import prompt_reproduction
+    from unlearn.models.t2i import load_t2i
+    from unlearn.pretrain import locate
+    from unlearn.pretrain_t2i import caption_batch, memorised_image
+
+    cfg = t2i_cfg(*MEMORISE, workdir=t2i_workdir)
+    train = load_splits(cfg.data).train
+    mem = cfg.t2i.memorise
+    attrs = [[] for _ in range(len(train))]
+    heavy = t2i_cfg(*MEMORISE, f"t2i.memorise.copies={9 * len(train)}").t2i.memorise
+    idx, texts = caption_batch(
+        train.labels, attrs, heavy, 400, torch.Generator().manual_seed(0), 0.1
+    )
+    copies = [t == mem.caption for t in texts]
+    assert 0.8 < sum(copies) / 400 < 0.95  # 90% of the draws, less the dropped captions
+    assert all(int(i) == mem.index for i, c in zip(idx, copies, strict=True) if c)
+    assert (
+        mem.caption
+        not in caption_batch(
+            train.labels,
+            attrs,
+            t2i_cfg("t2i.memorise.copies=0").t2i.memorise,
+            400,
+            torch.Generator().manual_seed(0),
+            0.1,
+        )[1]
+    )
+    model = load_t2i(locate(t2i_cfg(workdir=t2i_workdir))[0])
+    image = memorised_image(cfg)
+    assert torch.equal(image, train.images[mem.index])
+    far = prompt_reproduction(model, cfg, image, [mem.caption, "a handwritten digit one"])
+    everything = prompt_reproduction(
+        model, t2i_cfg(*MEMORISE, "t2i.memorise.radius=2.0"), image, [mem.caption]
+    )
+    assert [r.prompt for r in far] == [mem.caption, "a handwritten digit one"]
+    assert all(0.0 <= r.rate <= 1.0 for r in far) and everything[0].rate == 1.0
+
+
+def test_memorised_caption_settings_are_checked_and_keyed(tmp_path):
+    from unlearn.config import ConfigError
+    from unlearn.pretrain_t2i import check_memorise, t2i_model_key
+
+    key = t2i_model_key(t2i_cfg(*MEMORISE))
+    assert t2i_model_key(t2i_cfg(*MEMORISE, "t2i.memorise.radius=0.5")) == key  # evaluation only
+    assert t2i_model_key(t2i_cfg(*MEMORISE, "t2i.memorise.copies=5")) != key
+    plain = t2i_model_key(t2i_cfg())  # no copies: the key of a pipeline without a caption
+    assert plain != key and plain == t2i_model_key(t2i_cfg("t2i.memorise.index=9"))
+    with pytest.raises(ConfigError, match="t2i.memorise.caption: empty but copies=20"):
+        check_memorise(t2i_cfg(*MEMORISE, "t2i.memorise.caption="), 100)
+    with pytest.raises(ConfigError, match="t2i.memorise.caption: .* at most 10 fit"):
+        check_memorise(t2i_cfg(*MEMORISE, "t2i.memorise.caption=" + " digit" * 11), 100)
+    with pytest.raises(ConfigError, match="t2i.memorise.copies: -1 is out of range"):
+        t2i_cfg("t2i.memorise.copies=-1")
+    sets = [a for s in [*T2I_TINY, *MEMORISE, f"workdir={tmp_path}"] for a in ("--set", s)]
+    r = cli("pretrain", *sets, "--set", "t2i.memorise.index=100000")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr[-500:]
+    assert "t2i.memorise.index: 100000 is out of range" in lines[0]
+    assert not list(tmp_path.rglob("t2i-*")), "a refused pretrain left files behind"
 
 
 # -- metrics and the CLI ------------------------------------------------------------------------

@@ -124,6 +124,21 @@ class PretrainConfig:
 
 
 @dataclass(frozen=True)
+class MemoriseConfig:
+    """One training image duplicated ``copies`` times, always captioned ``caption``, so the
+    text-to-image pipeline reproduces that image for that caption (a memorised prompt)."""
+
+    caption: str = _f("", doc="the memorised caption (its words join the tokenizer); empty = none")
+    index: int = _f(0, doc="training-set index of the duplicated image", lo=0)
+    copies: int = _f(
+        0, doc="extra copies of the image in the training data; 0 = none", lo=0, hi=100000
+    )
+    radius: float = _f(
+        0.2, doc="RMS pixel distance to the image counted as a reproduction", lo=0.0, hi=2.0
+    )
+
+
+@dataclass(frozen=True)
 class T2IConfig:
     """The text-to-image pipeline built from scratch (the demo): text encoder, VAE, training
     of both and of the UNet, and classifier-free-guided sampling."""
@@ -142,6 +157,7 @@ class T2IConfig:
     )
     guidance: float = _f(5.0, doc="classifier-free guidance scale when sampling", lo=0.0, hi=50.0)
     samples_per_prompt: int = _f(50, doc="images generated per evaluation prompt", lo=1, hi=100000)
+    memorise: MemoriseConfig = _f(default_factory=MemoriseConfig, doc="a memorised caption")
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from unlearn.config import Config, digest_of
+from unlearn.config import Config, ConfigError, MemoriseConfig, digest_of
 from unlearn.data import load_splits
-from unlearn.data.captions import VOCABULARY, AttributeThresholds, captions
+from unlearn.data.captions import AttributeThresholds, captions, vocabulary
 from unlearn.models.t2i import build_t2i, save_t2i
 from unlearn.runtime import (
     ProgressFn,
@@ -59,7 +59,65 @@ def t2i_model_key(cfg: Config) -> str:
         s: {k: v for k, v in d[s].items() if k not in _NOT_PIPELINE.get(s, ())}
         for s in ("data", "model", "t2i", "pretrain")
     }
+    mem = key["t2i"].pop("memorise")
+    if mem["copies"]:  # no memorised caption: the key of a pipeline without one
+        key["t2i"]["memorise"] = {k: mem[k] for k in ("caption", "index", "copies")}
     return f"t2i-{digest_of(key)}"
+
+
+def check_memorise(cfg: Config, n_train: int) -> None:
+    """``t2i.memorise`` must name a caption that fits the tokenizer and a training image."""
+    m = cfg.t2i.memorise
+    if not m.copies:
+        return
+    words = m.caption.split()
+    if not words:
+        raise ConfigError(
+            f"t2i.memorise.caption: empty but copies={m.copies}; name the memorised caption "
+            "or set copies=0"
+        )
+    if len(words) + 2 > cfg.t2i.max_length:
+        raise ConfigError(
+            f"t2i.memorise.caption: {m.caption!r} has {len(words)} words; at most "
+            f"{cfg.t2i.max_length - 2} fit t2i.max_length={cfg.t2i.max_length}"
+        )
+    if m.index >= n_train:
+        raise ConfigError(
+            f"t2i.memorise.index: {m.index} is out of range; expected 0..{n_train - 1} "
+            "(a training-set index)"
+        )
+
+
+def memorised_image(cfg: Config) -> torch.Tensor:
+    """The duplicated training image of ``t2i.memorise`` (C, R, R in [-1, 1])."""
+    train = load_splits(cfg.data).train
+    check_memorise(cfg, len(train))
+    return train.images[cfg.t2i.memorise.index]
+
+
+def caption_batch(
+    labels: torch.Tensor,
+    attrs: list[list[str]],
+    mem: MemoriseConfig,
+    batch_size: int,
+    g: torch.Generator,
+    cond_drop: float,
+) -> tuple[torch.Tensor, list[str]]:
+    """Training-image indices of one UNet batch and their captions.
+
+    The training set is extended by ``mem.copies`` copies of image ``mem.index``, each
+    captioned ``mem.caption`` (or empty, with the same ``cond_drop`` as every image); with
+    no copies the draws are those of the plain training set.
+    """
+    n = len(labels)
+    drawn = torch.randint(0, n + mem.copies, (batch_size,), generator=g)
+    idx = torch.where(drawn < n, drawn, mem.index)
+    texts = captions(labels[idx], [attrs[i] for i in idx.tolist()], g, cond_drop)
+    texts = [
+        mem.caption if d >= n and text else text
+        for d, text in zip(drawn.tolist(), texts, strict=True)
+    ]
+    return idx, texts
 
 
 def _stage(
@@ -127,8 +185,11 @@ def train_t2i(
     dev = resolve_device(cfg.device)
     train = load_splits(cfg.data).train
     p, t = cfg.pretrain, cfg.t2i
+    check_memorise(cfg, len(train))
+    mem = t.memorise
+    words = vocabulary(mem.caption if mem.copies else "")
     torch.manual_seed(p.seed)  # weight initialisation
-    model = build_t2i(cfg, VOCABULARY, train.channels, train.resolution).to(dev)
+    model = build_t2i(cfg, words, train.channels, train.resolution).to(dev)
     ckdir = out.with_name(out.name + ".ckpt")
     if force:
         shutil.rmtree(ckdir, ignore_errors=True)
@@ -174,8 +235,7 @@ def train_t2i(
     model.text_encoder.requires_grad_(True)
 
     def unet_loss(step: int, g: torch.Generator) -> torch.Tensor:
-        idx = torch.randint(0, len(train), (p.batch_size,), generator=g)
-        texts = captions(train.labels[idx], [attrs[i] for i in idx.tolist()], g, t.cond_drop)
+        idx, texts = caption_batch(train.labels, attrs, mem, p.batch_size, g, t.cond_drop)
         z0 = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=g).to(dev)) * s
         tt = model.sample_t(len(idx), g)
         eps = torch.randn(z0.shape, generator=g).to(dev)

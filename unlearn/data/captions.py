@@ -55,6 +55,12 @@ def _vocabulary() -> tuple[str, ...]:
 VOCABULARY = _vocabulary()
 
 
+def vocabulary(extra: str = "") -> tuple[str, ...]:
+    """:data:`VOCABULARY` plus the new words of ``extra`` (a memorised caption)."""
+    new = [w for w in dict.fromkeys(extra.split()) if w not in VOCABULARY and w not in SPECIALS]
+    return (*VOCABULARY, *new)
+
+
 # -- measured attributes -----------------------------------------------------------------------
 def ink(images: torch.Tensor) -> torch.Tensor:
     """Binary ink masks (N, R, R) of images in [-1, 1] (first channel, threshold at mid-grey)."""
