@@ -275,3 +275,26 @@ def test_resume_after_driver_sigkill(tiny_workdir, tmp_path):
         hist = client.get_metric_history(run.info.run_id, "unlearn/lambda")
         assert sorted(m.step for m in hist) == list(range(1, 41)), "steps lost or logged twice"
         assert "eval/forget_rate" in run.data.metrics
+
+
+def test_tune_objective_attacked_forget_rate(ray_local, tiny_workdir, tmp_path):
+    """Trials attack their unlearned model; the score and the front use the attacked rate."""
+    from unlearn.tuners import SweepOptions, load_space, run_sweep
+
+    wd = tune_workdir(tmp_path / "w", tiny_workdir)
+    quick = ["audit.attacked_steps=3", "audit.relearn_forget_samples=4", "audit.num_samples=20"]
+    cfg = tiny(
+        wd, "tracking.enabled=false", "unlearn.steps=4", "tune.objective=attacked_forget_rate",
+        "audit.relearn_batch_size=4", *quick,
+    )  # fmt: skip
+    space = load_space(REPO / "configs/tune/static_siss.yaml")
+    res = run_sweep(cfg, space, SweepOptions(num_samples=2, max_concurrent=2))
+    done = [t for t in res.trials if t.status == "finished"]
+    assert len(done) == 2
+    for t in done:
+        assert 0.0 <= t.attacked_forget_rate <= 1.0
+        assert t.score == pytest.approx(t.attacked_forget_rate + cfg.tune.fid_weight * t.fid)
+    # the front is over (attacked forget rate, FID)
+    best_attacked = min(done, key=lambda t: (t.attacked_forget_rate, t.fid))
+    assert best_attacked in res.pareto
+    assert "audit/attacked_forget_rate" in (res.path / "report" / "results.csv").read_text()

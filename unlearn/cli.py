@@ -273,12 +273,22 @@ def bench(
             "classes (env.train_instances) before the bench; the winners run held out."
         ),
     ] = None,
+    audit: Annotated[
+        bool,
+        typer.Option(
+            help="Attack every unlearned model: adds the attacked forget rate (relearning on "
+            "audit.relearn_forget_samples forget samples for audit.attacked_steps steps), the "
+            "forget rate after benign fine-tuning and the MIA AUC as columns."
+        ),
+    ] = False,
 ) -> None:
     """Which λ strategy should I use? Methods x λ agents on held-out classes x seeds.
 
     Every cell is a tracked unlearning run; the report gives mean ± 95% CI of forget rate,
     FID, coverage, steps to forget and wall time per (method, agent), marks what differs
     from the best cell (Welch's t-test), and plots the Pareto front and λ trajectories.
+    On a memorisation config (forget.outlier.copies > 0, no forget.classes) the one instance
+    is the memorised outlier and the forget rate is its outlier rate.
 
     Example: unlearn bench --config configs/tiny.yaml --methods siss,naive --seeds 3
     """
@@ -299,6 +309,7 @@ def bench(
         perf=perf,
         readme=None if readme is None else str(readme),
         tune_baselines=tune_baselines,
+        audit=audit,
     )
     cfg = _config(config, set_, tracked=True)
     from unlearn.console import console, progress_bars, table

@@ -41,8 +41,11 @@ def audit(
     Fine-tunes copies of both models for audit.relearn_steps steps on retain data only and,
     separately, on audit.relearn_forget_samples forget samples, measuring the forget (or
     outlier) rate every audit.relearn_every steps; then the AUC of a fixed-noise loss
-    attack telling forget samples from held-out ones. Writes report.json and sample grids,
-    logged to MLflow.
+    attack telling forget samples from held-out ones. On a text-to-image pipeline
+    (model.kind=t2i) also paraphrase leakage (the concept rate on forget.paraphrases) and
+    concept inversion (one new token embedding learned from forget images for
+    audit.inversion_steps steps on the frozen pipeline). audit.attacks picks a subset.
+    Writes report.json and sample grids, logged to MLflow.
 
     Example: unlearn audit runs/unlearned/RUN_ID/model --config configs/demo.yaml
     """
@@ -55,17 +58,20 @@ def audit(
     if json_:
         typer.echo(json.dumps(res.report.to_dict(), indent=2))
         return
-    from unlearn.audit import membership_rows, relearn_rows
+    from unlearn.audit import membership_rows, prompt_rows, relearn_rows
     from unlearn.console import table
 
     rep = res.report
     name = rep.metric.replace("_", " ")
-    console.print(
-        table(
-            f"relearning attacks: {name} (returned at >= {rep.threshold:.3f})", *relearn_rows(rep)
-        )
-    )
-    console.print(table("membership inference (loss attack, 0.5 = chance)", *membership_rows(rep)))
+    if rep.relearn:
+        title = f"relearning attacks: {name} (returned at >= {rep.threshold:.3f})"
+        console.print(table(title, *relearn_rows(rep)))
+    if rep.membership:
+        title = "membership inference (loss attack, 0.5 = chance)"
+        console.print(table(title, *membership_rows(rep)))
+    if rep.paraphrase or rep.inversion:
+        title = "concept rate: paraphrase leakage and concept inversion"
+        console.print(table(title, *prompt_rows(rep)))
     console.print(f"report: {res.path}  wall time: {res.wall_time:.1f}s")
     if res.run_id:
         console.print(f"MLflow run id: {res.run_id}")

@@ -264,6 +264,14 @@ class EnvConfig:
         0.0, doc="reward subtracted per optimiser step used (makes stopping pay)", lo=0.0, hi=1.0
     )
     divergence_penalty: float = _f(10.0, lo=0.0)
+    attack_weight: float = _f(
+        0.0,
+        doc="weight of the attacked forget rate (relearning attack on audit.relearn_forget_samples "
+        "forget samples for audit.attacked_steps steps) subtracted from the end-of-episode "
+        "reward (needs env.final_eval); 0 = no attack",
+        lo=0.0,
+        hi=1000.0,
+    )
     train_instances: tuple[int, ...] = _f(
         (1, 3, 5, 7), doc="classes (t2i: digit concepts) to forget during training"
     )
@@ -311,6 +319,13 @@ class TuneConfig:
     seed: int = _f(0, lo=0)
     report_every: int = _f(0, doc="steps between reports and checkpoints (0 = steps / 10)", lo=0)
     proxy_forget_weight: float = _f(0.5, doc="forget-proxy weight in tune/proxy_score", lo=0.0)
+    objective: str = _f(
+        "forget_rate",
+        doc="the forget term of the objective: the rate after unlearning, or the attacked "
+        "forget rate (after a relearning attack on audit.relearn_forget_samples forget samples "
+        "for audit.attacked_steps steps: robust forgetting)",
+        choices=("forget_rate", "attacked_forget_rate"),
+    )
     grace_period: int = _f(2, doc="ASHA: reports before a trial may be stopped", lo=1)
     perturbation_interval: int = _f(2, doc="PBT / PB2: reports between perturbations", lo=1)
 
@@ -348,7 +363,7 @@ class AuditConfig:
         lo=0.0,
         hi=1.0,
     )
-    num_samples: int = _f(100, doc="generated samples per forget-rate checkpoint", lo=10, hi=100000)
+    num_samples: int = _f(64, doc="generated samples per forget-rate checkpoint", lo=10, hi=100000)
     mia_samples: int = _f(
         64, doc="samples per side of each membership-inference AUC", lo=2, hi=100000
     )
@@ -356,6 +371,31 @@ class AuditConfig:
         8, doc="fixed (t, noise) draws averaged into each sample's attack loss", lo=1, hi=1000
     )
     seed: int = _f(0, doc="seed of attack sets, fine-tuning batches and fixed noise", lo=0)
+    attacks: tuple[str, ...] = _f(
+        default_factory=tuple,
+        doc="attacks to run: relearn, mia, and for t2i paraphrase and inversion; empty = every "
+        "one that applies to the model (paraphrase only with forget.paraphrases)",
+        choices=("relearn", "mia", "paraphrase", "inversion"),
+    )
+    prompt_samples: int = _f(
+        20, doc="t2i: images per prompt of each concept-rate measurement", lo=1, hi=100000
+    )
+    inversion_steps: int = _f(
+        300,
+        doc="t2i concept inversion: optimiser steps learning the one new token embedding",
+        lo=1,
+        hi=100000,
+    )
+    inversion_lr: float = _f(
+        5e-3, doc="t2i concept inversion: AdamW learning rate of the token", lo=1e-8, hi=10.0
+    )
+    attacked_steps: int = _f(
+        20,
+        doc="relearning steps behind the attacked forget rate of bench --audit, "
+        "tune.objective=attacked_forget_rate and env.attack_weight (small: it runs per run)",
+        lo=1,
+        hi=100000,
+    )
 
 
 @dataclass(frozen=True)
@@ -484,8 +524,10 @@ def from_mapping(cls: type, values: dict, prefix: str = "") -> Any:
         path = f"{prefix}.{name}" if prefix else name
         v = _coerce(path, hints[name], value)
         m = f.metadata
-        if m.get("choices") is not None and v not in m["choices"]:
-            raise ConfigError(f"{path}: {v!r} is not allowed; expected {_allowed(f)}")
+        if m.get("choices") is not None:  # a tuple field: each of its items
+            bad = [x for x in (v if isinstance(v, tuple) else (v,)) if x not in m["choices"]]
+            if bad:
+                raise ConfigError(f"{path}: {bad[0]!r} is not allowed; expected {_allowed(f)}")
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             lo, hi = m.get("lo"), m.get("hi")
             if (lo is not None and v < lo) or (hi is not None and v > hi) or v != v:

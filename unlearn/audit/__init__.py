@@ -6,21 +6,31 @@ look like training data to a loss-based attack (``membership``). ``run_audit`` r
 an unlearned model beside its base model and writes a deterministic JSON report.
 """
 
+from unlearn.audit.attacked import AttackedRates, attacked_rates
 from unlearn.audit.inputs import AuditInputs, is_run_output, load_inputs
 from unlearn.audit.membership import MembershipAUC, attack_losses, auc, membership
 from unlearn.audit.meter import ForgetMeter
 from unlearn.audit.relearn import RelearnCurve, checkpoints, relearn
-from unlearn.audit.report import AuditReport, membership_rows, relearn_rows
+from unlearn.audit.report import (
+    AuditReport,
+    PromptRates,
+    membership_rows,
+    prompt_rows,
+    relearn_rows,
+)
 from unlearn.audit.run import AuditResult, audit, run_audit
 
 __all__ = [
+    "AttackedRates",
     "AuditInputs",
     "AuditReport",
     "AuditResult",
     "ForgetMeter",
     "MembershipAUC",
+    "PromptRates",
     "RelearnCurve",
     "attack_losses",
+    "attacked_rates",
     "audit",
     "auc",
     "checkpoints",
@@ -28,6 +38,7 @@ __all__ = [
     "load_inputs",
     "membership",
     "membership_rows",
+    "prompt_rows",
     "relearn",
     "relearn_rows",
     "run_audit",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from unlearn.audit.prompts import PromptParts, check_pair, held_split
 from unlearn.config import Config, ConfigError
 from unlearn.data import ForgetSplit, ImageData
 from unlearn.methods.common import kind_of
@@ -34,6 +35,8 @@ class AuditInputs:
         split: retain / forget training data (with the injected outlier, if any).
         heldout: images no model was trained on.
         from_run: whether ``model_dir`` is an ``unlearn run`` output.
+        prompts: t2i only: the prompts, attribute thresholds and held-out latents
+            (``split`` and ``heldout`` then hold latents labelled with prompt ids).
     """
 
     model_dir: Path
@@ -44,6 +47,7 @@ class AuditInputs:
     split: ForgetSplit
     heldout: ImageData
     from_run: bool
+    prompts: PromptParts | None = None
 
 
 def is_run_output(model_dir: Path) -> bool:
@@ -73,13 +77,15 @@ def load_inputs(cfg: Config, model_dir: Path, base_dir: Path | None = None) -> A
             f"MODEL_DIR: {str(model_dir)!r} is not an unlearning output (no {RUN_RESULT} "
             "beside it); pass --base BASE_DIR with the model it was unlearned from"
         )
+    model = load_model(model_dir)
+    _check_kind(model, model_dir, cfg)
+    if cfg.model.kind == "t2i":
+        return _load_t2i(cfg, model, model_dir, base_dir, from_run)
     if not (cfg.forget.classes or cfg.forget.outlier.copies):
         raise ConfigError(
             "forget: an audit measures a forget rate; set forget.classes or "
             "forget.outlier.copies (forget.indices alone has no rate to measure)"
         )
-    model = load_model(model_dir)
-    _check_kind(model, model_dir, cfg)
     task = load_task(cfg, model)  # checks the image shape against the data
     ch, res = task.train.channels, task.train.resolution
     found_base, clf_dir = locate(cfg)
@@ -105,3 +111,28 @@ def load_inputs(cfg: Config, model_dir: Path, base_dir: Path | None = None) -> A
     return AuditInputs(
         model_dir, base_dir, model, base, clf, task.split, task.splits.heldout, from_run
     )
+
+
+def _load_t2i(
+    cfg: Config, model, model_dir: Path, base_dir: Path | None, from_run: bool
+) -> AuditInputs:
+    """A pipeline and its base: prompts checked against the tokenizer, the data's image size
+    against the pipeline's, the base's shapes and VAE against the pipeline's."""
+    from unlearn.t2i_task import load_t2i_task, pipeline_dir
+
+    task = load_t2i_task(cfg, model)  # prompts, resolution, classifier
+    base_dir = Path(base_dir if base_dir is not None else pipeline_dir(cfg)).expanduser()
+    base = load_model(base_dir.resolve())
+    _check_kind(base, base_dir, cfg)
+    check_pair(model, base, f"--base {str(base_dir)!r}")
+    base.set_prompts(model.prompts[1:])  # the same prompt ids on both sides
+    parts = PromptParts(
+        task.data.spec,
+        task.data.thresholds,
+        held_split(model, cfg, task.data.spec, task.data.thresholds),
+    )
+    empty = ImageData(torch.zeros(0), torch.zeros(0, dtype=torch.long), 0)
+    return AuditInputs(
+        model_dir, base_dir.resolve(), model, base, task.classifier, task.data.split, empty,
+        from_run, parts,
+    )  # fmt: skip

@@ -55,7 +55,7 @@ class MembershipSets:
     unseen: tuple[ImageData, ImageData]
 
 
-def _take(data: ImageData, n: int, g: torch.Generator) -> ImageData:
+def take(data: ImageData, n: int, g: torch.Generator) -> ImageData:
     return data.subset(torch.randperm(len(data), generator=g)[:n])
 
 
@@ -80,7 +80,7 @@ def membership_sets(
     if classes:
         n_f = min(cfg.mia_samples, len(split.forget), len(held_forget))
         what = f"held-out images of the forget classes {list(classes)}"
-        forget = (_take(split.forget, n_f, g), _take(held_forget, n_f, g))
+        forget = (take(split.forget, n_f, g), take(held_forget, n_f, g))
     else:
         n_f = min(cfg.mia_samples, len(split.forget))
         what = "forget samples"
@@ -91,7 +91,19 @@ def membership_sets(
         raise ConfigError(
             f"audit.mia_samples: membership inference needs at least 2 {what}; found {n_f}"
         )
-    n_r = min(cfg.mia_samples, len(split.retain), len(held_retain))
+    return with_retain(forget, split.retain, held_retain, cfg, g)
+
+
+def with_retain(
+    forget: tuple[ImageData, ImageData],
+    train_retain: ImageData,
+    held_retain: ImageData,
+    cfg: AuditConfig,
+    g: torch.Generator,
+) -> MembershipSets:
+    """The sets around a given forget pair: retain members vs held-out retain images, and two
+    halves of the held-out retain images (chance level)."""
+    n_r = min(cfg.mia_samples, len(train_retain), len(held_retain))
     half = len(held_retain) // 2
     n_u = min(cfg.mia_samples, half)
     if min(n_r, n_u) < 2:
@@ -99,7 +111,7 @@ def membership_sets(
             "audit.mia_samples: membership inference needs at least 4 held-out images of the "
             f"retained classes; found {len(held_retain)}"
         )
-    retain = (_take(split.retain, n_r, g), _take(held_retain, n_r, g))
+    retain = (take(train_retain, n_r, g), take(held_retain, n_r, g))
     perm = torch.randperm(len(held_retain), generator=g)
     unseen = (held_retain.subset(perm[:n_u]), held_retain.subset(perm[half : half + n_u]))
     return MembershipSets(forget, retain, unseen)
@@ -139,19 +151,20 @@ def auc(members: torch.Tensor, nonmembers: torch.Tensor) -> float:
     return float(roc_auc_score(y, score))
 
 
+def pair_auc(model: torch.nn.Module, pair: tuple[ImageData, ImageData], cfg: AuditConfig) -> float:
+    """The attack's AUC on one (members, non-members) pair."""
+    a, b = (attack_losses(model, d, cfg.mia_noise, cfg.seed) for d in pair)
+    return auc(a, b)
+
+
 def membership(
     model: torch.nn.Module, name: str, sets: MembershipSets, cfg: AuditConfig
 ) -> MembershipAUC:
     """The three AUCs of one model."""
-
-    def one(pair: tuple[ImageData, ImageData]) -> float:
-        a, b = (attack_losses(model, d, cfg.mia_noise, cfg.seed) for d in pair)
-        return auc(a, b)
-
     return MembershipAUC(
         model=name,
-        forget=one(sets.forget),
-        retain=one(sets.retain),
-        unseen=one(sets.unseen),
+        forget=pair_auc(model, sets.forget, cfg),
+        retain=pair_auc(model, sets.retain, cfg),
+        unseen=pair_auc(model, sets.unseen, cfg),
         samples=len(sets.forget[0]),
     )

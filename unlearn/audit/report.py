@@ -11,10 +11,30 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from unlearn.audit.inversion import InversionResult
 from unlearn.audit.membership import MembershipAUC
 from unlearn.audit.relearn import RelearnCurve
 
 REPORT = "report.json"
+
+
+@dataclass(frozen=True)
+class PromptRates:
+    """Paraphrase leakage of one model: the concept rate on the erased prompts and on the
+    held-out paraphrases (``forget.paraphrases``, never trained on)."""
+
+    model: str
+    prompt_rate: float
+    paraphrase_rate: float
+    grid: str
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "prompt_concept_rate": self.prompt_rate,
+            "paraphrase_concept_rate": self.paraphrase_rate,
+            "grid": self.grid,
+        }
 
 
 @dataclass(frozen=True)
@@ -31,6 +51,9 @@ class AuditReport:
         relearn: one curve per (attack, model).
         membership: the AUCs of each model.
         audit: the ``audit`` config section (the attack budgets).
+        attacks: the attacks that ran.
+        paraphrase: t2i: paraphrase leakage of each model.
+        inversion: t2i: concept inversion (textual inversion) on each model.
     """
 
     model_dir: str
@@ -43,6 +66,9 @@ class AuditReport:
     relearn: tuple[RelearnCurve, ...]
     membership: tuple[MembershipAUC, ...]
     audit: dict
+    attacks: tuple[str, ...] = ("relearn", "mia")
+    paraphrase: tuple[PromptRates, ...] = ()
+    inversion: tuple[InversionResult, ...] = ()
 
     def to_dict(self) -> dict:
         return {
@@ -56,6 +82,9 @@ class AuditReport:
             "relearn": [c.to_dict() for c in self.relearn],
             "membership": [m.to_dict() for m in self.membership],
             "audit": self.audit,
+            "attacks": list(self.attacks),
+            "paraphrase": [p.to_dict() for p in self.paraphrase],
+            "inversion": [i.to_dict() for i in self.inversion],
         }
 
     def metrics(self) -> dict[str, float]:
@@ -70,6 +99,11 @@ class AuditReport:
         for m in self.membership:
             for side in ("forget", "retain", "unseen"):
                 out[f"audit/mia/{m.model}/{side}_auc"] = getattr(m, side)
+        for p in self.paraphrase:
+            out[f"audit/paraphrase/{p.model}/concept_rate"] = p.paraphrase_rate
+        for i in self.inversion:
+            out[f"audit/inversion/{i.model}/concept_rate"] = i.rate
+            out[f"audit/inversion/{i.model}/loss"] = i.loss
         return out
 
 
@@ -98,4 +132,24 @@ def membership_rows(report: AuditReport) -> tuple[list[str], list[list[object]]]
     """Columns and rows of the membership-inference table."""
     cols = ["model", "forget AUC", "retain AUC", "unseen AUC", "samples"]
     rows = [[m.model, m.forget, m.retain, m.unseen, m.samples] for m in report.membership]
+    return cols, rows
+
+
+def prompt_rows(report: AuditReport) -> tuple[list[str], list[list[object]]]:
+    """Columns and rows of the t2i table: paraphrase leakage and concept inversion."""
+    cols = ["model", "erased prompts", "paraphrases", "inverted token", "anchor alone"]
+    para = {p.model: p for p in report.paraphrase}
+    inv = {i.model: i for i in report.inversion}
+    rows = []
+    for name in report.start:
+        p, i = para.get(name), inv.get(name)
+        rows.append(
+            [
+                name,
+                report.start[name],
+                "-" if p is None else p.paraphrase_rate,
+                "-" if i is None else i.rate,
+                "-" if i is None or i.anchor_rate is None else i.anchor_rate,
+            ]
+        )
     return cols, rows

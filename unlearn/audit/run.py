@@ -12,13 +12,14 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from unlearn.audit.inputs import AuditInputs, load_inputs
 from unlearn.audit.membership import membership, membership_sets
 from unlearn.audit.meter import ForgetMeter
 from unlearn.audit.relearn import ATTACKS, RelearnCurve, attack_set, relearn, returned_at
-from unlearn.audit.report import AuditReport, write_report
-from unlearn.config import Config
+from unlearn.audit.report import AuditReport, PromptRates, write_report
+from unlearn.config import Config, ConfigError
 from unlearn.methods.common import kind_of
 from unlearn.runtime import ProgressFn, no_progress, resolve_device
 
@@ -55,8 +56,70 @@ def run_audit(
     progress: ProgressFn = no_progress,
 ) -> AuditResult:
     """Audit ``model_dir`` beside its base model; returns the report (also on disk)."""
+    chosen_attacks(cfg, cfg.model.kind)  # before any model loads
     inputs = load_inputs(cfg, model_dir, base_dir)
     return audit(cfg, inputs, Path(out).expanduser().resolve() if out else None, progress)
+
+
+#: the attacks of each family, in the order they run
+IMAGE_ATTACKS = ("relearn", "mia")
+T2I_ATTACKS = ("relearn", "mia", "paraphrase", "inversion")
+
+
+def chosen_attacks(cfg: Config, kind: str) -> tuple[str, ...]:
+    """``audit.attacks`` checked against the model family (empty: every one that applies)."""
+    allowed = T2I_ATTACKS if kind == "t2i" else IMAGE_ATTACKS
+    if not cfg.audit.attacks:
+        return tuple(a for a in allowed if a != "paraphrase" or cfg.forget.paraphrases)
+    for a in cfg.audit.attacks:
+        if a not in allowed:
+            why = "needs a model with a text encoder" if a in ("inversion", "paraphrase") else ""
+            raise ConfigError(
+                f"audit.attacks: {a!r} {why or 'does not apply'}; a {kind} model has none: "
+                f"allowed for {kind}: {', '.join(allowed)}"
+            )
+    if "paraphrase" in cfg.audit.attacks and not cfg.forget.paraphrases:
+        raise ConfigError(
+            "audit.attacks: 'paraphrase' needs held-out prompts of the concept in "
+            "forget.paraphrases (empty)"
+        )
+    return tuple(a for a in allowed if a in cfg.audit.attacks)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What one audit runs, validated before any work."""
+
+    attacks: tuple[str, ...]
+    meter: Any
+    sets: Any
+    attack_data: dict
+
+
+def _plan(cfg: Config, inputs: AuditInputs) -> _Plan:
+    a = cfg.audit
+    attacks = chosen_attacks(cfg, kind_of(inputs.model))
+    if inputs.prompts is not None:
+        from unlearn.audit.prompts import ConceptMeter, prompt_membership_sets
+
+        meter = ConceptMeter(cfg, inputs.classifier, inputs.prompts, inputs.prompts.spec.prompts)
+        sets = (
+            prompt_membership_sets(inputs.split, inputs.prompts.held, a)
+            if "mia" in attacks
+            else None
+        )
+    else:
+        classes = tuple(cfg.forget.classes)
+        meter = ForgetMeter(cfg, inputs.classifier, classes, inputs.split.outlier)
+        sets = (
+            membership_sets(inputs.split, inputs.heldout, classes, cfg.forget.outlier.radius, a)
+            if "mia" in attacks
+            else None
+        )
+    data = {}
+    if "relearn" in attacks or "inversion" in attacks:
+        data = {name: attack_set(inputs.split, name, a) for name in ATTACKS}
+    return _Plan(attacks, meter, sets, data)
 
 
 def audit(
@@ -67,15 +130,11 @@ def audit(
     from unlearn.tracking import Tracker
 
     a = cfg.audit
-    classes = tuple(cfg.forget.classes)
-    sets = membership_sets(
-        inputs.split, inputs.heldout, classes, cfg.forget.outlier.radius, a
-    )  # validated before any work: a too small set fails here
-    attack_data = {name: attack_set(inputs.split, name, a) for name in ATTACKS}
+    plan = _plan(cfg, inputs)  # a too small or empty set fails here, before any work
+    meter = plan.meter
     out = out or default_out(cfg, inputs)
     dev = resolve_device(cfg.device)
     models = {"base": inputs.base.to(dev), "unlearned": inputs.model.to(dev)}
-    meter = ForgetMeter(cfg, inputs.classifier, classes, inputs.split.outlier)
     t0 = time.perf_counter()
     tracker = Tracker(cfg, run_name="audit", tags={"unlearn.audit": inputs.model_dir.name})
     status = "FAILED"
@@ -88,45 +147,62 @@ def audit(
             save_grid(samples[:64], out / f"{name}.png", nrow=8)
         threshold = a.return_fraction * start["base"]
         curves = []
-        total = len(ATTACKS) * len(models)
-        for attack in ATTACKS:
-            for name, model in models.items():
-                key = f"audit/relearn_{attack}/{name}/{meter.name}"
-                tracker.log_metrics({key: start[name]}, step=0)
+        if "relearn" in plan.attacks:
+            total = len(ATTACKS) * len(models)
+            for attack in ATTACKS:
+                for name, model in models.items():
+                    key = f"audit/relearn_{attack}/{name}/{meter.name}"
+                    tracker.log_metrics({key: start[name]}, step=0)
 
-                def logged(step: int, rate: float, key: str = key) -> None:
-                    tracker.log_metrics({key: rate}, step=step)
+                    def logged(step: int, rate: float, key: str = key) -> None:
+                        tracker.log_metrics({key: rate}, step=step)
 
-                steps, rates, samples = relearn(model, attack_data[attack], a, meter, dev, logged)
-                grid = f"relearn-{attack}-{name}.png"
-                save_grid(samples[:64], out / grid, nrow=8)
-                steps, rates = [0, *steps], [start[name], *rates]
-                curves.append(
-                    RelearnCurve(
-                        attack,
-                        name,
-                        tuple(steps),
-                        tuple(rates),
-                        returned_at(steps, rates, threshold),
-                        grid,
+                    steps, rates, samples = relearn(
+                        model, plan.attack_data[attack], a, meter, dev, logged
                     )
-                )
-                progress("relearning attacks", len(curves), total)
+                    grid = f"relearn-{attack}-{name}.png"
+                    save_grid(samples[:64], out / grid, nrow=8)
+                    steps, rates = [0, *steps], [start[name], *rates]
+                    curves.append(
+                        RelearnCurve(
+                            attack,
+                            name,
+                            tuple(steps),
+                            tuple(rates),
+                            returned_at(steps, rates, threshold),
+                            grid,
+                        )
+                    )
+                    progress("relearning attacks", len(curves), total)
         mia = []
-        for name, model in models.items():
-            mia.append(membership(model, name, sets, a))
-            progress("membership inference", len(mia), len(models))
+        if "mia" in plan.attacks:
+            for name, model in models.items():
+                mia.append(membership(model, name, plan.sets, a))
+                progress("membership inference", len(mia), len(models))
+        paraphrase = []
+        if "paraphrase" in plan.attacks:
+            para = meter.with_prompts(inputs.prompts.spec.paraphrases)
+            for name, model in models.items():
+                rate, samples = para(model)
+                save_grid(samples[:64], out / f"paraphrase-{name}.png", nrow=8)
+                paraphrase.append(PromptRates(name, start[name], rate, f"paraphrase-{name}.png"))
+        inversion = []
+        if "inversion" in plan.attacks:
+            inversion = _inversions(cfg, inputs, plan, models, out, dev, progress)
         report = AuditReport(
             model_dir=str(inputs.model_dir),
             base_dir=str(inputs.base_dir),
             kind=kind_of(inputs.model),
             metric=meter.name,
-            forget_classes=classes,
+            forget_classes=tuple(cfg.forget.classes),
             threshold=threshold,
             start=start,
             relearn=tuple(curves),
             membership=tuple(mia),
             audit=cfg.to_dict()["audit"],
+            attacks=plan.attacks,
+            paraphrase=tuple(paraphrase),
+            inversion=tuple(inversion),
         )
         path = write_report(report, out)
         wall = time.perf_counter() - t0
@@ -138,3 +214,24 @@ def audit(
         return AuditResult(report, path, wall, tracker.run_id)
     finally:
         tracker.end(status)
+
+
+def _inversions(cfg, inputs, plan, models, out, dev, progress) -> list:
+    """Textual inversion on each model; the recovered concept rate of its prompt."""
+    from unlearn.audit.inversion import InversionResult, inversion_prompt, invert
+    from unlearn.metrics import save_grid
+
+    anchor = cfg.forget.anchor
+    prompt = inversion_prompt(anchor)
+    results = []
+    for name, model in models.items():
+        inv, loss = invert(model, plan.attack_data["forget"], anchor, cfg.audit, dev)
+        rate, samples = plan.meter.with_prompts((prompt,))(inv)
+        anchor_rate = plan.meter.with_prompts((anchor,))(model)[0] if anchor else None
+        grid = f"inversion-{name}.png"
+        save_grid(samples[:64], out / grid, nrow=8)
+        results.append(
+            InversionResult(name, prompt, cfg.audit.inversion_steps, loss, rate, anchor_rate, grid)
+        )
+        progress("concept inversion", len(results), len(models))
+    return results

@@ -35,7 +35,9 @@ class RunRecord:
     ``status`` is ``finished``, ``diverged`` (kept: the numbers are those of the last good
     weights) or ``error`` (the run raised; no numbers). ``checks`` are (step, forget rate)
     pairs, step 0 being the base model; ``steps_to_forget`` is the first checked step with a
-    forget rate below the threshold, None when never reached.
+    forget rate below the threshold, None when never reached. With ``bench --audit`` the
+    attacked forget rate, the forget rate after benign fine-tuning and the MIA AUC of the
+    unlearned model (:mod:`unlearn.audit.attacked`; ``audit_time`` is not in ``wall_time``).
     """
 
     method: str
@@ -59,6 +61,10 @@ class RunRecord:
     run_id: str | None = None
     lambdas: list[float] = field(default_factory=list)
     checks: list[list[float]] = field(default_factory=list)
+    attacked_forget_rate: float = math.nan
+    benign_forget_rate: float = math.nan
+    mia_auc: float = math.nan
+    audit_time: float = 0.0
 
     @property
     def key(self) -> str:
@@ -83,6 +89,9 @@ class RunRecord:
             "paraphrase_rate",
             "retain_accuracy",
             "wall_time",
+            "attacked_forget_rate",
+            "benign_forget_rate",
+            "mia_auc",
         )
         return cls(**{k: (math.nan if k in floats and v is None else v) for k, v in d.items()})
 
@@ -116,15 +125,20 @@ class ForgetCheck:
             return
         import torch
 
-        from unlearn.metrics import forget_rate, generate
+        from unlearn.metrics import forget_rate, generate, outlier_rate
 
         t0 = time.perf_counter()
+        data = self.unl.eval_data
         if self.unl.cfg.model.kind == "t2i":  # the concept rate of the erased prompts
             rate = self.unl.evaluate()[0].forget_rate
         else:
             with torch.no_grad():
-                probs, _ = self.unl.classifier.predict(generate(self.unl.model, self.unl.cfg))
-            rate = forget_rate(probs, self.unl.eval_data.forget_classes)
+                samples = generate(self.unl.model, self.unl.cfg)
+                if data.outlier is not None and not data.forget_classes:  # memorisation
+                    rate = outlier_rate(samples, data.outlier, self.unl.cfg.forget.outlier.radius)
+                else:
+                    probs, _ = self.unl.classifier.predict(samples)
+                    rate = forget_rate(probs, data.forget_classes)
         self.checks.append([stats.step, float(rate)])
         self.seconds += time.perf_counter() - t0
 
@@ -154,12 +168,15 @@ def run_cell(
     before: EvalResult | None = None,
     parent_run_id: str | None = None,
     progress: ProgressFn | None = None,
+    audit: bool = False,
 ) -> CellOutcome:
-    """Build, evaluate the base model (unless ``before`` is given), unlearn, evaluate, track."""
+    """Build, evaluate the base model (unless ``before`` is given), unlearn, evaluate, track;
+    with ``audit``, attack the unlearned model too."""
     from unlearn.task import make_unlearner
     from unlearn.tracking import Tracker
 
-    unl = make_unlearner(cfg).unlearner
+    setup = make_unlearner(cfg)
+    unl = setup.unlearner
     tags = {
         "unlearn.method": cfg.method.name,
         "unlearn.agent": cfg.agent.name,
@@ -199,6 +216,18 @@ def run_cell(
         )
         if res.status != "finished":
             tracker.set_tag("unlearn.failure", res.message)
+        attacked = {}
+        if audit:
+            from unlearn.audit import attacked_rates
+
+            rates = attacked_rates(unl, setup.task.splits.heldout)
+            tracker.log_metrics(rates.metrics())
+            attacked = {
+                "attacked_forget_rate": rates.attacked_forget_rate,
+                "benign_forget_rate": rates.benign_forget_rate,
+                "mia_auc": rates.mia_auc,
+                "audit_time": rates.wall_time,
+            }
         record = RunRecord(
             cell.method,
             cell.agent,
@@ -220,6 +249,7 @@ def run_cell(
             run_id=tracker.run_id,
             lambdas=res.lambdas,
             checks=checks,
+            **attacked,
         )
         status = "FINISHED" if res.status == "finished" else "FAILED"
         return CellOutcome(record, before, samples, before_samples)

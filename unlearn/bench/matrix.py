@@ -57,6 +57,10 @@ class Preset:
 
 
 _CPU_METHODS = ("siss", "siss-gradient", "naive", "neggrad", "erasediff", "vdu", "constrained")
+#: the instance of a memorisation config (``forget.outlier.copies`` > 0, no classes): the
+#: outlier itself, forgotten as the config says instead of a held-out class
+OUTLIER = -1
+
 PRESETS: dict[str, Preset] = {
     # fdiv joins both presets and is skipped, with the reason, on unconditional models; esd
     # likewise everywhere but on t2i (where erasediff is skipped)
@@ -95,6 +99,9 @@ class BenchOptions:
         tune_baselines: Optuna trials per (method, static / decay) on the train classes
             (:mod:`unlearn.bench.baselines`); None = static at the bench's λ, decay from
             ``bench.decay``.
+        audit: attack every unlearned model (:mod:`unlearn.audit.attacked`: the attacked
+            forget rate, the forget rate after benign fine-tuning, the MIA AUC) and add them
+            as columns; the attack budgets are the config's ``audit`` section.
     """
 
     preset: str = "cpu"
@@ -111,6 +118,7 @@ class BenchOptions:
     readme: str | None = None
     threshold: float = 0.01
     tune_baselines: int | None = None
+    audit: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self).items()}
@@ -131,7 +139,8 @@ class Cell:
 
     @property
     def name(self) -> str:
-        return f"{self.method}-{self.agent}-c{self.instance}-s{self.seed}"
+        where = "outlier" if self.instance == OUTLIER else f"c{self.instance}"
+        return f"{self.method}-{self.agent}-{where}-s{self.seed}"
 
 
 @dataclass
@@ -288,15 +297,18 @@ def cell_config(
     method = method_config(cfg, cell.method)
     if baseline and "scale" in baseline:
         method = dataclasses.replace(method, scale=float(baseline["scale"]))
+    forget = cfg.forget  # the memorised outlier: as configured
+    if cell.instance != OUTLIER:
+        forget = dataclasses.replace(
+            instance_forget(cfg.forget, cfg.model.kind, cell.instance),
+            indices=(),
+            outlier=dataclasses.replace(cfg.forget.outlier, copies=0),
+        )
     return dataclasses.replace(
         cfg,
         method=method,
         agent=agent_config(cell.agent, lam, opts, baseline),
-        forget=dataclasses.replace(
-            instance_forget(cfg.forget, cfg.model.kind, cell.instance),
-            indices=(),
-            outlier=dataclasses.replace(cfg.forget.outlier, copies=0),
-        ),
+        forget=forget,
         unlearn=dataclasses.replace(cfg.unlearn, seed=cell.seed),
         tracking=dataclasses.replace(cfg.tracking, experiment=experiment),
     )
@@ -314,8 +326,19 @@ def plan(cfg: Config, opts: BenchOptions) -> Plan:
     here, so a bad option fails before the first run.
     """
     check_options(opts)
+    if opts.audit and cfg.model.kind == "t2i":
+        raise ConfigError(
+            "--audit: the bench's attacked forget rate needs an image model (ddpm, cond_ddpm, "
+            "vpsde, vae); audit a t2i pipeline with `unlearn audit`"
+        )
     preset = PRESETS[opts.preset]
-    instances = [int(c) for c in cfg.env.test_instances]
+    memorised = bool(cfg.forget.outlier.copies) and not cfg.forget.classes
+    instances = [OUTLIER] if memorised else [int(c) for c in cfg.env.test_instances]
+    if memorised and opts.tune_baselines:
+        raise ConfigError(
+            "--tune-baselines: the search unlearns the classes of env.train_instances; a "
+            "memorisation config forgets one outlier (give --static-lam or bench.decay)"
+        )
     if not instances:
         raise ConfigError("env.test_instances: empty; the bench runs on held-out classes")
     if opts.static_lam is not None:

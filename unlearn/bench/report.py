@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from unlearn.bench.cell import RunRecord
-from unlearn.bench.stats import METRICS, CellSummary, Stat
+from unlearn.bench.stats import AUDIT_METRICS, CellSummary, Stat
 from unlearn.config import ConfigError
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -19,6 +19,15 @@ SHORT = {
     "coverage_kl": "coverage",
     "steps_to_forget": "steps",
     "wall_time": "wall",
+    "attacked_forget_rate": "attacked",
+    "benign_forget_rate": "benign",
+    "mia_auc": "MIA",
+}
+#: column titles of the audit metrics (markdown, terminal)
+AUDIT_COLS = {
+    "attacked_forget_rate": ("attacked forget rate", "attacked"),
+    "benign_forget_rate": ("forget rate after benign fine-tuning", "benign"),
+    "mia_auc": ("MIA AUC (0.5 = chance)", "MIA AUC"),
 }
 DIST = "distinguishable from best (p<0.05)"
 
@@ -43,7 +52,10 @@ def summary_rows(
     short: bool = False,
 ) -> tuple[list[str], list[list[str]]]:
     """Columns and text rows of the summary; ``mark`` decorates the best value of a metric,
-    ``short`` gives terse column names (terminal)."""
+    ``short`` gives terse column names (terminal). The audit columns follow the wall time
+    when the summaries hold them (``bench --audit``)."""
+    metrics = list(summaries[0].stats) if summaries else []
+    audit = [m for m in metrics if m in AUDIT_METRICS]
     pct = f"{threshold * 100:g}%"
     cols = [
         "method",
@@ -55,6 +67,7 @@ def summary_rows(
         "coverage KL",
         f"steps to forget < {pct}",
         "wall time (s)",
+        *(AUDIT_COLS[m][0] for m in audit),
         DIST,
     ]
     if short:
@@ -68,19 +81,20 @@ def summary_rows(
             "coverage",
             f"steps<{pct}",
             "wall s",
+            *(AUDIT_COLS[m][1] for m in audit),
             "≠ best (p<.05)",
         ]
     rows = []
     for c in summaries:
         cells = []
-        for m in METRICS:
+        for m in metrics:
             text = stat_text(c.stats[m])
             if m == "steps_to_forget":
                 text = "not reached" if c.reached == 0 else text
                 text += f" ({c.reached}/{c.runs})"
             cells.append(mark(text) if c.best[m] else text)
-        differs = [SHORT[m] for m in METRICS if c.distinguishable[m]]
-        unknown = [SHORT[m] for m in METRICS if c.distinguishable[m] is None and not c.best[m]]
+        differs = [SHORT[m] for m in metrics if c.distinguishable[m]]
+        unknown = [SHORT[m] for m in metrics if c.distinguishable[m] is None and not c.best[m]]
         dist = ", ".join(differs) or "none"
         if unknown:
             dist += f" (undecidable: {', '.join(unknown)})"
@@ -103,6 +117,21 @@ LEGEND = (
     "Steps to forget: first checked step (0 = the base model) with the forget rate below the "
     "threshold, over the runs that reached it (reached / runs)."
 )
+AUDIT_LEGEND = (
+    "Audit columns (`--audit`): the forget rate after a relearning attack on k forget samples "
+    "(attacked) and after as many steps of fine-tuning on retain data only (benign), and the "
+    "AUC of a loss-based membership attack telling forget samples from held-out ones; its best "
+    "cell is the one nearest 0.5 (chance)."
+)
+
+
+def instances_text(instances: Sequence[int]) -> str:
+    """``class [2, 8]``, or ``the memorised outlier`` for the memorisation bench."""
+    from unlearn.bench.matrix import OUTLIER
+
+    if list(instances) == [OUTLIER]:
+        return "the memorised outlier"
+    return f"class {list(instances)}"
 
 
 def plot_pareto_runs(records: Sequence[RunRecord], path: Path) -> tuple[Path, list[RunRecord]]:
@@ -194,14 +223,15 @@ def bench_markdown(
         f"{facts['samples']} samples.",
         "",
         f"Matrix: {len(p['methods'])} methods x {len(p['agents'])} λ agents x held-out "
-        f"instances (forgotten class) {p['instances']} x seeds {p['seeds']} = "
+        f"instances (forgotten) {instances_text(p['instances'])} x seeds {p['seeds']} = "
         f"{facts['runs']} runs ({facts['finished']} finished, {facts['diverged']} diverged, "
         f"{facts['errors']} errors). Static λ = {p['static_lam']:g} ({p['static_source']}).",
         "",
     ]
     if p["skipped"]:
         lines += ["Left out:", ""] + [f"- `{k}`: {v}" for k, v in p["skipped"].items()] + [""]
-    lines += ["## Summary", "", summary, "", LEGEND, ""]
+    legend = f"{LEGEND} {AUDIT_LEGEND}" if facts.get("audit") else LEGEND
+    lines += ["## Summary", "", summary, "", legend, ""]
     lines += t2i_lines(records)
     lines += [
         "## Pareto front: forget rate vs FID (all runs)",
@@ -218,7 +248,8 @@ def bench_markdown(
     ]
     lines += ["", "## λ trajectories", "", "![λ per agent](lambda.png)", ""]
     if grids:
-        lines += [f"## Samples (class {p['instances'][0]} forgotten, seed {p['seeds'][0]})", ""]
+        first = instances_text(p["instances"][:1])
+        lines += [f"## Samples ({first} forgotten, seed {p['seeds'][0]})", ""]
         lines += [f"{Path(g).stem}: ![{Path(g).stem}]({g})  " for g in grids] + [""]
     bad = [r for r in records if r.status != "finished"]
     if bad:

@@ -21,16 +21,18 @@ from unlearn.bench.cell import CellOutcome, RunRecord, eval_from_dict, run_cell,
 from unlearn.bench.matrix import RESULT_SECTIONS, BenchOptions, Plan, cell_config, plan
 from unlearn.bench.perf import PerfResult, perf_markdown, run_perf
 from unlearn.bench.report import (
+    AUDIT_LEGEND,
     LEGEND,
     bench_markdown,
     check_readme,
+    instances_text,
     markdown_table,
     plot_lambdas,
     plot_pareto_runs,
     summary_rows,
     update_readme,
 )
-from unlearn.bench.stats import CellSummary, summarize
+from unlearn.bench.stats import AUDIT_METRICS, METRICS, CellSummary, summarize
 from unlearn.config import Config, ConfigError
 
 if TYPE_CHECKING:  # torch and diffusers load only when the bench runs (fast CLI errors)
@@ -134,7 +136,8 @@ def run_bench(
     configs = {
         c.key: cell_config(cfg, c, pl.static_lam, opts, experiment, pl.baselines) for c in cells
     }
-    digests = {k: c.digest(*RESULT_SECTIONS) for k, c in configs.items()}
+    sections = (*RESULT_SECTIONS, "audit") if opts.audit else RESULT_SECTIONS
+    digests = {k: c.digest(*sections) for k, c in configs.items()}
     records: dict[str, RunRecord] = {}
     for d in old.get("runs", []):
         r = RunRecord.from_dict(d)
@@ -180,6 +183,7 @@ def run_bench(
                     before.get(cell.instance),
                     parent_id,
                     progress,
+                    opts.audit,
                 )
                 before[cell.instance] = res.before
                 if grid:
@@ -198,7 +202,8 @@ def run_bench(
             perf = run_perf(progress=progress)
         runs = [records[c.key] for c in cells]
         groups = pl.groups()
-        summaries = summarize(runs, groups)
+        metrics = [*METRICS, *(AUDIT_METRICS if opts.audit else ())]
+        summaries = summarize(runs, groups, metrics)
         result = BenchResult(
             out, opts.preset, pl, runs, summaries, opts.threshold, parent_id, perf, ran
         )
@@ -280,8 +285,8 @@ def _readme_section(
         f"`unlearn bench --preset {opts.preset}` on `{cfg.name}` ({cfg.model.kind}, "
         f"{cfg.data.name} {cfg.data.resolution}px, {cfg.unlearn.steps} steps, "
         f"{cfg.eval.num_samples} evaluation samples), {date}: {len(res.runs)} runs, held-out "
-        f"classes {pl.instances} x seeds {pl.seeds}. Full report: `{_shown(res.path, cfg)}`."
-        f"\n\n{LEGEND}"
+        f"{instances_text(pl.instances)} x seeds {pl.seeds}. Full report: "
+        f"`{_shown(res.path, cfg)}`.\n\n{LEGEND}" + (f" {AUDIT_LEGEND}" if opts.audit else "")
     )
     return f"{head}\n\n{table}" + (f"\n\n{perf_md}" if perf_md else "")
 
@@ -297,6 +302,7 @@ def _write_report(
     grids = sorted((out / "samples").glob("*.png"), key=lambda p: (p.name != "before.png", p.name))
     facts = {
         "preset": opts.preset,
+        "audit": opts.audit,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "device": str(resolve_device(cfg.device)),
         "config": cfg.name,

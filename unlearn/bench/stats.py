@@ -1,8 +1,9 @@
 """Per-cell statistics of the bench: mean, 95% t confidence interval, Welch's test vs the best.
 
 The runs of one (method, agent) cell are its instances x seeds. Every metric is "lower is
-better"; the best cell of a metric has the lowest mean, and every other cell is compared
-with it by Welch's unequal-variance t-test (two-sided, α = 0.05): *distinguishable* means
+better" except those with a target (the MIA AUC: 0.5, chance), where closer is better; the
+best cell of a metric has the lowest mean (or the mean nearest the target), and every other
+cell is compared with it by Welch's unequal-variance t-test (two-sided, α = 0.05): *distinguishable* means
 the difference from the best is significant, *not distinguishable* means the data cannot
 tell the two apart (a tie at this number of runs).
 """
@@ -23,6 +24,14 @@ METRICS: dict[str, str] = {
     "steps_to_forget": "steps to forget",
     "wall_time": "wall time (s)",
 }
+#: the columns of ``bench --audit`` (:mod:`unlearn.audit.attacked`)
+AUDIT_METRICS: dict[str, str] = {
+    "attacked_forget_rate": "attacked forget rate",
+    "benign_forget_rate": "forget rate after benign fine-tuning",
+    "mia_auc": "MIA AUC",
+}
+#: metrics whose best value is a target rather than the minimum
+TARGETS: dict[str, float] = {"mia_auc": 0.5}
 ALPHA = 0.05
 LEVEL = 0.95
 
@@ -121,16 +130,26 @@ class CellSummary:
                     "p_vs_best": self.p[m],
                     "distinguishable": self.distinguishable[m],
                 }
-                for m in METRICS
+                for m in self.stats
             },
         }
 
 
-def summarize(records: Sequence[Any], groups: Sequence[tuple[str, str]]) -> list[CellSummary]:
+def _gap(metric: str, mean: float) -> float:
+    """How far a mean is from the best possible: itself, or its distance to the target."""
+    return abs(mean - TARGETS[metric]) if metric in TARGETS else mean
+
+
+def summarize(
+    records: Sequence[Any],
+    groups: Sequence[tuple[str, str]],
+    metrics: Sequence[str] = tuple(METRICS),
+) -> list[CellSummary]:
     """Summaries of ``groups`` ((method, agent) in table order) from run records.
 
     A record needs ``method``, ``agent``, ``status`` and ``value(metric)``; runs that raised
     an error carry no numbers, diverged runs count with the numbers of their last good weights.
+    ``metrics``: which ones (the bench's, plus ``AUDIT_METRICS`` with ``--audit``).
     """
     cells = {g: CellSummary(*g) for g in groups}
     for r in records:
@@ -142,19 +161,21 @@ def summarize(records: Sequence[Any], groups: Sequence[tuple[str, str]]) -> list
         c.diverged += r.status == "diverged"
         c.errors += r.status == "error"
         c.reached += r.steps_to_forget is not None
-        for m in METRICS:
+        for m in metrics:
             c.values.setdefault(m, []).append(r.value(m))
     for c in cells.values():
-        for m in METRICS:
+        for m in metrics:
             c.values.setdefault(m, [])
             c.stats[m] = mean_ci(c.values[m])
-    for m in METRICS:
+    for m in metrics:
         ranked = [c for c in cells.values() if c.stats[m].n > 0]
-        best = min(ranked, key=lambda c: c.stats[m].mean, default=None)
+        best = min(ranked, key=lambda c: _gap(m, c.stats[m].mean), default=None)
         for c in cells.values():
-            # cells tied on the lowest mean are all "best"; the first is the reference
+            # cells tied on the best mean are all "best"; the first is the reference
             c.best[m] = (
-                best is not None and c.stats[m].n > 0 and c.stats[m].mean == best.stats[m].mean
+                best is not None
+                and c.stats[m].n > 0
+                and _gap(m, c.stats[m].mean) == _gap(m, best.stats[m].mean)
             )
             if best is None or c is best or c.stats[m].n == 0:
                 c.p[m], c.distinguishable[m] = None, False if c is best else None

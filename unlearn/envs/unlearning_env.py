@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 #: ``info`` keys of the last step when the episode ends with the sample-based evaluation
 FINAL_KEYS = ("eval/forget_rate", "eval/fid", "base/forget_rate", "base/fid")
+#: and with ``env.attack_weight`` > 0, the rate after the relearning attack
+ATTACK_KEY = "audit/attacked_forget_rate"
 
 
 def as_config(config: Config | Mapping | None) -> Config:
@@ -112,7 +114,11 @@ class UnlearningEnv(gym.Env):
     ``env.final_eval`` the last decision adds the sample-based metrics on
     ``env.final_eval_samples`` samples, against the base model (evaluated once per
     instance): ``(forget rate drop) − β·(relative FID increase)`` (``"forget"``: the drop
-    only). Divergence gives ``−env.divergence_penalty``.
+    only). With ``env.attack_weight`` w > 0 the final reward also subtracts w·(attacked
+    forget rate): the forget rate after a relearning attack on ``audit.relearn_forget_samples``
+    forget samples for ``audit.attacked_steps`` steps (:mod:`unlearn.audit.attacked`), so a
+    policy is rewarded for forgetting that survives the attack (``info`` gets
+    ``audit/attacked_forget_rate``). Divergence gives ``−env.divergence_penalty``.
 
     ## Starting State
 
@@ -152,6 +158,11 @@ class UnlearningEnv(gym.Env):
         if render_mode is not None:
             raise ConfigError(f"env: render_mode {render_mode!r} is not supported")
         cfg = as_config(config)
+        if cfg.env.attack_weight > 0 and not cfg.env.final_eval:
+            raise ConfigError(
+                f"env.attack_weight: {cfg.env.attack_weight} needs env.final_eval=true (the "
+                "attack runs with the end-of-episode evaluation); set env.attack_weight=0"
+            )
         self.cfg = env_config(cfg)
         self.T = self.cfg.env.decisions
         self.K = self.cfg.env.steps_per_decision
@@ -257,6 +268,8 @@ class UnlearningEnv(gym.Env):
             )
             if self._final():
                 info.update(dict.fromkeys(FINAL_KEYS, nan))
+                if self.cfg.env.attack_weight > 0:
+                    info[ATTACK_KEY] = nan
             return self._obs.copy(), reward, True, False, info
         self.decision += 1
         self.lambdas.append(lam)
@@ -344,10 +357,18 @@ class UnlearningEnv(gym.Env):
         values = (ev.forget_rate, ev.fid, self.base.forget_rate, self.base.fid)
         info.update(zip(FINAL_KEYS, values, strict=True))
         if not (math.isfinite(drop) and math.isfinite(fid_rel)):
+            if self.cfg.env.attack_weight > 0:
+                info[ATTACK_KEY] = math.nan
             return -float(self.cfg.env.divergence_penalty)
-        if self.cfg.env.reward == "forget":
-            return drop
-        return drop - self.cfg.env.beta * fid_rel
+        reward = drop if self.cfg.env.reward == "forget" else drop - self.cfg.env.beta * fid_rel
+        w = self.cfg.env.attack_weight
+        if w > 0:
+            from unlearn.audit import attacked_rates
+
+            attacked = attacked_rates(self.unlearner, benign=False).attacked_forget_rate
+            info[ATTACK_KEY] = attacked
+            reward -= w * attacked
+        return reward
 
     def _choose(self, options: dict[str, Any]) -> Instance:
         unknown = sorted(set(options) - {"instance", "split", "seed"})

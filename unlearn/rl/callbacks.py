@@ -10,7 +10,13 @@ from typing import Any
 
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
-END_KEYS = ("eval/forget_rate", "eval/fid", "base/forget_rate", "base/fid")
+END_KEYS = (
+    "eval/forget_rate",
+    "eval/fid",
+    "base/forget_rate",
+    "base/fid",
+    "audit/attacked_forget_rate",  # env.attack_weight > 0
+)
 
 
 class UnlearnCallbacks(RLlibCallback):

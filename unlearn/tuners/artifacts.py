@@ -79,7 +79,7 @@ def finish(
 
     out = path / "report"
     out.mkdir(exist_ok=True)
-    front = pareto_front(trials)
+    front = pareto_front(trials, cfg.tune.objective)
     best = pick_best(trials, front)
     arts: dict[str, Path] = {"pareto_png": plot_pareto(trials, front, out / "pareto.png")}
     arts["results_csv"], arts["results_md"] = write_tables(trials, front, out)

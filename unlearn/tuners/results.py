@@ -23,6 +23,8 @@ class TrialResult:
     forget_rate: float | None = None
     fid: float | None = None
     score: float | None = None
+    #: after the relearning attack (``tune.objective=attacked_forget_rate`` only)
+    attacked_forget_rate: float | None = None
     proxy_score: float | None = None
     steps: int = 0
     lambdas: list[float] = field(default_factory=list)
@@ -52,7 +54,8 @@ class TrialResult:
 class SweepResult:
     """A finished (or resumed and finished) sweep.
 
-    ``pareto`` holds the non-dominated trials in (forget rate, FID), both minimised;
+    ``pareto`` holds the non-dominated trials in (forget term, FID), both minimised (the
+    forget term: ``tune.objective``, the forget rate or the attacked forget rate);
     ``best`` the trial with the lowest ``tune/score`` among them (or overall for a weighted
     objective); ``artifacts`` maps names to files (``pareto_png``, ``best_config``,
     ``results_csv``, ``results_md``, and for PBT ``schedule`` and ``lambda_png``).
@@ -96,20 +99,22 @@ def _ok(v: Any) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
 
 
-def pareto_front(trials: list[TrialResult]) -> list[TrialResult]:
-    """Non-dominated evaluated trials (both objectives minimised), by forget rate."""
-    pts = [t for t in trials if t.evaluated]
+def pareto_front(trials: list[TrialResult], forget: str = "forget_rate") -> list[TrialResult]:
+    """Non-dominated evaluated trials (both objectives minimised), by the forget term
+    ``forget`` (``forget_rate`` or ``attacked_forget_rate``)."""
+
+    def f(t: TrialResult) -> float:
+        return getattr(t, forget)
+
+    pts = [t for t in trials if t.evaluated and _ok(f(t))]
     front = []
     for t in pts:
         dominated = any(
-            o.forget_rate <= t.forget_rate
-            and o.fid <= t.fid
-            and (o.forget_rate < t.forget_rate or o.fid < t.fid)
-            for o in pts
+            f(o) <= f(t) and o.fid <= t.fid and (f(o) < f(t) or o.fid < t.fid) for o in pts
         )
         if not dominated:
             front.append(t)
-    return sorted(front, key=lambda t: (t.forget_rate, t.fid))
+    return sorted(front, key=lambda t: (f(t), t.fid))
 
 
 def pick_best(trials: list[TrialResult], pareto: list[TrialResult]) -> TrialResult | None:
@@ -129,6 +134,7 @@ COLUMNS = (
     "eval/forget_rate",
     "eval/fid",
     "tune/score",
+    "audit/attacked_forget_rate",
     "tune/proxy_score",
     "steps",
     "unlearn_s",
@@ -153,6 +159,7 @@ def rows(trials: list[TrialResult], front: list[TrialResult]) -> tuple[list[str]
                 t.forget_rate,
                 t.fid,
                 t.score,
+                t.attacked_forget_rate,
                 t.proxy_score,
                 t.steps,
                 round(t.unlearn_time, 3),

@@ -35,7 +35,11 @@ from unlearn.tuners.trainable import TrialSpec
 
 log = logging.getLogger(__name__)
 
-MULTI = (["eval/forget_rate", "eval/fid"], ["min", "min"])
+#: the forget term of each ``tune.objective`` as a reported metric
+FORGET_KEYS = {
+    "forget_rate": "eval/forget_rate",
+    "attacked_forget_rate": "audit/attacked_forget_rate",
+}
 META = "unlearn_sweep.json"  # config, space, options and parent run of a sweep (for --resume)
 
 
@@ -57,6 +61,11 @@ def run_sweep(
             **{**meta["options"], "resume": True, "name": path.name, "address": opts.address}
         )
     validate_space(space, cfg)
+    if cfg.tune.objective == "attacked_forget_rate" and cfg.model.kind == "t2i":
+        raise ConfigError(
+            "tune.objective: attacked_forget_rate needs an image model (ddpm, cond_ddpm, "
+            "vpsde, vae); use tune.objective=forget_rate on t2i"
+        )
     check_pretrained(trial_config(cfg, space, {}))
     uri = check_tracking(cfg)
     if meta is not None and meta.get("parent_run_id") and meta.get("uri") != uri:
@@ -174,7 +183,7 @@ def _new_tuner(cfg, space, opts, path, trainable, cb, n: int, every: int):
         trainable,
         param_space=tune_domains(space) if opts.population else {},
         tune_config=tune.TuneConfig(
-            search_alg=_make_search(opts, space, cfg.tune.seed),
+            search_alg=_make_search(opts, space, cfg),
             scheduler=_make_scheduler(opts, space, cfg, math.ceil(cfg.unlearn.steps / every)),
             num_samples=n,
             max_concurrent_trials=opts.max_concurrent or cfg.tune.max_concurrent,
@@ -197,7 +206,7 @@ def _trial_dirname(trial) -> str:
     return trial.trial_id
 
 
-def _make_search(opts: SweepOptions, space: SearchSpace, seed: int):
+def _make_search(opts: SweepOptions, space: SearchSpace, cfg: Config):
     if opts.population:
         return None
     import optuna
@@ -207,11 +216,12 @@ def _make_search(opts: SweepOptions, space: SearchSpace, seed: int):
     from unlearn.tuners.searchers import OptunaSpace
 
     sampler = (
-        optuna.samplers.RandomSampler(seed=seed)
+        optuna.samplers.RandomSampler(seed=cfg.tune.seed)
         if opts.search == "random"
-        else optuna.samplers.TPESampler(seed=seed)
+        else optuna.samplers.TPESampler(seed=cfg.tune.seed)
     )
-    metric, mode = MULTI if opts.objective == "multi" else ("tune/score", "min")
+    multi = ([FORGET_KEYS[cfg.tune.objective], "eval/fid"], ["min", "min"])
+    metric, mode = multi if opts.objective == "multi" else ("tune/score", "min")
     return SweepOptunaSearch(
         OptunaSpace(space),
         metric=metric,
@@ -288,6 +298,7 @@ def _trial_result(r, cb) -> TrialResult:
         forget_rate=fr,
         fid=fid,
         score=score,
+        attacked_forget_rate=_num(m.get("audit/attacked_forget_rate")),
         proxy_score=_num(m.get("tune/proxy_score")),
         steps=int(m.get("unlearn/step", 0) or 0),
         lambdas=list(m.get("lambdas") or []),

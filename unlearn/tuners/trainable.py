@@ -8,6 +8,9 @@ failure) continues from that step; the unlearner draws step ``t``'s batches from
 seeded by ``(seed, t)``, so a restored run sees the same data as an uninterrupted one.
 The last report carries the sample-based metrics (``eval/forget_rate``, ``eval/fid``) and
 ``tune/score``; its checkpoint holds them too, so re-running a finished trial only re-reports.
+With ``tune.objective=attacked_forget_rate`` the trial also attacks its unlearned model
+(:mod:`unlearn.audit.attacked`) and the attacked forget rate (``audit/attacked_forget_rate``)
+replaces the forget rate in ``tune/score`` and in the multi-objective search.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ log = logging.getLogger(__name__)
 
 NAN = float("nan")
 #: keys the searchers read; intermediate reports carry NaN (Tune wants them in every result)
-OBJECTIVE_KEYS = ("eval/forget_rate", "eval/fid", "tune/score")
+OBJECTIVE_KEYS = ("eval/forget_rate", "eval/fid", "tune/score", "audit/attacked_forget_rate")
 BAD_PROXY = 1e6  # proxy score of a diverged trial: finite, so ASHA / PBT can rank it
 FINAL_KEY = "unlearn/final"  # marks the last report (PBT does not exploit there)
 
@@ -42,7 +45,8 @@ class TrialSpec:
         space: the search space (fixed values, conditionals).
         report_every: optimiser steps between reports and checkpoints.
         cpus: CPUs given to each trial (torch threads match them).
-        fid_weight: weight of FID in ``tune/score = forget_rate + fid_weight * fid``.
+        fid_weight: weight of FID in ``tune/score = forget term + fid_weight * fid`` (the
+            forget term: the forget rate, or the attacked one per ``tune.objective``).
         proxy_forget_weight: weight of the forget proxy in ``tune/proxy_score``.
     """
 
@@ -144,7 +148,14 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     t0 = time.perf_counter()
     after, _ = unl.evaluate()
     final.update(after.metrics("eval/"))
-    final["tune/score"] = score(after.forget_rate, after.fid, spec.fid_weight)
+    forget = after.forget_rate
+    if cfg.tune.objective == "attacked_forget_rate":
+        from unlearn.audit import attacked_rates
+
+        rates = attacked_rates(unl, benign=False)
+        final.update(rates.metrics())
+        forget = rates.attacked_forget_rate
+    final["tune/score"] = score(forget, after.fid, spec.fid_weight)
     final["perf/eval_time"] = time.perf_counter() - t0
     if res.status != "finished":
         final["unlearn/message"] = res.message
