@@ -73,3 +73,8 @@ def test_asset_drives_an_unlearning_run(tiny_workdir: Path):
     res = unl.run()
     assert res.status == "finished" and 0 <= res.steps <= 40
     assert len(res.lambdas) == res.steps and all(0.0 <= v <= 1.0 for v in res.lambdas)
+    if res.steps < 40:  # the policy's stop: only at a decision boundary, and said so
+        assert res.steps % unl.agent.K == 0 and unl.agent.stopped
+        assert res.message == f"stopped by agent 'policy' after {res.steps} of 40 steps"
+    else:
+        assert not unl.agent.stopped and res.message == ""

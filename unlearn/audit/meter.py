@@ -24,12 +24,14 @@ class ForgetMeter:
         classifier: the evaluation classifier (class forgetting).
         classes: forgotten classes; empty when the outlier is the target.
         outlier: the memorised outlier image, or ``None``.
+        num_samples: samples per measurement; 0 = ``audit.num_samples``.
     """
 
     cfg: Config
     classifier: torch.nn.Module | None
     classes: tuple[int, ...]
     outlier: torch.Tensor | None
+    num_samples: int = 0
 
     @property
     def name(self) -> str:
@@ -38,7 +40,7 @@ class ForgetMeter:
 
     @torch.no_grad()
     def __call__(self, model: torch.nn.Module) -> tuple[float, torch.Tensor]:
-        samples = generate(model, self.cfg, self.cfg.audit.num_samples)
+        samples = generate(model, self.cfg, self.num_samples or self.cfg.audit.num_samples)
         if self.classes:
             probs, _ = self.classifier.to(samples.device).predict(samples)
             return forget_rate(probs, self.classes), samples

@@ -113,32 +113,34 @@ def eval_from_dict(d: dict[str, Any]) -> EvalResult:
 
 class ForgetCheck:
     """Callback: the sample-based forget rate every ``every`` steps (not at ``budget``:
-    the final evaluation measures that one)."""
+    the final evaluation measures that one) — the concept rate of the erased prompts on t2i,
+    else the audit's :class:`~unlearn.audit.meter.ForgetMeter` on ``eval.num_samples``."""
 
     def __init__(self, unlearner: Any, every: int, budget: int):
+        from unlearn.audit.meter import ForgetMeter
+
         self.unl, self.every, self.budget = unlearner, every, budget
         self.checks: list[list[float]] = []
         self.seconds = 0.0
+        self.meter = None
+        if unlearner.cfg.model.kind != "t2i":
+            data = unlearner.eval_data
+            self.meter = ForgetMeter(
+                unlearner.cfg,
+                unlearner.classifier,
+                tuple(data.forget_classes),
+                data.outlier,
+                unlearner.cfg.eval.num_samples,
+            )
 
     def __call__(self, stats: StepStats) -> None:
         if self.every <= 0 or stats.step % self.every or stats.step >= self.budget:
             return
-        import torch
-
-        from unlearn.metrics import forget_rate, generate, outlier_rate
-
         t0 = time.perf_counter()
-        data = self.unl.eval_data
-        if self.unl.cfg.model.kind == "t2i":  # the concept rate of the erased prompts
+        if self.meter is None:
             rate = self.unl.evaluate()[0].forget_rate
         else:
-            with torch.no_grad():
-                samples = generate(self.unl.model, self.unl.cfg)
-                if data.outlier is not None and not data.forget_classes:  # memorisation
-                    rate = outlier_rate(samples, data.outlier, self.unl.cfg.forget.outlier.radius)
-                else:
-                    probs, _ = self.unl.classifier.predict(samples)
-                    rate = forget_rate(probs, data.forget_classes)
+            rate = self.meter(self.unl.model)[0]
         self.checks.append([stats.step, float(rate)])
         self.seconds += time.perf_counter() - t0
 

@@ -55,6 +55,7 @@ class InstanceBank:
         self.present = present
         self._data: dict[int, tuple[ForgetSplit, EvalData]] = {}
         self._base: dict[int, EvalResult] = {}
+        self._probe: dict[int, float] = {}
         #: t2i: each instance's prompt table (its split's labels are ids into it) and anchor
         self._tables: dict[int, tuple[list[str], int]] = {}
         self.current: int | None = None
@@ -118,3 +119,10 @@ class InstanceBank:
         if c not in self._base:
             self._base[c], _ = self.unlearner.evaluate()
         return self._base[c]
+
+    def base_probe(self, c: int, n: int) -> float:
+        """The base model's forget probe (``n`` fixed-noise samples) for class ``c``; call with
+        the starting weights loaded. Deterministic, so measured once per class."""
+        if c not in self._probe:
+            self._probe[c] = self.unlearner.forget_probe(n)
+        return self._probe[c]

@@ -203,7 +203,8 @@ class UnlearningEnv(gym.Env):
         self._set_scale(self.scale0)
         self.base = self.bank.base_eval(self.instance.forget_class) if self._final() else None
         pr, pf = self.unlearner.proxies(self.cfg.env.proxy_batch)
-        probe0 = self.unlearner.forget_probe(self.probe_n) if self.probe_n else None
+        c = self.instance.forget_class
+        probe0 = self.bank.base_probe(c, self.probe_n) if self.probe_n else None
         self.decision = 0
         self.prev_action = self.initial_action()
         self.lambdas: list[float] = []
@@ -324,14 +325,15 @@ class UnlearningEnv(gym.Env):
         """A stop action: end the episode now, with the weights after ``self.decision``
         decisions (the proxies measured once more, so the rewards sum to the run's change)."""
         prev_rel = self.builder.rel
-        try:
-            proxies, probe = self._measure()
-        except DivergenceError as e:  # the weights were finite a step ago; cannot happen twice
-            log.warning("episode diverged at its stop: %s", e)
-            proxies, probe = None, None
+        proxies, probe = None, None
+        if self.unlearner.last is not None:  # before any step the reset's proxies still hold
+            try:
+                proxies, probe = self._measure()
+            except DivergenceError as e:  # the weights were finite a step ago
+                log.warning("episode diverged at its stop: %s", e)
         self._done = True
         reward = 0.0
-        if proxies is not None and self.unlearner.last is not None:
+        if proxies is not None:
             prev = split_action(self.prev_action, self.scale_action, self.stop_action)
             lam = self.lambdas[-1] if self.lambdas else self.lam0
             self._obs = self.builder.observe(
