@@ -21,7 +21,7 @@ demo: install
 	$(BIN)/unlearn demo
 
 test: install
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests --durations=25
 
 lint: install
 	$(BIN)/ruff check .
