@@ -145,8 +145,9 @@ def init_policy(algorithm, stop_action: bool) -> None:
     The policy head's last layer outputs (means, log-stds) of the action's raw entries. With
     ``env.stop_action`` the stop mean starts at :data:`~unlearn.observation.STOP_INIT_MEAN`
     (its weights scaled by 0.1, so the start hardly depends on the observation): the
-    deterministic action never stops and a sampled one stops in about 2% of the decisions,
-    so episodes last and the value of continuing is learned. λ's exploration std starts at
+    deterministic action never stops and a sampled one rarely (5.8% of decisions on
+    observations drawn inside the bounds, against 36% from RLlib's start), so episodes last
+    and the value of continuing is learned. λ's exploration std starts at
     :data:`LAMBDA_INIT_LOG_STD`. The env runners get the weights before the first sample.
     """
     import torch
