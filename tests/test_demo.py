@@ -1,9 +1,9 @@
 """The whole demo through the real ``unlearn demo`` command, on the tiny config.
 
-Every part runs for real: base evaluation, static and variational unlearning, a 4-trial
-search on a local Ray instance, the shipped demo-model policy beside static λ and a decay on
-a held-out class, PPO on the tiny env (smoke test) with its exported policy in an unlearning
-run, the report, and MLflow runs in the embedded store.
+Every default part runs for real: base evaluation, static and variational unlearning, a
+4-trial search on a local Ray instance, the shipped demo-model policy beside static λ and a
+decay on a held-out class, PPO on the tiny env (smoke test) with its exported policy in an
+unlearning run, the report, and MLflow runs in the embedded store.
 """
 
 from __future__ import annotations
@@ -35,8 +35,6 @@ def test_demo_runs_every_part_and_writes_the_report(tiny_workdir: Path, tmp_path
             f"workdir={work}",
             "--out",
             str(out),
-            "--parts",
-            "unlearn,search,rl,t2i",
         ],
         capture_output=True,
         text=True,
@@ -52,6 +50,7 @@ def test_demo_runs_every_part_and_writes_the_report(tiny_workdir: Path, tmp_path
         "## Base model",
         "## Unlearning",
         "## Search",
+        "## Shipped RL policy on a held-out class",
         "## RL λ agent (tiny env, smoke test)",
         "## Text-to-image",
     ):
@@ -61,6 +60,7 @@ def test_demo_runs_every_part_and_writes_the_report(tiny_workdir: Path, tmp_path
         "lambda.png",
         "search_pareto.png",
         "rl_lambda.png",
+        "policy_lambda.png",
         "t2i_before_0.png",
         "t2i_after_0.png",
     ):
@@ -69,6 +69,13 @@ def test_demo_runs_every_part_and_writes_the_report(tiny_workdir: Path, tmp_path
     assert {"base", "siss + static λ", "siss + variational λ", "tiny: siss + policy λ"} <= set(
         results
     )
+    part = results["policy"]  # the shipped policy, static λ and a decay on held-out class 2
+    assert part["instance"] == 2 and set(part["agents"]) == {"static", "decay", "policy"}
+    for name, a in part["agents"].items():  # a policy with a stop action may use fewer steps
+        assert 0 <= a["steps"] <= 8 and len(a["lambdas"]) == a["steps"], name
+    assert part["agents"]["static"]["steps"] == part["agents"]["decay"]["steps"] == 8
+    assert part["agents"]["decay"]["lambdas"][0] > part["agents"]["decay"]["lambdas"][-1]
+    assert {"class 2: siss + policy λ", "class 2: siss + decay λ"} <= set(results)
     meta = json.loads((work / "policies/demo-ppo/metadata.json").read_text())
     assert meta["algorithm"] == "ppo"
 
@@ -82,39 +89,11 @@ def test_demo_runs_every_part_and_writes_the_report(tiny_workdir: Path, tmp_path
     assert all(r.info.status == "FINISHED" for r in runs)
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
     assert {"static", "variational"} <= {r.data.params.get("agent.name") for r in runs}
-
-
-def test_demo_policy_part_runs_the_shipped_policy_beside_static_and_decay(
-    tiny_workdir: Path, tmp_path: Path
-):
-    """``--parts policy``: the shipped policy, static λ and a decay on held-out class 2."""
-    work = tmp_path / "work"
-    shutil.copytree(tiny_workdir / "pretrained", work / "pretrained")
-    out = tmp_path / "report"
-    env = {**os.environ, "COLUMNS": "200"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    args = ["demo", "--config", str(REPO / "configs/tiny.yaml"), "--set", f"workdir={work}"]
-    r = subprocess.run(
-        [UNLEARN, *args, "--out", str(out), "--parts", "policy"],
+    r2 = subprocess.run(
+        [UNLEARN, "demo", "--config", str(REPO / "configs/tiny.yaml"), "--parts", "policy,nope"],
         capture_output=True,
         text=True,
         env=env,
-        timeout=600,
-    )
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    report = (out / "report.md").read_text()
-    assert "## Shipped RL policy on a held-out class" in report and "## Search" not in report
-    assert (out / "policy_lambda.png").stat().st_size > 1000
-    results = json.loads((out / "results.json").read_text())
-    part = results["policy"]
-    assert part["instance"] == 2 and set(part["agents"]) == {"static", "decay", "policy"}
-    for name, a in part["agents"].items():  # a policy with a stop action may use fewer steps
-        assert 0 <= a["steps"] <= 8 and len(a["lambdas"]) == a["steps"], name
-    assert part["agents"]["static"]["steps"] == part["agents"]["decay"]["steps"] == 8
-    assert part["agents"]["decay"]["lambdas"][0] > part["agents"]["decay"]["lambdas"][-1]
-    assert {"class 2: siss + policy λ", "class 2: siss + decay λ"} <= set(results)
-    r2 = subprocess.run(
-        [UNLEARN, *args, "--parts", "policy,nope"], capture_output=True, text=True, env=env
     )
     assert r2.returncode == 2 and len(r2.stderr.strip().splitlines()) == 1, r2.stderr
     assert "--parts" in r2.stderr and "policy" in r2.stderr

@@ -91,7 +91,7 @@ def test_make_by_id_from_config_dict_and_rllib_env_config(env_cfg):
 
 def test_spaces_and_one_episode(env, env_cfg):
     obs, info = env.reset(seed=3)
-    assert obs.dtype == np.float32 and obs.shape == (10,)
+    assert obs.dtype == np.float32 and obs.shape == (12,)
     assert info["instance"] in env_cfg.env.train_instances
     total, steps, done = 0.0, 0, False
     while not done:
@@ -253,7 +253,7 @@ def test_scale_action_sets_the_methods_forget_scale(env_cfg):
     cfg = dataclasses.replace(env_cfg, env=dataclasses.replace(env_cfg.env, scale_action=True))
     env = UnlearningEnv(cfg)
     obs, _ = env.reset(seed=0)
-    assert env.action_space.shape == (2,) and obs.shape == (11,)
+    assert env.action_space.shape == (2,) and obs.shape == (13,)
     _, _, _, _, info = env.step(np.array([0.5, 0.25], dtype=np.float32))
     lo, hi = SCALE_RANGE
     assert env.unlearner.method.scale == pytest.approx(lo + 0.25 * (hi - lo))

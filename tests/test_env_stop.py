@@ -42,11 +42,11 @@ def test_spaces_check_env_and_stop_ends_the_episode_before_its_steps(stop_cfg):
 
     env = UnlearningEnv(stop_cfg)
     assert env.action_space.shape == (2,)  # λ, stop
-    assert env.observation_space.shape == (11,)  # 10 base fields + forget_probe
+    assert env.observation_space.shape == (14,)  # 12 base fields + forget_probe(0)
     check_env(env, skip_render_check=True)
     k = stop_cfg.env.steps_per_decision
     obs, _ = env.reset(seed=0, options={"instance": 5, "seed": 1})
-    assert obs[-1] == pytest.approx(1.0)  # the probe relative to itself at reset
+    assert obs[-2] == pytest.approx(1.0)  # the probe relative to itself at reset
     rewards, infos = [], []
     for stop in (0.0, 0.2, 0.9, 0.0):
         obs, r, term, _, info = env.step(np.array([0.4, stop], dtype=np.float32))
@@ -80,7 +80,27 @@ def test_forget_probe_is_the_forget_class_probability_of_fixed_noise_samples(sto
     assert unl.forget_probe(12) == unl.forget_probe(12)  # fixed noise: deterministic
     obs, *_ = env.step(np.array([0.0, 0.0], dtype=np.float32))  # λ = 0: forget strongly
     probs, _ = unl.classifier.predict(generate(unl.model, unl.cfg, 12))
-    assert obs[-1] == pytest.approx(min(2.0, float(probs[:, 5].mean()) / p0), rel=1e-5)
+    assert obs[-2] == pytest.approx(min(2.0, float(probs[:, 5].mean()) / p0), rel=1e-5)
+    assert obs[-1] == pytest.approx(p0, rel=1e-5)  # the probe at reset stays in the observation
+
+
+def test_first_observation_tells_instances_apart_and_keeps_it_during_the_run(stop_cfg):
+    """Every relative field is 0 at reset; the instance fields (log proxies, the probe at
+    reset) differ between forget classes, so a policy's first λ can depend on the class."""
+    from unlearn.envs.unlearning_env import UnlearningEnv
+    from unlearn.observation import layout
+
+    names = layout(False, True).names
+    inst = [names.index(n) for n in ("log_retain0", "log_forget0", "forget_probe0")]
+    env = UnlearningEnv(stop_cfg)
+    first = {c: env.reset(seed=0, options={"instance": c, "seed": 1})[0] for c in (3, 5)}
+    a, b = first[3], first[5]
+    rest = [i for i in range(len(names)) if i not in inst]
+    np.testing.assert_array_equal(a[rest], b[rest])  # nothing else tells them apart
+    assert abs(a[inst[1]] - b[inst[1]]) > 1e-3 and a[inst[2]] != b[inst[2]]
+    assert np.isfinite(a[inst]).all() and (a[inst[:2]] < 0).all()  # log of losses < 1
+    obs, *_ = env.step(np.array([0.5, 0.0], dtype=np.float32))
+    np.testing.assert_allclose(obs[inst], b[inst])  # constant during the run
 
 
 def test_probe_without_a_classifier_and_bad_values_are_config_errors(stop_cfg, tiny_workdir):

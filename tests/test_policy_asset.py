@@ -52,7 +52,7 @@ print(json.dumps(np.asarray(agent.policy(obs)).tolist()))
     assert a.shape[0] == 50 and np.isfinite(a).all() and (a >= 0).all() and (a <= 1).all()
 
 
-def test_asset_drives_an_unlearning_run(tiny_workdir: Path):
+def _run(tiny_workdir: Path, c: int, steps: int):
     from unlearn.config import load_config
     from unlearn.report_policy import SHIPPED_POLICY
     from unlearn.task import make_unlearner
@@ -64,17 +64,27 @@ def test_asset_drives_an_unlearning_run(tiny_workdir: Path):
             "tracking.enabled=false",
             "agent.name=policy",
             f"agent.path={SHIPPED_POLICY}",
-            "forget.classes=[2]",
-            "unlearn.steps=40",
+            f"forget.classes=[{c}]",
+            f"unlearn.steps={steps}",
         ],
     )
     unl = make_unlearner(cfg).unlearner
     unl.reset(0)
-    res = unl.run()
-    assert res.status == "finished" and 0 <= res.steps <= 40
-    assert len(res.lambdas) == res.steps and all(0.0 <= v <= 1.0 for v in res.lambdas)
-    if res.steps < 40:  # the policy's stop: only at a decision boundary, and said so
-        assert res.steps % unl.agent.K == 0 and unl.agent.stopped
-        assert res.message == f"stopped by agent 'policy' after {res.steps} of 40 steps"
-    else:
-        assert not unl.agent.stopped and res.message == ""
+    return unl, unl.run()
+
+
+def test_asset_runs_past_step_0_and_its_lambda_depends_on_the_instance(tiny_workdir: Path):
+    """What the shipped policy measurably does: it does not stop at its first decision (the
+    old one did), and its λ differs between two forget classes from the first decision on
+    (the observation's instance fields) and between decisions of one run."""
+    runs = {c: _run(tiny_workdir, c, 60) for c in (2, 8)}
+    lams = {}
+    for c, (unl, res) in runs.items():
+        assert res.status == "finished" and res.steps > 0, c
+        assert len(res.lambdas) == res.steps and all(0.0 <= v <= 1.0 for v in res.lambdas)
+        if res.steps < 60:  # the policy's stop: only at a decision boundary, and said so
+            assert res.steps % unl.agent.K == 0 and unl.agent.stopped
+            assert res.message == f"stopped by agent 'policy' after {res.steps} of 60 steps"
+        lams[c] = np.array(res.lambdas[:: unl.agent.K])  # one λ per decision
+    assert abs(lams[2][0] - lams[8][0]) > 1e-3  # the first λ: only the instance differs
+    assert np.ptp(lams[2]) > 1e-3 or np.ptp(lams[8]) > 1e-3  # λ changes during a run

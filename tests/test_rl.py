@@ -233,3 +233,46 @@ def test_cli_bad_input_exits_2_with_one_line(work: Path, tmp_path: Path):
     assert proc.returncode == 2 and "does not exist" in proc.stderr
     proc = cli("rl", "train", *cfg_args(work), "--algo", "dqn", cwd=work)
     assert proc.returncode == 2 and "--algo" in proc.stderr
+
+
+def test_a_fresh_policy_continues_by_default(work: Path):
+    """``unlearn rl train`` starts the stop entry low: an untrained policy's deterministic
+    action never stops and a sampled one stops in few decisions (RLlib's default start, a
+    raw mean near 0 with std 1, stopped 36% of them at the 0.8 threshold)."""
+    import torch
+    from scipy.stats import norm
+
+    from unlearn.config import load_config
+    from unlearn.observation import STOP_THRESHOLD, layout
+    from unlearn.rl.train import algo_config, init_policy
+    from unlearn.runtime import init_ray
+
+    cfg = load_config(
+        TINY_YAML,
+        [f"workdir={work}", "tracking.enabled=false", "env.stop_action=true", "env.forget_probe=8"],
+    )
+    started = init_ray(num_cpus=1)
+    algo = algo_config(cfg, "ppo", 0).build_algo()
+    try:
+        lay = layout(False, True)
+        obs = np.random.default_rng(0).uniform(lay.low, lay.high, (256, lay.size))
+        module = algo.env_runner_group.local_env_runner.module  # the single-agent RLModule
+
+        def stop_rate() -> tuple[float, float]:
+            with torch.no_grad():
+                out = module.forward_inference({"obs": torch.tensor(obs, dtype=torch.float32)})
+            mean, log_std = out["action_dist_inputs"].chunk(2, dim=-1)
+            raw = 2 * STOP_THRESHOLD - 1  # the raw output above which the entry stops
+            p = norm.sf(raw, loc=mean[:, -1].numpy(), scale=np.exp(log_std[:, -1].numpy()))
+            return float((mean[:, -1] > raw).float().mean()), float(p.mean())
+
+        _, p_default = stop_rate()
+        init_policy(algo, stop_action=True)
+        det, p_fresh = stop_rate()
+        assert det == 0.0 and p_fresh < 0.1 and p_fresh < p_default / 3, (p_fresh, p_default)
+    finally:
+        algo.stop()
+        if started:
+            import ray
+
+            ray.shutdown()

@@ -106,20 +106,21 @@ def demo(
         str,
         typer.Option(
             help="Comma-separated demo parts after the base evaluation: unlearn (static and "
-            "variational λ), search (4-trial search), policy (the shipped RL policy beside "
-            "static λ and a decay on a held-out class; not run by default: the shipped policy "
-            "does not yet beat them), rl (smoke test: PPO on the tiny env, exported policy), "
+            "variational λ), search (4-trial search), policy (the shipped demo-model RL "
+            "policy beside static λ and a decay on a held-out class, λ trajectories "
+            "plotted), rl (smoke test only: PPO on the tiny env, exported policy), "
             "t2i (ESD erases 'seven' from the shipped text-to-image pipeline)."
         ),
-    ] = "unlearn,search,rl,t2i",
+    ] = "unlearn,search,policy,rl,t2i",
 ) -> None:
     """The end-to-end demo on the embedded defaults.
 
     Evaluates the shipped base model; forgets one digit with static SISS and with the
-    variational λ agent; runs a 4-trial static-vs-variational search; trains PPO on the tiny
-    env as a smoke test, exports its policy and unlearns with it; erases "seven" from the
-    text-to-image pipeline with ESD; writes a markdown report. ``--parts policy`` adds a
-    held-out digit unlearned with the shipped RL policy beside static λ and a decay.
+    variational λ agent; runs a 4-trial static-vs-variational search; unlearns a held-out
+    digit with the shipped demo-model RL policy beside static λ and a decay (λ trajectories
+    plotted); trains PPO on the tiny env as a smoke test, exports its policy and unlearns
+    with it; erases "seven" from the text-to-image pipeline with ESD; writes a markdown
+    report.
     """
     cfg = _config(config, set_, tracked=True)
     from unlearn.console import console, progress_bars

@@ -250,7 +250,7 @@ class EnvConfig:
     scale_action: bool = _f(False, doc="second action dimension: the forget scale")
     stop_action: bool = _f(
         False,
-        doc="last action dimension: stop (> 0.5 ends the run before the decision's steps, "
+        doc="last action dimension: stop (> 0.8 ends the run before the decision's steps, "
         "once forgetting is done; the steps used are reported)",
     )
     forget_probe: int = _f(

@@ -30,9 +30,18 @@ idx   name             value                                                    
 7     log_forget_grad  log10 of the forget-term gradient norm                             [-8, 4]
 8     grad_cosine      cosine between the two gradients                                   [-1, 1]
 9     proxy_age        optimiser steps since the proxies were measured / budget           [0, 1]
-10    prev_scale       previous forget-scale action in [0, 1] (only with scale_action)    [0, 1]
+10    log_retain0      log proxy_retain at reset (instance; constant during the run)      [-10, 5]
+11    log_forget0      log proxy_forget at reset (instance; constant during the run)      [-10, 5]
+12    prev_scale       previous forget-scale action in [0, 1] (only with scale_action)    [0, 1]
 next  forget_probe     sample-based forget rate / its value at reset (env.forget_probe)   [0, 2]
+next  forget_probe0    sample-based forget rate at reset (instance; env.forget_probe)     [0, 1]
 ====  ===============  ================================================================  ============
+
+Every other field is relative to the run's own start, so without ``log_retain0``,
+``log_forget0`` and ``forget_probe0`` the first observation is the same for every instance and
+a policy cannot set λ per instance before it has seen the run react. These three describe
+the instance (how hard its forget class is to denoise, how much of it the base model
+generates); ``unlearn-obs-v2`` policies (without them) are refused with a message.
 
 ``forget_probe`` (only with ``env.forget_probe`` = n > 0 samples) is the forget classes' mean
 classifier probability over n fixed-noise samples of the current weights, measured together
@@ -44,7 +53,13 @@ at each proxy measurement.
 
 Actions: ``[λ, (scale), (stop)]``, each in [0, 1]: λ, the forget scale with
 ``env.scale_action`` (:data:`SCALE_RANGE`), and with ``env.stop_action`` a stop entry whose
-value above 0.5 ends the run before the decision's steps (:func:`split_action`).
+value above :data:`STOP_THRESHOLD` (0.8) ends the run before the decision's steps
+(:func:`split_action`). RLlib maps the network's raw output a in [-1, 1] to the entry
+``(a + 1) / 2``, so a stop needs a > 0.6; ``unlearn rl train`` starts the stop mean at
+a = :data:`STOP_INIT_MEAN` (−1.5): an untrained policy continues (its deterministic stop
+never fires; its sampled one in 5.8% of decisions on observations drawn uniformly inside
+the bounds, against 36% with RLlib's default start; ``tests/test_rl.py``), and learns to
+stop only where stopping paid.
 
 Unknown values (before the first step, or a statistic that was not measured) read as 0.
 Non-finite inputs never reach the policy: they read as 0 and the env ends the episode.
@@ -59,7 +74,7 @@ import numpy as np
 
 from unlearn.types import StepStats
 
-OBS_VERSION = "unlearn-obs-v2"
+OBS_VERSION = "unlearn-obs-v3"
 
 _BASE = (
     ("progress", 0.0, 1.0, "optimiser steps done / budget"),
@@ -72,11 +87,21 @@ _BASE = (
     ("log_forget_grad", -8.0, 4.0, "log10 forget gradient norm"),
     ("grad_cosine", -1.0, 1.0, "cosine(retain gradient, forget gradient)"),
     ("proxy_age", 0.0, 1.0, "optimiser steps since the proxies were measured / budget"),
+    ("log_retain0", -10.0, 5.0, "log proxy_retain at reset (the instance; constant in a run)"),
+    ("log_forget0", -10.0, 5.0, "log proxy_forget at reset (the instance; constant in a run)"),
 )
 _SCALE = ("prev_scale", 0.0, 1.0, "previous forget-scale action in [0, 1]")
-_PROBE = ("forget_probe", 0.0, 2.0, "sample-based forget rate / its value at reset")
-#: a stop entry above this ends the run (the policy's deterministic action is its mean)
-STOP_THRESHOLD = 0.5
+_PROBE = (
+    ("forget_probe", 0.0, 2.0, "sample-based forget rate / its value at reset"),
+    ("forget_probe0", 0.0, 1.0, "sample-based forget rate at reset (the instance; constant)"),
+)
+#: a stop entry above this ends the run (the policy's deterministic action is its mean).
+#: High on purpose: an untrained Gaussian policy's entry is 0.5 + 0.5·N(0, 1) (clipped), so
+#: a threshold of 0.5 stopped half of its decisions; ``unlearn rl train`` also starts the
+#: stop entry's mean low (:data:`STOP_INIT_MEAN`), so continuing is the untrained default.
+STOP_THRESHOLD = 0.8
+#: the raw (pre-unsquash, in [-1, 1]) mean of the stop entry of a freshly built policy
+STOP_INIT_MEAN = -1.5
 
 # The second action dimension (env.scale_action) maps [0, 1] linearly onto this forget
 # scale s of SISS's (1 + s) factor; 0 keeps the plain loss form.
@@ -112,7 +137,7 @@ class ObsLayout:
 
 def layout(scale_action: bool = False, probe: bool = False) -> ObsLayout:
     """The observation layout: the base fields, then prev_scale and forget_probe if enabled."""
-    rows = _BASE + ((_SCALE,) if scale_action else ()) + ((_PROBE,) if probe else ())
+    rows = _BASE + ((_SCALE,) if scale_action else ()) + (_PROBE if probe else ())
     return ObsLayout(
         names=tuple(r[0] for r in rows),
         low=np.array([r[1] for r in rows], dtype=np.float32),
@@ -217,8 +242,12 @@ class ObservationBuilder:
         self._rel = (0.0, 0.0)
         self._delta = (0.0, 0.0)
         self._measured_at = 0
-        values = [0.0, lam0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+        values = [0.0, lam0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, *self._instance()]
         return self._vector(values, scale0)
+
+    def _instance(self) -> tuple[float, float]:
+        """The instance fields: the log proxies of the starting weights (0 when unknown)."""
+        return tuple(math.log(p) if math.isfinite(p) and p > 0 else 0.0 for p in self._p0)  # type: ignore[return-value]
 
     def due(self, step: int) -> bool:
         """Whether the proxies are measured after optimiser step ``step`` (a decision's end)."""
@@ -260,6 +289,7 @@ class ObservationBuilder:
             _log10(stats.forget_grad_norm),
             _finite(stats.grad_cosine),
             _finite(age),
+            *self._instance(),
         ]
         return self._vector(values, scale)
 
@@ -274,6 +304,6 @@ class ObservationBuilder:
         if self.scale_action:
             values = [*values, _finite(scale)]
         if self.probe:
-            values = [*values, _finite(self._probe_rel, 1.0)]
+            values = [*values, _finite(self._probe_rel, 1.0), _finite(self._probe0, 0.0)]
         v = np.nan_to_num(np.asarray(values, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         return np.clip(v, self.layout.low, self.layout.high).astype(np.float32)

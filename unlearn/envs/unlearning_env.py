@@ -83,8 +83,8 @@ class UnlearningEnv(gym.Env):
 
     ``Box(0, 1, (1,), float32)``: λ for the next K steps. With ``env.scale_action`` a second
     entry maps linearly onto the method's forget scale s in ``SCALE_RANGE`` = [0, 10] (SISS's
-    ``(1 + s)`` factor). With ``env.stop_action`` a last entry above 0.5 stops the run now,
-    before the decision's steps: the episode ends with the final evaluation of the weights
+    ``(1 + s)`` factor). With ``env.stop_action`` a last entry above 0.8
+    (``STOP_THRESHOLD``) stops the run now, before the decision's steps: the episode ends with the final evaluation of the weights
     so far, ``info["steps_used"]`` says how many optimiser steps it took and
     ``info["stopped"]`` that it stopped early (``env.step_cost`` per step used makes stopping
     pay beyond the quality it keeps). Out-of-range values are clipped; a non-finite entry is
@@ -92,13 +92,14 @@ class UnlearningEnv(gym.Env):
 
     ## Observation Space
 
-    A flat float32 ``Box`` of 10 entries (+1 with ``scale_action``, +1 with
+    A flat float32 ``Box`` of 12 entries (+1 with ``scale_action``, +2 with
     ``env.forget_probe``), clipped to declared bounds; layout in :mod:`unlearn.observation`
     (progress, previous λ, log-ratios of the fixed-noise retain / forget proxy losses to their
     values at reset and their changes between the last two measurements, log10 gradient norms
-    of the two terms, their cosine, the age of the proxies; the previous scale action; the
-    sample-based forget probe of ``env.forget_probe`` samples relative to its value at reset,
-    measured with the proxies). The proxies cost one forward pass of 2 × ``env.proxy_batch``
+    of the two terms, their cosine, the age of the proxies, the log proxies at reset (the
+    instance); the previous scale action; the sample-based forget probe of
+    ``env.forget_probe`` samples relative to its value at reset, measured with the proxies,
+    and its value at reset (the instance)). The proxies cost one forward pass of 2 × ``env.proxy_batch``
     images (default 16 each; on the tiny model about a third of an optimiser step); they are
     measured after the first decision at least ``env.proxy_every`` optimiser steps (default
     20) after the last measurement, and after the last decision. With K >=

@@ -78,7 +78,8 @@ def read_metadata(policy_dir: Path) -> dict[str, Any]:
     if not isinstance(obs, dict) or obs.get("version") != OBS_VERSION:
         raise ConfigError(
             f"policy: observation layout {obs.get('version') if isinstance(obs, dict) else obs!r}"
-            f" in {path} does not match this env's {OBS_VERSION}"
+            f" in {path} does not match this env's {OBS_VERSION} (older layouts lack the "
+            "instance fields and used another stop threshold); train and export the policy again"
         )
     for k in ("names", "low", "high"):
         if list(obs.get(k, [])) != want[k]:

@@ -6,9 +6,16 @@ mean per training iteration; ``unlearn.rl.train`` logs them to MLflow.
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Any
 
 from ray.rllib.callbacks.callbacks import RLlibCallback
+
+#: env variable naming a JSON-lines file that gets one record per finished episode (instance,
+#: λ trajectory, return, steps used, end metrics); ``unlearn rl train`` sets it to
+#: ``<out>/episodes.jsonl`` for env runners in its own process
+EPISODE_LOG = "UNLEARN_RL_EPISODE_LOG"
 
 END_KEYS = (
     "eval/forget_rate",
@@ -37,3 +44,9 @@ class UnlearnCallbacks(RLlibCallback):
         for key in END_KEYS:
             if key in last:
                 metrics_logger.log_value(key, float(last[key]), reduce="mean")
+        path = os.environ.get(EPISODE_LOG)
+        if path:
+            keys = ("instance", "lambdas", "episode_return", "steps_used", "stopped", *END_KEYS)
+            rec = {k: last[k] for k in keys if k in last}
+            with open(path, "a") as f:
+                f.write(json.dumps(rec, default=float) + "\n")
