@@ -63,12 +63,17 @@ def test_demo_runs_every_part_and_writes_the_report(tiny_workdir: Path, tmp_path
         "rl_lambda.png",
         "t2i_before_0.png",
         "t2i_after_0.png",
+        "t2i_dual_0.png",
+        "t2i_dual_lambda.png",
     ):
         assert (out / png).stat().st_size > 1000, png
     results = json.loads((out / "results.json").read_text())
     assert {"base", "siss + static λ", "siss + variational λ", "tiny: siss + policy λ"} <= set(
         results
     )
+    dual = results["t2i-constrained-dual"]  # the second t2i method, under the dual agent
+    assert dual["status"] == "finished" and len(set(dual["lambdas"])) > 1  # λ adapted
+    assert dual["after"]["concept_rate"] is not None and results["t2i"]["status"] == "finished"
     meta = json.loads((work / "policies/demo-ppo/metadata.json").read_text())
     assert meta["algorithm"] == "ppo"
 
