@@ -117,7 +117,7 @@ def test_sd15_clip_measure_runs_end_to_end_through_lora(tmp_path):
     d["workdir"] = str(tmp_path / "runs")
     d["tracking"] = {**d["tracking"], "uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     (tmp_path / "sd15.yaml").write_text(yaml.safe_dump(d))
-    r = cli("run", "--config", str(tmp_path / "sd15.yaml"), "--json")
+    r = cli("run", "--config", str(tmp_path / "sd15.yaml"), "--json", timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(r.stdout)
     for side in ("before", "after"):

@@ -43,7 +43,7 @@ SECOND = [
     "method.name=constrained",
     "method.options={target: reverse_kl}",
     "agent.name=dual",
-    "unlearn.steps=60",
+    "unlearn.steps=40",
 ]
 
 
