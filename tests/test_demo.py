@@ -63,6 +63,8 @@ def test_demo_runs_every_part_and_writes_the_report(tiny_workdir: Path, tmp_path
         "policy_lambda.png",
         "t2i_before_0.png",
         "t2i_after_0.png",
+        "t2i_dual_0.png",
+        "t2i_dual_lambda.png",
     ):
         assert (out / png).stat().st_size > 1000, png
     results = json.loads((out / "results.json").read_text())
@@ -76,6 +78,9 @@ def test_demo_runs_every_part_and_writes_the_report(tiny_workdir: Path, tmp_path
     assert part["agents"]["static"]["steps"] == part["agents"]["decay"]["steps"] == 8
     assert part["agents"]["decay"]["lambdas"][0] > part["agents"]["decay"]["lambdas"][-1]
     assert {"class 2: siss + policy λ", "class 2: siss + decay λ"} <= set(results)
+    dual = results["t2i-constrained-dual"]  # the second t2i method, under the dual agent
+    assert dual["status"] == "finished" and len(set(dual["lambdas"])) > 1  # λ adapted
+    assert dual["after"]["concept_rate"] is not None and results["t2i"]["status"] == "finished"
     meta = json.loads((work / "policies/demo-ppo/metadata.json").read_text())
     assert meta["algorithm"] == "ppo"
 

@@ -173,6 +173,55 @@ def test_tiny_sweep_as_a_job_lands_in_mlflow(cluster, tiny_workdir, tmp_path):
     assert len(kids) == 2 and all("eval/fid" in k.data.metrics for k in kids)
 
 
+def test_t2i_run_as_a_job_writes_its_pipeline_and_metrics(cluster, tmp_path):
+    """A text-to-image `unlearn run` (the shipped demo pipeline, ESD, 2 steps) as a Ray job:
+    the job succeeds, its run directory holds the unlearned pipeline and the t2i metrics."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    job = tmp_path / "job"
+    job.mkdir()
+    cfg = yaml.safe_load((REPO / "configs/t2i_demo.yaml").read_text())
+    cfg["workdir"] = str(tmp_path / "w")
+    cfg["unlearn"] |= {"steps": 2, "batch_size": 4}
+    cfg["t2i"]["samples_per_prompt"] = 2
+    cfg["eval"] |= {"sampler_steps": 4, "proxy_batch": 4}
+    cfg["forget"]["retain_prompts"] = cfg["forget"]["retain_prompts"][:2]
+    cfg["tracking"] = {"experiment": "t2i-jobs"}
+    (job / "config.yaml").write_text(yaml.safe_dump(cfg))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    r = submit(
+        cluster,
+        "--follow",
+        "--working-dir",
+        str(job),
+        "--env",
+        f"MLFLOW_TRACKING_URI={uri}",
+        "--",
+        "unlearn",
+        "run",
+        "--config",
+        "config.yaml",
+        timeout=900,
+    )
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert "SUCCEEDED" in r.stdout
+    (run,) = (tmp_path / "w" / "unlearned").iterdir()
+    res = json.loads((run / "result.json").read_text())
+    assert res["status"] == "finished" and res["steps"] == 2
+    for side in ("before", "after"):
+        assert {"concept_rate", "paraphrase_concept_rate", "retain_accuracy", "fid"} <= set(
+            res[side]
+        )
+    model = Path(res["model_dir"])
+    assert model.parent == run and (model / "model_index.json").is_file()
+    assert (model / "unet").is_dir() and (run / "after.png").is_file()
+    exp = MlflowClient(uri).get_experiment_by_name("t2i-jobs")
+    (rec,) = MlflowClient(uri).search_runs([exp.experiment_id])
+    assert rec.info.run_id == run.name and "eval/concept_rate" in rec.data.metrics
+
+
 def test_job_exit_status_is_mirrored_and_uploads_exclude_junk(cluster, tmp_path):
     (tmp_path / "keep.txt").write_text("x")
     (tmp_path / "runs.db").write_text("x")

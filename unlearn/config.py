@@ -179,6 +179,23 @@ class EvalConfig:
     proxy_batch: int = _f(128, doc="held-out images in the fixed-noise proxy batches", lo=1)
     elbo_timesteps: int = _f(50, doc="timesteps sampled for the negative ELBO", lo=1, hi=4000)
     confidence: float = _f(0.9, doc="classifier confidence for a 'clean' sample", lo=0.0, hi=1.0)
+    concept_measure: str = _f(
+        "classifier",
+        doc="t2i: what decides that an image shows the concept: the data's evaluation "
+        "classifier and measured attributes (digits, thick / thin / left / right), or CLIP "
+        "zero-shot (concept prompt above the anchor; styles, objects)",
+        choices=("classifier", "clip"),
+    )
+    clip_model: str = _f(
+        "", doc="t2i, concept_measure=clip: hub id or directory of a transformers CLIPModel"
+    )
+
+    def __post_init__(self) -> None:
+        if self.concept_measure == "clip" and not self.clip_model.strip():
+            raise ConfigError(
+                "eval.clip_model: '' is not allowed with eval.concept_measure=clip; expected "
+                "a hub id or a directory of a transformers CLIPModel"
+            )
 
 
 @dataclass(frozen=True)
@@ -420,6 +437,13 @@ class Config:
     tune: TuneConfig = _f(default_factory=TuneConfig)
     bench: BenchConfig = _f(default_factory=BenchConfig)
     audit: AuditConfig = _f(default_factory=AuditConfig)
+
+    def __post_init__(self) -> None:
+        if self.eval.concept_measure == "clip" and self.model.kind != "t2i":
+            raise ConfigError(
+                f"eval.concept_measure: 'clip' is not allowed with model.kind="
+                f"{self.model.kind}; expected 'classifier' (CLIP measures t2i concepts)"
+            )
 
     def to_dict(self) -> dict:
         return _to_plain(self)

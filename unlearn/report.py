@@ -71,7 +71,8 @@ def run_demo(
     policy (trained on the demo model) beside static λ and a decay on a held-out class, with
     the λ trajectories; ``rl``: a smoke test of the RL pipeline (PPO for a few iterations on
     the tiny env, export the policy, unlearn with it); ``t2i``: erase "seven"
-    from the shipped text-to-image pipeline with ESD. The report is rewritten
+    from the shipped text-to-image pipeline with ESD (static λ) and constrained reverse-KL
+    (dual λ). The report is rewritten
     after each part, so an interrupted demo still leaves what it finished.
     """
     bad = sorted(set(parts) - set(DEMO_PARTS))
@@ -126,7 +127,7 @@ def run_demo(
     if "t2i" in parts:
         from unlearn.report_t2i import t2i_section
 
-        rep.extra["t2i"] = t2i_section(cfg, rep.sections, out, progress)
+        rep.extra.update(t2i_section(cfg, rep.sections, out, progress))
         write_report(cfg, rep)
     return rep
 

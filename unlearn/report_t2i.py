@@ -1,8 +1,10 @@
-"""The demo's text-to-image part: erase "seven" from the shipped pipeline with ESD.
+"""The demo's text-to-image part: erase "seven" from the shipped pipeline with ESD (static
+λ) and with constrained reverse-KL under the dual-ascent λ agent.
 
 Runs ``unlearn run`` on the embedded ``t2i_demo.yaml`` (the shipped pipeline and its
-classifier, the demo's workdir and tracking) and adds a report section with the metrics
-before / after and the grids of an erased prompt, a held-out paraphrase and a retain prompt.
+classifier, the demo's workdir and tracking), twice, and adds a report section with the
+metrics before / after each and the grids of an erased prompt, a held-out paraphrase and a
+retain prompt, and the dual agent's λ per step.
 """
 
 from __future__ import annotations
@@ -35,46 +37,86 @@ def _grid(run_dir: Path, side: str, prompts: tuple[str, ...], prompt: str) -> Pa
     return next((run_dir / side).glob(f"{i:02d}_*.png"))
 
 
+#: the second t2i run: reverse-KL negative guidance with a dual-ascent multiplier (λ adapts
+#: to the method's constraint violation during the run), fewer steps than ESD's
+SECOND = [
+    "method.name=constrained",
+    "method.options={target: reverse_kl}",
+    "agent.name=dual",
+    "unlearn.steps=40",
+]
+
+
 def t2i_section(cfg: Config, sections: list[str], out: Path, progress: ProgressFn) -> dict:
-    """Run ESD on the shipped pipeline; append the section; returns the run's result dict."""
+    """Run ESD (static λ) and constrained reverse-KL (dual λ) on the shipped pipeline, the
+    second reusing the first's before-evaluation; append the section; returns both runs'
+    result dicts (``t2i``: ESD, ``t2i-constrained-dual``)."""
+    from unlearn.config import with_overrides
     from unlearn.experiment import run
 
     tcfg = t2i_demo_config(cfg)
     res = run(tcfg, progress)
-    run_dir = Path(res.model_dir).parent
-    before, after = res.before, res.after
+    ccfg = with_overrides(tcfg, SECOND)
+    res2 = run(ccfg, progress, before=res.before)
+    runs = [("ESD, static λ", tcfg, res), ("constrained reverse-KL, dual λ", ccfg, res2)]
+    before = res.before
     f = tcfg.forget
     shown = [("erased prompt", f.prompts[0])]
     if f.paraphrases:
         shown.append(("held-out paraphrase", f.paraphrases[0]))
     shown.append(
-        ("retain prompt", after.prompts[-1] if not f.retain_prompts else f.retain_prompts[0])
+        ("retain prompt", before.prompts[-1] if not f.retain_prompts else f.retain_prompts[0])
     )
+    lam = res2.lambdas
     lines = [
-        "## Text-to-image: erasing a concept with ESD",
+        "## Text-to-image: erasing a concept with ESD and with constrained reverse-KL",
         "",
-        f"The shipped pipeline (`{tcfg.name}`), concept {f.concept!r}: `{tcfg.method.name}` "
-        f"(η = {tcfg.method.options.get('eta', 1.0)}, λ = {tcfg.method.lam}), "
-        f"{res.steps} steps, batch {tcfg.unlearn.batch_size}, model.train={tcfg.model.train}, "
-        f"{res.wall_time:.1f} s. {tcfg.t2i.samples_per_prompt} images per prompt, "
-        f"{tcfg.eval.sampler_steps} DDIM steps, guidance {tcfg.t2i.guidance}.",
+        f"The shipped pipeline (`{tcfg.name}`), concept {f.concept!r}, "
+        f"model.train={tcfg.model.train}, batch {tcfg.unlearn.batch_size}, lr {tcfg.unlearn.lr}. "
+        f"`{tcfg.method.name}` (η = {tcfg.method.options.get('eta', 1.0)}, static "
+        f"λ = {tcfg.method.lam}): {res.steps} steps, {res.wall_time:.1f} s. "
+        f"`{ccfg.method.name}` (target reverse_kl: negative guidance towards "
+        f"ε₀(x_t,∅) − λ/(1−λ)·(ε₀(x_t,c) − ε₀(x_t,∅))) under the `dual` agent, which raises "
+        f"λ while the forget loss stays below ratio × the original's: {res2.steps} steps, "
+        f"{res2.wall_time:.1f} s, λ {lam[0]:.2f} → {lam[-1]:.2f} (max {max(lam):.2f}). "
+        f"{tcfg.t2i.samples_per_prompt} images per prompt, {tcfg.eval.sampler_steps} DDIM "
+        f"steps, guidance {tcfg.t2i.guidance}.",
         "",
         "| | concept rate | paraphrase concept rate | retain accuracy | FID |",
         "|---|---|---|---|---|",
     ]
-    for name, r in (("before", before), ("after", after)):
+    rows = [("before", before)] + [(f"after {name}", r.after) for name, _, r in runs]
+    for name, r in rows:
         para = "n/a" if r.paraphrase_concept_rate is None else f"{r.paraphrase_concept_rate:.3f}"
         lines.append(
             f"| {name} | {r.concept_rate:.3f} | {para} | {r.retain_accuracy:.3f} | {r.fid:.2f} |"
         )
-    lines += ["", "| prompt | before | after |", "|---|---|---|"]
+    lines += [
+        "",
+        "| prompt | before | after ESD | after constrained + dual λ |",
+        "|---|---|---|---|",
+    ]
     for k, (what, prompt) in enumerate(shown):
         cells = []
-        for side in ("before", "after"):
-            name = f"t2i_{side}_{k}.png"
-            shutil.copyfile(_grid(run_dir, side, before.prompts, prompt), out / name)
-            cells.append(f"![{side}]({name})")
-        lines.append(f"| {what}: “{prompt}” | {cells[0]} | {cells[1]} |")
-    lines += ["", f"Unlearned pipeline (loads in plain diffusers): `{res.model_dir}`", ""]
+        for tag, side, r in (
+            ("before", "before", res),
+            ("after", "after", res),
+            ("dual", "after", res2),
+        ):
+            name = f"t2i_{tag}_{k}.png"
+            shutil.copyfile(
+                _grid(Path(r.model_dir).parent, side, before.prompts, prompt), out / name
+            )
+            cells.append(f"![{tag}]({name})")
+        lines.append(f"| {what}: “{prompt}” | {' | '.join(cells)} |")
+    shutil.copyfile(Path(res2.model_dir).parent / "lambda.png", out / "t2i_dual_lambda.png")
+    lines += [
+        "",
+        "λ of the dual agent per step: ![dual λ](t2i_dual_lambda.png)",
+        "",
+        "Unlearned pipelines (load in plain diffusers): "
+        f"ESD `{res.model_dir}`, constrained `{res2.model_dir}`",
+        "",
+    ]
     sections.append("\n".join(lines))
-    return res.to_dict()
+    return {"t2i": res.to_dict(), "t2i-constrained-dual": res2.to_dict()}

@@ -90,7 +90,7 @@ def load_t2i_task(
     if model is None:
         model_dir = pipeline_dir(cfg)
         model = load_t2i(model_dir)
-    spec = prompt_spec(cfg.forget, model.tokenizer)
+    spec = prompt_spec(cfg.forget, model.tokenizer, cfg.eval.concept_measure)
     splits = load_splits(cfg.data)
     tr = splits.train
     if (tr.channels, tr.resolution) != (model.image_channels, model.image_resolution):
@@ -99,7 +99,14 @@ def load_t2i_task(
             f"data.resolution: the pipeline makes {model.image_channels}x{r}x{r} images but the "
             f"data is {tr.channels}x{tr.resolution}x{tr.resolution}; set data.resolution={r}"
         )
-    if classifier is None and need_classifier:
+    if cfg.eval.concept_measure == "clip":
+        from unlearn.metrics.clip import ClipMeasure, resolve_clip_target
+
+        # CLIP decides the concept everywhere (data split, reference images, metrics)
+        if not isinstance(classifier, ClipMeasure):
+            classifier = ClipMeasure.load(cfg.eval.clip_model)
+        spec = resolve_clip_target(spec, classifier)
+    elif classifier is None and need_classifier:
         classifier = _classifier(cfg)
     ids = model.set_prompts(spec.all_prompts)
     prompt_ids = dict(zip(spec.all_prompts, ids, strict=True))

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from unlearn.bench.cell import RunRecord
-from unlearn.bench.stats import AUDIT_METRICS, CellSummary, Stat
+from unlearn.bench.stats import AUDIT_METRICS, T2I_METRICS, CellSummary, Stat
 from unlearn.config import ConfigError
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -22,6 +22,13 @@ SHORT = {
     "attacked_forget_rate": "attacked",
     "benign_forget_rate": "benign",
     "mia_auc": "MIA",
+    "paraphrase_rate": "paraphrase",
+    "retain_accuracy": "retain",
+}
+#: column titles of the t2i metrics (markdown, terminal)
+T2I_COLS = {
+    "paraphrase_rate": ("paraphrase concept rate", "paraphrase"),
+    "retain_accuracy": ("retain accuracy (1 = best)", "retain acc"),
 }
 #: column titles of the audit metrics (markdown, terminal)
 AUDIT_COLS = {
@@ -52,9 +59,11 @@ def summary_rows(
     short: bool = False,
 ) -> tuple[list[str], list[list[str]]]:
     """Columns and text rows of the summary; ``mark`` decorates the best value of a metric,
-    ``short`` gives terse column names (terminal). The audit columns follow the wall time
-    when the summaries hold them (``bench --audit``)."""
+    ``short`` gives terse column names (terminal). The t2i columns (paraphrase concept rate,
+    retain accuracy) and then the audit columns (``bench --audit``) follow the wall time when
+    the summaries hold them."""
     metrics = list(summaries[0].stats) if summaries else []
+    t2i = [m for m in metrics if m in T2I_METRICS]
     audit = [m for m in metrics if m in AUDIT_METRICS]
     pct = f"{threshold * 100:g}%"
     cols = [
@@ -67,6 +76,7 @@ def summary_rows(
         "coverage KL",
         f"steps to forget < {pct}",
         "wall time (s)",
+        *(T2I_COLS[m][0] for m in t2i),
         *(AUDIT_COLS[m][0] for m in audit),
         DIST,
     ]
@@ -81,6 +91,7 @@ def summary_rows(
             "coverage",
             f"steps<{pct}",
             "wall s",
+            *(T2I_COLS[m][1] for m in t2i),
             *(AUDIT_COLS[m][1] for m in audit),
             "≠ best (p<.05)",
         ]
@@ -123,6 +134,18 @@ AUDIT_LEGEND = (
     "AUC of a loss-based membership attack telling forget samples from held-out ones; its best "
     "cell is the one nearest 0.5 (chance)."
 )
+
+
+T2I_LEGEND = (
+    "On t2i the forget rate is the concept rate of the erased prompts; the paraphrase concept "
+    "rate is that of held-out paraphrases (lower is better) and the retain accuracy the "
+    "fraction of retain-prompt images showing what their prompt asks for (best: nearest 1)."
+)
+
+
+def legend_text(t2i: bool, audit: bool) -> str:
+    """The summary's legend, with the t2i and audit paragraphs where they apply."""
+    return " ".join([LEGEND, *([T2I_LEGEND] if t2i else []), *([AUDIT_LEGEND] if audit else [])])
 
 
 def instances_text(instances: Sequence[int]) -> str:
@@ -175,35 +198,6 @@ def plot_lambdas(records: Sequence[RunRecord], path: Path) -> Path:
     return plot_lambda(mean_lambdas(records), path)
 
 
-def t2i_lines(records: Sequence[RunRecord]) -> list[str]:
-    """t2i benches: the paraphrase concept rate and the retain accuracy per (method, agent),
-    mean ± 95% CI over the finished runs (the summary's forget rate is the concept rate)."""
-    from unlearn.bench.stats import mean_ci
-
-    done = [r for r in records if r.status != "error" and math.isfinite(r.retain_accuracy)]
-    if not done:
-        return []
-    rows = []
-    for key in dict.fromkeys((r.method, r.agent) for r in done):
-        mine = [r for r in done if (r.method, r.agent) == key]
-        para = stat_text(mean_ci([r.paraphrase_rate for r in mine]))
-        acc = stat_text(mean_ci([r.retain_accuracy for r in mine]))
-        rows.append([*key, str(len(mine)), para, acc])
-    cols = [
-        "method",
-        "agent",
-        "runs",
-        "paraphrase concept rate (lower)",
-        "retain accuracy (higher)",
-    ]
-    return [
-        "## Text-to-image: held-out paraphrases and retain prompts",
-        "",
-        markdown_table(cols, rows),
-        "",
-    ]
-
-
 def bench_markdown(
     facts: dict[str, Any],
     summary: str,
@@ -230,9 +224,8 @@ def bench_markdown(
     ]
     if p["skipped"]:
         lines += ["Left out:", ""] + [f"- `{k}`: {v}" for k, v in p["skipped"].items()] + [""]
-    legend = f"{LEGEND} {AUDIT_LEGEND}" if facts.get("audit") else LEGEND
+    legend = legend_text(facts.get("t2i", False), facts.get("audit", False))
     lines += ["## Summary", "", summary, "", legend, ""]
-    lines += t2i_lines(records)
     lines += [
         "## Pareto front: forget rate vs FID (all runs)",
         "",

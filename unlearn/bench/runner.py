@@ -21,18 +21,17 @@ from unlearn.bench.cell import CellOutcome, RunRecord, eval_from_dict, run_cell,
 from unlearn.bench.matrix import RESULT_SECTIONS, BenchOptions, Plan, cell_config, plan
 from unlearn.bench.perf import PerfResult, perf_markdown, run_perf
 from unlearn.bench.report import (
-    AUDIT_LEGEND,
-    LEGEND,
     bench_markdown,
     check_readme,
     instances_text,
+    legend_text,
     markdown_table,
     plot_lambdas,
     plot_pareto_runs,
     summary_rows,
     update_readme,
 )
-from unlearn.bench.stats import AUDIT_METRICS, METRICS, CellSummary, summarize
+from unlearn.bench.stats import AUDIT_METRICS, METRICS, T2I_METRICS, CellSummary, summarize
 from unlearn.config import Config, ConfigError
 
 if TYPE_CHECKING:  # torch and diffusers load only when the bench runs (fast CLI errors)
@@ -202,7 +201,8 @@ def run_bench(
             perf = run_perf(progress=progress)
         runs = [records[c.key] for c in cells]
         groups = pl.groups()
-        metrics = [*METRICS, *(AUDIT_METRICS if opts.audit else ())]
+        t2i = cfg.model.kind == "t2i"
+        metrics = [*METRICS, *(T2I_METRICS if t2i else ()), *(AUDIT_METRICS if opts.audit else ())]
         summaries = summarize(runs, groups, metrics)
         result = BenchResult(
             out, opts.preset, pl, runs, summaries, opts.threshold, parent_id, perf, ran
@@ -286,7 +286,7 @@ def _readme_section(
         f"{cfg.data.name} {cfg.data.resolution}px, {cfg.unlearn.steps} steps, "
         f"{cfg.eval.num_samples} evaluation samples), {date}: {len(res.runs)} runs, held-out "
         f"{instances_text(pl.instances)} x seeds {pl.seeds}. Full report: "
-        f"`{_shown(res.path, cfg)}`.\n\n{LEGEND}" + (f" {AUDIT_LEGEND}" if opts.audit else "")
+        f"`{_shown(res.path, cfg)}`.\n\n{legend_text(cfg.model.kind == 't2i', opts.audit)}"
     )
     return f"{head}\n\n{table}" + (f"\n\n{perf_md}" if perf_md else "")
 
@@ -303,6 +303,7 @@ def _write_report(
     facts = {
         "preset": opts.preset,
         "audit": opts.audit,
+        "t2i": cfg.model.kind == "t2i",
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "device": str(resolve_device(cfg.device)),
         "config": cfg.name,

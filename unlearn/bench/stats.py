@@ -1,7 +1,8 @@
 """Per-cell statistics of the bench: mean, 95% t confidence interval, Welch's test vs the best.
 
 The runs of one (method, agent) cell are its instances x seeds. Every metric is "lower is
-better" except those with a target (the MIA AUC: 0.5, chance), where closer is better; the
+better" except those with a target (the MIA AUC: 0.5, chance; t2i retain accuracy: 1),
+where closer is better; the
 best cell of a metric has the lowest mean (or the mean nearest the target), and every other
 cell is compared with it by Welch's unequal-variance t-test (two-sided, α = 0.05): *distinguishable* means
 the difference from the best is significant, *not distinguishable* means the data cannot
@@ -30,8 +31,13 @@ AUDIT_METRICS: dict[str, str] = {
     "benign_forget_rate": "forget rate after benign fine-tuning",
     "mia_auc": "MIA AUC",
 }
+#: the columns of a t2i bench (``model.kind=t2i``; its forget rate is the concept rate)
+T2I_METRICS: dict[str, str] = {
+    "paraphrase_rate": "paraphrase concept rate",
+    "retain_accuracy": "retain accuracy",
+}
 #: metrics whose best value is a target rather than the minimum
-TARGETS: dict[str, float] = {"mia_auc": 0.5}
+TARGETS: dict[str, float] = {"mia_auc": 0.5, "retain_accuracy": 1.0}
 ALPHA = 0.05
 LEVEL = 0.95
 
@@ -149,7 +155,8 @@ def summarize(
 
     A record needs ``method``, ``agent``, ``status`` and ``value(metric)``; runs that raised
     an error carry no numbers, diverged runs count with the numbers of their last good weights.
-    ``metrics``: which ones (the bench's, plus ``AUDIT_METRICS`` with ``--audit``).
+    ``metrics``: which ones (the bench's, plus ``T2I_METRICS`` on t2i and ``AUDIT_METRICS``
+    with ``--audit``).
     """
     cells = {g: CellSummary(*g) for g in groups}
     for r in records:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -23,6 +24,9 @@ from unlearn.config import ConfigError, ForgetConfig
 from unlearn.data.captions import DIGIT_WORDS, AttributeThresholds, concept_of
 from unlearn.data.datasets import ImageData
 from unlearn.data.forget import ForgetSplit
+
+if TYPE_CHECKING:
+    from unlearn.metrics.clip import ClipConcept
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,7 @@ class Memorised:
         return d.min(1).values / images[0].numel() ** 0.5 <= self.radius
 
 
-Concept = tuple[str, "int | str | tuple[int, ...] | Memorised"]
+Concept = tuple[str, "int | str | tuple[int, ...] | Memorised | ClipConcept | None"]
 
 
 @dataclass(frozen=True)
@@ -74,9 +78,11 @@ def _target(field: str, text: str) -> Concept:
     return found
 
 
-def prompt_spec(cfg: ForgetConfig, tokenizer) -> PromptSpec:
+def prompt_spec(cfg: ForgetConfig, tokenizer, measure: str = "classifier") -> PromptSpec:
     """Validate ``cfg``'s prompts against the pipeline's tokenizer; one-line errors name the
-    field, the prompt and the unknown words."""
+    field, the prompt and the unknown words. ``measure="clip"`` (``eval.concept_measure``):
+    the concept and retain prompts need not name a digit or attribute; the target is
+    ``("clip", None)`` until :func:`unlearn.metrics.clip.resolve_clip_target` binds it."""
     from unlearn.models.t2i import too_long, unknown_words
 
     caption = cfg.caption.strip()
@@ -104,10 +110,23 @@ def prompt_spec(cfg: ForgetConfig, tokenizer) -> PromptSpec:
         )
     if caption:
         target: Concept = ("copy", tuple(int(i) for i in cfg.caption_images))
+    elif measure == "clip":
+        if not cfg.anchor.strip():
+            raise ConfigError(
+                "forget.anchor: '' is not allowed with eval.concept_measure=clip; expected the "
+                "concept's anchor (an image shows the concept when CLIP scores the first "
+                "forget prompt above it)"
+            )
+        target = ("clip", None)
     else:
         target = _target("forget.concept", cfg.concept)
     retain = tuple(cfg.retain_prompts)
     if not retain:
+        if measure == "clip" and not caption:
+            raise ConfigError(
+                "forget.retain_prompts: [] is not allowed with eval.concept_measure=clip; "
+                "expected the prompts whose images must not change"
+            )
         if target[0] == "digit" and not caption:
             retain = tuple(
                 f"a handwritten digit {w}" for d, w in enumerate(DIGIT_WORDS) if d != target[1]
@@ -135,9 +154,9 @@ def prompt_spec(cfg: ForgetConfig, tokenizer) -> PromptSpec:
                 f"{field}: {long[0]!r} is longer than the tokenizer's "
                 f"{tokenizer.model_max_length} tokens"
             )
-    for field in ("forget.retain_prompts",):
-        for text in fields[field]:
-            _target(field, text)
+    if target[0] != "clip":
+        for text in fields["forget.retain_prompts"]:
+            _target("forget.retain_prompts", text)
     return PromptSpec(
         concept=cfg.concept,
         target=target,
@@ -161,6 +180,8 @@ def shows(
     kind, value = target
     if kind == "copy":
         return value.copies(images)
+    if kind == "clip":
+        return value.shows(images)
     if kind == "digit":
         pred = labels if probs is None else probs.argmax(1)
         return pred == int(value)
@@ -205,7 +226,11 @@ def prompt_split(
         [prompt_ids[spec.prompts[i % len(spec.prompts)]] for i in range(len(f_idx))]
     )
     r_lab = torch.full((len(train),), -1, dtype=torch.long)
-    for p in spec.retain:
+    if spec.target[0] == "clip":  # each image to the retain prompt CLIP prefers
+        a = spec.target[1].assign(train.images, spec.retain)
+        ids = torch.tensor([prompt_ids[p] for p in spec.retain])
+        r_lab = torch.where((a >= 0) & ~forget_mask, ids[a.clamp(min=0)], r_lab)
+    for p in spec.retain if spec.target[0] != "clip" else ():
         m = shows(_target("forget.retain_prompts", p), train.images, train.labels, thresholds)
         r_lab = torch.where(m & (r_lab < 0) & ~forget_mask, prompt_ids[p], r_lab)
     r_idx = torch.nonzero(r_lab >= 0).flatten()

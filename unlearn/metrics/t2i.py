@@ -4,7 +4,9 @@ retain accuracy, FID of retain-prompt samples against held-out images, per-promp
 Images are generated with classifier-free-guided DDIM (``t2i.guidance``,
 ``eval.sampler_steps``), ``t2i.samples_per_prompt`` per prompt. Each prompt's starting
 noise comes from its own generator seeded by (``eval.seed``, prompt position), so the
-numbers are the same for a seed however the prompts are batched.
+numbers are the same for a seed however the prompts are batched. The concept is decided by
+the data's evaluation classifier and measured attributes, or with
+``eval.concept_measure=clip`` by CLIP zero-shot (:mod:`unlearn.metrics.clip`).
 """
 
 from __future__ import annotations
@@ -144,12 +146,19 @@ def evaluate_t2i(
     samples = generate_prompts(model, cfg, prompts)
     probs, feats = classifier.predict(samples)
     n = cfg.t2i.samples_per_prompt
+    clip = spec.target[1] if spec.target[0] == "clip" else None
+    if clip is not None:  # CLIP zero-shot: concept vs anchor; retain prompt vs the rest
+        is_concept, assigned = clip.shows(samples), clip.assign(samples, spec.retain)
     per: dict[str, float] = {}
     hits: dict[str, torch.Tensor] = {}
     for i, p in enumerate(prompts):
         sl = slice(i * n, (i + 1) * n)
-        target = spec.target if (p in spec.prompts or p in spec.paraphrases) else concept_of(p)
-        hit = shows(target, samples[sl], None, data.thresholds, probs[sl])
+        erased = p in spec.prompts or p in spec.paraphrases
+        if clip is not None:
+            hit = is_concept[sl] if erased else assigned[sl] == spec.retain.index(p)
+        else:
+            target = spec.target if erased else concept_of(p)
+            hit = shows(target, samples[sl], None, data.thresholds, probs[sl])
         hits[p] = hit
         per[p] = float(hit.float().mean())
 
