@@ -23,7 +23,7 @@ from unlearn.audit.membership import MembershipSets, take, with_retain
 from unlearn.config import AuditConfig, Config, ConfigError
 from unlearn.data import ForgetSplit
 from unlearn.data.captions import AttributeThresholds
-from unlearn.data.prompts import PromptSpec, prompt_split, shows
+from unlearn.data.prompts import Memorised, PromptSpec, prompt_split, shows
 from unlearn.metrics.t2i import generate_prompts
 
 
@@ -89,26 +89,41 @@ def check_pair(model, base, where: str) -> None:
 
 
 def held_split(model, cfg: Config, spec: PromptSpec, thresholds: AttributeThresholds):
-    """Held-out images as latents with prompt ids (the forget prompts on concept images)."""
+    """Held-out images as latents with prompt ids (the forget prompts on concept images).
+
+    A memorised caption reproduces training images no held-out image is a copy of; its
+    non-members are the held-out images of the same digit(s), under the caption."""
     from unlearn.data import load_splits
 
     held = load_splits(cfg.data).heldout
     ids = {p: i for i, p in enumerate(model.prompts) if i}
     latents = model.encode_images(held.images).cpu()
+    kind, value = spec.target
+    if kind == "copy" and isinstance(value, Memorised) and value.labels:
+        spec = dataclasses.replace(spec, target=("digit", tuple(sorted(set(value.labels)))))
     try:
         return prompt_split(spec, held, latents, ids, thresholds).split
     except ConfigError as e:
         raise ConfigError(f"{str(e).replace('training image', 'held-out image')}") from None
 
 
-def prompt_membership_sets(train: ForgetSplit, held: ForgetSplit, a: AuditConfig) -> MembershipSets:
-    """Forget latents vs held-out concept latents (same prompts), then the retain sets."""
+def prompt_membership_sets(
+    train: ForgetSplit, held: ForgetSplit, a: AuditConfig, memorised: bool = False
+) -> MembershipSets:
+    """Forget latents vs held-out concept latents (same prompts), then the retain sets.
+
+    ``memorised``: the forget latents are a memorised caption's few images; they are
+    repeated (each copy meets its own noise draw) to as many as the held-out side has."""
     g = torch.Generator().manual_seed(a.seed * 104_729 + 17)
-    n_f = min(a.mia_samples, len(train.forget), len(held.forget))
-    if n_f < 2:
+    n_f = min(a.mia_samples, len(held.forget), *(() if memorised else (len(train.forget),)))
+    if n_f < 2 or len(train.forget) == 0:
         raise ConfigError(
             "audit.mia_samples: membership inference needs at least 2 held-out images of the "
             f"concept; found {len(held.forget)}"
         )
-    forget = (take(train.forget, n_f, g), take(held.forget, n_f, g))
+    if memorised:
+        members = train.forget.subset(torch.arange(n_f) % len(train.forget))
+    else:
+        members = take(train.forget, n_f, g)
+    forget = (members, take(held.forget, n_f, g))
     return with_retain(forget, train.retain, held.retain, a, g)

@@ -104,7 +104,12 @@ def _plan(cfg: Config, inputs: AuditInputs) -> _Plan:
 
         meter = ConceptMeter(cfg, inputs.classifier, inputs.prompts, inputs.prompts.spec.prompts)
         sets = (
-            prompt_membership_sets(inputs.split, inputs.prompts.held, a)
+            prompt_membership_sets(
+                inputs.split,
+                inputs.prompts.held,
+                a,
+                memorised=inputs.prompts.spec.target[0] == "copy",
+            )
             if "mia" in attacks
             else None
         )

@@ -36,6 +36,9 @@ class Memorised:
 
     images: torch.Tensor
     radius: float
+    #: the images' digit labels (their held-out look-alikes are membership inference's
+    #: non-members)
+    labels: tuple[int, ...] = ()
 
     def copies(self, images: torch.Tensor) -> torch.Tensor:
         """Per image: within ``radius`` (RMS over pixels) of one of the memorised images."""
@@ -182,9 +185,10 @@ def shows(
         return value.copies(images)
     if kind == "clip":
         return value.shows(images)
-    if kind == "digit":
+    if kind == "digit":  # one digit, or a tuple of digits (any of them)
         pred = labels if probs is None else probs.argmax(1)
-        return pred == int(value)
+        digits = value if isinstance(value, tuple) else (int(value),)
+        return torch.isin(pred, torch.tensor(digits, dtype=pred.dtype, device=pred.device))
     return thresholds.has(str(value), images)
 
 
@@ -216,7 +220,8 @@ def prompt_split(
                 f"forget.caption_images: {bad[0]} is not allowed; expected indices in "
                 f"[0, {len(train) - 1}] of the training split"
             )
-        memo = Memorised(train.images[list(idx)].clone(), spec.radius)
+        labels = tuple(int(train.labels[i]) for i in idx)
+        memo = Memorised(train.images[list(idx)].clone(), spec.radius, labels)
         spec = dataclasses.replace(spec, target=("copy", memo))
     forget_mask = shows(spec.target, train.images, train.labels, thresholds)
     if not forget_mask.any():
