@@ -75,6 +75,33 @@ def test_tune_baselines_searches_train_classes_and_runs_the_winners_held_out(
     assert "## Compute of each row" in md and "| siss + decay (tuned) |" in md
 
 
+def test_one_trial_search_keeps_the_configured_baselines_and_checks_can_be_off(
+    tiny_workdir: Path, tmp_path: Path
+) -> None:
+    """The search's first trial is the configured baseline (a 1-trial search returns it);
+    ``bench.check_every=0`` leaves only the base and final forget rates in a run's checks
+    while the agents still see proxies every ``unlearn.eval_every`` steps."""
+    proc = _cli(
+        "bench",
+        "--config",
+        TINY,
+        *("--set", f"workdir={tiny_workdir}", "--set", "tracking.enabled=false"),
+        *("--set", "env.train_instances=[1]", "--set", "env.test_instances=[2]"),
+        *("--set", "unlearn.steps=3", "--set", "unlearn.eval_every=1"),
+        *("--set", "bench.check_every=0", "--set", "method.lam=0.4", "--set", "method.scale=0.2"),
+        *("--set", "bench.decay={start: 0.7, end: 0.1, scale: 0.3}"),
+        *("--methods", "siss", "--agents", "static,decay", "--seeds", "1"),
+        *("--tune-baselines", "1", "--out", str(tmp_path / "report"), "--json"),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(proc.stdout)
+    tuning = res["plan"]["tuning"]
+    assert tuning["siss|static"]["params"] == pytest.approx({"lam": 0.4, "scale": 0.2})
+    assert tuning["siss|decay"]["params"] == pytest.approx({"start": 0.7, "end": 0.1, "scale": 0.3})
+    for r in res["runs"]:
+        assert [c[0] for c in r["checks"]] == [0, 3]
+
+
 def test_decay_from_the_config_and_its_scale_reach_the_cell(tiny_workdir: Path) -> None:
     cfg = load_config(
         TINY,
@@ -133,6 +160,7 @@ def test_variational_objective_variants_and_one_row_for_a_lambda_free_method(
         ),
         (["bench", "--agents", "variational-nope"], "--agents: unknown name 'variational-nope'"),
         (["run", "--set", "env.forget_probe=-1"], "env.forget_probe"),
+        (["bench", "--set", "bench.check_every=-2"], "bench.check_every"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, fragment, tmp_path: Path) -> None:

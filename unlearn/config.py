@@ -356,6 +356,13 @@ class BenchConfig:
         doc="the decay baseline: {start, end} (λ linear from start to end, both in [0, 1]) and "
         "optionally scale (its cells' method.scale)",
     )
+    check_every: int = _f(
+        -1,
+        doc="steps between the sample-based forget checks behind 'steps to forget' (each "
+        "generates eval.num_samples images); -1 = unlearn.eval_every, 0 = only the final "
+        "evaluation",
+        lo=-1,
+    )
 
 
 @dataclass(frozen=True)

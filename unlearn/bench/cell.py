@@ -197,7 +197,8 @@ def run_cell(
         if before is None:
             before, before_samples = unl.evaluate()
         tracker.log_metrics(before.metrics("before/"))
-        check = ForgetCheck(unl, cfg.unlearn.eval_every, unl.budget)
+        every = cfg.bench.check_every
+        check = ForgetCheck(unl, cfg.unlearn.eval_every if every < 0 else every, unl.budget)
         res = unl.run(callbacks=[tracker.step_callback(), check], progress=progress)
         after, samples = unl.evaluate(before.forget_rate)
         checks = [[0, before.forget_rate], *check.checks]
