@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -24,9 +23,6 @@ from unlearn.config import ConfigError, ForgetConfig
 from unlearn.data.captions import DIGIT_WORDS, AttributeThresholds, concept_of
 from unlearn.data.datasets import ImageData
 from unlearn.data.forget import ForgetSplit
-
-if TYPE_CHECKING:
-    from unlearn.metrics.clip import ClipConcept
 
 
 @dataclass(frozen=True)
@@ -46,7 +42,8 @@ class Memorised:
         return d.min(1).values / images[0].numel() ** 0.5 <= self.radius
 
 
-Concept = tuple[str, "int | str | tuple[int, ...] | Memorised | ClipConcept | None"]
+# ("clip", c): c is a metrics-layer ClipConcept, anything with ``shows(images) -> bool mask``
+Concept = tuple[str, "int | str | tuple[int, ...] | Memorised | object | None"]
 
 
 @dataclass(frozen=True)
