@@ -1,9 +1,11 @@
 """The whole demo through the real ``unlearn demo`` command, on the tiny config.
 
-Every default part runs for real: base evaluation, static and variational unlearning, a
-4-trial search on a local Ray instance, the shipped demo-model policy beside static λ and a
-decay on a held-out class, PPO on the tiny env (smoke test) with its exported policy in an
-unlearning run, the report, and MLflow runs in the embedded store.
+Every part runs for real, in two commands: the defaults (base evaluation, the shipped
+demo-model policy beside the variational agent, static λ and a decay on a held-out class,
+ESD and constrained reverse-KL on the shipped text-to-image pipeline) and the opt-in parts
+(static and variational unlearning of the configured class, a 4-trial search on a local Ray
+instance, PPO on the tiny env as a smoke test with its exported policy in an unlearning
+run); the reports, and MLflow runs in the embedded store.
 """
 
 from __future__ import annotations
@@ -19,13 +21,10 @@ REPO = Path(__file__).resolve().parents[1]
 UNLEARN = str(Path(sys.executable).with_name("unlearn"))
 
 
-def test_demo_runs_every_part_and_writes_the_report(tiny_workdir: Path, tmp_path: Path):
-    work = tmp_path / "work"
-    shutil.copytree(tiny_workdir / "pretrained", work / "pretrained")
-    out = tmp_path / "report"
-    env = {**os.environ, "COLUMNS": "200"}
+def demo(work: Path, out: Path, *extra: str, env: dict | None = None):
+    env = env or {**os.environ, "COLUMNS": "200"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    r = subprocess.run(
+    return subprocess.run(
         [
             UNLEARN,
             "demo",
@@ -35,12 +34,20 @@ def test_demo_runs_every_part_and_writes_the_report(tiny_workdir: Path, tmp_path
             f"workdir={work}",
             "--out",
             str(out),
+            *extra,
         ],
         capture_output=True,
         text=True,
         env=env,
         timeout=900,
     )
+
+
+def test_demo_default_parts_write_the_report(tiny_workdir: Path, tmp_path: Path):
+    work = tmp_path / "work"
+    shutil.copytree(tiny_workdir / "pretrained", work / "pretrained")
+    out = tmp_path / "report"
+    r = demo(work, out)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert str(out / "report.md") in r.stdout.replace("\n", "")
     assert f"unlearn ui --set workdir={work}" in r.stdout.replace("\n", "")
@@ -48,18 +55,15 @@ def test_demo_runs_every_part_and_writes_the_report(tiny_workdir: Path, tmp_path
     report = (out / "report.md").read_text()
     for heading in (
         "## Base model",
-        "## Unlearning",
-        "## Search",
         "## Shipped RL policy on a held-out class",
-        "## RL λ agent (tiny env, smoke test)",
         "## Text-to-image",
     ):
         assert heading in report
+    for heading in ("## Unlearning", "## Search", "## RL λ agent"):  # opt-in parts
+        assert heading not in report
+    assert "200 samples" in report  # the demo's evaluation budget
     for png in (
         "base_samples.png",
-        "lambda.png",
-        "search_pareto.png",
-        "rl_lambda.png",
         "policy_lambda.png",
         "t2i_before_0.png",
         "t2i_after_0.png",
@@ -68,19 +72,60 @@ def test_demo_runs_every_part_and_writes_the_report(tiny_workdir: Path, tmp_path
     ):
         assert (out / png).stat().st_size > 1000, png
     results = json.loads((out / "results.json").read_text())
-    assert {"base", "siss + static λ", "siss + variational λ", "tiny: siss + policy λ"} <= set(
-        results
-    )
-    part = results["policy"]  # the shipped policy, static λ and a decay on held-out class 2
-    assert part["instance"] == 2 and set(part["agents"]) == {"static", "decay", "policy"}
+    assert results["base"]["num_samples"] == 200
+    part = results["policy"]  # the shipped policy, variational, static λ, decay on class 2
+    assert part["instance"] == 2 and part["samples"] == 200
+    assert set(part["agents"]) == {"static", "decay", "variational", "policy"}
     for name, a in part["agents"].items():  # a policy with a stop action may use fewer steps
         assert 0 <= a["steps"] <= 8 and len(a["lambdas"]) == a["steps"], name
-    assert part["agents"]["static"]["steps"] == part["agents"]["decay"]["steps"] == 8
-    assert part["agents"]["decay"]["lambdas"][0] > part["agents"]["decay"]["lambdas"][-1]
-    assert {"class 2: siss + policy λ", "class 2: siss + decay λ"} <= set(results)
+    agents = part["agents"]
+    assert agents["static"]["steps"] == agents["decay"]["steps"] == agents["variational"]["steps"]
+    assert agents["static"]["steps"] == 8
+    assert agents["decay"]["lambdas"][0] > agents["decay"]["lambdas"][-1]
+    assert len(set(agents["variational"]["lambdas"])) > 1  # inferred each step
+    assert {"class 2: siss + policy λ", "class 2: siss + variational λ"} <= set(results)
     dual = results["t2i-constrained-dual"]  # the second t2i method, under the dual agent
     assert dual["status"] == "finished" and len(set(dual["lambdas"])) > 1  # λ adapted
     assert dual["after"]["concept_rate"] is not None and results["t2i"]["status"] == "finished"
+    assert "10 images per prompt" in report
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    # the decay is a linear schedule
+    assert {"static", "schedule", "variational", "policy"} <= {
+        r.data.params.get("agent.name") for r in runs
+    }
+    assert all(r.info.status == "FINISHED" for r in runs)
+    for bad, field in (
+        (["--parts", "policy,nope"], "--parts"),
+        (["--samples", "5"], "--samples"),
+        (["--t2i-samples", "0"], "--t2i-samples"),
+    ):
+        r2 = demo(work, tmp_path / "bad", *bad)
+        assert r2.returncode == 2 and len(r2.stderr.strip().splitlines()) == 1, r2.stderr
+        assert field in r2.stderr, r2.stderr
+        assert not (tmp_path / "bad").exists()  # refused before any work
+
+
+def test_demo_opt_in_parts(tiny_workdir: Path, tmp_path: Path):
+    work = tmp_path / "work"
+    shutil.copytree(tiny_workdir / "pretrained", work / "pretrained")
+    out = tmp_path / "report"
+    r = demo(work, out, "--parts", "unlearn,search,rl", "--samples", "50")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    report = (out / "report.md").read_text()
+    for heading in ("## Base model", "## Unlearning", "## Search", "## RL λ agent (tiny env"):
+        assert heading in report
+    assert "## Shipped RL policy" not in report and "## Text-to-image" not in report
+    for png in ("base_samples.png", "lambda.png", "search_pareto.png", "rl_lambda.png"):
+        assert (out / png).stat().st_size > 1000, png
+    results = json.loads((out / "results.json").read_text())
+    assert {"base", "siss + static λ", "siss + variational λ", "tiny: siss + policy λ"} <= set(
+        results
+    )
+    assert results["siss + static λ"]["num_samples"] == 50
     meta = json.loads((work / "policies/demo-ppo/metadata.json").read_text())
     assert meta["algorithm"] == "ppo"
 
@@ -94,11 +139,3 @@ def test_demo_runs_every_part_and_writes_the_report(tiny_workdir: Path, tmp_path
     assert all(r.info.status == "FINISHED" for r in runs)
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
     assert {"static", "variational"} <= {r.data.params.get("agent.name") for r in runs}
-    r2 = subprocess.run(
-        [UNLEARN, "demo", "--config", str(REPO / "configs/tiny.yaml"), "--parts", "policy,nope"],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    assert r2.returncode == 2 and len(r2.stderr.strip().splitlines()) == 1, r2.stderr
-    assert "--parts" in r2.stderr and "policy" in r2.stderr

@@ -56,28 +56,58 @@ class DemoReport:
 
 
 DEMO_PARTS = ("unlearn", "search", "policy", "rl", "t2i")
+#: what ``unlearn demo`` (and ``make demo``) runs without ``--parts``: the parts that fit the
+#: demo's 10-minute budget on 2 CPU cores; ``--parts all`` runs every part
+DEFAULT_PARTS = ("policy", "t2i")
+#: generated samples per evaluation in the demo (its time budget; ``unlearn demo --samples``)
+DEMO_SAMPLES = 200
+#: images per prompt in the demo's text-to-image evaluations (``unlearn demo --t2i-samples``)
+DEMO_T2I_SAMPLES = 10
+
+
+def parse_parts(text: str) -> tuple[str, ...]:
+    """``--parts``: comma-separated part names, or ``all``; unknown names are a ConfigError."""
+    chosen = tuple(p.strip() for p in text.split(",") if p.strip())
+    if chosen == ("all",):
+        return DEMO_PARTS
+    bad = sorted(set(chosen) - set(DEMO_PARTS))
+    if bad or not chosen:
+        raise ConfigError(
+            f"--parts: {bad or repr(text)} not allowed; expected 'all' or a comma-separated "
+            f"subset of {list(DEMO_PARTS)}"
+        )
+    return chosen
 
 
 def run_demo(
     cfg: Config,
     out: Path | None = None,
     progress: ProgressFn = no_progress,
-    parts: tuple[str, ...] = DEMO_PARTS,
+    parts: tuple[str, ...] = DEFAULT_PARTS,
+    samples: int = DEMO_SAMPLES,
+    t2i_samples: int = DEMO_T2I_SAMPLES,
 ) -> DemoReport:
     """Evaluate the (shipped or cached) base model, then run the demo's ``parts``.
 
-    ``unlearn``: forget the configured classes with static and variational λ; ``search``: a
-    4-trial static-vs-variational search with its Pareto plot; ``policy``: the shipped RL
-    policy (trained on the demo model) beside static λ and a decay on a held-out class, with
-    the λ trajectories; ``rl``: a smoke test of the RL pipeline (PPO for a few iterations on
-    the tiny env, export the policy, unlearn with it); ``t2i``: erase "seven"
-    from the shipped text-to-image pipeline with ESD (static λ) and constrained reverse-KL
-    (dual λ). The report is rewritten
-    after each part, so an interrupted demo still leaves what it finished.
+    ``policy`` (default): a held-out class unlearned with the shipped RL policy (trained on
+    the demo model), the variational agent, a static λ and a linear decay, with the λ
+    trajectories; ``t2i`` (default): erase "seven" from the shipped text-to-image pipeline
+    with ESD (static λ) and constrained reverse-KL (dual λ); ``unlearn``: forget the
+    configured classes with static and variational λ; ``search``: a 4-trial
+    static-vs-variational search with its Pareto plot; ``rl``: a smoke test of the RL
+    pipeline (PPO for a few iterations on the tiny env, export the policy, unlearn with it).
+    Every evaluation generates ``samples`` images (``eval.num_samples`` is set to it), the
+    text-to-image ones ``t2i_samples`` per prompt. The report is rewritten after each part,
+    so an interrupted demo still leaves what it finished.
     """
-    bad = sorted(set(parts) - set(DEMO_PARTS))
-    if bad:
-        raise ConfigError(f"--parts: {bad} not allowed; expected a subset of {list(DEMO_PARTS)}")
+    from unlearn.config import with_overrides
+
+    parts = parse_parts(",".join(parts))
+    if not 10 <= samples <= 100000:
+        raise ConfigError(f"--samples: {samples} not allowed; expected 10 to 100000")
+    if not 1 <= t2i_samples <= 10000:
+        raise ConfigError(f"--t2i-samples: {t2i_samples} not allowed; expected 1 to 10000")
+    cfg = with_overrides(cfg, [f"eval.num_samples={samples}"])
     from unlearn.data import load_splits
     from unlearn.metrics import evaluate, prepare, save_grid, save_histogram
     from unlearn.pretrain import load_pretrained
@@ -127,7 +157,7 @@ def run_demo(
     if "t2i" in parts:
         from unlearn.report_t2i import t2i_section
 
-        rep.extra.update(t2i_section(cfg, rep.sections, out, progress))
+        rep.extra.update(t2i_section(cfg, rep.sections, out, progress, t2i_samples))
         write_report(cfg, rep)
     return rep
 
@@ -177,20 +207,14 @@ def _fmt(v: object) -> str:
     return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-#: samples per evaluation in the demo's search trials
-DEMO_SEARCH_SAMPLES = 400
-
-
 def search_section(cfg: Config, rep: DemoReport, progress: ProgressFn) -> None:
     """A 4-trial Optuna search: static λ against the variational agent, Pareto front."""
     import shutil
 
-    from unlearn.config import with_overrides
     from unlearn.tuners.demo import demo_search
 
-    # trials evaluate on fewer samples than the sections above (the demo's time budget)
-    n = min(cfg.eval.num_samples, DEMO_SEARCH_SAMPLES)
-    res = demo_search(with_overrides(cfg, [f"eval.num_samples={n}"]), progress)
+    n = cfg.eval.num_samples
+    res = demo_search(cfg, progress)
     lines = [
         "## Search: static vs variational λ",
         "",

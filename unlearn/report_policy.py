@@ -4,7 +4,8 @@ The policy in ``unlearn/assets/policy/`` was trained with PPO on the demo DDPM's
 classes only; its README has the exact command, compute and returns). This part unlearns
 the first held-out class (``env.test_instances``) with it, beside the two hand-set
 baselines a user would try first, a static λ (``method.lam``) and a linear decay
-(``bench.decay`` or :data:`DEMO_DECAY`), and plots the three λ trajectories. A policy with
+(``bench.decay`` or :data:`DEMO_DECAY`), and the variational agent (λ inferred each step),
+and plots the four λ trajectories. A policy with
 a stop action may end its run early; the table says how many steps each run used.
 """
 
@@ -21,8 +22,6 @@ from unlearn.runtime import ProgressFn
 SHIPPED_POLICY = Path(__file__).resolve().parent / "assets" / "policy"
 #: the decay baseline when the config has no ``bench.decay`` (λ 0.5 → 0.05, linear)
 DEMO_DECAY = {"start": 0.5, "end": 0.05}
-#: samples per evaluation in this part (the demo's time budget)
-DEMO_POLICY_SAMPLES = 200
 
 
 def _agents(cfg: Config, policy_dir: Path) -> dict[str, tuple[AgentConfig, float | None]]:
@@ -33,6 +32,7 @@ def _agents(cfg: Config, policy_dir: Path) -> dict[str, tuple[AgentConfig, float
     return {
         "static": (AgentConfig("static", "", {"lam": float(cfg.method.lam)}), None),
         "decay": (decay_agent(decay["start"], decay["end"]), decay.get("scale")),
+        "variational": (AgentConfig("variational", "", {}), None),
         "policy": (AgentConfig("policy", str(policy_dir), {}), None),
     }
 
@@ -40,7 +40,7 @@ def _agents(cfg: Config, policy_dir: Path) -> dict[str, tuple[AgentConfig, float
 def policy_section(
     cfg: Config, sections: list[str], out: Path, progress: ProgressFn, results: dict
 ) -> dict:
-    """Run the three agents on the first held-out class; append the section; return facts.
+    """Run the four agents on the first held-out class; append the section; return facts.
 
     ``results`` gains one :class:`~unlearn.metrics.EvalResult` per agent (the summary table).
     """
@@ -52,11 +52,10 @@ def policy_section(
         raise ConfigError("env.test_instances: empty; the policy part unlearns a held-out class")
     meta = read_metadata(SHIPPED_POLICY)
     c = int(cfg.env.test_instances[0])
-    n = min(cfg.eval.num_samples, DEMO_POLICY_SAMPLES)
+    n = cfg.eval.num_samples
     base_cfg = dataclasses.replace(
         cfg,
         forget=dataclasses.replace(cfg.forget, classes=(c,), indices=()),
-        eval=dataclasses.replace(cfg.eval, num_samples=n),
     )
     lines = [
         "## Shipped RL policy on a held-out class",
@@ -66,7 +65,7 @@ def policy_section(
         f"The policy (`{SHIPPED_POLICY.name}/`, {meta['algorithm'].upper()}, decides every "
         f"{meta['steps_per_decision']} steps; actions {', '.join(meta['action']['names'])}; "
         f"training: {meta.get('training') or 'not recorded'}) beside a static λ and a "
-        "linear decay.",
+        "linear decay, and the variational agent (λ inferred each step).",
         "",
         "| agent | forget rate before | after | FID before | after | steps used | wall time (s) "
         "| MLflow run |",
@@ -100,7 +99,7 @@ def policy_section(
             "fid": res.after.fid,
         }
     plot_lambda(lams, out / "policy_lambda.png")
-    lines += ["", "![λ trajectories: policy, static, decay](policy_lambda.png)", ""]
+    lines += ["", f"![λ trajectories: {', '.join(lams)}](policy_lambda.png)", ""]
     lines += [f"{a}: ![{a}](policy_part_{a}_after.png)" for a in lams]
     sections.append("\n".join(lines) + "\n")
     return {"instance": c, "samples": n, "agents": facts}

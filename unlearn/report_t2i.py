@@ -18,9 +18,11 @@ from unlearn.runtime import ProgressFn
 T2I_DEMO_CONFIG = Path(__file__).parent / "assets" / "t2i_demo.yaml"
 
 
-def t2i_demo_config(cfg: Config) -> Config:
-    """The embedded t2i demo config with the calling demo's workdir, device and tracking."""
+def t2i_demo_config(cfg: Config, samples_per_prompt: int | None = None) -> Config:
+    """The embedded t2i demo config with the calling demo's workdir, device and tracking
+    (and ``samples_per_prompt`` images per evaluated prompt, if given)."""
     t = cfg.tracking
+    extra = [] if samples_per_prompt is None else [f"t2i.samples_per_prompt={samples_per_prompt}"]
     return load_config(
         T2I_DEMO_CONFIG,
         [
@@ -28,6 +30,7 @@ def t2i_demo_config(cfg: Config) -> Config:
             f"device={cfg.device}",
             f"tracking.enabled={str(t.enabled).lower()}",
             f"tracking.uri={t.uri}",
+            *extra,
         ],
     )
 
@@ -47,14 +50,21 @@ SECOND = [
 ]
 
 
-def t2i_section(cfg: Config, sections: list[str], out: Path, progress: ProgressFn) -> dict:
+def t2i_section(
+    cfg: Config,
+    sections: list[str],
+    out: Path,
+    progress: ProgressFn,
+    samples_per_prompt: int | None = None,
+) -> dict:
     """Run ESD (static λ) and constrained reverse-KL (dual λ) on the shipped pipeline, the
     second reusing the first's before-evaluation; append the section; returns both runs'
-    result dicts (``t2i``: ESD, ``t2i-constrained-dual``)."""
+    result dicts (``t2i``: ESD, ``t2i-constrained-dual``). ``samples_per_prompt``: images
+    per evaluated prompt (None: the embedded config's)."""
     from unlearn.config import with_overrides
     from unlearn.experiment import run
 
-    tcfg = t2i_demo_config(cfg)
+    tcfg = t2i_demo_config(cfg, samples_per_prompt)
     res = run(tcfg, progress)
     ccfg = with_overrides(tcfg, SECOND)
     res2 = run(ccfg, progress, before=res.before)
