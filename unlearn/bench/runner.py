@@ -242,14 +242,15 @@ def _tune(cfg: Config, pl: Plan, opts: BenchOptions, old: dict, progress) -> Non
         and (old.get("options") or {}).get("tune_baselines") == opts.tune_baselines
     )
     methods = [m for m in pl.methods if m not in pl.lam_free]  # λ-free: nothing to tune
-    wanted = {f"{m}|{a}" for m in methods for a in pl.agents if a in ("static", "decay")}
+    pairs = [(m, a) for m, a in pl.groups() if m in methods and a in ("static", "decay")]
+    wanted = {f"{m}|{a}" for m, a in pairs}
     if not wanted:
         return
     if same and wanted <= set(prev.get("tuning") or {}):
         pl.tuning = {k: prev["tuning"][k] for k in wanted}
     else:
         tuned = tune_baselines(
-            cfg, methods, pl.agents, opts.tune_baselines, method_config, progress
+            cfg, methods, pl.agents, opts.tune_baselines, method_config, progress, pairs
         )
         pl.tuning = {k: t.to_dict() for k, t in tuned.items()}
     pl.baselines.update({k: dict(t["params"]) for k, t in pl.tuning.items()})
