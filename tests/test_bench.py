@@ -150,6 +150,31 @@ def test_cli_unknown_method_exits_2_with_one_line(tmp_path: Path) -> None:
     assert "--methods" in lines[0] and "'bogus'" in lines[0] and "siss-gradient" in lines[0]
 
 
+def test_resume_reruns_t2i_cells_and_base_evaluation_when_sampling_changes() -> None:
+    """On t2i, images per prompt and guidance decide the rates: a resumed cell (and the base
+    model's "before" numbers) must match the t2i section too; image models ignore it."""
+    from unlearn.bench.matrix import cell_config, result_sections
+    from unlearn.bench.runner import reusable_before
+
+    def digest(cfg, agent: str = "static") -> str:
+        c = cell_config(cfg, Cell("esd", agent, 2, 0), 0.3, BenchOptions(), "x")
+        return c.digest(*result_sections(cfg))
+
+    t2i = str(REPO / "configs" / "t2i_demo.yaml")
+    base = load_config(t2i)
+    for change in ("t2i.samples_per_prompt=20", "t2i.guidance=3.0"):
+        other = load_config(t2i, [change])
+        assert digest(other) != digest(base), change
+        old = {"config": base.to_dict(), "before": {"2": {"concept_rate": 1.0}}}
+        assert reusable_before(old, base) == old["before"]
+        assert reusable_before(old, other) == {}, change
+    assert digest(base, "dual") != digest(base)
+    tiny = str(REPO / "configs" / "tiny.yaml")
+    ddpm = load_config(tiny)
+    assert "t2i" not in result_sections(ddpm)
+    assert digest(load_config(tiny, ["t2i.samples_per_prompt=20"])) == digest(ddpm)
+
+
 def test_mean_ci_and_welch_by_hand() -> None:
     xs = [1.0, 2.0, 4.0]
     s = mean_ci(xs)

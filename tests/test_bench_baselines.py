@@ -141,6 +141,29 @@ def test_variational_objective_variants_and_one_row_for_a_lambda_free_method(
         assert c.agent.options.get("objective") == objective
 
 
+def test_rows_run_each_method_under_its_own_agents_only(tiny_workdir: Path) -> None:
+    """``--rows``: the table's rows are the given (method, agent) pairs, not methods x
+    agents; a λ-free method keeps its own row's agent and bench.decay adds no decay row."""
+    from unlearn.bench import parse_rows
+
+    sets = [f"workdir={tiny_workdir}", "tracking.enabled=false"]
+    cfg = load_config(TINY, [*sets, "bench.decay={start: 0.6, end: 0.1}"])
+    rows = parse_rows("siss:static, naive:dual,siss:dual,constrained:dual")
+    assert rows == (
+        ("siss", "static"),
+        ("naive", "dual"),
+        ("siss", "dual"),
+        ("constrained", "dual"),
+    )
+    pl = plan(cfg, BenchOptions(rows=rows, seeds=2))
+    want = [("siss", "static"), ("siss", "dual"), ("naive", "dual"), ("constrained", "dual")]
+    assert pl.groups() == want
+    assert pl.agents == ["static", "dual"] and pl.baselines == {}
+    assert len(pl.cells()) == len(want) * len(pl.instances) * 2
+    assert {(c.method, c.agent) for c in pl.cells()} == set(want)
+    json.dumps(pl.to_dict())  # results.json holds the plan
+
+
 @pytest.mark.parametrize(
     "args, fragment",
     [
@@ -161,6 +184,10 @@ def test_variational_objective_variants_and_one_row_for_a_lambda_free_method(
         (["bench", "--agents", "variational-nope"], "--agents: unknown name 'variational-nope'"),
         (["run", "--set", "env.forget_probe=-1"], "env.forget_probe"),
         (["bench", "--set", "bench.check_every=-2"], "bench.check_every"),
+        (["bench", "--rows", "siss"], "--rows: 'siss' is not METHOD:AGENT"),
+        (["bench", "--rows", "siss:nope"], "--rows: unknown agent 'nope' in siss:nope"),
+        (["bench", "--rows", "sis:static"], "--rows: unknown method 'sis' in sis:static"),
+        (["bench", "--rows", "siss:static", "--methods", "siss"], "--rows: give either"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, fragment, tmp_path: Path) -> None:

@@ -50,6 +50,10 @@ def test_bench_on_held_out_concepts_with_mlflow_runs(work):
     table = md.split("## Summary")[1].split("\n## ")[0]
     head = table.strip().splitlines()[0]
     assert "paraphrase concept rate" in head and "retain accuracy (1 = best)" in head
+    # no class coverage on a pipeline: no empty column, no "undecidable: coverage" marks
+    assert "coverage" not in table
+    assert len(head.split("|")) == len(table.strip().splitlines()[2].split("|"))
+    assert "images per prompt" in md.split("## Summary")[0]
     assert "| esd | static | 2 |" in table and "| fdiv | static | 2 |" in table
     for s in summary.values():  # the standard CI and Welch marking, best retain nearest 1
         mine = [r["retain_accuracy"] for r in runs if r["method"] == s.method]

@@ -275,6 +275,13 @@ def bench(
     seeds: Annotated[
         int | None, typer.Option(help="Seeds per held-out instance (default: preset's).")
     ] = None,
+    rows: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated METHOD:AGENT rows instead of methods x agents "
+            "(esd:static,constrained:dual); not with --methods / --agents."
+        ),
+    ] = None,
     static_lam: Annotated[float | None, typer.Option(help="λ of the static agent.")] = None,
     static_from: Annotated[
         Path | None,
@@ -325,7 +332,7 @@ def bench(
 
     Example: unlearn bench --config configs/tiny.yaml --methods siss,naive --seeds 3
     """
-    from unlearn.bench import BenchOptions, parse_names, run_bench
+    from unlearn.bench import BenchOptions, parse_names, parse_rows, run_bench
     from unlearn.bench.matrix import AGENT_VARIANTS, METHOD_VARIANTS
 
     opts = BenchOptions(
@@ -333,6 +340,7 @@ def bench(
         methods=parse_names(methods, tuple(METHOD_VARIANTS), "--methods"),
         agents=parse_names(agents, AGENT_VARIANTS, "--agents"),
         seeds=seeds,
+        rows=parse_rows(rows),
         static_lam=static_lam,
         static_from=None if static_from is None else str(static_from),
         schedule_from=None if schedule_from is None else str(schedule_from),
@@ -354,8 +362,8 @@ def bench(
     else:
         from unlearn.bench import summary_rows
 
-        cols, rows = summary_rows(res.summaries, res.threshold, lambda s: f"[bold]{s}[/]", True)
-        console.print(table(f"bench {res.preset}: {len(res.runs)} runs", cols, rows))
+        cols, cells = summary_rows(res.summaries, res.threshold, lambda s: f"[bold]{s}[/]", True)
+        console.print(table(f"bench {res.preset}: {len(res.runs)} runs", cols, cells))
         for name, reason in res.plan.skipped.items():
             console.print(f"left out {name}: {reason}", highlight=False)
         for t in res.plan.tuning.values():

@@ -18,6 +18,7 @@ from unlearn.bench.matrix import (
     Cell,
     Plan,
     parse_names,
+    parse_rows,
     plan,
     static_lam_from,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "Stat",
     "mean_ci",
     "parse_names",
+    "parse_rows",
     "plan",
     "run_bench",
     "run_cell",

@@ -166,10 +166,12 @@ def tune_baselines(
     trials: int,
     method_config: Callable[[Config, str], MethodConfig],
     progress: ProgressFn | None = None,
+    pairs: list[tuple[str, str]] | None = None,
 ) -> dict[str, Tuned]:
     """Optuna search per (method, baseline); keys ``"<method>|<agent>"``.
 
-    ``method_config(cfg, variant)`` gives a method variant's ``method`` section.
+    ``method_config(cfg, variant)`` gives a method variant's ``method`` section; ``pairs``
+    (the bench's ``--rows``) limits the searches to those (method, agent) pairs.
     """
     import optuna
 
@@ -178,6 +180,8 @@ def tune_baselines(
         raise ConfigError("env.train_instances: empty; --tune-baselines tunes on train classes")
     out: dict[str, Tuned] = {}
     todo = [(m, a) for m in methods for a in agents if a in TUNED]
+    if pairs is not None:
+        todo = [t for t in todo if t in pairs]
     # per method: static and decay share the unlearners (the first search's wall_s holds the build)
     built: dict[str, _TrainRuns] = {}
     for i, (m, a) in enumerate(todo):

@@ -84,6 +84,9 @@ class BenchOptions:
             a policy is given, 3 seeds) or ``full`` (every method x every agent, 5 seeds).
         methods: method variants instead of the preset's.
         agents: agent variants instead of the preset's.
+        rows: (method, agent) rows instead of methods x agents (``--rows esd:static,
+            constrained:dual``): each method runs under its own agents only; not together
+            with ``methods`` / ``agents``.
         seeds: seeds per instance (default: the preset's); seeds are ``unlearn.seed + i``.
         static_lam: λ of the static agent (and of the hybrid's coarse static agent).
         static_from: a sweep's ``best_config.yaml`` (or its sweep / report folder) whose λ
@@ -108,6 +111,7 @@ class BenchOptions:
     methods: tuple[str, ...] | None = None
     agents: tuple[str, ...] | None = None
     seeds: int | None = None
+    rows: tuple[tuple[str, str], ...] | None = None
     static_lam: float | None = None
     static_from: str | None = None
     schedule_from: str | None = None
@@ -121,7 +125,10 @@ class BenchOptions:
     audit: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self).items()}
+        def plain(v: Any) -> Any:
+            return [plain(x) for x in v] if isinstance(v, tuple) else v
+
+        return {k: plain(v) for k, v in vars(self).items()}
 
 
 @dataclass(frozen=True)
@@ -160,10 +167,16 @@ class Plan:
     tuning: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: methods whose loss ignores λ (naive deletion): one row, under the first agent only
     lam_free: list[str] = field(default_factory=list)
+    #: ``--rows``: the (method, agent) pairs that run; None = every method x every agent
+    rows: list[list[str]] | None = None
 
     def agents_of(self, method: str) -> list[str]:
-        """The agents a method runs under (every agent, or the first for a λ-free method)."""
-        return self.agents[:1] if method in self.lam_free else list(self.agents)
+        """The agents a method runs under (every agent, or the first for a λ-free method;
+        with ``rows``, only the method's own rows)."""
+        agents = list(self.agents)
+        if self.rows is not None:
+            agents = [a for a in agents if [method, a] in self.rows]
+        return agents[:1] if method in self.lam_free else agents
 
     def groups(self) -> list[tuple[str, str]]:
         """The (method, agent) rows of the table, in order."""
@@ -193,6 +206,21 @@ def parse_names(text: str | None, allowed: tuple[str, ...], option: str) -> tupl
     return names
 
 
+def parse_rows(text: str | None) -> tuple[tuple[str, str], ...] | None:
+    """``"esd:static,constrained:dual"`` -> (("esd", "static"), ("constrained", "dual"))."""
+    if text is None:
+        return None
+    rows = []
+    for item in dict.fromkeys(t.strip() for t in text.split(",") if t.strip()):
+        method, sep, agent = item.partition(":")
+        if not sep or not method.strip() or not agent.strip():
+            raise ConfigError(f"--rows: {item!r} is not METHOD:AGENT (e.g. esd:static)")
+        rows.append((method.strip(), agent.strip()))
+    if not rows:
+        raise ConfigError("--rows: no rows given; expected METHOD:AGENT pairs, e.g. esd:static")
+    return tuple(rows)
+
+
 def check_options(opts: BenchOptions) -> None:
     """Every option that can be checked without loading a model; ConfigError otherwise."""
     if opts.preset not in PRESETS:
@@ -204,6 +232,20 @@ def check_options(opts: BenchOptions) -> None:
         bad = [n for n in names or () if n not in allowed]
         if bad:
             raise ConfigError(f"{option}: unknown name {bad[0]!r}; allowed: {', '.join(allowed)}")
+    if opts.rows is not None:
+        if opts.methods is not None or opts.agents is not None:
+            raise ConfigError("--rows: give either --rows or --methods / --agents, not both")
+        for m, a in opts.rows:
+            for what, name, allowed in (
+                ("method", m, tuple(METHOD_VARIANTS)),
+                ("agent", a, AGENT_VARIANTS),
+            ):
+                if name not in allowed:
+                    raise ConfigError(
+                        f"--rows: unknown {what} {name!r} in {m}:{a}; allowed: {', '.join(allowed)}"
+                    )
+    if "policy" in (a for _, a in opts.rows or ()) and not opts.policy:
+        raise ConfigError("--rows: policy needs --policy DIR (an exported policy)")
     if opts.seeds is not None and not 1 <= opts.seeds <= 1000:
         raise ConfigError(f"--seeds: {opts.seeds} is out of range; expected 1..1000")
     if opts.static_lam is not None and not 0.0 <= opts.static_lam <= 1.0:
@@ -316,6 +358,20 @@ def cell_config(
 
 #: config sections that decide a cell's result (a resumed cell must match them)
 RESULT_SECTIONS = ("data", "forget", "model", "pretrain", "eval", "method", "agent", "unlearn")
+#: the sections that decide the base model's evaluation (the bench's "before" numbers)
+BEFORE_SECTIONS = ("data", "forget", "model", "pretrain", "eval")
+
+
+def result_sections(cfg: Config, audit: bool = False) -> tuple[str, ...]:
+    """The sections a resumed cell of ``cfg`` must match: ``RESULT_SECTIONS``, plus ``t2i``
+    on a t2i model (samples per prompt and guidance decide its rates), plus ``audit``."""
+    t2i = ("t2i",) if cfg.model.kind == "t2i" else ()
+    return (*RESULT_SECTIONS, *t2i, *(("audit",) if audit else ()))
+
+
+def before_sections(cfg: Config) -> tuple[str, ...]:
+    """The sections whose change makes a resumed bench re-evaluate the base model."""
+    return (*BEFORE_SECTIONS, *(("t2i",) if cfg.model.kind == "t2i" else ()))
 
 
 def plan(cfg: Config, opts: BenchOptions) -> Plan:
@@ -348,10 +404,13 @@ def plan(cfg: Config, opts: BenchOptions) -> Plan:
     else:
         lam, source = float(cfg.method.lam), "method.lam"
     skipped: dict[str, str] = {}
-    agents = list(opts.agents or preset.agents)
-    if opts.agents is None and opts.policy and opts.preset == "cpu":
+    rows = [list(r) for r in opts.rows] if opts.rows is not None else None
+    chosen_methods = tuple(dict.fromkeys(m for m, _ in rows)) if rows else opts.methods
+    chosen_agents = tuple(dict.fromkeys(a for _, a in rows)) if rows else opts.agents
+    agents = list(chosen_agents or preset.agents)
+    if chosen_agents is None and opts.policy and opts.preset == "cpu":
         agents += ["policy", "hybrid"]
-    if opts.agents is None and (cfg.bench.decay or opts.tune_baselines):
+    if chosen_agents is None and (cfg.bench.decay or opts.tune_baselines):
         agents.insert(agents.index("schedule") + 1 if "schedule" in agents else 0, "decay")
     if "policy" in agents and not opts.policy:
         agents.remove("policy")
@@ -367,7 +426,7 @@ def plan(cfg: Config, opts: BenchOptions) -> Plan:
 
     model, _, _ = load_pretrained(cfg)
     methods, lam_free = [], []
-    for m in opts.methods or preset.methods:
+    for m in chosen_methods or preset.methods:
         try:
             built = get_method(method_config(cfg, m))
             check_compatible(built, model)
@@ -385,5 +444,14 @@ def plan(cfg: Config, opts: BenchOptions) -> Plan:
     n = opts.seeds or preset.seeds
     seeds = [cfg.unlearn.seed + i for i in range(n)]
     return Plan(
-        methods, agents, instances, seeds, lam, source, skipped, baselines, lam_free=lam_free
+        methods,
+        agents,
+        instances,
+        seeds,
+        lam,
+        source,
+        skipped,
+        baselines,
+        lam_free=lam_free,
+        rows=rows,
     )

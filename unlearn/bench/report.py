@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from unlearn.bench.cell import RunRecord
-from unlearn.bench.stats import AUDIT_METRICS, T2I_METRICS, CellSummary, Stat
+from unlearn.bench.stats import CellSummary, Stat
 from unlearn.config import ConfigError
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -63,38 +63,22 @@ def summary_rows(
     retain accuracy) and then the audit columns (``bench --audit``) follow the wall time when
     the summaries hold them."""
     metrics = list(summaries[0].stats) if summaries else []
-    t2i = [m for m in metrics if m in T2I_METRICS]
-    audit = [m for m in metrics if m in AUDIT_METRICS]
     pct = f"{threshold * 100:g}%"
+    names = {
+        "forget_rate": ("forget rate", "forget"),
+        "fid": ("FID", "FID"),
+        "coverage_kl": ("coverage KL", "coverage"),
+        "steps_to_forget": (f"steps to forget < {pct}", f"steps<{pct}"),
+        "wall_time": ("wall time (s)", "wall s"),
+        **T2I_COLS,
+        **AUDIT_COLS,
+    }
+    # one column per metric the summaries hold, in their order (t2i has no coverage KL)
     cols = [
-        "method",
-        "agent",
-        "runs",
-        "diverged",
-        "forget rate",
-        "FID",
-        "coverage KL",
-        f"steps to forget < {pct}",
-        "wall time (s)",
-        *(T2I_COLS[m][0] for m in t2i),
-        *(AUDIT_COLS[m][0] for m in audit),
-        DIST,
+        *(("method", "agent", "n", "div") if short else ("method", "agent", "runs", "diverged")),
+        *(names[m][1 if short else 0] for m in metrics),
+        "≠ best (p<.05)" if short else DIST,
     ]
-    if short:
-        cols = [
-            "method",
-            "agent",
-            "n",
-            "div",
-            "forget",
-            "FID",
-            "coverage",
-            f"steps<{pct}",
-            "wall s",
-            *(T2I_COLS[m][1] for m in t2i),
-            *(AUDIT_COLS[m][1] for m in audit),
-            "≠ best (p<.05)",
-        ]
     rows = []
     for c in summaries:
         cells = []
@@ -214,7 +198,7 @@ def bench_markdown(
         f"Generated {facts['date']} on `{facts['device']}`. Config `{facts['config']}`: "
         f"{facts['model']} on {facts['data']}, {facts['steps']} unlearning steps, forget rate "
         f"checked every {facts['eval_every'] or facts['steps']} steps on "
-        f"{facts['samples']} samples.",
+        f"{facts['samples']}.",
         "",
         f"Matrix: {len(p['methods'])} methods x {len(p['agents'])} λ agents x held-out "
         f"instances (forgotten) {instances_text(p['instances'])} x seeds {p['seeds']} = "

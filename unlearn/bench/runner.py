@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unlearn.bench.cell import CellOutcome, RunRecord, eval_from_dict, run_cell, save_grids
-from unlearn.bench.matrix import RESULT_SECTIONS, BenchOptions, Plan, cell_config, plan
+from unlearn.bench.matrix import (
+    BenchOptions,
+    Plan,
+    before_sections,
+    cell_config,
+    plan,
+    result_sections,
+)
 from unlearn.bench.perf import PerfResult, perf_markdown, run_perf
 from unlearn.bench.report import (
     bench_markdown,
@@ -102,6 +109,16 @@ def _load(path: Path) -> dict[str, Any]:
         raise ConfigError(f"--resume: {path} is not valid JSON: {e}") from None
 
 
+def reusable_before(old: dict[str, Any], cfg: Config) -> dict[str, Any]:
+    """The base model's evaluations of an earlier ``results.json`` that still hold for
+    ``cfg`` (same data, forget, model, pretrain, eval and, on t2i, t2i sections), else none."""
+    sections = before_sections(cfg)
+    then, now = old.get("config") or {}, cfg.to_dict()
+    if any(then.get(s) != now[s] for s in sections):
+        return {}
+    return old.get("before") or {}
+
+
 def run_bench(
     cfg: Config, opts: BenchOptions | None = None, progress: ProgressFn | None = None
 ) -> BenchResult:
@@ -135,7 +152,7 @@ def run_bench(
     configs = {
         c.key: cell_config(cfg, c, pl.static_lam, opts, experiment, pl.baselines) for c in cells
     }
-    sections = (*RESULT_SECTIONS, "audit") if opts.audit else RESULT_SECTIONS
+    sections = result_sections(cfg, opts.audit)
     digests = {k: c.digest(*sections) for k, c in configs.items()}
     records: dict[str, RunRecord] = {}
     for d in old.get("runs", []):
@@ -143,7 +160,7 @@ def run_bench(
         if r.status in DONE and digests.get(r.key) == r.digest:
             records[r.key] = r
     before: dict[int, EvalResult] = {
-        int(k): eval_from_dict(v) for k, v in old.get("before", {}).items()
+        int(k): eval_from_dict(v) for k, v in reusable_before(old, cfg).items()
     }
     perf = PerfResult(**old["perf"]) if old.get("perf") and not opts.perf else None
     parent = _open_parent(bench_cfg, opts.preset, opts, old.get("parent_run_id"))
@@ -202,7 +219,9 @@ def run_bench(
         runs = [records[c.key] for c in cells]
         groups = pl.groups()
         t2i = cfg.model.kind == "t2i"
-        metrics = [*METRICS, *(T2I_METRICS if t2i else ()), *(AUDIT_METRICS if opts.audit else ())]
+        # a t2i pipeline has no class coverage: its columns are the concept rates instead
+        base = [m for m in METRICS if not (t2i and m == "coverage_kl")]
+        metrics = [*base, *(T2I_METRICS if t2i else ()), *(AUDIT_METRICS if opts.audit else ())]
         summaries = summarize(runs, groups, metrics)
         result = BenchResult(
             out, opts.preset, pl, runs, summaries, opts.threshold, parent_id, perf, ran
@@ -242,14 +261,15 @@ def _tune(cfg: Config, pl: Plan, opts: BenchOptions, old: dict, progress) -> Non
         and (old.get("options") or {}).get("tune_baselines") == opts.tune_baselines
     )
     methods = [m for m in pl.methods if m not in pl.lam_free]  # λ-free: nothing to tune
-    wanted = {f"{m}|{a}" for m in methods for a in pl.agents if a in ("static", "decay")}
+    pairs = [(m, a) for m, a in pl.groups() if m in methods and a in ("static", "decay")]
+    wanted = {f"{m}|{a}" for m, a in pairs}
     if not wanted:
         return
     if same and wanted <= set(prev.get("tuning") or {}):
         pl.tuning = {k: prev["tuning"][k] for k in wanted}
     else:
         tuned = tune_baselines(
-            cfg, methods, pl.agents, opts.tune_baselines, method_config, progress
+            cfg, methods, pl.agents, opts.tune_baselines, method_config, progress, pairs
         )
         pl.tuning = {k: t.to_dict() for k, t in tuned.items()}
     pl.baselines.update({k: dict(t["params"]) for k, t in pl.tuning.items()})
@@ -311,7 +331,11 @@ def _write_report(
         "data": f"{cfg.data.name} {cfg.data.resolution}px",
         "steps": cfg.unlearn.steps,
         "eval_every": cfg.unlearn.eval_every,
-        "samples": cfg.eval.num_samples,
+        "samples": (
+            f"{cfg.t2i.samples_per_prompt} images per prompt"
+            if cfg.model.kind == "t2i"
+            else f"{cfg.eval.num_samples} samples"
+        ),
         "plan": res.plan.to_dict(),
         "runs": len(runs),
         "finished": sum(r.status == "finished" for r in runs),
