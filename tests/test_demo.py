@@ -1,7 +1,7 @@
 """The whole demo through the real ``unlearn demo`` command, on the tiny config.
 
 Every part runs for real, in two commands: the defaults (base evaluation, the shipped
-demo-model policy beside the variational agent, static λ and a decay on a held-out class,
+demo-model policy beside static λ and a decay on a held-out class,
 ESD and constrained reverse-KL on the shipped text-to-image pipeline) and the opt-in parts
 (static and variational unlearning of the configured class, a 4-trial search on a local Ray
 instance, PPO on the tiny env as a smoke test with its exported policy in an unlearning
@@ -73,17 +73,15 @@ def test_demo_default_parts_write_the_report(tiny_workdir: Path, tmp_path: Path)
         assert (out / png).stat().st_size > 1000, png
     results = json.loads((out / "results.json").read_text())
     assert results["base"]["num_samples"] == 200
-    part = results["policy"]  # the shipped policy, variational, static λ, decay on class 2
+    part = results["policy"]  # the shipped policy, static λ and a decay on class 2
     assert part["instance"] == 2 and part["samples"] == 200
-    assert set(part["agents"]) == {"static", "decay", "variational", "policy"}
+    assert set(part["agents"]) == {"static", "decay", "policy"}
     for name, a in part["agents"].items():  # a policy with a stop action may use fewer steps
         assert 0 <= a["steps"] <= 8 and len(a["lambdas"]) == a["steps"], name
     agents = part["agents"]
-    assert agents["static"]["steps"] == agents["decay"]["steps"] == agents["variational"]["steps"]
-    assert agents["static"]["steps"] == 8
+    assert agents["static"]["steps"] == agents["decay"]["steps"] == 8
     assert agents["decay"]["lambdas"][0] > agents["decay"]["lambdas"][-1]
-    assert len(set(agents["variational"]["lambdas"])) > 1  # inferred each step
-    assert {"class 2: siss + policy λ", "class 2: siss + variational λ"} <= set(results)
+    assert {"class 2: siss + policy λ", "class 2: siss + decay λ"} <= set(results)
     dual = results["t2i-constrained-dual"]  # the second t2i method, under the dual agent
     assert dual["status"] == "finished" and len(set(dual["lambdas"])) > 1  # λ adapted
     assert dual["after"]["concept_rate"] is not None and results["t2i"]["status"] == "finished"
@@ -94,9 +92,7 @@ def test_demo_default_parts_write_the_report(tiny_workdir: Path, tmp_path: Path)
     client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
     # the decay is a linear schedule
-    assert {"static", "schedule", "variational", "policy"} <= {
-        r.data.params.get("agent.name") for r in runs
-    }
+    assert {"static", "schedule", "policy"} <= {r.data.params.get("agent.name") for r in runs}
     assert all(r.info.status == "FINISHED" for r in runs)
     for bad, field in (
         (["--parts", "policy,nope"], "--parts"),

@@ -107,8 +107,8 @@ def demo(
         typer.Option(
             help="Comma-separated demo parts after the base evaluation, or 'all'. Default "
             "(the parts that fit 10 minutes on 2 CPU cores): policy (a held-out digit "
-            "unlearned with the shipped demo-model RL policy, the variational agent, a static "
-            "λ and a decay, λ trajectories plotted) and t2i (ESD and constrained reverse-KL "
+            "unlearned with the shipped demo-model RL policy beside a static λ and a decay, "
+            "λ trajectories plotted) and t2i (ESD and constrained reverse-KL "
             "under the dual agent erase 'seven' from the shipped text-to-image pipeline). "
             "Opt-in: unlearn (the configured digit with static and variational λ), search "
             "(4-trial Optuna search on Ray Tune, Pareto plot), rl (smoke test only: PPO on "
@@ -132,8 +132,7 @@ def demo(
     """The end-to-end demo on the embedded defaults (about 8 minutes on 2 CPU cores).
 
     Evaluates the shipped base model; unlearns a held-out digit with the shipped
-    demo-model RL policy, the variational λ agent, a static λ and a linear decay (λ
-    trajectories plotted); erases "seven" from the text-to-image pipeline with ESD and with
+    demo-model RL policy beside a static λ and a linear decay (λ trajectories plotted); erases "seven" from the text-to-image pipeline with ESD and with
     constrained reverse-KL under the dual agent; writes a markdown report and logs every
     run to MLflow. `--parts all` adds the configured digit under static and variational λ,
     a 4-trial search and an RL smoke test.

@@ -90,8 +90,7 @@ def run_demo(
     """Evaluate the (shipped or cached) base model, then run the demo's ``parts``.
 
     ``policy`` (default): a held-out class unlearned with the shipped RL policy (trained on
-    the demo model), the variational agent, a static λ and a linear decay, with the λ
-    trajectories; ``t2i`` (default): erase "seven" from the shipped text-to-image pipeline
+    the demo model), a static λ and a linear decay, with the λ trajectories; ``t2i`` (default): erase "seven" from the shipped text-to-image pipeline
     with ESD (static λ) and constrained reverse-KL (dual λ); ``unlearn``: forget the
     configured classes with static and variational λ; ``search``: a 4-trial
     static-vs-variational search with its Pareto plot; ``rl``: a smoke test of the RL

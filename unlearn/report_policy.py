@@ -4,8 +4,7 @@ The policy in ``unlearn/assets/policy/`` was trained with PPO on the demo DDPM's
 classes only; its README has the exact command, compute and returns). This part unlearns
 the first held-out class (``env.test_instances``) with it, beside the two hand-set
 baselines a user would try first, a static λ (``method.lam``) and a linear decay
-(``bench.decay`` or :data:`DEMO_DECAY`), and the variational agent (λ inferred each step),
-and plots the four λ trajectories. A policy with
+(``bench.decay`` or :data:`DEMO_DECAY`), and plots the three λ trajectories. A policy with
 a stop action may end its run early; the table says how many steps each run used.
 """
 
@@ -32,7 +31,6 @@ def _agents(cfg: Config, policy_dir: Path) -> dict[str, tuple[AgentConfig, float
     return {
         "static": (AgentConfig("static", "", {"lam": float(cfg.method.lam)}), None),
         "decay": (decay_agent(decay["start"], decay["end"]), decay.get("scale")),
-        "variational": (AgentConfig("variational", "", {}), None),
         "policy": (AgentConfig("policy", str(policy_dir), {}), None),
     }
 
@@ -40,7 +38,7 @@ def _agents(cfg: Config, policy_dir: Path) -> dict[str, tuple[AgentConfig, float
 def policy_section(
     cfg: Config, sections: list[str], out: Path, progress: ProgressFn, results: dict
 ) -> dict:
-    """Run the four agents on the first held-out class; append the section; return facts.
+    """Run the three agents on the first held-out class; append the section; return facts.
 
     ``results`` gains one :class:`~unlearn.metrics.EvalResult` per agent (the summary table).
     """
@@ -65,7 +63,7 @@ def policy_section(
         f"The policy (`{SHIPPED_POLICY.name}/`, {meta['algorithm'].upper()}, decides every "
         f"{meta['steps_per_decision']} steps; actions {', '.join(meta['action']['names'])}; "
         f"training: {meta.get('training') or 'not recorded'}) beside a static λ and a "
-        "linear decay, and the variational agent (λ inferred each step).",
+        "linear decay.",
         "",
         "| agent | forget rate before | after | FID before | after | steps used | wall time (s) "
         "| MLflow run |",
