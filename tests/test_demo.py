@@ -17,12 +17,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 UNLEARN = str(Path(sys.executable).with_name("unlearn"))
 
 
-def demo(work: Path, out: Path, *extra: str, env: dict | None = None):
-    env = env or {**os.environ, "COLUMNS": "200"}
+def demo(work: Path, out: Path, *extra: str):
+    env = {**os.environ, "COLUMNS": "200"}
     env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.run(
         [
@@ -94,15 +96,32 @@ def test_demo_default_parts_write_the_report(tiny_workdir: Path, tmp_path: Path)
     # the decay is a linear schedule
     assert {"static", "schedule", "policy"} <= {r.data.params.get("agent.name") for r in runs}
     assert all(r.info.status == "FINISHED" for r in runs)
-    for bad, field in (
-        (["--parts", "policy,nope"], "--parts"),
-        (["--samples", "5"], "--samples"),
-        (["--t2i-samples", "0"], "--t2i-samples"),
-    ):
-        r2 = demo(work, tmp_path / "bad", *bad)
-        assert r2.returncode == 2 and len(r2.stderr.strip().splitlines()) == 1, r2.stderr
-        assert field in r2.stderr, r2.stderr
-        assert not (tmp_path / "bad").exists()  # refused before any work
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (["--parts", "policy,nope"], "--parts: ['nope'] not allowed"),
+        (["--parts", "all,rl"], "--parts: ['all'] not allowed"),
+        (["--samples", "5"], "--samples: eval.num_samples: 5 is out of range"),
+        (["--t2i-samples", "0"], "--t2i-samples: t2i.samples_per_prompt: 0 is out of range"),
+    ],
+)
+def test_demo_bad_input_is_one_line_before_any_work(
+    tiny_workdir: Path, tmp_path: Path, monkeypatch, capsys, bad: list[str], message: str
+):
+    from unlearn.cli import main
+
+    out = tmp_path / "report"
+    argv = ["unlearn", "demo", "--config", str(REPO / "configs/tiny.yaml")]
+    argv += ["--set", f"workdir={tiny_workdir}", "--set", "tracking.enabled=false"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--out", str(out), *bad])
+    with pytest.raises(SystemExit) as e:
+        main()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert message in err, err
+    assert not out.exists()  # refused before any work
 
 
 def test_demo_opt_in_parts(tiny_workdir: Path, tmp_path: Path):

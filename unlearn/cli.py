@@ -132,33 +132,20 @@ def demo(
     """The end-to-end demo on the embedded defaults (about 8 minutes on 2 CPU cores).
 
     Evaluates the shipped base model; unlearns a held-out digit with the shipped
-    demo-model RL policy beside a static λ and a linear decay (λ trajectories plotted); erases "seven" from the text-to-image pipeline with ESD and with
-    constrained reverse-KL under the dual agent; writes a markdown report and logs every
+    demo-model RL policy beside a static λ and a linear decay (λ trajectories plotted);
+    erases "seven" from the text-to-image pipeline with ESD and with constrained
+    reverse-KL under the dual agent; writes a markdown report and logs every
     run to MLflow. `--parts all` adds the configured digit under static and variational λ,
     a 4-trial search and an RL smoke test.
     """
     cfg = _config(config, set_, tracked=True)
     from unlearn.console import console, progress_bars
-    from unlearn.report import (
-        DEFAULT_PARTS,
-        DEMO_SAMPLES,
-        DEMO_T2I_SAMPLES,
-        eval_table,
-        parse_parts,
-        run_demo,
-    )
+    from unlearn.report import eval_table, parse_parts, run_demo
     from unlearn.tracking import tracking_uri
 
-    chosen = parse_parts(parts) if parts is not None else DEFAULT_PARTS
+    chosen = parse_parts(parts) if parts is not None else None
     with progress_bars() as progress:
-        rep = run_demo(
-            cfg,
-            out,
-            progress,
-            chosen,
-            DEMO_SAMPLES if samples is None else samples,
-            DEMO_T2I_SAMPLES if t2i_samples is None else t2i_samples,
-        )
+        rep = run_demo(cfg, out, progress, chosen, samples, t2i_samples)
     console.print(eval_table(rep.results, "demo summary"))
     console.print(f"report: {rep.path / 'report.md'}")
     uri = tracking_uri(cfg)

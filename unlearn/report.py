@@ -65,48 +65,64 @@ DEMO_SAMPLES = 200
 DEMO_T2I_SAMPLES = 10
 
 
-def parse_parts(text: str) -> tuple[str, ...]:
-    """``--parts``: comma-separated part names, or ``all``; unknown names are a ConfigError."""
-    chosen = tuple(p.strip() for p in text.split(",") if p.strip())
-    if chosen == ("all",):
+def _check_parts(parts: tuple[str, ...], given: object) -> tuple[str, ...]:
+    """``parts`` if every name is a demo part (``("all",)``: every part), else a ConfigError."""
+    if parts == ("all",):
         return DEMO_PARTS
-    bad = sorted(set(chosen) - set(DEMO_PARTS))
-    if bad or not chosen:
+    bad = sorted(set(parts) - set(DEMO_PARTS))
+    if bad or not parts:
         raise ConfigError(
-            f"--parts: {bad or repr(text)} not allowed; expected 'all' or a comma-separated "
+            f"--parts: {bad or repr(given)} not allowed; expected 'all' or a comma-separated "
             f"subset of {list(DEMO_PARTS)}"
         )
-    return chosen
+    return parts
+
+
+def parse_parts(text: str) -> tuple[str, ...]:
+    """``--parts``: comma-separated part names, or ``all``; unknown names are a ConfigError."""
+    return _check_parts(tuple(p.strip() for p in text.split(",") if p.strip()), text)
+
+
+def _demo_value(cfg: Config, option: str, key: str, value: int) -> Config:
+    """``cfg`` with ``key`` set to ``value`` under the config's own bounds; errors name ``option``."""
+    from unlearn.config import with_overrides
+
+    try:
+        return with_overrides(cfg, [f"{key}={value}"])
+    except ConfigError as e:
+        raise ConfigError(f"{option}: {e}") from None
 
 
 def run_demo(
     cfg: Config,
     out: Path | None = None,
     progress: ProgressFn = no_progress,
-    parts: tuple[str, ...] = DEFAULT_PARTS,
-    samples: int = DEMO_SAMPLES,
-    t2i_samples: int = DEMO_T2I_SAMPLES,
+    parts: tuple[str, ...] | None = None,
+    samples: int | None = None,
+    t2i_samples: int | None = None,
 ) -> DemoReport:
     """Evaluate the (shipped or cached) base model, then run the demo's ``parts``.
 
     ``policy`` (default): a held-out class unlearned with the shipped RL policy (trained on
-    the demo model), a static λ and a linear decay, with the λ trajectories; ``t2i`` (default): erase "seven" from the shipped text-to-image pipeline
-    with ESD (static λ) and constrained reverse-KL (dual λ); ``unlearn``: forget the
+    the demo model), a static λ and a linear decay, with the λ trajectories; ``t2i``
+    (default): erase "seven" from the shipped text-to-image pipeline with ESD (static λ)
+    and constrained reverse-KL (dual λ); ``unlearn``: forget the
     configured classes with static and variational λ; ``search``: a 4-trial
     static-vs-variational search with its Pareto plot; ``rl``: a smoke test of the RL
     pipeline (PPO for a few iterations on the tiny env, export the policy, unlearn with it).
-    Every evaluation generates ``samples`` images (``eval.num_samples`` is set to it), the
-    text-to-image ones ``t2i_samples`` per prompt. The report is rewritten after each part,
-    so an interrupted demo still leaves what it finished.
+    Every evaluation generates ``samples`` images (default ``DEMO_SAMPLES``; it sets
+    ``eval.num_samples``), the text-to-image ones ``t2i_samples`` per prompt (default
+    ``DEMO_T2I_SAMPLES``; it sets ``t2i.samples_per_prompt``), both within the config's own
+    bounds. The report is rewritten after each part, so an interrupted demo still leaves
+    what it finished.
     """
-    from unlearn.config import with_overrides
-
-    parts = parse_parts(",".join(parts))
-    if not 10 <= samples <= 100000:
-        raise ConfigError(f"--samples: {samples} not allowed; expected 10 to 100000")
-    if not 1 <= t2i_samples <= 10000:
-        raise ConfigError(f"--t2i-samples: {t2i_samples} not allowed; expected 1 to 10000")
-    cfg = with_overrides(cfg, [f"eval.num_samples={samples}"])
+    parts = DEFAULT_PARTS if parts is None else _check_parts(tuple(parts), parts)
+    cfg = _demo_value(
+        cfg, "--samples", "eval.num_samples", DEMO_SAMPLES if samples is None else samples
+    )
+    t2i_samples = DEMO_T2I_SAMPLES if t2i_samples is None else t2i_samples
+    if "t2i" in parts:
+        cfg = _demo_value(cfg, "--t2i-samples", "t2i.samples_per_prompt", t2i_samples)
     from unlearn.data import load_splits
     from unlearn.metrics import evaluate, prepare, save_grid, save_histogram
     from unlearn.pretrain import load_pretrained
@@ -120,10 +136,10 @@ def run_demo(
     splits = load_splits(cfg.data)
     progress("evaluate base model", 0, 1)
     data = prepare(model, cfg, splits, None)
-    base, samples = evaluate(model, clf, cfg, data)
+    base, images = evaluate(model, clf, cfg, data)
     progress("evaluate base model", 1, 1)
     rep.results["base"] = base
-    save_grid(samples[:100], out / "base_samples.png", nrow=10)
+    save_grid(images[:100], out / "base_samples.png", nrow=10)
     save_histogram(
         base.class_hist,
         out / "base_class_hist.png",
@@ -156,7 +172,7 @@ def run_demo(
     if "t2i" in parts:
         from unlearn.report_t2i import t2i_section
 
-        rep.extra.update(t2i_section(cfg, rep.sections, out, progress, t2i_samples))
+        rep.extra.update(t2i_section(cfg, rep.sections, out, progress, cfg.t2i.samples_per_prompt))
         write_report(cfg, rep)
     return rep
 

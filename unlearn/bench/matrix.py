@@ -357,16 +357,15 @@ def cell_config(
 
 
 #: config sections that decide a cell's result (a resumed cell must match them)
-RESULT_SECTIONS = ("data", "forget", "model", "pretrain", "eval", "method", "agent", "unlearn")
 #: the sections that decide the base model's evaluation (the bench's "before" numbers)
 BEFORE_SECTIONS = ("data", "forget", "model", "pretrain", "eval")
 
 
 def result_sections(cfg: Config, audit: bool = False) -> tuple[str, ...]:
-    """The sections a resumed cell of ``cfg`` must match: ``RESULT_SECTIONS``, plus ``t2i``
-    on a t2i model (samples per prompt and guidance decide its rates), plus ``audit``."""
-    t2i = ("t2i",) if cfg.model.kind == "t2i" else ()
-    return (*RESULT_SECTIONS, *t2i, *(("audit",) if audit else ()))
+    """The sections a resumed cell of ``cfg`` must match: ``before_sections`` (the base
+    evaluation's, ``t2i`` included on a t2i model: samples per prompt and guidance decide
+    its rates), the method, agent and unlearning sections, plus ``audit``."""
+    return (*before_sections(cfg), "method", "agent", "unlearn", *(("audit",) if audit else ()))
 
 
 def before_sections(cfg: Config) -> tuple[str, ...]:
