@@ -15,7 +15,7 @@ import pytest
 
 from unlearn.bench import BenchOptions, Cell, RunRecord, mean_ci, run_bench, summarize, welch_p
 from unlearn.bench.perf import run_perf
-from unlearn.bench.report import DIST, summary_rows, update_readme
+from unlearn.bench.report import DIST, matrix_line, summary_rows, update_readme
 from unlearn.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -173,6 +173,26 @@ def test_resume_reruns_t2i_cells_and_base_evaluation_when_sampling_changes() -> 
     ddpm = load_config(tiny)
     assert "t2i" not in result_sections(ddpm)
     assert digest(load_config(tiny, ["t2i.samples_per_prompt=20"])) == digest(ddpm)
+
+
+def test_report_says_which_rows_ran_and_which_static_lambdas_were_tuned() -> None:
+    facts = {"runs": 12, "finished": 12, "diverged": 0, "errors": 0}
+    plan = {
+        "methods": ["naive", "esd", "constrained"],
+        "agents": ["static", "decay", "dual"],
+        "instances": [2, 8],
+        "seeds": [0, 1, 2],
+        "static_lam": 0.3,
+        "static_source": "method.lam",
+        "rows": [["naive", "static"], ["esd", "static"]],
+        "tuning": {"esd|static": {}, "esd|decay": {}},
+    }
+    line = matrix_line(plan, facts)
+    assert "2 (method, agent) rows x" in line and "3 methods" not in line
+    assert "Static λ = 0.3 (method.lam), except the tuned static rows (esd: see" in line
+    plain = matrix_line({**plan, "rows": None, "tuning": {}}, facts)
+    assert "3 methods x 3 λ agents x" in plain
+    assert plain.endswith("Static λ = 0.3 (method.lam).")
 
 
 def test_mean_ci_and_welch_by_hand() -> None:

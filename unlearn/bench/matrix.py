@@ -356,7 +356,6 @@ def cell_config(
     )
 
 
-#: config sections that decide a cell's result (a resumed cell must match them)
 #: the sections that decide the base model's evaluation (the bench's "before" numbers)
 BEFORE_SECTIONS = ("data", "forget", "model", "pretrain", "eval")
 

@@ -182,6 +182,27 @@ def plot_lambdas(records: Sequence[RunRecord], path: Path) -> Path:
     return plot_lambda(mean_lambdas(records), path)
 
 
+def matrix_line(p: dict[str, Any], facts: dict[str, Any]) -> str:
+    """The report's one-line description of what ran: the rows (methods x agents, or the
+    ``--rows`` pairs), instances, seeds, outcomes, and where the static λ came from."""
+    rows = p.get("rows")
+    what = (
+        f"{len(rows)} (method, agent) rows"
+        if rows
+        else f"{len(p['methods'])} methods x {len(p['agents'])} λ agents"
+    )
+    tuning = p.get("tuning") or {}
+    tuned = [m for m in p["methods"] if f"{m}|static" in tuning]
+    static = f"Static λ = {p['static_lam']:g} ({p['static_source']})"
+    if tuned:
+        static += f", except the tuned static rows ({', '.join(tuned)}: see Compute of each row)"
+    return (
+        f"Matrix: {what} x held-out instances (forgotten) {instances_text(p['instances'])} x "
+        f"seeds {p['seeds']} = {facts['runs']} runs ({facts['finished']} finished, "
+        f"{facts['diverged']} diverged, {facts['errors']} errors). {static}."
+    )
+
+
 def bench_markdown(
     facts: dict[str, Any],
     summary: str,
@@ -200,10 +221,7 @@ def bench_markdown(
         f"checked every {facts['eval_every'] or facts['steps']} steps on "
         f"{facts['samples']}.",
         "",
-        f"Matrix: {len(p['methods'])} methods x {len(p['agents'])} λ agents x held-out "
-        f"instances (forgotten) {instances_text(p['instances'])} x seeds {p['seeds']} = "
-        f"{facts['runs']} runs ({facts['finished']} finished, {facts['diverged']} diverged, "
-        f"{facts['errors']} errors). Static λ = {p['static_lam']:g} ({p['static_source']}).",
+        matrix_line(p, facts),
         "",
     ]
     if p["skipped"]:

@@ -262,10 +262,10 @@ def _tune(cfg: Config, pl: Plan, opts: BenchOptions, old: dict, progress) -> Non
     )
     methods = [m for m in pl.methods if m not in pl.lam_free]  # λ-free: nothing to tune
     pairs = [(m, a) for m, a in pl.groups() if m in methods and a in ("static", "decay")]
-    wanted = {f"{m}|{a}" for m, a in pairs}
+    wanted = [f"{m}|{a}" for m, a in pairs]  # in the table's order
     if not wanted:
         return
-    if same and wanted <= set(prev.get("tuning") or {}):
+    if same and set(wanted) <= set(prev.get("tuning") or {}):
         pl.tuning = {k: prev["tuning"][k] for k in wanted}
     else:
         tuned = tune_baselines(
