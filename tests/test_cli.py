@@ -85,6 +85,7 @@ def test_every_command_explains_itself():
         (["--set", "method.lam=2"], "method.lam: 2.0 is out of range"),
         (["--set", "data.name=imagenet"], "data.name: 'imagenet' is not allowed"),
         (["--set", "forget.classes=[42]"], "forget.classes: class 42 is not in the data"),
+        (["--set", "env.residual={start: 0.5, end: 0.1}"], "env.residual.width: missing"),
     ],
 )
 def test_bad_config_exits_2_with_one_line(args, fragment, tmp_path):

@@ -262,6 +262,35 @@ def test_scale_action_sets_the_methods_forget_scale(env_cfg):
     assert env.unlearner.method.scale == env_cfg.method.scale
 
 
+def test_residual_action_moves_lambda_around_the_base_schedule(env_cfg):
+    """With env.residual a fresh policy's entry 0.5 runs the linear schedule; 1 and 0 move λ
+    by ±width around it (clipped to [0, 1]); prev_lambda reports the λ applied."""
+    from unlearn.envs.unlearning_env import UnlearningEnv
+    from unlearn.observation import layout
+
+    residual = {"start": 0.5, "end": 0.1, "width": 0.3}
+    cfg = dataclasses.replace(env_cfg, env=dataclasses.replace(env_cfg.env, residual=residual))
+    env = UnlearningEnv(cfg)
+    T, prev = cfg.env.decisions, layout().names.index("prev_lambda")
+    obs, _ = env.reset(seed=0)
+    assert obs[prev] == pytest.approx(0.5) and env.initial_action()[0] == 0.5
+    entries = [0.5, 1.0, 0.0, 0.5, 0.9, 0.5, 0.5, 0.5, 0.5, 0.5][:T]
+    for d, a in enumerate(entries):
+        obs, _, done, _, info = env.step(np.array([a], dtype=np.float32))
+        base = 0.5 + (0.1 - 0.5) * d / T
+        want = min(1.0, max(0.0, base + 0.3 * (2 * a - 1)))
+        assert info["lambda"] == pytest.approx(want, abs=1e-6), (d, a)
+        assert obs[prev] == pytest.approx(want, abs=1e-6)
+        if done:
+            break
+    assert T == 4  # the tiny env: 0.4 + 0.3 at decision 1, 0.3 - 0.3 at decision 2
+    assert env.lambdas[1] == pytest.approx(0.7) and env.lambdas[2] == pytest.approx(0.0, abs=1e-7)
+    plain = UnlearningEnv(env_cfg)  # without it the entry is λ itself
+    plain.reset(seed=0)
+    _, _, _, _, info = plain.step(np.array([0.9], dtype=np.float32))
+    assert info["lambda"] == pytest.approx(0.9)
+
+
 def test_proxies_are_measured_on_their_cadence_and_carried_between(env_cfg, monkeypatch):
     """K=2, proxy_every=4: proxies after decisions 2 and 4 (and the last); carried and aged else."""
     from unlearn.envs.unlearning_env import UnlearningEnv

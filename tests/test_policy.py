@@ -141,16 +141,31 @@ print(json.dumps(out))
         np.testing.assert_allclose(np.array(got[fmt]), load_policy(d)(obs), atol=1e-6)
 
 
-def test_policy_agent_acts_like_the_env(exported, tiny_workdir):
-    """``unlearn run`` with the exported policy gives the λ trajectory the env gives it."""
+@pytest.mark.parametrize("residual", [False, True])
+def test_policy_agent_acts_like_the_env(exported, tiny_workdir, tmp_path, residual):
+    """``unlearn run`` with the exported policy gives the λ trajectory the env gives it
+    (with ``env.residual`` too: the metadata carries the base schedule and its width)."""
     from unlearn.config import load_config, with_overrides
     from unlearn.envs.unlearning_env import UnlearningEnv
     from unlearn.export import load_policy
+    from unlearn.export.rllib import export_policy
     from unlearn.task import make_unlearner
 
-    cfg = load_config(
-        REPO / "configs" / "tiny.yaml", [f"workdir={tiny_workdir}", "tracking.enabled=false"]
-    )
+    res = {"start": 0.6, "end": 0.1, "width": 0.25}
+    sets = [f"workdir={tiny_workdir}", "tracking.enabled=false"]
+    sets += ["env.residual={start: 0.6, end: 0.1, width: 0.25}"] if residual else []
+    cfg = load_config(REPO / "configs" / "tiny.yaml", sets)
+    if residual:  # the same network, exported with the residual settings of its env
+        ck = make_module_checkpoint(tmp_path / "module", "ppo", gain=3.0)
+        env_c = cfg.env
+        kw = dict(proxy_every=env_c.proxy_every, proxy_batch=env_c.proxy_batch, residual=res)
+        kw["decisions"] = env_c.decisions
+        exported = {
+            f: export_policy(ck, tmp_path / f, f, steps_per_decision=env_c.steps_per_decision, **kw)
+            for f in ("torchscript", "onnx")
+        }
+        meta = json.loads((exported["onnx"] / "metadata.json").read_text())
+        assert meta["residual"] == res and meta["decisions"] == env_c.decisions
     pol = load_policy(exported["onnx"])
     assert (pol.meta["proxy_every"], pol.meta["proxy_batch"]) == (
         cfg.env.proxy_every,

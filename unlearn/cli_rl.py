@@ -146,11 +146,22 @@ def export_cmd(
     from unlearn.console import console
     from unlearn.export.rllib import export_policy
 
-    k = p = b = 0
-    if config is not None or set_:
+    k = p = b = n = 0
+    residual: dict = {}
+    if config is not None or set_:  # for checkpoints without the training env's sidecar
         env = _config(config, set_).env
-        k, p, b = env.steps_per_decision, env.proxy_every, env.proxy_batch
-    d = export_policy(checkpoint, out, format_, steps_per_decision=k, proxy_every=p, proxy_batch=b)
+        k, p, b, n = env.steps_per_decision, env.proxy_every, env.proxy_batch, env.decisions
+        residual = env.residual
+    d = export_policy(
+        checkpoint,
+        out,
+        format_,
+        steps_per_decision=k,
+        proxy_every=p,
+        proxy_batch=b,
+        residual=residual,
+        decisions=n,
+    )
     console.print(f"policy: {d}")
 
 

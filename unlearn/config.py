@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from collections.abc import Sequence
@@ -240,6 +241,39 @@ class TrackingConfig:
     enabled: bool = _f(True)
 
 
+RESIDUAL_KEYS = ("start", "end", "width")
+
+
+def check_residual(value: object, where: str = "env.residual") -> dict[str, float]:
+    """A residual λ action's settings ``{start, end, width}`` checked (``{}``: off).
+
+    ``start``, ``end``: the base schedule, λ linear from start to end over the episode's
+    T·K steps, both in [0, 1]; ``width`` in (0, 1]: how far the policy may move λ from it.
+    Raises ConfigError naming the key, the value and what is allowed.
+    """
+    if value is None or value == {}:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {value!r} is not allowed; expected {{start, end, width}}")
+    unknown = sorted(set(value) - set(RESIDUAL_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key; allowed: start, end, width")
+    out = {}
+    for key in RESIDUAL_KEYS:
+        if key not in value:
+            raise ConfigError(
+                f"{where}.{key}: missing; a residual λ action needs {{start, end, width}}"
+            )
+        v = value[key]
+        lo_ok = (lambda x: x > 0.0) if key == "width" else (lambda x: x >= 0.0)
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if not ok or not lo_ok(float(v)) or float(v) > 1.0:
+            allowed = "(0, 1]" if key == "width" else "[0, 1]"
+            raise ConfigError(f"{where}.{key}: {v!r} is out of range; expected {allowed}")
+        out[key] = float(v)
+    return out
+
+
 @dataclass(frozen=True)
 class EnvConfig:
     """The Gymnasium environment: T decisions of K optimiser steps each."""
@@ -281,6 +315,12 @@ class EnvConfig:
         0.0, doc="reward subtracted per optimiser step used (makes stopping pay)", lo=0.0, hi=1.0
     )
     divergence_penalty: float = _f(10.0, lo=0.0)
+    residual: dict = _f(
+        default_factory=dict,
+        doc="residual λ action: {start, end, width}; λ = clip(start + (end - start) * "
+        "progress + width * (2a - 1), 0, 1) for the policy's λ entry a, so an untrained "
+        "policy (a = 0.5) runs the linear schedule start -> end; {} = λ is the entry itself",
+    )
     attack_weight: float = _f(
         0.0,
         doc="weight of the attacked forget rate (relearning attack on audit.relearn_forget_samples "
@@ -297,6 +337,7 @@ class EnvConfig:
     )
 
     def __post_init__(self) -> None:
+        check_residual(self.residual)
         both = [c for c in self.test_instances if c in self.train_instances]
         if both:
             raise ConfigError(

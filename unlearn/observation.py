@@ -61,6 +61,13 @@ never fires; its sampled one in 5.8% of decisions on observations drawn uniforml
 the bounds, against 36% with RLlib's default start; ``tests/test_rl.py``), and learns to
 stop only where stopping paid.
 
+With ``env.residual: {start, end, width}`` the λ entry is a *residual* around a base
+schedule (λ linear from start to end over the episode): λ = clip(base(progress) + width ·
+(2·entry − 1), 0, 1) (:func:`residual_lam`), so an untrained policy (entry 0.5) runs the
+base schedule and training only has to find where moving away from it pays. ``prev_lambda``
+is the λ applied, the exported policy's metadata carries the settings and the policy agent
+applies the same map.
+
 Unknown values (before the first step, or a statistic that was not measured) read as 0.
 Non-finite inputs never reach the policy: they read as 0 and the env ends the episode.
 """
@@ -176,6 +183,18 @@ def split_action(
         scale = lo + scale_a * (hi - lo)
     stop = bool(stop_action and a[-1] > STOP_THRESHOLD)
     return Controls(a[0], scale, 0.0 if scale_a is None else scale_a, stop)
+
+
+def residual_lam(entry: float, progress: float, residual: dict[str, float] | None) -> float:
+    """λ from the action's λ entry in [0, 1]: the entry itself, or with ``env.residual``
+    the base schedule at ``progress`` (steps done / T·K, clipped to [0, 1]) moved by
+    ``width · (2·entry − 1)`` and clipped to [0, 1]. A policy whose λ entry is 0.5 (a fresh
+    policy's mean) follows the base schedule exactly."""
+    if not residual:
+        return float(entry)
+    t = min(1.0, max(0.0, float(progress)))
+    base = residual["start"] + (residual["end"] - residual["start"]) * t
+    return float(min(1.0, max(0.0, base + residual["width"] * (2.0 * float(entry) - 1.0))))
 
 
 def action_to_controls(action: np.ndarray) -> tuple[float, float | None]:

@@ -8,6 +8,8 @@ the previous step's ``StepStats`` and the fixed-noise proxies, measured on the s
 cadence and on as many images as the env (``proxy_every`` and ``proxy_batch`` from the
 metadata).
 
+A policy trained with ``env.residual`` moves λ around that base schedule, as the env did
+(``residual`` in the metadata; progress is the step over the training episode's T·K steps).
 A policy trained with ``env.forget_probe`` also measures the sample-based forget probe (as
 many samples, with the proxies); one trained with ``env.stop_action`` ends the run when its
 stop entry says so (:meth:`wants_stop`, asked by the unlearner before each step), and the
@@ -29,7 +31,7 @@ import numpy as np
 from unlearn.agents.base import LambdaAgent
 from unlearn.agents.options import Opt, OptionError
 from unlearn.config import ConfigError
-from unlearn.observation import ObservationBuilder, scale_to_action, split_action
+from unlearn.observation import ObservationBuilder, residual_lam, scale_to_action, split_action
 from unlearn.types import StepStats
 
 log = logging.getLogger(__name__)
@@ -94,7 +96,15 @@ class PolicyAgent(LambdaAgent):
             self.scale_action, meta["proxy_every"], probe=self.probe_n > 0
         )
         self.proxy_batch = int(meta["proxy_batch"])
-        self.lam0 = float(lam0)
+        self.residual = dict(meta.get("residual") or {})
+        # the training episode's length in steps: the residual schedule's progress runs over it
+        self.budget = self.K * int(meta.get("decisions") or 0)
+        if self.residual and self.budget < 1:
+            raise ConfigError(
+                "policy: a residual λ policy needs the training env's decisions in its metadata"
+            )
+        self.lam0 = self.residual["start"] if self.residual else float(lam0)
+        self.lam_a = 0.5 if self.residual else self.lam0  # the λ entry of the last action
         self._unlearner = None
         self._warned = False
         self.reset(0)
@@ -106,6 +116,7 @@ class PolicyAgent(LambdaAgent):
     # -- LambdaAgent ----------------------------------------------------------------------------
     def reset(self, seed: int) -> float:
         self.lam = self.lam0
+        self.lam_a = 0.5 if self.residual else self.lam0
         self.scale_a = self._scale_action_value()
         self.last_obs: np.ndarray | None = None
         self.stopped = False
@@ -139,12 +150,12 @@ class PolicyAgent(LambdaAgent):
             proxies = self._proxies() if due else None
             probe = self._probe() if due and self.probe_n else None
             self.last_obs = self.builder.observe(stats, proxies, self.lam, self.scale_a, probe)
-        self._decide(self.last_obs)
+        self._decide(self.last_obs, max(step, 0))
 
-    def _decide(self, obs: np.ndarray) -> None:
+    def _decide(self, obs: np.ndarray, step: int = 0) -> None:
         a = np.asarray(self.policy(obs), dtype=np.float32).reshape(-1)
         prev = np.array(
-            [self.lam, *([self.scale_a] if self.scale_action else []), 0.0][: len(a)],
+            [self.lam_a, *([self.scale_a] if self.scale_action else []), 0.0][: len(a)],
             dtype=np.float32,
         )
         bad = ~np.isfinite(a)
@@ -157,7 +168,9 @@ class PolicyAgent(LambdaAgent):
         high = np.asarray(self.policy.meta["action"]["high"], dtype=np.float32)
         a = np.clip(a, low, high)
         ctl = split_action(a, self.scale_action, self.stop_action)
-        self.lam, scale, self.stopped = ctl.lam, ctl.scale, ctl.stop
+        progress = step / self.budget if self.residual else 0.0
+        self.lam_a, scale, self.stopped = ctl.lam, ctl.scale, ctl.stop
+        self.lam = residual_lam(ctl.lam, progress, self.residual)
         if scale is not None:
             self.scale_a = ctl.scale_action
             method = getattr(self._unlearner, "method", None)

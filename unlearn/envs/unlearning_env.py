@@ -11,12 +11,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from unlearn.config import AgentConfig, Config, ConfigError, from_mapping
+from unlearn.config import AgentConfig, Config, ConfigError, check_residual, from_mapping
 from unlearn.data.prompts import instance_forget
 from unlearn.envs.instances import Instance, InstanceBank
 from unlearn.observation import (
     ObservationBuilder,
     action_names,
+    residual_lam,
     scale_to_action,
     split_action,
 )
@@ -190,7 +191,9 @@ class UnlearningEnv(gym.Env):
         self.observation_space = gym.spaces.Box(lay.low, lay.high, dtype=np.float32)
         dim = len(action_names(self.scale_action, self.stop_action))
         self.action_space = gym.spaces.Box(0.0, 1.0, (dim,), dtype=np.float32)
-        self.lam0 = float(self.cfg.method.lam)
+        self.residual = check_residual(self.cfg.env.residual)
+        # the λ of the first observation: method.lam, or the residual schedule's start
+        self.lam0 = self.residual["start"] if self.residual else float(self.cfg.method.lam)
         self.scale0 = float(getattr(self.unlearner.method, "scale", 0.0) or 0.0)
         self.instance: Instance | None = None
         self._done = True
@@ -227,7 +230,8 @@ class UnlearningEnv(gym.Env):
             raise RuntimeError("UnlearningEnv.step() after the episode ended; call reset()")
         act, fixed = self._sanitize(action)
         ctl = split_action(act, self.scale_action, self.stop_action)
-        lam, scale = ctl.lam, ctl.scale
+        lam = residual_lam(ctl.lam, self.decision / self.T, self.residual)
+        scale = ctl.scale
         if scale is not None:
             self._set_scale(scale)
         prev_rel = self.builder.rel
@@ -302,9 +306,10 @@ class UnlearningEnv(gym.Env):
 
     # -- helpers ----------------------------------------------------------------------------
     def initial_action(self) -> np.ndarray:
-        """The action that keeps the starting controls: λ0 (and the configured forget scale;
-        and "do not stop")."""
-        a = [self.lam0, *([scale_to_action(self.scale0)] if self.scale_action else [])]
+        """The action that keeps the starting controls: λ0 (with ``env.residual``: 0.5, the
+        base schedule), the configured forget scale, and "do not stop"."""
+        lam_a = 0.5 if self.residual else self.lam0
+        a = [lam_a, *([scale_to_action(self.scale0)] if self.scale_action else [])]
         return np.array([*a, *([0.0] if self.stop_action else [])], dtype=np.float32)
 
     def _measure(self) -> tuple[tuple[float, float], float | None]:

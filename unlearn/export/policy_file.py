@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from unlearn.config import ConfigError
+from unlearn.config import ConfigError, check_residual
 from unlearn.observation import OBS_VERSION, action_names, layout
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,7 @@ def read_metadata(policy_dir: Path) -> dict[str, Any]:
                 f"policy: observation {k} in {path} do not match the env's layout: "
                 f"{obs.get(k)} != {want[k]}"
             )
+    meta["residual"] = check_residual(meta.get("residual") or {}, f"policy: residual in {path}")
     act = meta["action"]
     dim = len(action_names(scale, stop))
     if len(act.get("low", [])) != dim or len(act.get("high", [])) != dim:

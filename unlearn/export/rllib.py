@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from unlearn.config import ConfigError, EnvConfig
+from unlearn.config import ConfigError, EnvConfig, check_residual
 from unlearn.export.policy_file import FILES, SCHEMA, sha256, write_metadata
 from unlearn.observation import SCALE_RANGE, STOP_THRESHOLD, action_names, layout
 
@@ -138,6 +138,7 @@ def load_checkpoint_policy(checkpoint: str | Path) -> tuple[DeterministicPolicy,
         "decisions": int(env.get("decisions", 0)),
         "proxy_every": int(env.get("proxy_every", 0)),
         "proxy_batch": int(env.get("proxy_batch", 0)),
+        "residual": dict(env.get("residual") or {}),
         "module_dir": str(mdir),
     }
     return DeterministicPolicy(module, low, high, squash=(algo == "sac")), facts
@@ -150,11 +151,15 @@ def export_policy(
     steps_per_decision: int = 0,
     proxy_every: int = 0,
     proxy_batch: int = 0,
+    residual: dict | None = None,
+    decisions: int = 0,
 ) -> Path:
     """Write ``policy.pt`` / ``policy.onnx`` and ``metadata.json`` into ``out``; returns ``out``.
 
-    K and the observation's proxy cadence and size come from the checkpoint's sidecar (the
-    training env's config); the arguments (else the defaults) are used where it has none.
+    K, the observation's proxy cadence and size, the decisions per episode and the residual λ
+    action (``env.residual``) come from the checkpoint's sidecar (the training env's config);
+    the arguments (else the defaults) are used where it has none. A residual policy needs the
+    decisions: its base schedule runs over the training episode's T·K steps.
     """
     if fmt not in FILES:
         raise ConfigError(f"--format: {fmt!r} is not allowed; expected one of {', '.join(FILES)}")
@@ -164,6 +169,13 @@ def export_policy(
         raise ConfigError(
             f"checkpoint: {checkpoint} has no {SIDECAR} with env.steps_per_decision; "
             "pass the config it was trained with (--config)"
+        )
+    res = check_residual(facts["residual"] or residual or {}, "residual")
+    n_dec = int(facts["decisions"] or decisions)
+    if res and n_dec < 1:
+        raise ConfigError(
+            f"checkpoint: {checkpoint} was trained with a residual λ action but has no "
+            f"{SIDECAR} with env.decisions; pass the config it was trained with (--config)"
         )
     out = Path(out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -212,7 +224,8 @@ def export_policy(
         "steps_per_decision": int(k),
         "proxy_every": int(facts["proxy_every"] or proxy_every or EnvConfig().proxy_every),
         "proxy_batch": int(facts["proxy_batch"] or proxy_batch or EnvConfig().proxy_batch),
-        "decisions": facts["decisions"],
+        "decisions": n_dec,
+        "residual": res,
         "input": {"name": "obs", "dtype": "float32", "shape": ["batch", lay.size]},
         "output": {"name": "action", "dtype": "float32", "shape": ["batch", len(facts["low"])]},
         "versions": {"torch": torch.__version__, **_ray_version()},
