@@ -272,9 +272,10 @@ def test_residual_action_moves_lambda_around_the_base_schedule(env_cfg):
     cfg = dataclasses.replace(env_cfg, env=dataclasses.replace(env_cfg.env, residual=residual))
     env = UnlearningEnv(cfg)
     T, prev = cfg.env.decisions, layout().names.index("prev_lambda")
+    assert T == 4  # the tiny env: 0.4 + 0.3 at decision 1, 0.3 - 0.3 at decision 2
     obs, _ = env.reset(seed=0)
     assert obs[prev] == pytest.approx(0.5) and env.initial_action()[0] == 0.5
-    entries = [0.5, 1.0, 0.0, 0.5, 0.9, 0.5, 0.5, 0.5, 0.5, 0.5][:T]
+    entries = [0.5, 1.0, 0.0, 0.9]
     for d, a in enumerate(entries):
         obs, _, done, _, info = env.step(np.array([a], dtype=np.float32))
         base = 0.5 + (0.1 - 0.5) * d / T
@@ -283,7 +284,6 @@ def test_residual_action_moves_lambda_around_the_base_schedule(env_cfg):
         assert obs[prev] == pytest.approx(want, abs=1e-6)
         if done:
             break
-    assert T == 4  # the tiny env: 0.4 + 0.3 at decision 1, 0.3 - 0.3 at decision 2
     assert env.lambdas[1] == pytest.approx(0.7) and env.lambdas[2] == pytest.approx(0.0, abs=1e-7)
     plain = UnlearningEnv(env_cfg)  # without it the entry is λ itself
     plain.reset(seed=0)

@@ -125,7 +125,7 @@ def demo(
     t2i_samples: Annotated[
         int | None,
         typer.Option(
-            help="Images per prompt in the text-to-image evaluations, 1 to 10000 (default 10)."
+            help="Images per prompt in the text-to-image evaluations, 1 to 100000 (default 10)."
         ),
     ] = None,
 ) -> None:

@@ -241,7 +241,37 @@ class TrackingConfig:
     enabled: bool = _f(True)
 
 
-RESIDUAL_KEYS = ("start", "end", "width")
+def check_number_map(
+    value: dict,
+    where: str,
+    spec: dict[str, tuple[float, float, bool]],
+    required: Sequence[str],
+    missing_hint: str,
+) -> dict[str, float]:
+    """A mapping of numbers checked against ``spec`` (key: ``(lo, hi, lo_open)``, the allowed
+    range ``[lo, hi]`` or ``(lo, hi]``): unknown keys, missing ``required`` keys and values out
+    of range raise a ConfigError naming ``where.key``; returns the given keys as floats."""
+    unknown = sorted(set(value) - set(spec))
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key; allowed: {', '.join(spec)}")
+    for key in required:
+        if key not in value:
+            raise ConfigError(f"{where}.{key}: missing; {missing_hint}")
+    out = {}
+    for key, (lo, hi, lo_open) in spec.items():
+        if key not in value:
+            continue
+        v = value[key]
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if not ok or not (lo < v if lo_open else lo <= v) or v > hi:
+            bounds = f"{'(' if lo_open else '['}{lo}, {hi}]"
+            raise ConfigError(f"{where}.{key}: {v!r} is out of range; expected {bounds}")
+        out[key] = float(v)
+    return out
+
+
+#: ``env.residual``: the base schedule's start and end, and the width λ may move from it
+RESIDUAL_SPEC = {"start": (0.0, 1.0, False), "end": (0.0, 1.0, False), "width": (0.0, 1.0, True)}
 
 
 def check_residual(value: object, where: str = "env.residual") -> dict[str, float]:
@@ -249,29 +279,13 @@ def check_residual(value: object, where: str = "env.residual") -> dict[str, floa
 
     ``start``, ``end``: the base schedule, λ linear from start to end over the episode's
     T·K steps, both in [0, 1]; ``width`` in (0, 1]: how far the policy may move λ from it.
-    Raises ConfigError naming the key, the value and what is allowed.
     """
     if value is None or value == {}:
         return {}
     if not isinstance(value, dict):
         raise ConfigError(f"{where}: {value!r} is not allowed; expected {{start, end, width}}")
-    unknown = sorted(set(value) - set(RESIDUAL_KEYS))
-    if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}: unknown key; allowed: start, end, width")
-    out = {}
-    for key in RESIDUAL_KEYS:
-        if key not in value:
-            raise ConfigError(
-                f"{where}.{key}: missing; a residual λ action needs {{start, end, width}}"
-            )
-        v = value[key]
-        lo_ok = (lambda x: x > 0.0) if key == "width" else (lambda x: x >= 0.0)
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-        if not ok or not lo_ok(float(v)) or float(v) > 1.0:
-            allowed = "(0, 1]" if key == "width" else "[0, 1]"
-            raise ConfigError(f"{where}.{key}: {v!r} is out of range; expected {allowed}")
-        out[key] = float(v)
-    return out
+    hint = "a residual λ action needs {start, end, width}"
+    return check_number_map(value, where, RESIDUAL_SPEC, tuple(RESIDUAL_SPEC), hint)
 
 
 @dataclass(frozen=True)

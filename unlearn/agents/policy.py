@@ -104,7 +104,6 @@ class PolicyAgent(LambdaAgent):
                 "policy: a residual λ policy needs the training env's decisions in its metadata"
             )
         self.lam0 = self.residual["start"] if self.residual else float(lam0)
-        self.lam_a = 0.5 if self.residual else self.lam0  # the λ entry of the last action
         self._unlearner = None
         self._warned = False
         self.reset(0)
@@ -116,7 +115,7 @@ class PolicyAgent(LambdaAgent):
     # -- LambdaAgent ----------------------------------------------------------------------------
     def reset(self, seed: int) -> float:
         self.lam = self.lam0
-        self.lam_a = 0.5 if self.residual else self.lam0
+        self.lam_a = 0.5 if self.residual else self.lam0  # the λ entry of the last action
         self.scale_a = self._scale_action_value()
         self.last_obs: np.ndarray | None = None
         self.stopped = False
@@ -152,7 +151,7 @@ class PolicyAgent(LambdaAgent):
             self.last_obs = self.builder.observe(stats, proxies, self.lam, self.scale_a, probe)
         self._decide(self.last_obs, max(step, 0))
 
-    def _decide(self, obs: np.ndarray, step: int = 0) -> None:
+    def _decide(self, obs: np.ndarray, step: int) -> None:
         a = np.asarray(self.policy(obs), dtype=np.float32).reshape(-1)
         prev = np.array(
             [self.lam_a, *([self.scale_a] if self.scale_action else []), 0.0][: len(a)],

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from unlearn.config import AgentConfig, Config, ConfigError, MethodConfig
+from unlearn.config import AgentConfig, Config, ConfigError, MethodConfig, check_number_map
 from unlearn.data.prompts import instance_forget
 
 if TYPE_CHECKING:
@@ -43,28 +43,19 @@ def decay_agent(start: float, end: float) -> AgentConfig:
     return AgentConfig("schedule", "", {"kind": "linear", "start": start, "end": end})
 
 
+#: ``bench.decay``: λ from start to end, optionally the cells' forget scale
+DECAY_SPEC = {"start": (0.0, 1.0, False), "end": (0.0, 1.0, False), "scale": (0.0, 1000.0, False)}
+
+
 def decay_from_config(cfg: Config) -> dict[str, float]:
     """``bench.decay`` checked: start and end in [0, 1], scale >= 0 (optional)."""
-    d = dict(cfg.bench.decay or {})
-    unknown = sorted(set(d) - {"start", "end", "scale"})
-    if unknown:
-        raise ConfigError(f"bench.decay.{unknown[0]}: unknown key; allowed: start, end, scale")
-    for key in ("start", "end"):
-        if key not in d:
-            raise ConfigError(
-                f"bench.decay.{key}: missing; the decay baseline needs bench.decay: "
-                "{start: λ, end: λ} (numbers in [0, 1]) or --tune-baselines N"
-            )
-    out = {}
-    for key, lo, hi in (("start", 0.0, 1.0), ("end", 0.0, 1.0), ("scale", 0.0, 1000.0)):
-        if key not in d:
-            continue
-        v = d[key]
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-        if not ok or not lo <= v <= hi:
-            raise ConfigError(f"bench.decay.{key}: {v!r} is out of range; expected [{lo}, {hi}]")
-        out[key] = float(v)
-    return out
+    hint = (
+        "the decay baseline needs bench.decay: {start: λ, end: λ} (numbers in [0, 1]) or "
+        "--tune-baselines N"
+    )
+    return check_number_map(
+        dict(cfg.bench.decay or {}), "bench.decay", DECAY_SPEC, ("start", "end"), hint
+    )
 
 
 @dataclass(frozen=True)
