@@ -27,7 +27,7 @@ def main() -> dict[str, float]:
     import torch
 
     from unlearn.audit import run_audit
-    from unlearn.experiment import run
+    from unlearn.run import run
 
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:

@@ -41,7 +41,7 @@ def _config_file(overrides: list[str], path: Path):
 @pytest.fixture(scope="module")
 def unlearned(tiny_workdir: Path, tmp_path_factory) -> tuple[Path, list[str]]:
     """An ``unlearn run`` output on the tiny config, in a private workdir; ``--config`` args."""
-    from unlearn.experiment import run
+    from unlearn.run import run
 
     wd = tmp_path_factory.mktemp("audit-work")
     shutil.copytree(tiny_workdir / "pretrained", wd / "pretrained")

@@ -36,8 +36,8 @@ def _sets(*overrides: str) -> list[str]:
 @pytest.fixture(scope="module")
 def unlearned_t2i(tmp_path_factory) -> tuple[Path, Path, list[str]]:
     """The tiny pipeline pretrained, then ESD-unlearned by ``unlearn run`` (the run output)."""
-    from unlearn.experiment import run
     from unlearn.pretrain import pretrain
+    from unlearn.run import run
 
     wd = tmp_path_factory.mktemp("t2i-audit")
     cfg = t2i_cfg(*AUDIT, workdir=wd)

@@ -300,7 +300,7 @@ def test_unreachable_address_fails_within_10s(tmp_path):
 
 def test_a_cluster_failing_during_submission_is_one_line(tmp_path, monkeypatch):
     """Ray's client pastes server tracebacks into its errors: only their first line shows."""
-    import unlearn.jobs as jobs
+    import unlearn.submit as jobs
     from unlearn.config import ConfigError
 
     class Refusing:

@@ -18,22 +18,20 @@ PACKAGE = Path(__file__).resolve().parents[1] / "unlearn"
 #: bottom to top, in the order of DESIGN.md; a name is a module or a package of ``unlearn``
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("config", "types", "console", "runtime", "options"),
-    ("data", "models", "tracking", "jobs", "observation"),
+    ("data", "models", "tracking", "submit", "observation"),
     ("methods", "metrics", "pretrain", "pretrain_t2i"),
     ("task", "t2i_task", "unlearner", "agents", "export"),
     (
-        "experiment",
+        "run",
         "evaluation",
         "envs",
         "tuners",
         "rl",
         "audit",
         "bench",
-        "report",
-        "report_t2i",
-        "report_policy",
+        "demo",
     ),
-    ("cli",),  # cli.py and every cli_*.py
+    ("cli",),
 )
 
 
@@ -44,8 +42,7 @@ def layer_of(module: str) -> int | None:
         return None
     if len(parts) == 1:
         return 0
-    top = "cli" if parts[1].startswith("cli") else parts[1]
-    return next((i + 1 for i, names in enumerate(LAYERS) if top in names), None)
+    return next((i + 1 for i, names in enumerate(LAYERS) if parts[1] in names), None)
 
 
 def module_name(path: Path, root: Path) -> str:

@@ -193,7 +193,7 @@ def test_server_dying_mid_run_fails_fast_and_keeps_local_outputs(tiny_ready, tmp
     import json
 
     from unlearn.config import with_overrides
-    from unlearn.experiment import run
+    from unlearn.run import run
     from unlearn.tracking import TrackingError
 
     url, proc = start_server(tmp_path)
@@ -232,7 +232,7 @@ def test_tracking_failing_after_the_outputs_keeps_them_and_saves_the_model_once(
 
     import unlearn.models
     from unlearn.config import with_overrides
-    from unlearn.experiment import run
+    from unlearn.run import run
     from unlearn.tracking import Tracker, TrackingError
 
     cfg = with_overrides(

@@ -14,9 +14,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_asset_is_small_documented_and_matches_this_layout():
+    from unlearn.demo import SHIPPED_POLICY
     from unlearn.export.policy_file import read_metadata
     from unlearn.observation import layout
-    from unlearn.report_policy import SHIPPED_POLICY
 
     meta = read_metadata(SHIPPED_POLICY)  # checks the observation layout and action bounds
     assert sum(f.stat().st_size for f in SHIPPED_POLICY.iterdir()) < 200_000
@@ -29,7 +29,7 @@ def test_asset_is_small_documented_and_matches_this_layout():
 
 
 def test_asset_acts_without_ray_inside_its_bounds():
-    from unlearn.report_policy import SHIPPED_POLICY
+    from unlearn.demo import SHIPPED_POLICY
 
     code = f"""
 import sys, json
@@ -54,7 +54,7 @@ print(json.dumps(np.asarray(agent.policy(obs)).tolist()))
 
 def _run(tiny_workdir: Path, c: int, steps: int):
     from unlearn.config import load_config
-    from unlearn.report_policy import SHIPPED_POLICY
+    from unlearn.demo import SHIPPED_POLICY
     from unlearn.task import make_unlearner
 
     cfg = load_config(

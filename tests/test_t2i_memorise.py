@@ -52,7 +52,7 @@ def test_memorised_caption_run_and_audit_on_the_shipped_pipeline(tmp_path):
 
     from unlearn.audit import run_audit
     from unlearn.config import load_config
-    from unlearn.experiment import run
+    from unlearn.run import run
 
     cfg = load_config(CONFIG, [*TINY, f"workdir={tmp_path}"])
     res = run(cfg).to_dict()

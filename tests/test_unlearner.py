@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from unlearn.config import ConfigError, with_overrides
-from unlearn.experiment import run
+from unlearn.run import run
 from unlearn.task import make_unlearner
 from unlearn.types import LossTerms
 

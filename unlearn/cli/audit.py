@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from unlearn.cli_options import ConfigOpt, JsonOpt, SetOpt, load_cli_config
+from unlearn.cli.options import ConfigOpt, JsonOpt, SetOpt, load_cli_config
 
 
 def register(app: typer.Typer) -> None:

@@ -18,7 +18,7 @@ from unlearn.config import AgentConfig, Config, ConfigError
 from unlearn.runtime import ProgressFn
 
 #: the shipped demo-model policy (TorchScript + metadata.json + README.md)
-SHIPPED_POLICY = Path(__file__).resolve().parent / "assets" / "policy"
+SHIPPED_POLICY = Path(__file__).resolve().parents[1] / "assets" / "policy"
 #: the decay baseline when the config has no ``bench.decay`` (λ 0.5 → 0.05, linear)
 DEMO_DECAY = {"start": 0.5, "end": 0.05}
 
@@ -42,9 +42,9 @@ def policy_section(
 
     ``results`` gains one :class:`~unlearn.metrics.EvalResult` per agent (the summary table).
     """
-    from unlearn.experiment import run
     from unlearn.export.policy_file import read_metadata
     from unlearn.metrics.plots import plot_lambda
+    from unlearn.run import run
 
     if not cfg.env.test_instances:
         raise ConfigError("env.test_instances: empty; the policy part unlearns a held-out class")

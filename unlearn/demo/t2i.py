@@ -15,7 +15,7 @@ from pathlib import Path
 from unlearn.config import Config, load_config
 from unlearn.runtime import ProgressFn
 
-T2I_DEMO_CONFIG = Path(__file__).parent / "assets" / "t2i_demo.yaml"
+T2I_DEMO_CONFIG = Path(__file__).parent.parent / "assets" / "t2i_demo.yaml"
 
 
 def t2i_demo_config(cfg: Config, samples_per_prompt: int | None = None) -> Config:
@@ -62,7 +62,7 @@ def t2i_section(
     result dicts (``t2i``: ESD, ``t2i-constrained-dual``). ``samples_per_prompt``: images
     per evaluated prompt (None: the embedded config's)."""
     from unlearn.config import with_overrides
-    from unlearn.experiment import run
+    from unlearn.run import run
 
     tcfg = t2i_demo_config(cfg, samples_per_prompt)
     res = run(tcfg, progress)

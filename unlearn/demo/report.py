@@ -162,7 +162,7 @@ def run_demo(
         search_section(cfg, rep, progress)
         write_report(cfg, rep)
     if "policy" in parts:
-        from unlearn.report_policy import policy_section
+        from unlearn.demo.policy import policy_section
 
         rep.extra["policy"] = policy_section(cfg, rep.sections, out, progress, rep.results)
         write_report(cfg, rep)
@@ -170,7 +170,7 @@ def run_demo(
         rl_section(cfg, rep, progress)
         write_report(cfg, rep)
     if "t2i" in parts:
-        from unlearn.report_t2i import t2i_section
+        from unlearn.demo.t2i import t2i_section
 
         rep.extra.update(t2i_section(cfg, rep.sections, out, progress, cfg.t2i.samples_per_prompt))
         write_report(cfg, rep)
@@ -185,8 +185,8 @@ def unlearn_section(cfg: Config, rep: DemoReport, base: EvalResult, progress: Pr
     import shutil
 
     from unlearn.config import with_overrides
-    from unlearn.experiment import run
     from unlearn.metrics.plots import plot_lambda
+    from unlearn.run import run
 
     lams: dict[str, list[float]] = {}
     lines = [
@@ -278,11 +278,11 @@ def tiny_config(cfg: Config) -> Config:
 def rl_section(cfg: Config, rep: DemoReport, progress: ProgressFn) -> None:
     """Smoke test: PPO on the tiny env, export the policy, unlearn with it."""
     from unlearn.config import with_overrides
-    from unlearn.experiment import run
     from unlearn.export.rllib import export_policy
     from unlearn.metrics.plots import plot_lambda
     from unlearn.pretrain import pretrain
     from unlearn.rl.train import train
+    from unlearn.run import run
 
     tiny = tiny_config(cfg)
     pretrain(tiny, progress)

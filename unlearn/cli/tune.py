@@ -1,4 +1,4 @@
-"""``unlearn tune``, ``unlearn ui`` and ``unlearn submit``: searches, the MLflow UI, Ray Jobs.
+"""``unlearn tune``: searches over methods, λ agents and λ schedules on Ray Tune.
 
 Registered onto the main app by :func:`register`. Only typer is imported at module level;
 Ray, Optuna and MLflow load inside the commands (``unlearn --help`` stays fast).
@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from unlearn.cli_options import ConfigOpt, SetOpt, load_cli_config
+from unlearn.cli.options import ConfigOpt, SetOpt, load_cli_config
 
 SearchOpt = Annotated[
     str,
@@ -23,10 +23,6 @@ SearchOpt = Annotated[
 def register(app: typer.Typer) -> None:
     """Add the commands of this module to ``app``."""
     app.command("tune")(tune)
-    app.command("ui")(ui)
-    app.command(
-        "submit", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
-    )(submit)
 
 
 _config = load_cli_config
@@ -126,96 +122,3 @@ def _print_sweep(res, console) -> None:
         console.print(f"replay: unlearn run --config {res.artifacts['best_config']}")
     if res.parent_run_id:
         console.print(f"MLflow parent run: {res.parent_run_id}")
-
-
-def ui(
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
-) -> None:
-    """Start the MLflow UI on the embedded store (WORKDIR/mlflow.db), bound to 127.0.0.1."""
-    import subprocess
-    import sys
-
-    from unlearn.config import ConfigError
-    from unlearn.console import console
-    from unlearn.tracking import check_server, tracking_uri
-
-    cfg = _config(config, set_)
-    uri = tracking_uri(cfg)
-    if not uri.startswith("sqlite:///"):
-        console.print(f"runs are tracked on a server already: {uri}")
-        return
-    if not 1 <= port <= 65535:
-        raise ConfigError(f"--port: {port} is out of range; expected 1..65535")
-    check_server(uri)  # the store's folder exists and is writable
-    import socket
-
-    with socket.socket() as s:  # a taken port would end mlflow with a multi-line log
-        if s.connect_ex(("127.0.0.1", port)) == 0:
-            raise ConfigError(f"--port: {port} is in use on 127.0.0.1; choose another --port")
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        uri,
-        "--default-artifact-root",
-        str(cfg.workdir_path / "mlartifacts"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    console.print(f"MLflow UI: http://127.0.0.1:{port}  (store {uri}; Ctrl-C stops it)")
-    proc = subprocess.Popen(cmd)
-    try:
-        raise typer.Exit(proc.wait())
-    except KeyboardInterrupt:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def submit(
-    ctx: typer.Context,
-    address: Annotated[
-        str, typer.Option(help="Ray dashboard URL of the cluster, e.g. http://HEAD:8265.")
-    ],
-    follow: Annotated[
-        bool, typer.Option(help="Stream the job's logs and exit with its status.")
-    ] = False,
-    env: Annotated[
-        list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE for the job (repeatable).")
-    ] = None,
-    working_dir: Annotated[
-        Path,
-        typer.Option(
-            help="Uploaded as the job's working directory (without .venv, runs, .git, *.db)."
-        ),
-    ] = Path("."),
-) -> None:
-    """Run an unlearn command on a Ray cluster as a Ray job.
-
-    Example: unlearn submit --address http://127.0.0.1:8265 --follow --
-    unlearn tune --space configs/tune/static_siss.yaml --num-samples 16
-    """
-    import sys
-
-    from unlearn.console import console
-    from unlearn.jobs import parse_env
-    from unlearn.jobs import submit as submit_job
-
-    entrypoint = list(ctx.args)
-    if entrypoint and entrypoint[0] == "--":
-        entrypoint = entrypoint[1:]
-
-    def show(chunk: str) -> None:
-        sys.stdout.write(chunk)
-        sys.stdout.flush()
-
-    res = submit_job(address, entrypoint, parse_env(env or []), working_dir, follow, show)
-    console.print(f"job {res.job_id}: {res.status}" + (f" ({res.message})" if res.message else ""))
-    raise typer.Exit(res.exit_code)

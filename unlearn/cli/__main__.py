@@ -1,0 +1,5 @@
+"""``python -m unlearn.cli``: the ``unlearn`` command."""
+
+from unlearn.cli import main
+
+main()
