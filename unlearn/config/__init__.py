@@ -45,6 +45,9 @@ from unlearn.config.schema import (
     TuneConfig,
     UnlearnConfig,
     digest_of,
+    direct_options,
+    options_of,
+    pin_options,
 )
 
 __all__ = [
@@ -76,9 +79,12 @@ __all__ = [
     "check_residual",
     "default_config_path",
     "digest_of",
+    "direct_options",
     "from_mapping",
     "load_config",
+    "options_of",
     "parse_override",
+    "pin_options",
     "read_yaml",
     "set_path",
     "with_overrides",
