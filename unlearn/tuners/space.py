@@ -266,8 +266,9 @@ def _build_plugins(cfg: Config) -> None:
 
     from unlearn.agents import get_agent
     from unlearn.methods import check_compatible, get_method
+    from unlearn.task import policy_store
 
-    get_agent(cfg.agent, default_lam=cfg.method.lam)
+    get_agent(cfg.agent, default_lam=cfg.method.lam, store=policy_store(cfg))
     kind = cfg.model.kind
     check_compatible(
         get_method(cfg.method), SimpleNamespace(kind=kind, conditional=kind in ("cond_ddpm", "t2i"))
