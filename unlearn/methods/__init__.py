@@ -1,8 +1,9 @@
 """Unlearning losses: one method per file, a registry, and the config factory.
 
 ``get_method(cfg.method)`` validates ``method.options`` against the method's declared
-``OPTIONS`` (options kept under another method's name against that method's) and builds it; ``check_compatible(method, model)`` rejects a model family the
-method cannot handle, before any work starts.
+``OPTIONS`` (options kept under another method's name against that method's) and builds
+it; ``check_compatible(method, model)`` rejects a model family the method cannot handle,
+before any work starts.
 """
 
 from __future__ import annotations
