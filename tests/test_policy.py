@@ -252,3 +252,47 @@ def test_missing_paths_are_config_errors(tmp_path):
         get_agent(AgentConfig(name="policy"), default_lam=0.5)
     with pytest.raises(ConfigError, match="not a directory"):
         get_agent(AgentConfig(name="policy", path=str(tmp_path / "nope")), default_lam=0.5)
+
+
+def test_registered_policy_runs_from_the_workdirs_store(exported, tiny_workdir, tmp_path):
+    """The README's two commands as printed: ``policy register`` puts the policy in the
+    workdir's store, and ``run`` with ``agent.path=models:/NAME@ALIAS`` loads it from there
+    with no tracking setting (a real sqlite store; no MLFLOW_TRACKING_URI)."""
+    import os
+    import shlex
+    import shutil
+
+    readme = (REPO / "README.md").read_text()
+    printed = [
+        line.split("#")[0].strip()
+        for line in readme.splitlines()
+        if line.startswith("unlearn ") and ("policy register" in line or "models:/" in line)
+    ]
+    assert len(printed) == 2 and "policy register" in printed[0], printed
+    (tmp_path / "configs").mkdir()
+    shutil.copy(REPO / "configs" / "tiny.yaml", tmp_path / "configs" / "tiny.yaml")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "pretrained").symlink_to(tiny_workdir / "pretrained", target_is_directory=True)
+    shutil.copytree(exported["onnx"], runs / "policy")
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    env.update(OMP_NUM_THREADS="1", CI="1")
+    unlearn = Path(sys.executable).with_name("unlearn")
+    extra = [[], ["--no-eval", "--json"]]  # the run: no sample evaluation, its result as JSON
+    procs = [
+        subprocess.run(
+            [str(unlearn), *shlex.split(cmd)[1:], *more],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=300,
+            env=env,
+        )
+        for cmd, more in zip(printed, extra, strict=True)
+    ]
+    for proc in procs:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (runs / "mlflow.db").is_file()
+    out = procs[1].stdout
+    res = json.loads(out[out.find("{") :])
+    assert res["status"] == "finished" and len(res["lambdas"]) == 8

@@ -113,7 +113,7 @@ def make_unlearner(
     from unlearn.runtime import resolve_device
 
     method = get_method(cfg.method)
-    agent = get_agent(cfg.agent, default_lam=cfg.method.lam)
+    agent = get_agent(cfg.agent, default_lam=cfg.method.lam, store=policy_store(cfg))
     if cfg.model.kind == "t2i":
         from unlearn.t2i_task import make_t2i_unlearner
 
@@ -128,3 +128,14 @@ def make_unlearner(
     pre.classifier.to(dev)
     unl = Unlearner(model, method, agent, task.split, cfg, dev, task.eval_data, pre.classifier)
     return Setup(cfg, unl, pre.paths.model_dir, task)
+
+
+def policy_store(cfg: Config) -> str:
+    """The store a ``models:/`` policy path loads from: the run's own (``MLFLOW_TRACKING_URI``,
+    ``tracking.uri`` or the workdir's ``mlflow.db``), where ``unlearn policy register`` puts
+    policies; empty for any other path."""
+    if not cfg.agent.path.startswith("models:/"):
+        return ""
+    from unlearn.tracking import tracking_uri
+
+    return tracking_uri(cfg)

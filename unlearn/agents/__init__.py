@@ -13,7 +13,7 @@ from unlearn.agents.dual import DualAscentAgent
 from unlearn.agents.hybrid import HybridAgent
 from unlearn.agents.options import DEFAULT_LAM, Opt, OptionError
 from unlearn.agents.policy import PolicyAgent
-from unlearn.agents.registry import AGENTS, build_agent, get_agent, register_agent
+from unlearn.agents.registry import AGENTS, build_agent, get_agent, register_agent, with_store
 from unlearn.agents.schedule import ScheduleAgent
 from unlearn.agents.static import StaticAgent
 from unlearn.agents.variational import VariationalAgent
@@ -35,4 +35,5 @@ __all__ = [
     "build_agent",
     "get_agent",
     "register_agent",
+    "with_store",
 ]

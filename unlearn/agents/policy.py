@@ -44,7 +44,8 @@ class PolicyAgent(LambdaAgent):
         path: exported policy directory or ``models:/NAME@ALIAS`` (``agent.path``).
         lam0: λ reported as "previous λ" in the first observation (``method.lam``, as the env).
         fmt: ``auto`` (the metadata's), ``torchscript`` or ``onnx``.
-        tracking_uri: MLflow tracking URI for ``models:/`` paths (default: ``MLFLOW_TRACKING_URI``).
+        tracking_uri: MLflow tracking URI for ``models:/`` paths (default: the run's own store,
+            as ``unlearn policy register`` uses it; without a run, ``MLFLOW_TRACKING_URI``).
         steps_per_decision: override K (default: the metadata's, i.e. the training env's).
     """
 
@@ -53,7 +54,9 @@ class PolicyAgent(LambdaAgent):
         "format": Opt(
             "auto", "policy file format", kind=str, choices=("auto", "torchscript", "onnx")
         ),
-        "tracking_uri": Opt("", "MLflow URI for models:/ paths", kind=str),
+        "tracking_uri": Opt(
+            "", "MLflow URI for models:/ paths (default: the run's store)", kind=str
+        ),
         "steps_per_decision": Opt(None, "override K", kind=int, lo=1, optional=True),
     }
 

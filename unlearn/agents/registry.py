@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from unlearn.agents.base import LambdaAgent
 from unlearn.agents.dual import DualAscentAgent
 from unlearn.agents.options import OptionError, validate_options
@@ -10,7 +12,14 @@ from unlearn.agents.static import StaticAgent
 from unlearn.agents.variational import VariationalAgent
 from unlearn.config import AgentConfig, ConfigError
 
-__all__ = ["AGENTS", "build_agent", "get_agent", "register_agent", "validate_options"]
+__all__ = [
+    "AGENTS",
+    "build_agent",
+    "get_agent",
+    "register_agent",
+    "validate_options",
+    "with_store",
+]
 
 AGENTS: dict[str, type[LambdaAgent]] = {
     cls.name: cls for cls in (StaticAgent, ScheduleAgent, VariationalAgent, DualAscentAgent)
@@ -55,10 +64,31 @@ def build_agent(
         raise (e if e.prefix != "agent.options" else e.under(where)) from None
 
 
-def get_agent(cfg: AgentConfig, default_lam: float) -> LambdaAgent:
+def get_agent(cfg: AgentConfig, default_lam: float, store: str = "") -> LambdaAgent:
     """The agent described by ``cfg``; ``default_lam`` (``method.lam``) fills λ defaults.
+
+    ``store``: the tracking URI that a ``models:/NAME@ALIAS`` policy path resolves against
+    unless ``agent.options.tracking_uri`` names one (a run passes its own store, where
+    ``unlearn policy register`` put the policy).
 
     Raises :class:`ConfigError` naming ``agent.name`` or ``agent.options.<key>``, the value and
     what is allowed, before any work starts.
     """
+    cfg = with_store(cfg, store)
     return build_agent(cfg.name, cfg.options, default_lam, cfg.path, "agent")
+
+
+def with_store(cfg: AgentConfig, store: str) -> AgentConfig:
+    """``cfg`` with its ``models:/`` policy (the policy agent, or the hybrid's coarse one)
+    loading from ``store`` where no ``tracking_uri`` option is set."""
+    if not store or not cfg.path.startswith("models:/"):
+        return cfg
+    options = dict(cfg.options)
+    if cfg.name == "policy" and not options.get("tracking_uri"):
+        options["tracking_uri"] = store
+    coarse = options.get("coarse")
+    if cfg.name == "hybrid" and isinstance(coarse, dict) and coarse.get("name") == "policy":
+        inner = coarse.get("options") or {}
+        if isinstance(inner, dict) and not inner.get("tracking_uri"):
+            options["coarse"] = {**coarse, "options": {**inner, "tracking_uri": store}}
+    return dataclasses.replace(cfg, options=options)

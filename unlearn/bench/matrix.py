@@ -320,8 +320,8 @@ def agent_config(
 def method_config(cfg: Config, variant: str) -> MethodConfig:
     """The ``method`` section of one method variant."""
     name, form = METHOD_VARIANTS[variant]
-    # the config's method options belong to its own method; another method gets its defaults
-    options = cfg.method.options if name == cfg.method.name else {}
+    # a method's options are its own: another method's never reach it (defaults if none)
+    options = cfg.method.options_of(name)
     return dataclasses.replace(cfg.method, name=name, form=form, options=options)
 
 

@@ -83,7 +83,7 @@ def t2i_section(
         "",
         f"The shipped pipeline (`{tcfg.name}`), concept {f.concept!r}, "
         f"model.train={tcfg.model.train}, batch {tcfg.unlearn.batch_size}, lr {tcfg.unlearn.lr}. "
-        f"`{tcfg.method.name}` (η = {tcfg.method.options.get('eta', 1.0)}, static "
+        f"`{tcfg.method.name}` (η = {tcfg.method.options_of().get('eta', 1.0)}, static "
         f"λ = {tcfg.method.lam}): {res.steps} steps, {res.wall_time:.1f} s. "
         f"`{ccfg.method.name}` (target reverse_kl: negative guidance towards "
         f"ε₀(x_t,∅) − λ/(1−λ)·(ε₀(x_t,c) − ε₀(x_t,∅))) under the `dual` agent, which raises "

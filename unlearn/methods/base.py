@@ -9,7 +9,7 @@ import torch
 
 from unlearn.config import ConfigError, MethodConfig
 from unlearn.data import ForgetSplit
-from unlearn.methods.options import Opt, validate_options
+from unlearn.methods.options import Opt, method_options
 from unlearn.types import Batch, LossTerms
 
 
@@ -42,7 +42,8 @@ class UnlearningMethod(ABC):
 
     Args:
         cfg: the ``method`` config section (default: ``MethodConfig(name=<name>)``); its
-            ``options`` are validated against ``OPTIONS`` and stored in ``self.options``.
+            options (those under this method's name, and those given directly over them)
+            are validated against ``OPTIONS`` and stored in ``self.options``.
     """
 
     name: ClassVar[str]
@@ -61,7 +62,7 @@ class UnlearningMethod(ABC):
                 f"method.form: {self.cfg.form!r} is not allowed for method {self.name!r}; "
                 f"expected one of {', '.join(self.forms)}"
             )
-        self.options = validate_options(self.OPTIONS, self.cfg.options)
+        self.options = method_options(self.name, self.OPTIONS, self.cfg.options)
 
     def trainable_parameters(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
         """The parameters the unlearner optimises (default: all of the model's)."""

@@ -200,13 +200,14 @@ def apply_params(cfg: Config, values: dict[str, Any]) -> Config:
     """``cfg`` with dotted-path values set and validated (ranges, choices, unknown keys).
 
     Values are set on the plain mapping (not through ``--set`` text), so floats such as
-    ``1e-05`` keep their type. The config's ``method.options`` belong to its own method: a
-    trial of another method starts from that method's defaults (as a bench cell does).
+    ``1e-05`` keep their type. Method options belong to their method: a trial of another
+    method gets the options kept under its name (or its defaults), never the config's
+    method's; options the trial gives directly (``method.options.eta``) are its method's.
     """
-    d = cfg.to_dict()
     name = values.get("method.name")
-    if name is not None and name != d["method"]["name"]:
-        d["method"]["options"] = {}
+    if isinstance(name, str):
+        cfg = dataclasses.replace(cfg, method=cfg.method.select(name))
+    d = cfg.to_dict()
     for path, value in values.items():
         set_path(d, path.split("."), value, path)
     return from_mapping(Config, d)
@@ -265,8 +266,9 @@ def _build_plugins(cfg: Config) -> None:
 
     from unlearn.agents import get_agent
     from unlearn.methods import check_compatible, get_method
+    from unlearn.task import policy_store
 
-    get_agent(cfg.agent, default_lam=cfg.method.lam)
+    get_agent(cfg.agent, default_lam=cfg.method.lam, store=policy_store(cfg))
     kind = cfg.model.kind
     check_compatible(
         get_method(cfg.method), SimpleNamespace(kind=kind, conditional=kind in ("cond_ddpm", "t2i"))

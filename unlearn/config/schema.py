@@ -1,8 +1,8 @@
-"""Typed, validated experiment configuration.
+"""The schema of an experiment config: one frozen dataclass per section.
 
-A config is a tree of frozen dataclasses loaded from YAML, with ``--set section.field=value``
-overrides. Every field carries its allowed range or choices in ``metadata``; invalid input
-raises :class:`ConfigError` naming the field, the value and what is allowed, before any work.
+Every field carries its documentation and allowed range or choices in ``metadata`` (``_f``);
+:mod:`unlearn.config.loader` reads them when it validates YAML and ``--set`` values, and
+:mod:`unlearn.config.checks` holds the checks that span several fields.
 """
 
 from __future__ import annotations
@@ -10,19 +10,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
-import types
-import typing
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-
-class ConfigError(ValueError):
-    """Invalid configuration or input; the CLI turns it into exit code 2 and one line."""
+from unlearn.config.checks import (
+    check_clip_family,
+    check_clip_model,
+    check_held_out,
+    check_residual,
+)
 
 
 def _f(default: Any = dataclasses.MISSING, *, doc: str = "", lo=None, hi=None, choices=None, **kw):
@@ -192,11 +189,7 @@ class EvalConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.concept_measure == "clip" and not self.clip_model.strip():
-            raise ConfigError(
-                "eval.clip_model: '' is not allowed with eval.concept_measure=clip; expected "
-                "a hub id or a directory of a transformers CLIPModel"
-            )
+        check_clip_model(self.concept_measure, self.clip_model)
 
 
 @dataclass(frozen=True)
@@ -208,7 +201,51 @@ class MethodConfig:
     scale: float = _f(0.0, doc="SISS forget scale s in (1+s)", lo=0.0, hi=1000.0)
     form: str = _f("loss", doc="SISS combination", choices=("loss", "gradient"))
     clip: float = _f(1.0, doc="gradient clipping norm (0 = off)", lo=0.0)
-    options: dict = _f(default_factory=dict, doc="method-specific options")
+    options: dict = _f(
+        default_factory=dict,
+        doc="method-specific options, kept per method: {<method>: {option: value}}; the "
+        "selected method's are used. Options given directly ({option: value}) are the "
+        "selected method's too, over those under its name",
+    )
+
+    def options_of(self, name: str | None = None) -> dict:
+        """The options of method ``name`` (default: the selected one) as one flat mapping:
+        those under its name, and for the selected method the ones given directly over them."""
+        return options_of(self.options, self.name, name or self.name)
+
+    def select(self, name: str) -> MethodConfig:
+        """This section with method ``name`` selected: options given directly belonged to the
+        method selected so far and move under its name, so they never reach ``name``."""
+        if name == self.name:
+            return self
+        return dataclasses.replace(self, name=name, options=pin_options(self.options, self.name))
+
+
+def direct_options(options: dict) -> dict:
+    """The options given directly (not under a method's name): a method's options never take a
+    mapping, so a mapping in ``method.options`` is always the options of the method it names."""
+    return {k: v for k, v in options.items() if not isinstance(v, dict)}
+
+
+def options_of(options: dict, selected: str, name: str) -> dict:
+    """Method ``name``'s options in a ``method.options`` mapping whose method is ``selected``."""
+    own = options.get(name)
+    out = dict(own) if isinstance(own, dict) else {}
+    if name == selected:
+        out.update(direct_options(options))
+    return out
+
+
+def pin_options(options: dict, owner: str) -> dict:
+    """``options`` with those given directly moved under ``owner``, their method (over what
+    ``owner``'s entry held): what selecting another method does to them."""
+    direct = direct_options(options)
+    if not direct:
+        return dict(options)
+    out = {k: v for k, v in options.items() if k not in direct}
+    own = out.get(owner)
+    out[owner] = {**(own if isinstance(own, dict) else {}), **direct}
+    return out
 
 
 @dataclass(frozen=True)
@@ -239,53 +276,6 @@ class TrackingConfig:
     uri: str = _f("", doc="tracking URI; empty = sqlite:///<workdir>/mlflow.db")
     experiment: str = _f("unlearn", doc="MLflow experiment name")
     enabled: bool = _f(True)
-
-
-def check_number_map(
-    value: dict,
-    where: str,
-    spec: dict[str, tuple[float, float, bool]],
-    required: Sequence[str],
-    missing_hint: str,
-) -> dict[str, float]:
-    """A mapping of numbers checked against ``spec`` (key: ``(lo, hi, lo_open)``, the allowed
-    range ``[lo, hi]`` or ``(lo, hi]``): unknown keys, missing ``required`` keys and values out
-    of range raise a ConfigError naming ``where.key``; returns the given keys as floats."""
-    unknown = sorted(set(value) - set(spec))
-    if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}: unknown key; allowed: {', '.join(spec)}")
-    for key in required:
-        if key not in value:
-            raise ConfigError(f"{where}.{key}: missing; {missing_hint}")
-    out = {}
-    for key, (lo, hi, lo_open) in spec.items():
-        if key not in value:
-            continue
-        v = value[key]
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-        if not ok or not (lo < v if lo_open else lo <= v) or v > hi:
-            bounds = f"{'(' if lo_open else '['}{lo}, {hi}]"
-            raise ConfigError(f"{where}.{key}: {v!r} is out of range; expected {bounds}")
-        out[key] = float(v)
-    return out
-
-
-#: ``env.residual``: the base schedule's start and end, and the width λ may move from it
-RESIDUAL_SPEC = {"start": (0.0, 1.0, False), "end": (0.0, 1.0, False), "width": (0.0, 1.0, True)}
-
-
-def check_residual(value: object, where: str = "env.residual") -> dict[str, float]:
-    """A residual λ action's settings ``{start, end, width}`` checked (``{}``: off).
-
-    ``start``, ``end``: the base schedule, λ linear from start to end over the episode's
-    T·K steps, both in [0, 1]; ``width`` in (0, 1]: how far the policy may move λ from it.
-    """
-    if value is None or value == {}:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: {value!r} is not allowed; expected {{start, end, width}}")
-    hint = "a residual λ action needs {start, end, width}"
-    return check_number_map(value, where, RESIDUAL_SPEC, tuple(RESIDUAL_SPEC), hint)
 
 
 @dataclass(frozen=True)
@@ -352,13 +342,7 @@ class EnvConfig:
 
     def __post_init__(self) -> None:
         check_residual(self.residual)
-        both = [c for c in self.test_instances if c in self.train_instances]
-        if both:
-            raise ConfigError(
-                f"env.test_instances: {both[0]} is not allowed; it is also in "
-                f"env.train_instances {list(self.train_instances)}, and a held-out instance "
-                "must not be trained on"
-            )
+        check_held_out(self.train_instances, self.test_instances)
 
 
 @dataclass(frozen=True)
@@ -501,11 +485,7 @@ class Config:
     audit: AuditConfig = _f(default_factory=AuditConfig)
 
     def __post_init__(self) -> None:
-        if self.eval.concept_measure == "clip" and self.model.kind != "t2i":
-            raise ConfigError(
-                f"eval.concept_measure: 'clip' is not allowed with model.kind="
-                f"{self.model.kind}; expected 'classifier' (CLIP measures t2i concepts)"
-            )
+        check_clip_family(self.eval.concept_measure, self.model.kind)
 
     def to_dict(self) -> dict:
         return _to_plain(self)
@@ -535,188 +515,3 @@ def _to_plain(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _to_plain(v) for k, v in obj.items()}
     return obj
-
-
-def _allowed(f: dataclasses.Field) -> str:
-    m = f.metadata
-    if m.get("choices"):
-        return "one of " + ", ".join(map(str, m["choices"]))
-    lo, hi = m.get("lo"), m.get("hi")
-    if lo is not None and hi is not None:
-        return f"a value in [{lo}, {hi}]"
-    if lo is not None:
-        return f"a value >= {lo}"
-    if hi is not None:
-        return f"a value <= {hi}"
-    return ""
-
-
-def _coerce(path: str, tp: Any, value: Any) -> Any:
-    """Convert a YAML value to the annotated type or raise ConfigError."""
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
-        return from_mapping(tp, value, path)
-    if origin in (tuple, list):
-        (inner, *_) = typing.get_args(tp) or (Any,)
-        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
-            value = [value]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{path}: expected a list, got {value!r}")
-        return tuple(_coerce(f"{path}[{i}]", inner, v) for i, v in enumerate(value))
-    if tp is dict or origin is dict:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
-        return dict(value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{path}: expected true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ConfigError(f"{path}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{path}: expected a string, got {value!r}")
-        return str(value)
-    if origin in (typing.Union, types.UnionType):
-        return value
-    return value
-
-
-def from_mapping(cls: type, values: dict, prefix: str = "") -> Any:
-    """Dataclass ``cls`` from a plain mapping, validating every field (nested sections too)."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        where = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
-        raise ConfigError(f"{where}: unknown key; allowed keys: {', '.join(fields)}")
-    kwargs = {}
-    for name, value in values.items():
-        f = fields[name]
-        path = f"{prefix}.{name}" if prefix else name
-        v = _coerce(path, hints[name], value)
-        m = f.metadata
-        if m.get("choices") is not None:  # a tuple field: each of its items
-            bad = [x for x in (v if isinstance(v, tuple) else (v,)) if x not in m["choices"]]
-            if bad:
-                raise ConfigError(f"{path}: {bad[0]!r} is not allowed; expected {_allowed(f)}")
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            lo, hi = m.get("lo"), m.get("hi")
-            if (lo is not None and v < lo) or (hi is not None and v > hi) or v != v:
-                raise ConfigError(f"{path}: {v!r} is out of range; expected {_allowed(f)}")
-        kwargs[name] = v
-    return cls(**kwargs)
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``a.b=value`` -> (["a", "b"], parsed YAML value)."""
-    if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected section.field=value")
-    key, raw = text.split("=", 1)
-    keys = [k for k in key.strip().split(".") if k]
-    if not keys:
-        raise ConfigError(f"--set {text!r}: empty field name")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as e:
-        raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {yaml_problem(e)}") from None
-    return keys, value
-
-
-def set_path(values: dict, keys: Sequence[str], value: Any, where: str) -> None:
-    """``values[k0][k1]...[kn] = value`` in place, creating missing sections.
-
-    ``where`` names the setting in the error when a key on the way is not a section. Shared
-    by ``--set`` overrides and the tuners' trial parameters.
-    """
-    node = values
-    for k in keys[:-1]:
-        nxt = node.get(k)
-        if nxt is None:
-            nxt = node[k] = {}
-        if not isinstance(nxt, dict):
-            raise ConfigError(f"{where}: {k} is not a section")
-        node = nxt
-    node[keys[-1]] = value
-
-
-def apply_overrides(values: dict, overrides: list[str]) -> dict:
-    """A copy of ``values`` with ``--set section.field=value`` overrides applied (unvalidated)."""
-    out = json.loads(json.dumps(values))  # deep copy of plain data
-    for text in overrides:
-        keys, value = parse_override(text)
-        set_path(out, keys, value, f"--set {'.'.join(keys)}")
-    return out
-
-
-def yaml_problem(e: Exception) -> str:
-    """A PyYAML error as ``line L, column C: problem`` on one line (its own text pastes the
-    source with a caret over several lines)."""
-    mark = getattr(e, "problem_mark", None)
-    problem = getattr(e, "problem", None) or str(e).strip().splitlines()[-1]
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-    ctx, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
-    if ctx and cmark is not None:
-        problem += f" ({ctx} at line {cmark.line + 1}, column {cmark.column + 1})"
-    return where + problem
-
-
-def read_yaml(path: str | Path, what: str) -> Any:
-    """The YAML document in ``path``; any failure is a one-line ConfigError naming ``what``,
-    the file and, for a syntax error, its line, column and problem."""
-    p = Path(path).expanduser()
-    if p.is_dir():
-        raise ConfigError(f"{what}: {str(p)!r} is a directory, not a YAML file")
-    if not p.is_file():
-        raise ConfigError(f"{what}: file {str(p)!r} does not exist")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{what}: {p} is not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        raise ConfigError(f"{what}: cannot read {p} ({e.strerror})") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{what}: {p} is not valid YAML at {yaml_problem(e)}") from None
-
-
-def default_config_path() -> Path:
-    """The embedded demo config (``configs/demo.yaml`` ships inside the package)."""
-    return Path(__file__).parent / "assets" / "demo.yaml"
-
-
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Load a YAML config (or the defaults when ``path`` is None) and apply ``--set`` overrides.
-
-    Relative ``workdir`` resolves against the current directory, so every later path is
-    absolute (Tune trials and Ray jobs change their working directory).
-    """
-    values: dict = {}
-    if path is not None:
-        p = Path(path)
-        values = read_yaml(p, "config") or {}
-        if not isinstance(values, dict):
-            raise ConfigError(f"config: {p} must hold a mapping at the top level")
-    values = apply_overrides(values, overrides or [])
-    cfg = from_mapping(Config, values)
-    return dataclasses.replace(cfg, workdir=str(cfg.workdir_path))
-
-
-def with_overrides(cfg: Config, overrides: list[str]) -> Config:
-    """A new config with ``--set`` style overrides applied and validated."""
-    return from_mapping(Config, apply_overrides(cfg.to_dict(), overrides))

@@ -1,0 +1,88 @@
+"""Checks that span several fields: bounded number maps (``env.residual``, ``bench.decay``),
+the held-out instances of the env, and CLIP evaluation against the model family.
+
+The schema's ``__post_init__`` hooks call them, so a config that fails one never exists.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from unlearn.config.errors import ConfigError
+
+
+def check_number_map(
+    value: dict,
+    where: str,
+    spec: dict[str, tuple[float, float, bool]],
+    required: Sequence[str],
+    missing_hint: str,
+) -> dict[str, float]:
+    """A mapping of numbers checked against ``spec`` (key: ``(lo, hi, lo_open)``, the allowed
+    range ``[lo, hi]`` or ``(lo, hi]``): unknown keys, missing ``required`` keys and values out
+    of range raise a ConfigError naming ``where.key``; returns the given keys as floats."""
+    unknown = sorted(set(value) - set(spec))
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key; allowed: {', '.join(spec)}")
+    for key in required:
+        if key not in value:
+            raise ConfigError(f"{where}.{key}: missing; {missing_hint}")
+    out = {}
+    for key, (lo, hi, lo_open) in spec.items():
+        if key not in value:
+            continue
+        v = value[key]
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if not ok or not (lo < v if lo_open else lo <= v) or v > hi:
+            bounds = f"{'(' if lo_open else '['}{lo}, {hi}]"
+            raise ConfigError(f"{where}.{key}: {v!r} is out of range; expected {bounds}")
+        out[key] = float(v)
+    return out
+
+
+#: ``env.residual``: the base schedule's start and end, and the width λ may move from it
+RESIDUAL_SPEC = {"start": (0.0, 1.0, False), "end": (0.0, 1.0, False), "width": (0.0, 1.0, True)}
+
+
+def check_residual(value: object, where: str = "env.residual") -> dict[str, float]:
+    """A residual λ action's settings ``{start, end, width}`` checked (``{}``: off).
+
+    ``start``, ``end``: the base schedule, λ linear from start to end over the episode's
+    T·K steps, both in [0, 1]; ``width`` in (0, 1]: how far the policy may move λ from it.
+    """
+    if value is None or value == {}:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {value!r} is not allowed; expected {{start, end, width}}")
+    hint = "a residual λ action needs {start, end, width}"
+    return check_number_map(value, where, RESIDUAL_SPEC, tuple(RESIDUAL_SPEC), hint)
+
+
+def check_held_out(train: Sequence[int], test: Sequence[int]) -> None:
+    """``env.test_instances`` must not share an instance with ``env.train_instances``."""
+    both = [c for c in test if c in train]
+    if both:
+        raise ConfigError(
+            f"env.test_instances: {both[0]} is not allowed; it is also in "
+            f"env.train_instances {list(train)}, and a held-out instance "
+            "must not be trained on"
+        )
+
+
+def check_clip_model(concept_measure: str, clip_model: str) -> None:
+    """``eval.concept_measure=clip`` needs ``eval.clip_model``."""
+    if concept_measure == "clip" and not clip_model.strip():
+        raise ConfigError(
+            "eval.clip_model: '' is not allowed with eval.concept_measure=clip; expected "
+            "a hub id or a directory of a transformers CLIPModel"
+        )
+
+
+def check_clip_family(concept_measure: str, kind: str) -> None:
+    """CLIP measures text-to-image concepts only."""
+    if concept_measure == "clip" and kind != "t2i":
+        raise ConfigError(
+            f"eval.concept_measure: 'clip' is not allowed with model.kind="
+            f"{kind}; expected 'classifier' (CLIP measures t2i concepts)"
+        )
