@@ -301,6 +301,18 @@ def write_pages(root: Path) -> list[Path]:
     return changed
 
 
+def publish(path: str | Path, state: dict[str, Any], section: str) -> list[Path]:
+    """Write a bench's ``results.json`` state with its rendered summary ``section`` to
+    ``path``; when ``path`` lies in a checkout's ``benchmarks/results/`` (a ``docs/`` beside
+    it), regenerate that checkout's results pages. Returns the pages that changed."""
+    p = Path(path).expanduser().resolve()
+    p.write_text(json.dumps({**state, "section": section.strip()}, indent=1) + "\n")
+    root = p.parents[2]
+    if p.parent == root / RESULTS and (root / "docs").is_dir():
+        return write_pages(root)
+    return []
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m unlearn.bench.pages", description=__doc__)
     ap.add_argument("--root", type=Path, default=Path("."), help="repository root")
