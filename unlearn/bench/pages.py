@@ -111,12 +111,15 @@ def runs_table(data: dict[str, Any]) -> str:
 def base_table(data: dict[str, Any]) -> str:
     """The base model's evaluation per instance (what each run starts from)."""
     before = data.get("before") or {}
-    keys = ["forget_rate", "fid", "coverage_kl", "paraphrase_concept_rate", "retain_accuracy"]
+    keys = ["forget_rate", "concept_rate", "fid", "coverage_kl"]
+    keys += ["paraphrase_concept_rate", "retain_accuracy"]
+    if _is_t2i(data):  # the concept rate is a pipeline's forget rate; it has no class coverage
+        keys = [k for k in keys if k not in ("forget_rate", "coverage_kl")]
     keys = [k for k in keys if any(b.get(k) is not None for b in before.values())]
-    if _is_t2i(data):
-        keys = ["concept_rate" if k == "forget_rate" else k for k in keys]
-        keys = [k for k in keys if k != "coverage_kl"]
-    rows = [[str(i)] + [_cell(b.get(k)) for k in keys] for i, b in before.items()]
+    rows = [
+        ["memorised outlier" if i == "-1" else str(i)] + [_cell(b.get(k)) for k in keys]
+        for i, b in before.items()
+    ]
     return markdown_table(["instance", *keys], rows)
 
 
