@@ -195,3 +195,23 @@ def test_results_pages_are_generated_from_the_records() -> None:
     from unlearn.bench.pages import stale
 
     assert stale(REPO) == [], "run: python -m unlearn.bench.pages"
+
+
+def test_a_changed_record_makes_its_page_and_the_readme_stale(tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from unlearn.bench.pages import HEADLINE, stale, write_pages
+
+    for d in ("benchmarks/results", "docs/results"):
+        shutil.copytree(REPO / d, tmp_path / d, ignore=shutil.ignore_patterns("rl-residual"))
+    shutil.copy(REPO / "README.md", tmp_path / "README.md")
+    assert stale(tmp_path) == []
+    record = tmp_path / "benchmarks" / "results" / f"{HEADLINE}.json"
+    data = json.loads(record.read_text())
+    data["summary"][0]["metrics"]["fid"]["mean"] = 123.25
+    record.write_text(json.dumps(data))
+    page = Path("docs") / "results" / f"{HEADLINE}.md"
+    assert set(stale(tmp_path)) == {page, Path("README.md")}
+    write_pages(tmp_path)
+    assert "123.2" in (tmp_path / page).read_text() and stale(tmp_path) == []

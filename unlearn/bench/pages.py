@@ -256,9 +256,11 @@ def headline(results: Path) -> str:
     """The README's results section: the demo bench's summary, its main columns."""
     data = json.loads((results / f"{HEADLINE}.json").read_text())
     plan = data["plan"]
+    cfg = data["config"]
     intro = (
-        f"`unlearn bench` on `{data['config']['name']}` (DDPM, 200 SISS steps, "
-        f"{data['config']['eval']['num_samples']} evaluation samples): held-out "
+        f"`unlearn bench` on `{cfg['name']}` ({cfg['model']['kind']}, "
+        f"{cfg['unlearn']['steps']} unlearning steps, "
+        f"{cfg['eval']['num_samples']} evaluation samples): held-out "
         f"{instances_text(plan['instances'])} x seeds {plan['seeds']}, "
         f"{len(data['runs'])} runs. Mean ± 95% CI; **bold** = best; the last column names the "
         f"metrics on which a row differs from the best (Welch's t-test, p < 0.05). "
