@@ -89,6 +89,11 @@ def _cell(v: Any) -> str:
     return stat_text(Stat(1, float(v), math.nan, math.nan))
 
 
+def _instance(i: int | str) -> str:
+    """A class or concept index, or the memorised outlier (the memorisation bench's -1)."""
+    return "outlier" if str(i) == "-1" else str(i)
+
+
 def _is_t2i(data: dict[str, Any]) -> bool:
     return (data.get("config") or {}).get("model", {}).get("kind") == "t2i"
 
@@ -101,7 +106,7 @@ def runs_table(data: dict[str, Any]) -> str:
         metrics = [m for m in metrics if m != "coverage_kl"]
     cols = ["method", "agent", "instance", "seed", "status", *metrics]
     rows = [
-        [str(r["method"]), str(r["agent"]), str(r["instance"]), str(r["seed"]), str(r["status"])]
+        [str(r["method"]), str(r["agent"]), _instance(r["instance"]), str(r["seed"]), r["status"]]
         + [_cell(r.get(m)) for m in metrics]
         for r in runs
     ]
@@ -116,10 +121,7 @@ def base_table(data: dict[str, Any]) -> str:
     if _is_t2i(data):  # the concept rate is a pipeline's forget rate; it has no class coverage
         keys = [k for k in keys if k not in ("forget_rate", "coverage_kl")]
     keys = [k for k in keys if any(b.get(k) is not None for b in before.values())]
-    rows = [
-        ["memorised outlier" if i == "-1" else str(i)] + [_cell(b.get(k)) for k in keys]
-        for i, b in before.items()
-    ]
+    rows = [[_instance(i)] + [_cell(b.get(k)) for k in keys] for i, b in before.items()]
     return markdown_table(["instance", *keys], rows)
 
 
