@@ -23,8 +23,10 @@ demo: install
 test: install
 	$(BIN)/python -m pytest tests --durations=25
 
-# the documentation site: a broken link or a missing page fails the build
+# the documentation site: a results page out of date with its record, a broken link or a
+# missing page fails the build
 docs: install
+	$(BIN)/python -m unlearn.bench.pages --check
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 lint: install
