@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench format clean
+.PHONY: install demo test lint bench format clean docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ demo: install
 test: install
 	$(BIN)/python -m pytest tests --durations=25
 
+# the documentation site: a results page out of date with its record, a broken link or a
+# missing page fails the build
+docs: install
+	$(BIN)/python -m unlearn.bench.pages --check
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -37,4 +43,4 @@ bench: install
 	$(BIN)/unlearn bench --config configs/tiny.yaml --preset cpu --perf
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build site *.egg-info

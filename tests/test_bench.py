@@ -1,5 +1,6 @@
 """``unlearn bench``: a real tiny matrix (2 methods x 2 agents x 1 instance x 2 seeds),
-its statistics against hand calculations, MLflow, resume, README section and CLI errors."""
+its statistics against hand calculations, MLflow, resume, the published results page and CLI
+errors."""
 
 from __future__ import annotations
 
@@ -15,20 +16,19 @@ import pytest
 
 from unlearn.bench import BenchOptions, Cell, RunRecord, mean_ci, run_bench, summarize, welch_p
 from unlearn.bench.perf import run_perf
-from unlearn.bench.report import DIST, matrix_line, summary_rows, update_readme
+from unlearn.bench.report import DIST, check_publish, matrix_line, summary_rows
 from unlearn.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 T975 = {1: 12.706204736174705, 2: 4.302652729911275}  # t quantiles, from tables
 UNLEARN = Path(sys.executable).with_name("unlearn")
-README = "# project\n\nintro\n<!-- results:start -->\nold table\n<!-- results:end -->\noutro\n"
 
 
 def _child_runs(client, exp_id: str, parent: str) -> list:
     return client.search_runs([exp_id], filter_string=f"tags.`unlearn.bench` = '{parent}'")
 
 
-def test_bench_matrix_report_mlflow_resume_readme(tiny_workdir: Path, tmp_path: Path) -> None:
+def test_bench_matrix_report_mlflow_resume_publish(tiny_workdir: Path, tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
@@ -106,19 +106,22 @@ def test_bench_matrix_report_mlflow_resume_readme(tiny_workdir: Path, tmp_path: 
     for c in children:
         assert c.data.metrics["eval/fid"] == pytest.approx(by_id[c.info.run_id]["fid"])
 
-    # resume: nothing re-runs; the README section is regenerated from the same numbers
-    readme = tmp_path / "README.md"
-    readme.write_text(README)
-    res2 = run_bench(cfg, dataclasses.replace(opts, resume=True, readme=str(readme)))
+    # resume: nothing re-runs; the published results page is regenerated from the same numbers
+    root = tmp_path / "repo"
+    (root / "benchmarks" / "results").mkdir(parents=True)
+    (root / "docs").mkdir()
+    record = root / "benchmarks" / "results" / "bench-x.json"
+    res2 = run_bench(cfg, dataclasses.replace(opts, resume=True, publish=str(record)))
     assert res2.ran == 0 and res2.parent_run_id == parent
     assert len(_child_runs(client, exp.experiment_id, parent)) == 6
     again = json.loads((out / "results.json").read_text())["runs"]
     assert [r["run_id"] for r in again] == [r["run_id"] for r in runs]
-    text = readme.read_text()
-    head, rest = text.split("<!-- results:start -->\n")
-    body, tail = rest.split("<!-- results:end -->")
-    assert head == "# project\n\nintro\n" and tail == "\noutro\n"
-    assert "old table" not in body and DIST in body
+    published = json.loads(record.read_text())
+    assert [r["run_id"] for r in published["runs"]] == [r["run_id"] for r in runs]
+    body = published["section"]
+    page = (root / "docs" / "results" / "bench-x.md").read_text()
+    assert body in page and "bench-x.md" in (root / "docs" / "results" / "index.md").read_text()
+    assert DIST in body
     assert f"on `{cfg.name}`" in body and "Welch" in body and "bench.md" in body  # what ran
     assert sum(body.count(f"| {m} | {a} | 2 |") for m, a in summary) == 3
 
@@ -253,13 +256,11 @@ def test_summary_counts_diverged_and_errors_and_marks_distinguishable() -> None:
     assert "FID" in rows[1][-1] and rows[1][7].startswith("not reached (0/4)")
 
 
-def test_readme_markers_and_perf_unavailable(tmp_path: Path) -> None:
-    p = tmp_path / "README.md"
-    p.write_text("no markers here\n")
-    with pytest.raises(ConfigError, match="--readme"):
-        update_readme(p, "x")
-    p.write_text(README)
-    update_readme(p, "| a |\n|---|")
-    assert p.read_text() == README.replace("old table", "| a |\n|---|")
+def test_publish_path_and_perf_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--publish"):
+        check_publish(tmp_path / "results.md")
+    with pytest.raises(ConfigError, match="--publish"):
+        check_publish(tmp_path / "missing" / "x.json")
+    assert check_publish(tmp_path / "x.json") == tmp_path / "x.json"
     perf = run_perf(root=tmp_path)
     assert not perf.available and "benchmarks/" in perf.reason

@@ -1,4 +1,5 @@
-"""The layers of DESIGN.md, enforced: a module imports only from its own layer or below.
+"""The layers of docs/architecture.md, enforced: a module imports only from its own layer or
+below.
 
 Every import of every module counts — top-level, inside functions, under ``TYPE_CHECKING`` —
 because a function-level import is still a dependency (it only moves the failure to run
@@ -15,7 +16,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "unlearn"
 
-#: bottom to top, in the order of DESIGN.md; a name is a module or a package of ``unlearn``
+#: bottom to top, in the order of docs/architecture.md; a name is a module or a package of ``unlearn``
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("config", "types", "console", "runtime", "options"),
     ("data", "models", "tracking", "submit", "observation"),
@@ -87,7 +88,7 @@ def back_edges(graph: dict[str, set[str]]) -> list[str]:
     for mod, targets in sorted(graph.items()):
         mine = layer_of(mod)
         if mine is None:
-            bad.append(f"{mod}: not in any layer; add it to LAYERS (and DESIGN.md)")
+            bad.append(f"{mod}: not in any layer; add it to LAYERS (and docs/architecture.md)")
             continue
         for t in sorted(targets):
             theirs = layer_of(t)
@@ -188,5 +189,5 @@ def test_the_check_catches_circles_and_unplaced_modules(tmp_path):
     graph = import_graph(root)
     assert cycles(graph) == [["unlearn.agents.hybrid", "unlearn.agents.registry"]]
     assert back_edges(graph) == [
-        "unlearn.newthing: not in any layer; add it to LAYERS (and DESIGN.md)"
+        "unlearn.newthing: not in any layer; add it to LAYERS (and docs/architecture.md)"
     ]

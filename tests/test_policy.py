@@ -255,14 +255,14 @@ def test_missing_paths_are_config_errors(tmp_path):
 
 
 def test_registered_policy_runs_from_the_workdirs_store(exported, tiny_workdir, tmp_path):
-    """The README's two commands as printed: ``policy register`` puts the policy in the
+    """The docs' two commands as printed: ``policy register`` puts the policy in the
     workdir's store, and ``run`` with ``agent.path=models:/NAME@ALIAS`` loads it from there
     with no tracking setting (a real sqlite store; no MLFLOW_TRACKING_URI)."""
     import os
     import shlex
     import shutil
 
-    readme = (REPO / "README.md").read_text()
+    readme = "\n".join(p.read_text() for p in [REPO / "README.md", *sorted(REPO.glob("docs/*.md"))])
     printed = [
         line.split("#")[0].strip()
         for line in readme.splitlines()

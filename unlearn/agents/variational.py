@@ -29,26 +29,9 @@ returns the term the unlearner adds so that φ's gradient is the estimator's (it
 pathwise part that ``LossTerms.total`` carries). With methods other than SISS (no mixture
 draw) ``siss`` means the method's loss through λ, whose pathwise gradient is exact there.
 
-Measured on the demo model (``configs/demo.yaml``: forget 7, 200 SISS steps, seed 0, default
-options; ``python benchmarks/lambda_trajectories.py 200 0``), λ drawn at steps 1 / 50 / 100 /
-150 / 200 and the mean of the last 20 draws (single draws are noisy: the posterior starts at
-a + b = 10):
-
-- ``siss``, ``estimator: pathwise`` (the old gradient): 0.42 / 0.20 / 0.09 / 0.11 / 0.02,
-  last 20: 0.026 — the drift to 0 the bias causes.
-- ``siss`` (unbiased): 0.42 / 0.52 / 0.50 / 0.22 / 0.51, last 20: 0.52 — no drift; with a
-  zero expected gradient λ stays near its start (the objective does not prefer any λ).
-- ``variance``: 0.42 / 0.43 / 0.23 / 0.03 / 0.16, last 20: 0.23 — the least-variance mixture
-  draws fewer forget components (presumably because the retain term carries n/(n-k) ≈ 1.1 against the forget
-  term's (1+s)·k/(n-k) ≈ 0.14, so its weights matter more).
-- ``utility``: 0.42 / 0.53 / 0.52 / 0.23 / 0.55, last 20: 0.55 — 20 reward windows move the
-  posterior little; its learning signal is weak at this budget.
-
-Step cost on the demo model (``benchmarks/bench_variational.py``, two runs on a busy 2-core
-CPU, so ±5% is noise): the unbiased estimator 0.94x and 1.05x a static-λ step (target <=
-1.10x: the score term is O(batch) arithmetic on the step's own forward), pathwise 0.87x /
-1.06x, ``variance`` 0.88x / 1.02x, ``utility`` 1.15x / 1.13x (its proxy measurement every
-10 steps).
+Its λ trajectories under each objective and its step cost against a static λ are measured by
+``benchmarks/lambda_trajectories.py`` and ``benchmarks/bench_variational.py``; the figures are
+on the results pages of the documentation (``docs/results/measurements-2026-12.md``).
 """
 
 from __future__ import annotations

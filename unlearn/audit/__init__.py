@@ -1,6 +1,6 @@
 """Audits of unlearned models: relearning attacks and loss-based membership inference.
 
-Forgetting is checked against what undoes it (DESIGN.md, Audits): fine-tuning a copy on
+Forgetting is checked against what undoes it (docs/audit.md): fine-tuning a copy on
 retain data and on a few forget samples (``relearn``), and whether forget samples still
 look like training data to a loss-based attack (``membership``). ``run_audit`` runs both on
 an unlearned model beside its base model and writes a deterministic JSON report.

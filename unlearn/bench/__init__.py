@@ -23,7 +23,7 @@ from unlearn.bench.matrix import (
     static_lam_from,
 )
 from unlearn.bench.perf import PerfResult, run_perf
-from unlearn.bench.report import summary_rows, update_readme
+from unlearn.bench.report import summary_rows
 from unlearn.bench.runner import BenchResult, run_bench
 from unlearn.bench.stats import CellSummary, Stat, mean_ci, summarize, welch_p
 
@@ -49,6 +49,5 @@ __all__ = [
     "static_lam_from",
     "summarize",
     "summary_rows",
-    "update_readme",
     "welch_p",
 ]

@@ -97,7 +97,8 @@ class BenchOptions:
         out: report folder (default ``WORKDIR/reports/bench-<preset>``).
         resume: skip cells already finished in ``out/results.json`` (same cell config).
         perf: add a Performance section measured by the repository's ``benchmarks/``.
-        readme: README whose ``<!-- results:start -->`` section gets the summary table.
+        publish: ``benchmarks/results/NAME.json``: the results and their summary section are
+            written there and the docs' results pages regenerated (:mod:`unlearn.bench.pages`).
         threshold: the forget rate counted as "forgotten" by the steps-to-forget metric.
         tune_baselines: Optuna trials per (method, static / decay) on the train classes
             (:mod:`unlearn.bench.baselines`); None = static at the bench's λ, decay from
@@ -119,7 +120,7 @@ class BenchOptions:
     out: str | None = None
     resume: bool = False
     perf: bool = False
-    readme: str | None = None
+    publish: str | None = None
     threshold: float = 0.01
     tune_baselines: int | None = None
     audit: bool = False

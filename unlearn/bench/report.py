@@ -1,4 +1,4 @@
-"""The bench report: summary table (markdown and terminal), plots, bench.md, README section."""
+"""The bench report: summary table (markdown and terminal), plots, bench.md, results section."""
 
 from __future__ import annotations
 
@@ -255,22 +255,12 @@ def bench_markdown(
     return "\n".join(lines) + "\n"
 
 
-def check_readme(path: str | Path) -> Path:
-    """The README exists and holds the two markers once each, start before end."""
+def check_publish(path: str | Path) -> Path:
+    """``--publish``: a ``.json`` file in a folder that exists (``benchmarks/results/NAME.json``)."""
     p = Path(path).expanduser()
-    if not p.is_file():
-        raise ConfigError(f"--readme: file {str(p)!r} does not exist")
-    text = p.read_text()
-    if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
-        raise ConfigError(f"--readme: {p} needs one '{START}' line followed by one '{END}' line")
-    return p
-
-
-def update_readme(path: str | Path, content: str) -> Path:
-    """Replace what lies between the markers (the markers stay) with ``content``."""
-    p = check_readme(path)
-    text = p.read_text()
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    p.write_text(f"{head}{START}\n{content.strip()}\n{END}{tail}")
+    if p.suffix != ".json" or not p.parent.is_dir():
+        raise ConfigError(
+            f"--publish: {str(p)!r} must be a .json file in an existing folder "
+            "(benchmarks/results/NAME.json)"
+        )
     return p

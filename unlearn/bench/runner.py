@@ -29,14 +29,13 @@ from unlearn.bench.matrix import (
 from unlearn.bench.perf import PerfResult, perf_markdown, run_perf
 from unlearn.bench.report import (
     bench_markdown,
-    check_readme,
+    check_publish,
     instances_text,
     legend_text,
     markdown_table,
     plot_lambdas,
     plot_pareto_runs,
     summary_rows,
-    update_readme,
 )
 from unlearn.bench.stats import AUDIT_METRICS, METRICS, T2I_METRICS, CellSummary, summarize
 from unlearn.config import Config, ConfigError
@@ -124,8 +123,8 @@ def run_bench(
 ) -> BenchResult:
     """Run (or resume) the bench matrix and write its report; see :class:`BenchOptions`."""
     opts = opts or BenchOptions()
-    if opts.readme:
-        check_readme(opts.readme)
+    if opts.publish:
+        check_publish(opts.publish)
     pl = plan(cfg, opts)  # every cheap check first: a bad option fails before torch loads
     from unlearn.runtime import no_progress
 
@@ -226,7 +225,7 @@ def run_bench(
         result = BenchResult(
             out, opts.preset, pl, runs, summaries, opts.threshold, parent_id, perf, ran
         )
-        # rendered once: the report and the README's section show the same tables
+        # rendered once: the report and the published results page show the same tables
         cols, rows = summary_rows(summaries, opts.threshold, lambda s: f"**{s}**")
         table = markdown_table(cols, rows)
         compute_md = _compute_md(pl, opts)
@@ -235,8 +234,11 @@ def run_bench(
         perf_md = perf_markdown(perf) if perf is not None else ""
         _write_report(cfg, opts, result, table, perf_md)
         save({"summary": [s.to_dict() for s in summaries], "threshold": opts.threshold})
-        if opts.readme:
-            update_readme(opts.readme, _readme_section(cfg, opts, result, table, perf_md))
+        if opts.publish:
+            from unlearn.bench.pages import publish
+
+            section = _results_section(cfg, opts, result, table, perf_md)
+            publish(opts.publish, json.loads(results.read_text()), section)
         result.wall_time = time.perf_counter() - t0
         result.artifacts["results_json"] = results
         _log_parent(parent, result)
@@ -287,7 +289,7 @@ def _compute_md(pl: Plan, opts: BenchOptions) -> str:
 
 
 def _shown(path: Path, cfg: Config) -> str:
-    """The report's path as a reader of the README can use it (relative to the workdir)."""
+    """The report's path as a reader of the results page can use it (relative to the workdir)."""
     p = Path(path) / "bench.md"
     try:
         return f"WORKDIR/{p.relative_to(cfg.workdir_path)}"
@@ -295,10 +297,10 @@ def _shown(path: Path, cfg: Config) -> str:
         return str(p)
 
 
-def _readme_section(
+def _results_section(
     cfg: Config, opts: BenchOptions, res: BenchResult, table: str, perf_md: str
 ) -> str:
-    """The README's "Results": what ran, the summary table, the performance ratios."""
+    """The results page's summary: what ran, the summary table, the performance ratios."""
     pl = res.plan
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
     head = (

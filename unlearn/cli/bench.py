@@ -71,9 +71,12 @@ def bench(
     perf: Annotated[
         bool, typer.Option(help="Add a Performance section from benchmarks/ (slow).")
     ] = False,
-    readme: Annotated[
+    publish: Annotated[
         Path | None,
-        typer.Option(help="README whose <!-- results:start/end --> section gets the table."),
+        typer.Option(
+            help="benchmarks/results/NAME.json: keep the results there and regenerate the "
+            "docs' results pages (docs/results/NAME.md)."
+        ),
     ] = None,
     tune_baselines: Annotated[
         int | None,
@@ -117,7 +120,7 @@ def bench(
         out=None if out is None else str(out),
         resume=resume,
         perf=perf,
-        readme=None if readme is None else str(readme),
+        publish=None if publish is None else str(publish),
         tune_baselines=tune_baselines,
         audit=audit,
     )

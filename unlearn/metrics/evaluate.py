@@ -41,7 +41,8 @@ METRIC_KEYS = (
 
 @dataclass(frozen=True)
 class EvalResult:
-    """The metrics of DESIGN.md for one model; ``None`` where a metric does not apply."""
+    """The metrics of docs/methods.md ("Metrics") for one model; ``None`` where a metric does
+    not apply."""
 
     num_samples: int
     forget_classes: tuple[int, ...]

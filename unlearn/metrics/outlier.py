@@ -1,8 +1,8 @@
 """Memorised-outlier metrics: RMS pixel distance of samples to the outlier, and the rate.
 
 A sample "reproduces" the outlier when its RMS distance is at most ``forget.outlier.radius``
-(DESIGN.md, forget rate for memorised samples). Used by the evaluation, the audit and the
-memorisation figures.
+(docs/methods.md, "Metrics": the forget rate of memorised samples). Used by the evaluation,
+the audit and the memorisation figures.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A sweep: validate, start (or join) Ray, run a Tuner, collect results, track in MLflow.
 
-Searchers and schedulers (DESIGN.md, "Agents, tuners, tracking, cluster"):
+Searchers and schedulers (docs/searches.md):
 
 - ``optuna``: Optuna TPE over a define-by-run space (conditionals), multi-objective
   (``eval/forget_rate``, ``eval/fid``, both minimised → Pareto front) or one weighted score;
