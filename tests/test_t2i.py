@@ -239,8 +239,9 @@ def test_lora_adapters_are_saved_as_adapters_or_merged(tmp_path):
 
 
 def test_lora_without_peft_is_a_config_error(monkeypatch):
-    from unlearn.config import ConfigError
     from unlearn.t2i_task import check_train_mode
+
+    from unlearn.config import ConfigError
 
     monkeypatch.setitem(sys.modules, "peft", None)
     with pytest.raises(ConfigError, match="model.train: 'lora' needs peft"):
@@ -298,11 +299,12 @@ def test_shipped_t2i_demo_assets_are_matched_by_key():
 
 # -- the memorised caption --------------------------------------------------------------------
 def test_memorised_copies_carry_their_caption_and_are_measured(t2i_workdir):
+    from unlearn.pretrain_t2i import caption_batch, memorised_image
+
     from unlearn.data import load_splits
     from unlearn.metrics.t2i_memorise import prompt_reproduction
     from unlearn.models.t2i import load_t2i
     from unlearn.pretrain import locate
-    from unlearn.pretrain_t2i import caption_batch, memorised_image
 
     cfg = t2i_cfg(*MEMORISE, workdir=t2i_workdir)
     train = load_splits(cfg.data).train
@@ -338,8 +340,9 @@ def test_memorised_copies_carry_their_caption_and_are_measured(t2i_workdir):
 
 
 def test_memorised_caption_settings_are_checked_and_keyed(tmp_path):
-    from unlearn.config import ConfigError
     from unlearn.pretrain_t2i import check_memorise, t2i_model_key
+
+    from unlearn.config import ConfigError
 
     key = t2i_model_key(t2i_cfg(*MEMORISE))
     assert t2i_model_key(t2i_cfg(*MEMORISE, "t2i.memorise.radius=0.5")) == key  # evaluation only

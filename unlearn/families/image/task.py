@@ -1,14 +1,13 @@
-"""The task builder: a config -> its forget task -> the unlearning loop, written once.
+"""The forget task of the image families (``ddpm``, ``cond_ddpm``, ``vpsde``, ``vae``):
+config -> data, forget / retain split, evaluation data -> the unlearning loop.
 
-Every driver (``unlearn run`` and ``unlearn eval``, the Gymnasium env, the Tune trainable,
-the benchmarks) goes through these two functions, so the data pipeline — load splits,
-inject the memorised outlier, split forget / retain, prepare the fixed evaluation data — and
-the checks that guard it exist in one place:
+The data pipeline — load splits, inject the memorised outlier, split forget / retain,
+prepare the fixed evaluation data — and the checks that guard it exist in one place:
 
 - :func:`load_task` — config -> :class:`ForgetTask` (data, split, evaluation data);
-- :func:`make_unlearner` — config (+ optionally a model or a task) -> :class:`Setup`
-  (pretrained model and classifier, compatibility checks, method, agent, device,
-  :class:`~unlearn.unlearner.Unlearner`).
+- :func:`make_image_unlearner` — config, method, agent (+ optionally a model or a task) ->
+  :class:`~unlearn.families.base.Setup` (pretrained model and classifier, compatibility
+  checks, device, :class:`~unlearn.unlearner.Unlearner`).
 
 :func:`retarget` re-splits an existing task for another forget specification without
 reloading the data (the env's instances).
@@ -18,18 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from unlearn.config import Config
 from unlearn.data import ForgetSplit, ImageData, Splits, inject_outlier, load_splits, split_forget
+from unlearn.families.base import Setup
 from unlearn.metrics import EvalData, prepare
 from unlearn.unlearner import Unlearner
-
-if TYPE_CHECKING:
-    from unlearn.t2i_task import T2ITask
 
 
 @dataclass(frozen=True)
@@ -86,40 +81,24 @@ def retarget(task: ForgetTask, cfg: Config, model: torch.nn.Module) -> ForgetTas
     )
 
 
-@dataclass
-class Setup:
-    """Everything a driver needs to run (or reset) unlearning episodes."""
-
-    cfg: Config
-    unlearner: Unlearner
-    base_model_dir: Path | None
-    task: ForgetTask | T2ITask
-
-
-def make_unlearner(
-    cfg: Config, *, model: torch.nn.Module | None = None, task: ForgetTask | None = None
+def make_image_unlearner(
+    cfg: Config,
+    method,
+    agent,
+    model: torch.nn.Module | None = None,
+    task: ForgetTask | None = None,
 ) -> Setup:
-    """The pretrained model and classifier, the forget task, method, agent, device, loop.
+    """The pretrained model and classifier, the forget task and the loop of an image model.
 
     ``model`` replaces the pretrained base model (its classifier is still loaded); ``task``
-    reuses data already split for this config. Everything is validated before the first
-    optimiser step: the method must suit the model, the forget set must be non-empty, λ
-    must lie in [0, 1].
+    reuses data already split for this config.
     """
-    from unlearn.agents import get_agent
+    from unlearn.families.image.pretrain import image_model_key
+    from unlearn.families.store import load_pretrained
     from unlearn.methods import check_compatible as method_fits
-    from unlearn.methods import get_method
-    from unlearn.pretrain import load_pretrained
     from unlearn.runtime import resolve_device
 
-    method = get_method(cfg.method)
-    agent = get_agent(cfg.agent, default_lam=cfg.method.lam)
-    if cfg.model.kind == "t2i":
-        from unlearn.t2i_task import make_t2i_unlearner
-
-        unl, model_dir, t2i = make_t2i_unlearner(cfg, method, agent, model)
-        return Setup(cfg, unl, model_dir, t2i)
-    pre = load_pretrained(cfg)
+    pre = load_pretrained(cfg, image_model_key(cfg))
     model = model or pre.model
     method_fits(method, model)
     task = task or load_task(cfg, model)
