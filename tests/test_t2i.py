@@ -239,7 +239,7 @@ def test_lora_adapters_are_saved_as_adapters_or_merged(tmp_path):
 
 
 def test_lora_without_peft_is_a_config_error(monkeypatch):
-    from unlearn.t2i_task import check_train_mode
+    from unlearn.families.t2i.task import check_train_mode
 
     from unlearn.config import ConfigError
 
@@ -299,7 +299,7 @@ def test_shipped_t2i_demo_assets_are_matched_by_key():
 
 # -- the memorised caption --------------------------------------------------------------------
 def test_memorised_copies_carry_their_caption_and_are_measured(t2i_workdir):
-    from unlearn.pretrain_t2i import caption_batch, memorised_image
+    from unlearn.families.t2i.pretrain import caption_batch, memorised_image
 
     from unlearn.data import load_splits
     from unlearn.metrics.t2i_memorise import prompt_reproduction
@@ -340,7 +340,7 @@ def test_memorised_copies_carry_their_caption_and_are_measured(t2i_workdir):
 
 
 def test_memorised_caption_settings_are_checked_and_keyed(tmp_path):
-    from unlearn.pretrain_t2i import check_memorise, t2i_model_key
+    from unlearn.families.t2i.pretrain import check_memorise, t2i_model_key
 
     from unlearn.config import ConfigError
 
