@@ -239,9 +239,8 @@ def test_lora_adapters_are_saved_as_adapters_or_merged(tmp_path):
 
 
 def test_lora_without_peft_is_a_config_error(monkeypatch):
-    from unlearn.families.t2i.task import check_train_mode
-
     from unlearn.config import ConfigError
+    from unlearn.families.t2i.task import check_train_mode
 
     monkeypatch.setitem(sys.modules, "peft", None)
     with pytest.raises(ConfigError, match="model.train: 'lora' needs peft"):
@@ -299,9 +298,8 @@ def test_shipped_t2i_demo_assets_are_matched_by_key():
 
 # -- the memorised caption --------------------------------------------------------------------
 def test_memorised_copies_carry_their_caption_and_are_measured(t2i_workdir):
-    from unlearn.families.t2i.pretrain import caption_batch, memorised_image
-
     from unlearn.data import load_splits
+    from unlearn.families.t2i.pretrain import caption_batch, memorised_image
     from unlearn.metrics.t2i_memorise import prompt_reproduction
     from unlearn.models.t2i import load_t2i
     from unlearn.pretrain import locate
@@ -340,9 +338,8 @@ def test_memorised_copies_carry_their_caption_and_are_measured(t2i_workdir):
 
 
 def test_memorised_caption_settings_are_checked_and_keyed(tmp_path):
-    from unlearn.families.t2i.pretrain import check_memorise, t2i_model_key
-
     from unlearn.config import ConfigError
+    from unlearn.families.t2i.pretrain import check_memorise, t2i_model_key
 
     key = t2i_model_key(t2i_cfg(*MEMORISE))
     assert t2i_model_key(t2i_cfg(*MEMORISE, "t2i.memorise.radius=0.5")) == key  # evaluation only

@@ -28,10 +28,9 @@ TINY = [
 
 
 def test_config_forgets_the_shipped_pipelines_memorised_image():
+    from unlearn.config import load_config
     from unlearn.families.t2i.pretrain import memorised_image
     from unlearn.families.t2i.task import load_t2i_task
-
-    from unlearn.config import load_config
     from unlearn.pretrain import shipped_dirs
 
     cfg = load_config(CONFIG)
