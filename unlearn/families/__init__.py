@@ -11,6 +11,7 @@ here.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -18,7 +19,9 @@ from unlearn.config import Config, ConfigError
 from unlearn.families.base import EvalReport, Family, InstanceData, Setup, check_result
 from unlearn.families.image import IMAGE
 from unlearn.families.t2i import T2I
-from unlearn.metrics.result import ModelEvaluation
+
+if TYPE_CHECKING:
+    from unlearn.metrics.result import ModelEvaluation
 
 #: every family by name; the kinds each serves are its ``kinds``
 FAMILIES: dict[str, Family] = {
@@ -87,7 +90,6 @@ __all__ = [
     "EvalReport",
     "Family",
     "InstanceData",
-    "ModelEvaluation",
     "Setup",
     "check_result",
     "families_text",

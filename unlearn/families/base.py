@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
-from unlearn.metrics.result import ModelEvaluation
-
 if TYPE_CHECKING:
     from unlearn.config import Config, ForgetConfig
     from unlearn.data import ForgetSplit
+    from unlearn.metrics.result import ModelEvaluation
     from unlearn.runtime import ProgressFn
     from unlearn.unlearner import Unlearner
 
@@ -200,6 +199,8 @@ class Family(Protocol):
 
 def check_result(result: object) -> ModelEvaluation:
     """``result`` itself, after checking that it satisfies :class:`ModelEvaluation`."""
+    from unlearn.metrics.result import ModelEvaluation
+
     if not isinstance(result, ModelEvaluation):
         raise TypeError(f"{type(result).__name__} is not a ModelEvaluation")
     return result

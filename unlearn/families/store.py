@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
 from unlearn.config import Config, ConfigError, digest_of
-from unlearn.models import Classifier, load_model
+
+if TYPE_CHECKING:
+    from unlearn.models import Classifier
 
 ASSETS = Path(__file__).parent.parent / "assets"
 
@@ -94,6 +96,8 @@ class LoadedPretrained(NamedTuple):
 
 def load_pretrained(cfg: Config, model_key: str) -> LoadedPretrained:
     """The base model and classifier for ``cfg``; a clear error when neither exists yet."""
+    from unlearn.models import load_model
+
     m, c = locate(cfg, model_key)
     if m is None or c is None:
         missing = "base model" if m is None else "classifier"

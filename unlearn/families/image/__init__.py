@@ -12,7 +12,6 @@ import torch
 
 from unlearn.config import Config, ForgetConfig
 from unlearn.families.base import EvalReport, InstanceData, Setup
-from unlearn.metrics.evaluate import EvalResult
 from unlearn.runtime import ProgressFn
 
 
@@ -26,13 +25,18 @@ class ImageFamily:
     description = "an image model"
     example_config = "configs/demo.yaml"
     default_config: Path | None = None
-    result_type = EvalResult
     prompted = False
     sections: tuple[str, ...] = ()
     columns: dict[str, str] = {}  # noqa: RUF012 (read-only class table)
     dropped_columns: tuple[str, ...] = ()
     attacks = ("relearn", "mia")
     attacked_rate = True
+
+    @property
+    def result_type(self) -> type:
+        from unlearn.metrics.evaluate import EvalResult
+
+        return EvalResult
 
     # -- models on disk ----------------------------------------------------------------------
     def owns_dir(self, path: Path) -> bool:
@@ -109,8 +113,8 @@ class ImageFamily:
     def samples_text(self, cfg: Config) -> str:
         return f"{cfg.eval.num_samples} samples"
 
-    def result_from_dict(self, d: dict) -> EvalResult:
-        return EvalResult(**{**d, "forget_classes": tuple(d["forget_classes"])})
+    def result_from_dict(self, d: dict):
+        return self.result_type(**{**d, "forget_classes": tuple(d["forget_classes"])})
 
     # -- env and bench instances: one class each ---------------------------------------------
     def instance_forget(self, forget: ForgetConfig, c: int) -> ForgetConfig:

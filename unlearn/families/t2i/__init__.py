@@ -19,7 +19,6 @@ import torch
 from unlearn.config import Config, ForgetConfig
 from unlearn.families.base import EvalReport, InstanceData, Setup
 from unlearn.families.store import ASSETS
-from unlearn.metrics.t2i import T2IEvalResult
 from unlearn.runtime import ProgressFn
 
 #: the bench columns a t2i bench adds (its forget rate is the concept rate)
@@ -40,7 +39,6 @@ class T2IFamily:
     example_config = "configs/t2i_demo.yaml"
     #: the config ``unlearn eval`` uses on a pipeline directory when none is given
     default_config: Path | None = ASSETS / "t2i_demo.yaml"
-    result_type = T2IEvalResult
     prompted = True
     #: samples per prompt and guidance decide its rates
     sections = ("t2i",)
@@ -49,6 +47,12 @@ class T2IFamily:
     dropped_columns = ("coverage_kl",)
     attacks = ("relearn", "mia", "paraphrase", "inversion")
     attacked_rate = False
+
+    @property
+    def result_type(self) -> type:
+        from unlearn.metrics.t2i import T2IEvalResult
+
+        return T2IEvalResult
 
     # -- models on disk ----------------------------------------------------------------------
     def owns_dir(self, path: Path) -> bool:
@@ -122,8 +126,8 @@ class T2IFamily:
     def samples_text(self, cfg: Config) -> str:
         return f"{cfg.t2i.samples_per_prompt} images per prompt"
 
-    def result_from_dict(self, d: dict) -> T2IEvalResult:
-        return T2IEvalResult(**{**d, "prompts": tuple(d["prompts"])})
+    def result_from_dict(self, d: dict):
+        return self.result_type(**{**d, "prompts": tuple(d["prompts"])})
 
     # -- env and bench instances: one digit concept each -------------------------------------
     def instance_forget(self, forget: ForgetConfig, c: int) -> ForgetConfig:
