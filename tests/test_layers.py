@@ -20,8 +20,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "unlearn"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("config", "types", "console", "runtime", "options"),
     ("data", "models", "tracking", "submit", "observation"),
-    ("methods", "metrics", "pretrain", "pretrain_t2i"),
-    ("task", "t2i_task", "unlearner", "agents", "export"),
+    ("methods", "metrics"),
+    ("families", "pretrain", "task", "unlearner", "agents", "export"),
     (
         "run",
         "evaluation",

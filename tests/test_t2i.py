@@ -240,7 +240,7 @@ def test_lora_adapters_are_saved_as_adapters_or_merged(tmp_path):
 
 def test_lora_without_peft_is_a_config_error(monkeypatch):
     from unlearn.config import ConfigError
-    from unlearn.t2i_task import check_train_mode
+    from unlearn.families.t2i.task import check_train_mode
 
     monkeypatch.setitem(sys.modules, "peft", None)
     with pytest.raises(ConfigError, match="model.train: 'lora' needs peft"):
@@ -299,10 +299,10 @@ def test_shipped_t2i_demo_assets_are_matched_by_key():
 # -- the memorised caption --------------------------------------------------------------------
 def test_memorised_copies_carry_their_caption_and_are_measured(t2i_workdir):
     from unlearn.data import load_splits
+    from unlearn.families.t2i.pretrain import caption_batch, memorised_image
     from unlearn.metrics.t2i_memorise import prompt_reproduction
     from unlearn.models.t2i import load_t2i
     from unlearn.pretrain import locate
-    from unlearn.pretrain_t2i import caption_batch, memorised_image
 
     cfg = t2i_cfg(*MEMORISE, workdir=t2i_workdir)
     train = load_splits(cfg.data).train
@@ -339,7 +339,7 @@ def test_memorised_copies_carry_their_caption_and_are_measured(t2i_workdir):
 
 def test_memorised_caption_settings_are_checked_and_keyed(tmp_path):
     from unlearn.config import ConfigError
-    from unlearn.pretrain_t2i import check_memorise, t2i_model_key
+    from unlearn.families.t2i.pretrain import check_memorise, t2i_model_key
 
     key = t2i_model_key(t2i_cfg(*MEMORISE))
     assert t2i_model_key(t2i_cfg(*MEMORISE, "t2i.memorise.radius=0.5")) == key  # evaluation only

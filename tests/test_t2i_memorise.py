@@ -29,9 +29,9 @@ TINY = [
 
 def test_config_forgets_the_shipped_pipelines_memorised_image():
     from unlearn.config import load_config
+    from unlearn.families.t2i.pretrain import memorised_image
+    from unlearn.families.t2i.task import load_t2i_task
     from unlearn.pretrain import shipped_dirs
-    from unlearn.pretrain_t2i import memorised_image
-    from unlearn.t2i_task import load_t2i_task
 
     cfg = load_config(CONFIG)
     mem, f = cfg.t2i.memorise, cfg.forget

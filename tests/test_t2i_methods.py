@@ -179,7 +179,7 @@ def test_vdu_fisher_on_lora_adapters(wd):
 
 # -- SISS on (caption, image) pairs -----------------------------------------------------------
 def test_memorised_caption_forget_set_is_its_image_and_copies(wd):
-    from unlearn.t2i_task import load_t2i_task
+    from unlearn.families.t2i.task import load_t2i_task
 
     cfg = t2i_cfg(*CAPTION, "method.name=siss", workdir=wd)
     task = load_t2i_task(cfg)

@@ -142,8 +142,8 @@ def test_clip_rates_are_the_fractions_of_clip_logits(tmp_path):
     import torch
     from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
 
+    from unlearn.families.t2i.task import load_t2i_task
     from unlearn.metrics.t2i import evaluate_t2i
-    from unlearn.t2i_task import load_t2i_task
 
     cfg, pipe = sd15_on_shipped_pipeline()
     clip_dir = tiny_clip(tmp_path / "clip", pipe)

@@ -115,16 +115,8 @@ def _save_outputs(unl: Unlearner, result: UnlearnResult, out: Path) -> None:
 
 
 def _save_samples(cfg: Config, result, samples: torch.Tensor, out: Path, name: str) -> None:
-    """``<name>.png`` (the first 100 samples); t2i: one grid per prompt under ``<name>/`` and
-    a row per prompt as ``<name>.png``."""
-    import shutil
+    """``<name>.png``, as the config's family draws it (the first 100 samples; a pipeline:
+    one grid per prompt under ``<name>/`` and a row per prompt as ``<name>.png``)."""
+    from unlearn.families import family_of
 
-    from unlearn.metrics import save_grid
-
-    if cfg.model.kind == "t2i":
-        from unlearn.metrics.t2i import save_prompt_grids
-
-        grid = save_prompt_grids(result, samples, out / name, cfg.t2i.samples_per_prompt)
-        shutil.copyfile(grid, out / f"{name}.png")
-        return
-    save_grid(samples[:100], out / f"{name}.png", nrow=10)
+    family_of(cfg).save_samples(cfg, result, samples, out, name)

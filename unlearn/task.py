@@ -1,99 +1,21 @@
 """The task builder: a config -> its forget task -> the unlearning loop, written once.
 
 Every driver (``unlearn run`` and ``unlearn eval``, the Gymnasium env, the Tune trainable,
-the benchmarks) goes through these two functions, so the data pipeline — load splits,
-inject the memorised outlier, split forget / retain, prepare the fixed evaluation data — and
-the checks that guard it exist in one place:
-
-- :func:`load_task` — config -> :class:`ForgetTask` (data, split, evaluation data);
-- :func:`make_unlearner` — config (+ optionally a model or a task) -> :class:`Setup`
-  (pretrained model and classifier, compatibility checks, method, agent, device,
-  :class:`~unlearn.unlearner.Unlearner`).
-
-:func:`retarget` re-splits an existing task for another forget specification without
-reloading the data (the env's instances).
+the benchmarks) goes through :func:`make_unlearner`: it builds the method and the agent and
+asks the config's model family (:mod:`unlearn.families`) for the forget task and the
+:class:`~unlearn.unlearner.Unlearner`. The image families' task builder
+(:func:`load_task`, :func:`retarget`) is re-exported here.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
-
 import torch
 
 from unlearn.config import Config
-from unlearn.data import ForgetSplit, ImageData, Splits, inject_outlier, load_splits, split_forget
-from unlearn.metrics import EvalData, prepare
-from unlearn.unlearner import Unlearner
+from unlearn.families import Setup, family_of
+from unlearn.families.image.task import ForgetTask, has_forget_spec, load_task, retarget
 
-if TYPE_CHECKING:
-    from unlearn.t2i_task import T2ITask
-
-
-@dataclass(frozen=True)
-class ForgetTask:
-    """What must be forgotten, what must be kept, and how both are measured.
-
-    Args:
-        cfg: the config the task was built from (its ``forget`` section defines the split).
-        splits: the dataset's train / held-out split, as loaded.
-        train: the training data after outlier injection (``splits.train`` when none).
-        outlier: the injected memorised image, or None.
-        split: the forget / retain division of ``train``; None only for an evaluation
-            without a forget specification.
-        eval_data: the fixed evaluation data (reference set, proxy batches).
-    """
-
-    cfg: Config
-    splits: Splits
-    train: ImageData
-    outlier: torch.Tensor | None
-    split: ForgetSplit | None
-    eval_data: EvalData
-
-
-def has_forget_spec(cfg: Config) -> bool:
-    """True when ``cfg.forget`` asks for anything: classes, indices or an injected outlier."""
-    f = cfg.forget
-    return bool(f.classes or f.indices or f.outlier.copies)
-
-
-def load_task(cfg: Config, model: torch.nn.Module, *, require_forget: bool = True) -> ForgetTask:
-    """Load splits -> inject the outlier -> split forget / retain -> prepare evaluation data.
-
-    ``model`` fixes the shapes the data must match and the proxies' timesteps. With
-    ``require_forget=False`` (evaluating a model on its own) an empty forget specification
-    gives ``split=None`` instead of an error.
-    """
-    from unlearn.models import check_compatible
-
-    splits = load_splits(cfg.data)
-    check_compatible(model, splits.train.channels, splits.train.resolution, "model")
-    train, outlier = inject_outlier(splits.train, cfg.forget)
-    split = None
-    if require_forget or has_forget_spec(cfg):
-        split = split_forget(train, cfg.forget, outlier)
-    return ForgetTask(cfg, splits, train, outlier, split, prepare(model, cfg, splits, split))
-
-
-def retarget(task: ForgetTask, cfg: Config, model: torch.nn.Module) -> ForgetTask:
-    """The same data split by ``cfg.forget`` instead (another env instance); no reload."""
-    split = split_forget(task.train, cfg.forget, task.outlier)
-    return dataclasses.replace(
-        task, cfg=cfg, split=split, eval_data=prepare(model, cfg, task.splits, split)
-    )
-
-
-@dataclass
-class Setup:
-    """Everything a driver needs to run (or reset) unlearning episodes."""
-
-    cfg: Config
-    unlearner: Unlearner
-    base_model_dir: Path | None
-    task: ForgetTask | T2ITask
+__all__ = ["ForgetTask", "Setup", "has_forget_spec", "load_task", "make_unlearner", "retarget"]
 
 
 def make_unlearner(
@@ -107,27 +29,11 @@ def make_unlearner(
     must lie in [0, 1].
     """
     from unlearn.agents import get_agent
-    from unlearn.methods import check_compatible as method_fits
     from unlearn.methods import get_method
-    from unlearn.pretrain import load_pretrained
-    from unlearn.runtime import resolve_device
 
     method = get_method(cfg.method)
     agent = get_agent(cfg.agent, default_lam=cfg.method.lam, store=policy_store(cfg))
-    if cfg.model.kind == "t2i":
-        from unlearn.t2i_task import make_t2i_unlearner
-
-        unl, model_dir, t2i = make_t2i_unlearner(cfg, method, agent, model)
-        return Setup(cfg, unl, model_dir, t2i)
-    pre = load_pretrained(cfg)
-    model = model or pre.model
-    method_fits(method, model)
-    task = task or load_task(cfg, model)
-    dev = resolve_device(cfg.device)
-    model.to(dev)
-    pre.classifier.to(dev)
-    unl = Unlearner(model, method, agent, task.split, cfg, dev, task.eval_data, pre.classifier)
-    return Setup(cfg, unl, pre.paths.model_dir, task)
+    return family_of(cfg).make_unlearner(cfg, method, agent, model=model, task=task)
 
 
 def policy_store(cfg: Config) -> str:

@@ -33,7 +33,8 @@ from unlearn.data import ForgetSplit, ImageData
 from unlearn.methods.base import FusedStep, UnlearningMethod
 from unlearn.methods.common import clip_to_norm, dot
 from unlearn.methods.common import flat_norm as _flat_norm
-from unlearn.metrics import EvalData, EvalResult, evaluate, proxy_losses
+from unlearn.metrics import EvalData, evaluate, proxy_losses
+from unlearn.metrics.result import ModelEvaluation
 from unlearn.types import Batch, LossTerms, StepStats
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class Proxies(NamedTuple):
 class Evaluation(NamedTuple):
     """A sample-based evaluation and the samples it was computed on."""
 
-    result: EvalResult
+    result: ModelEvaluation
     samples: torch.Tensor
 
 
@@ -71,8 +72,8 @@ class UnlearnResult:
     wall_time: float
     status: RunStatus
     history: list[StepStats] = field(default_factory=list)
-    before: EvalResult | None = None
-    after: EvalResult | None = None
+    before: ModelEvaluation | None = None
+    after: ModelEvaluation | None = None
     message: str = ""
     run_id: str | None = None
     model_dir: str | None = None

@@ -26,6 +26,7 @@ from unlearn.audit.meter import ForgetMeter
 from unlearn.audit.relearn import attack_set, relearn
 from unlearn.config import AuditConfig, Config, ConfigError
 from unlearn.data import ImageData
+from unlearn.families import family_of
 from unlearn.unlearner import Unlearner
 
 #: the names of these numbers in results, metrics (``audit/<name>``) and the bench's columns
@@ -64,7 +65,7 @@ def attacked_rates(
     attack. The forget target is the unlearner's own (its current env instance included).
     """
     cfg: Config = unl.cfg
-    if cfg.model.kind == "t2i":
+    if not family_of(cfg).attacked_rate:
         raise ConfigError(
             "model.kind: the attacked forget rate of bench --audit, tune.objective and "
             "env.attack_weight needs an image model (ddpm, cond_ddpm, vpsde, vae); audit a "

@@ -15,9 +15,9 @@ import torch
 from unlearn.audit.prompts import PromptParts, check_pair, held_split
 from unlearn.config import Config, ConfigError
 from unlearn.data import ForgetSplit, ImageData
-from unlearn.methods.common import kind_of
+from unlearn.families import family_of
+from unlearn.methods.common import kind_name
 from unlearn.models import check_compatible, load_model
-from unlearn.task import load_task
 
 #: written by ``unlearn run`` beside the unlearned model (``.../unlearned/RUN/model``)
 RUN_RESULT = "result.json"
@@ -56,7 +56,7 @@ def is_run_output(model_dir: Path) -> bool:
 
 
 def _check_kind(model: torch.nn.Module, path: Path, cfg: Config) -> None:
-    kind = kind_of(model)
+    kind = kind_name(model)
     if kind != cfg.model.kind:
         raise ConfigError(
             f"model.kind: {str(path)!r} is a {kind} model but the config says "
@@ -79,14 +79,14 @@ def load_inputs(cfg: Config, model_dir: Path, base_dir: Path | None = None) -> A
         )
     model = load_model(model_dir)
     _check_kind(model, model_dir, cfg)
-    if cfg.model.kind == "t2i":
-        return _load_t2i(cfg, model, model_dir, base_dir, from_run)
+    if family_of(cfg).prompted:  # prompts, tokenizer and concept measure come with it
+        return _load_prompted(cfg, model, model_dir, base_dir, from_run)
     if not (cfg.forget.classes or cfg.forget.outlier.copies):
         raise ConfigError(
             "forget: an audit measures a forget rate; set forget.classes or "
             "forget.outlier.copies (forget.indices alone has no rate to measure)"
         )
-    task = load_task(cfg, model)  # checks the image shape against the data
+    task = family_of(cfg).load_task(cfg, model)  # checks the image shape against the data
     ch, res = task.train.channels, task.train.resolution
     found_base, clf_dir = locate(cfg)
     if base_dir is None:
@@ -113,15 +113,14 @@ def load_inputs(cfg: Config, model_dir: Path, base_dir: Path | None = None) -> A
     )
 
 
-def _load_t2i(
+def _load_prompted(
     cfg: Config, model, model_dir: Path, base_dir: Path | None, from_run: bool
 ) -> AuditInputs:
-    """A pipeline and its base: prompts checked against the tokenizer, the data's image size
+    """A prompted model (a pipeline) and its base: prompts checked against the tokenizer, the data's image size
     against the pipeline's, the base's shapes and VAE against the pipeline's."""
-    from unlearn.t2i_task import load_t2i_task, pipeline_dir
-
-    task = load_t2i_task(cfg, model)  # prompts, resolution, classifier
-    base_dir = Path(base_dir if base_dir is not None else pipeline_dir(cfg)).expanduser()
+    family = family_of(cfg)
+    task = family.load_task(cfg, model)  # prompts, resolution, classifier
+    base_dir = Path(base_dir if base_dir is not None else family.base_dir(cfg)).expanduser()
     base = load_model(base_dir.resolve())
     _check_kind(base, base_dir, cfg)
     check_pair(model, base, f"--base {str(base_dir)!r}")

@@ -20,7 +20,8 @@ from unlearn.audit.meter import ForgetMeter
 from unlearn.audit.relearn import ATTACKS, RelearnCurve, attack_set, relearn, returned_at
 from unlearn.audit.report import AuditReport, PromptRates, write_report
 from unlearn.config import Config, ConfigError
-from unlearn.methods.common import kind_of
+from unlearn.families import family_of_kind
+from unlearn.methods.common import kind_name
 from unlearn.runtime import ProgressFn, no_progress, resolve_device
 
 log = logging.getLogger(__name__)
@@ -61,14 +62,10 @@ def run_audit(
     return audit(cfg, inputs, Path(out).expanduser().resolve() if out else None, progress)
 
 
-#: the attacks of each family, in the order they run
-IMAGE_ATTACKS = ("relearn", "mia")
-T2I_ATTACKS = ("relearn", "mia", "paraphrase", "inversion")
-
-
 def chosen_attacks(cfg: Config, kind: str) -> tuple[str, ...]:
-    """``audit.attacks`` checked against the model family (empty: every one that applies)."""
-    allowed = T2I_ATTACKS if kind == "t2i" else IMAGE_ATTACKS
+    """``audit.attacks`` checked against the model family's (its ``attacks``, in the order
+    they run; empty: every one that applies)."""
+    allowed = family_of_kind(kind).attacks
     if not cfg.audit.attacks:
         return tuple(a for a in allowed if a != "paraphrase" or cfg.forget.paraphrases)
     for a in cfg.audit.attacks:
@@ -98,7 +95,7 @@ class _Plan:
 
 def _plan(cfg: Config, inputs: AuditInputs) -> _Plan:
     a = cfg.audit
-    attacks = chosen_attacks(cfg, kind_of(inputs.model))
+    attacks = chosen_attacks(cfg, kind_name(inputs.model))
     if inputs.prompts is not None:
         from unlearn.audit.prompts import ConceptMeter, prompt_membership_sets
 
@@ -197,7 +194,7 @@ def audit(
         report = AuditReport(
             model_dir=str(inputs.model_dir),
             base_dir=str(inputs.base_dir),
-            kind=kind_of(inputs.model),
+            kind=kind_name(inputs.model),
             metric=meter.name,
             forget_classes=tuple(cfg.forget.classes),
             threshold=threshold,

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from unlearn.config import AgentConfig, Config, ConfigError, MethodConfig, check_number_map
-from unlearn.data.prompts import instance_forget
+from unlearn.families import family_of
 
 if TYPE_CHECKING:
     from unlearn.runtime import ProgressFn
@@ -122,7 +122,7 @@ class _TrainRuns:
             c_cfg = dataclasses.replace(
                 cfg,
                 forget=dataclasses.replace(
-                    instance_forget(cfg.forget, cfg.model.kind, int(c)), indices=()
+                    family_of(cfg).instance_forget(cfg.forget, int(c)), indices=()
                 ),
             )
             task = None  # the first class loads the data; the others re-split it

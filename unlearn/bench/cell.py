@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from unlearn.bench.matrix import Cell
 from unlearn.config import Config
+from unlearn.families import family_of
 
 if TYPE_CHECKING:  # torch and diffusers load only when a cell runs (fast CLI errors)
     from unlearn.metrics import EvalResult
@@ -101,14 +102,10 @@ class RunRecord:
 
 
 def eval_from_dict(d: dict[str, Any]) -> EvalResult:
-    """An :class:`EvalResult` (or a t2i one) back from ``to_dict`` (results.json)."""
-    from unlearn.metrics import EvalResult
+    """A result of any family back from ``to_dict`` (results.json)."""
+    from unlearn.families import result_from_dict
 
-    if "concept_rate" in d:
-        from unlearn.metrics.t2i import T2IEvalResult
-
-        return T2IEvalResult(**{**d, "prompts": tuple(d["prompts"])})
-    return EvalResult(**{**d, "forget_classes": tuple(d["forget_classes"])})
+    return result_from_dict(d)
 
 
 class ForgetCheck:
@@ -123,7 +120,7 @@ class ForgetCheck:
         self.checks: list[list[float]] = []
         self.seconds = 0.0
         self.meter = None
-        if unlearner.cfg.model.kind != "t2i":
+        if not family_of(unlearner.cfg).prompted:
             data = unlearner.eval_data
             self.meter = ForgetMeter(
                 unlearner.cfg,

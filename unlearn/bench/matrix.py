@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from unlearn.config import AgentConfig, Config, ConfigError, MethodConfig, read_yaml
-from unlearn.data.prompts import instance_forget
+from unlearn.families import family_of
 
 #: method variant -> (method.name, method.form); other method fields keep the config's values
 METHOD_VARIANTS: dict[str, tuple[str, str]] = {
@@ -343,7 +343,7 @@ def cell_config(
     forget = cfg.forget  # the memorised outlier: as configured
     if cell.instance != OUTLIER:
         forget = dataclasses.replace(
-            instance_forget(cfg.forget, cfg.model.kind, cell.instance),
+            family_of(cfg).instance_forget(cfg.forget, cell.instance),
             indices=(),
             outlier=dataclasses.replace(cfg.forget.outlier, copies=0),
         )
@@ -363,14 +363,14 @@ BEFORE_SECTIONS = ("data", "forget", "model", "pretrain", "eval")
 
 def result_sections(cfg: Config, audit: bool = False) -> tuple[str, ...]:
     """The sections a resumed cell of ``cfg`` must match: ``before_sections`` (the base
-    evaluation's, ``t2i`` included on a t2i model: samples per prompt and guidance decide
-    its rates), the method, agent and unlearning sections, plus ``audit``."""
+    evaluation's, plus the family's own: ``t2i`` on a t2i model, whose samples per prompt
+    and guidance decide its rates), the method, agent and unlearning sections, plus ``audit``."""
     return (*before_sections(cfg), "method", "agent", "unlearn", *(("audit",) if audit else ()))
 
 
 def before_sections(cfg: Config) -> tuple[str, ...]:
     """The sections whose change makes a resumed bench re-evaluate the base model."""
-    return (*BEFORE_SECTIONS, *(("t2i",) if cfg.model.kind == "t2i" else ()))
+    return (*BEFORE_SECTIONS, *family_of(cfg).sections)
 
 
 def plan(cfg: Config, opts: BenchOptions) -> Plan:
@@ -381,7 +381,7 @@ def plan(cfg: Config, opts: BenchOptions) -> Plan:
     here, so a bad option fails before the first run.
     """
     check_options(opts)
-    if opts.audit and cfg.model.kind == "t2i":
+    if opts.audit and not family_of(cfg).attacked_rate:
         raise ConfigError(
             "--audit: the bench's attacked forget rate needs an image model (ddpm, cond_ddpm, "
             "vpsde, vae); audit a t2i pipeline with `unlearn audit`"

@@ -15,7 +15,7 @@ import argparse
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from unlearn.bench.report import (
     END,
@@ -27,6 +27,9 @@ from unlearn.bench.report import (
     summary_rows,
 )
 from unlearn.bench.stats import CellSummary, Stat
+
+if TYPE_CHECKING:
+    from unlearn.families.base import Family
 
 RESULTS = Path("benchmarks") / "results"
 PAGES = Path("docs") / "results"
@@ -94,16 +97,18 @@ def _instance(i: int | str) -> str:
     return "outlier" if str(i) == "-1" else str(i)
 
 
-def _is_t2i(data: dict[str, Any]) -> bool:
-    return (data.get("config") or {}).get("model", {}).get("kind") == "t2i"
+def _family(data: dict[str, Any]) -> Family:
+    """The model family of a bench record's config."""
+    from unlearn.families import family_of_kind
+
+    return family_of_kind((data.get("config") or {}).get("model", {}).get("kind", "ddpm"))
 
 
 def runs_table(data: dict[str, Any]) -> str:
     """One row per run: the metrics any run holds, in the bench's order."""
     runs = data.get("runs") or []
     metrics = [m for m in RUN_METRICS if any(r.get(m) is not None for r in runs)]
-    if _is_t2i(data):
-        metrics = [m for m in metrics if m != "coverage_kl"]
+    metrics = [m for m in metrics if m not in _family(data).dropped_columns]
     cols = ["method", "agent", "instance", "seed", "status", *metrics]
     rows = [
         [str(r["method"]), str(r["agent"]), _instance(r["instance"]), str(r["seed"]), r["status"]]
@@ -118,8 +123,10 @@ def base_table(data: dict[str, Any]) -> str:
     before = data.get("before") or {}
     keys = ["forget_rate", "concept_rate", "fid", "coverage_kl"]
     keys += ["paraphrase_concept_rate", "retain_accuracy"]
-    if _is_t2i(data):  # the concept rate is a pipeline's forget rate; it has no class coverage
-        keys = [k for k in keys if k not in ("forget_rate", "coverage_kl")]
+    family = _family(data)
+    if family.prompted:  # the concept rate is a pipeline's forget rate
+        keys = [k for k in keys if k != "forget_rate"]
+    keys = [k for k in keys if k not in family.dropped_columns]
     keys = [k for k in keys if any(b.get(k) is not None for b in before.values())]
     rows = [[_instance(i)] + [_cell(b.get(k)) for k in keys] for i, b in before.items()]
     return markdown_table(["instance", *keys], rows)
@@ -138,7 +145,7 @@ def bench_sections(data: dict[str, Any]) -> str:
         f"{len(data.get('runs') or [])} runs, held-out {instances_text(plan.get('instances', []))}"
         f" x seeds {plan.get('seeds', [])}.",
         "",
-        legend_text(_is_t2i(data), audit),
+        legend_text(_family(data).prompted, audit),
         "",
         summary_table(data),
         "",

@@ -37,8 +37,9 @@ from unlearn.bench.report import (
     plot_pareto_runs,
     summary_rows,
 )
-from unlearn.bench.stats import AUDIT_METRICS, METRICS, T2I_METRICS, CellSummary, summarize
+from unlearn.bench.stats import AUDIT_METRICS, METRICS, CellSummary, summarize
 from unlearn.config import Config, ConfigError
+from unlearn.families import family_of
 
 if TYPE_CHECKING:  # torch and diffusers load only when the bench runs (fast CLI errors)
     from unlearn.metrics import EvalResult
@@ -217,10 +218,11 @@ def run_bench(
             perf = run_perf(progress=progress)
         runs = [records[c.key] for c in cells]
         groups = pl.groups()
-        t2i = cfg.model.kind == "t2i"
-        # a t2i pipeline has no class coverage: its columns are the concept rates instead
-        base = [m for m in METRICS if not (t2i and m == "coverage_kl")]
-        metrics = [*base, *(T2I_METRICS if t2i else ()), *(AUDIT_METRICS if opts.audit else ())]
+        family = family_of(cfg)
+        # the shared columns that apply to the family, then its own (a pipeline has no class
+        # coverage: its columns are the concept rates instead)
+        base = [m for m in METRICS if m not in family.dropped_columns]
+        metrics = [*base, *family.columns, *(AUDIT_METRICS if opts.audit else ())]
         summaries = summarize(runs, groups, metrics)
         result = BenchResult(
             out, opts.preset, pl, runs, summaries, opts.threshold, parent_id, perf, ran
@@ -308,7 +310,7 @@ def _results_section(
         f"{cfg.data.name} {cfg.data.resolution}px, {cfg.unlearn.steps} steps, "
         f"{cfg.eval.num_samples} evaluation samples), {date}: {len(res.runs)} runs, held-out "
         f"{instances_text(pl.instances)} x seeds {pl.seeds}. Full report: "
-        f"`{_shown(res.path, cfg)}`.\n\n{legend_text(cfg.model.kind == 't2i', opts.audit)}"
+        f"`{_shown(res.path, cfg)}`.\n\n{legend_text(family_of(cfg).prompted, opts.audit)}"
     )
     return f"{head}\n\n{table}" + (f"\n\n{perf_md}" if perf_md else "")
 
@@ -325,7 +327,7 @@ def _write_report(
     facts = {
         "preset": opts.preset,
         "audit": opts.audit,
-        "t2i": cfg.model.kind == "t2i",
+        "t2i": family_of(cfg).prompted,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "device": str(resolve_device(cfg.device)),
         "config": cfg.name,
@@ -333,11 +335,7 @@ def _write_report(
         "data": f"{cfg.data.name} {cfg.data.resolution}px",
         "steps": cfg.unlearn.steps,
         "eval_every": cfg.unlearn.eval_every,
-        "samples": (
-            f"{cfg.t2i.samples_per_prompt} images per prompt"
-            if cfg.model.kind == "t2i"
-            else f"{cfg.eval.num_samples} samples"
-        ),
+        "samples": family_of(cfg).samples_text(cfg),
         "plan": res.plan.to_dict(),
         "runs": len(runs),
         "finished": sum(r.status == "finished" for r in runs),

@@ -44,11 +44,11 @@ def eval_cmd(
     accuracy, FID and per-prompt grids (default config: the embedded t2i demo config).
     """
     from unlearn.evaluation import evaluate_dir
+    from unlearn.families import family_of_dir
 
-    if config is None and (model_dir / "model_index.json").is_file():
-        from unlearn.demo.t2i import T2I_DEMO_CONFIG
-
-        config = T2I_DEMO_CONFIG
+    found = family_of_dir(model_dir)
+    if config is None and found is not None and found.default_config is not None:
+        config = found.default_config  # e.g. the embedded t2i demo config for a pipeline
     cfg = _config(config, set_)
     res = evaluate_dir(cfg, model_dir, classifier, out)
     if json_:

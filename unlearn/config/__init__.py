@@ -24,6 +24,7 @@ from unlearn.config.loader import (
 )
 from unlearn.config.schema import (
     DATASETS,
+    MODEL_FAMILIES,
     MODEL_KINDS,
     T2I_TRAIN,
     AgentConfig,
@@ -52,6 +53,7 @@ from unlearn.config.schema import (
 
 __all__ = [
     "DATASETS",
+    "MODEL_FAMILIES",
     "MODEL_KINDS",
     "RESIDUAL_SPEC",
     "T2I_TRAIN",

@@ -18,11 +18,13 @@ from typing import Any
 import yaml
 
 from unlearn.config.errors import ConfigError
-from unlearn.config.schema import Config, MethodConfig, pin_options
+from unlearn.config.schema import MODEL_FAMILIES, MODEL_KINDS, Config, MethodConfig, pin_options
 
 
 def _allowed(f: dataclasses.Field) -> str:
     m = f.metadata
+    if m.get("choices") is MODEL_KINDS:  # model.kind: the kinds, by family
+        return "one of " + ", ".join(f"{n} ({', '.join(k)})" for n, k in MODEL_FAMILIES.items())
     if m.get("choices"):
         return "one of " + ", ".join(map(str, m["choices"]))
     lo, hi = m.get("lo"), m.get("hi")

@@ -31,7 +31,10 @@ def _f(default: Any = dataclasses.MISSING, *, doc: str = "", lo=None, hi=None, c
 
 
 DATASETS = ("mnist", "digits", "torchvision-mnist", "fashion-mnist", "cifar10", "folder")
-MODEL_KINDS = ("ddpm", "cond_ddpm", "vpsde", "vae", "t2i")
+#: the model families and the kinds each serves (unlearn.families registers one family per
+#: entry; a test checks that the two agree)
+MODEL_FAMILIES = {"image": ("ddpm", "cond_ddpm", "vpsde", "vae"), "t2i": ("t2i",)}
+MODEL_KINDS = tuple(k for kinds in MODEL_FAMILIES.values() for k in kinds)
 T2I_TRAIN = ("unet", "cross_attn", "lora")
 
 

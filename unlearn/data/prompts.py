@@ -24,6 +24,9 @@ from unlearn.data.captions import DIGIT_WORDS, AttributeThresholds, concept_of
 from unlearn.data.datasets import ImageData
 from unlearn.data.forget import ForgetSplit
 
+#: model kinds whose forget specs are prompts (the t2i family's kinds; a test checks it)
+PROMPT_KINDS = ("t2i",)
+
 
 @dataclass(frozen=True)
 class Memorised:
@@ -254,14 +257,21 @@ def _swap_digits(text: str, a: int, b: int) -> str:
 
 
 def instance_forget(forget: ForgetConfig, kind: str, c: int) -> ForgetConfig:
-    """The forget spec of env / bench instance ``c``: class ``c`` for the image families; on
-    ``t2i`` the digit concept ``c``: every prompt of the spec (forget prompts, paraphrases,
-    retain prompts, anchor) with the configured concept's digit and ``c`` exchanged, so the
-    instance keeps the config's templates and a retain prompt naming ``c`` now names the
-    configured digit ("seven" with retain "... two" → instance 2: "... two" prompts, retain
-    "... seven")."""
-    if kind != "t2i":
+    """The forget spec of env / bench instance ``c`` for a model of ``kind``: class ``c``, or
+    for a prompt-conditioned kind :func:`concept_instance_forget`. Drivers ask the model
+    family instead (``family_of(cfg).instance_forget``); this form is kept for callers that
+    hold only the kind."""
+    if kind not in PROMPT_KINDS:
         return dataclasses.replace(forget, classes=(c,))
+    return concept_instance_forget(forget, c)
+
+
+def concept_instance_forget(forget: ForgetConfig, c: int) -> ForgetConfig:
+    """The forget spec of the digit concept ``c``: every prompt of the spec (forget prompts,
+    paraphrases, retain prompts, anchor) with the configured concept's digit and ``c``
+    exchanged, so the instance keeps the config's templates and a retain prompt naming ``c``
+    now names the configured digit ("seven" with retain "... two" → instance 2: "... two"
+    prompts, retain "... seven")."""
     found = concept_of(forget.concept) if not forget.caption.strip() else None
     if found is None or found[0] != "digit":
         raise ConfigError(

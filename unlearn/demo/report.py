@@ -14,8 +14,6 @@ from unlearn.console import table
 from unlearn.metrics import EvalResult
 from unlearn.runtime import ProgressFn, no_progress
 
-#: the text-to-image evaluation's columns
-T2I_TABLE_KEYS = ("concept_rate", "paraphrase_concept_rate", "retain_accuracy", "fid")
 TABLE_KEYS = (
     "forget_rate",
     "fid",
@@ -29,8 +27,9 @@ TABLE_KEYS = (
 
 def eval_table(results: dict[str, EvalResult], title: str = "evaluation") -> Table:
     keys = TABLE_KEYS
-    if results and all(hasattr(r, "concept_rate") for r in results.values()):
-        keys = T2I_TABLE_KEYS
+    shown = {r.table_keys for r in results.values()}
+    if len(shown) == 1:  # one family's results: its own columns
+        keys = shown.pop()
     rows = [[name, *[getattr(r, k) for k in keys]] for name, r in results.items()]
     return table(title, ["run", *keys], rows)
 

@@ -1,5 +1,6 @@
 """Env instances: which class to forget, with which seed (DACBench-style instance sets).
-On ``t2i`` an instance is a digit concept (:func:`~unlearn.data.prompts.instance_forget`).
+The model family decides what an instance is (a class; on ``t2i`` a digit concept) and how
+the task is re-targeted at it (:class:`~unlearn.families.base.Family`).
 
 The forget split, its evaluation data and the base model's evaluation depend only on the
 class, so they are built once per class (from the data the env's one
@@ -14,10 +15,9 @@ import dataclasses
 from dataclasses import dataclass
 
 from unlearn.config import Config, ConfigError
-from unlearn.data import ForgetSplit
-from unlearn.data.prompts import instance_forget
-from unlearn.metrics import EvalData, EvalResult
-from unlearn.task import ForgetTask, retarget
+from unlearn.families import InstanceData, family_of
+from unlearn.metrics import EvalResult
+from unlearn.task import ForgetTask
 from unlearn.unlearner import Unlearner
 
 
@@ -37,13 +37,8 @@ class InstanceBank:
         self.cfg = cfg
         self.unlearner = unlearner
         self.task = task
-        self.t2i = cfg.model.kind == "t2i"
-        if self.t2i:
-            from unlearn.data.captions import DIGIT_WORDS
-
-            present = list(range(len(DIGIT_WORDS)))
-        else:
-            present = sorted(int(c) for c in task.splits.train.labels.unique() if int(c) >= 0)
+        self.family = family_of(cfg)
+        present = self.family.instance_classes(task)
         for name in ("train_instances", "test_instances"):
             bad = [c for c in getattr(cfg.env, name) if c not in present]
             if bad:
@@ -53,23 +48,19 @@ class InstanceBank:
         if not cfg.env.train_instances:
             raise ConfigError("env.train_instances: at least one class is needed")
         self.present = present
-        self._data: dict[int, tuple[ForgetSplit, EvalData]] = {}
+        #: each instance's split and evaluation data (and, for a prompted family, the prompt
+        #: table its split's labels index)
+        self._data: dict[int, InstanceData] = {}
         self._base: dict[int, EvalResult] = {}
         self._probe: dict[int, float] = {}
-        #: t2i: each instance's prompt table (its split's labels are ids into it) and anchor
-        self._tables: dict[int, tuple[list[str], int]] = {}
         self.current: int | None = None
         first = cfg.env.train_instances[0]
-        if self.t2i:
-            # the unlearner was built on the first instance's concept (env_config)
-            for c in (*cfg.env.train_instances, *cfg.env.test_instances):
-                self._cfg_for(c)  # a non-digit concept fails here, before any episode
-            self._data[first] = (task.data.split, task.eval_data)
-            self._tables[first] = (list(task.model.prompts[1:]), task.model.anchor_id)
-            self.current = first
-        elif task.cfg.forget == self._cfg_for(first).forget:
-            # the unlearner was built on this split: no set_split at the first reset
-            self._data[first] = (task.split, task.eval_data)
+        for c in (*cfg.env.train_instances, *cfg.env.test_instances):
+            self._cfg_for(c)  # a spec the family cannot re-target fails here, before any episode
+        built = self.family.first_instance(task, self._cfg_for(first))
+        if built is not None:
+            # the unlearner was built on this instance: no set_split at the first reset
+            self._data[first] = built
             self.current = first
 
     def pool(self, split: str) -> tuple[int, ...]:
@@ -87,31 +78,22 @@ class InstanceBank:
         return c
 
     def _cfg_for(self, c: int) -> Config:
-        return dataclasses.replace(
-            self.cfg, forget=instance_forget(self.cfg.forget, self.cfg.model.kind, c)
-        )
+        return dataclasses.replace(self.cfg, forget=self.family.instance_forget(self.cfg.forget, c))
 
     def activate(self, c: int) -> None:
         """Point the unlearner at class ``c`` (no-op when it already is)."""
         if c == self.current:
             return
-        if c not in self._data and self.t2i:
-            from unlearn.t2i_task import retarget_t2i
-
-            t = retarget_t2i(self.task, self._cfg_for(c))
-            self._data[c] = (t.data.split, t.eval_data)
-            self._tables[c] = (list(t.model.prompts[1:]), t.model.anchor_id)
-        elif c not in self._data:
-            t = retarget(self.task, self._cfg_for(c), self.unlearner.model)
-            self._data[c] = (t.split, t.eval_data)
-        if self.t2i:
-            prompts, anchor = self._tables[c]
+        if c not in self._data:
+            self._data[c] = self.family.retarget(self.task, self._cfg_for(c), self.unlearner.model)
+        data = self._data[c]
+        if data.prompts is not None:  # labels are ids into this instance's prompt table
+            prompts, anchor = data.prompts
             model = self.unlearner.model
             if model.prompts[1:] != prompts:
                 model.set_prompts(prompts)
             model.anchor_id = anchor
-        split, eval_data = self._data[c]
-        self.unlearner.set_split(split, eval_data)
+        self.unlearner.set_split(data.split, data.eval_data)
         self.current = c
 
     def base_eval(self, c: int) -> EvalResult:

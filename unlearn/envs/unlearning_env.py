@@ -12,8 +12,8 @@ import gymnasium as gym
 import numpy as np
 
 from unlearn.config import AgentConfig, Config, ConfigError, check_residual, from_mapping
-from unlearn.data.prompts import instance_forget
 from unlearn.envs.instances import Instance, InstanceBank
+from unlearn.families import family_of
 from unlearn.observation import (
     ObservationBuilder,
     action_names,
@@ -54,7 +54,7 @@ def env_config(cfg: Config) -> Config:
 
     ``unlearn.eval_every`` is switched off because the env measures the proxies itself,
     once per decision; the first train instance becomes the task's forget spec (its class,
-    or on t2i its digit concept: :func:`~unlearn.data.prompts.instance_forget`);
+    or on t2i its digit concept: the family's ``instance_forget``);
     the configured agent is replaced by a static one (the env's action is λ, and a learning
     agent's regulariser must not enter the loss).
     """
@@ -66,7 +66,7 @@ def env_config(cfg: Config) -> Config:
             cfg.unlearn, steps=e.decisions * e.steps_per_decision, eval_every=0
         ),
         eval=dataclasses.replace(cfg.eval, num_samples=e.final_eval_samples),
-        forget=instance_forget(cfg.forget, cfg.model.kind, e.train_instances[0])
+        forget=family_of(cfg).instance_forget(cfg.forget, e.train_instances[0])
         if e.train_instances
         else cfg.forget,
     )

@@ -12,19 +12,23 @@ from collections.abc import Sequence
 
 import torch
 
+from unlearn.models.io import is_prompted
+from unlearn.models.vae import ConvVAE
 from unlearn.types import Batch
 
 DIFFUSION = ("ddpm", "cond_ddpm", "vpsde")
 ALL_FAMILIES = (*DIFFUSION, "vae")
 
 
-def kind_of(model: torch.nn.Module) -> str:
-    """The model family (``ddpm``, ``cond_ddpm``, ``vpsde``, ``vae``) or the class name."""
+def kind_name(model: torch.nn.Module) -> str:
+    """The model's kind (``ddpm``, ``cond_ddpm``, ``vpsde``, ``vae``, ``t2i``) or its class
+    name, for messages; whether a model is a pipeline is :func:`~unlearn.models.is_prompted`."""
     return str(getattr(model, "kind", type(model).__name__))
 
 
 def is_vae(model: torch.nn.Module) -> bool:
-    return kind_of(model) == "vae"
+    """The VAE trains on its ELBO, not on a denoising loss."""
+    return isinstance(model, ConvVAE)
 
 
 def randn(shape: Sequence[int], g: torch.Generator, like: torch.Tensor) -> torch.Tensor:
@@ -95,8 +99,8 @@ class FrozenT2I:
 
 def frozen_denoiser(model: torch.nn.Module):
     """The frozen pretrained reference the anchor-based methods compare against: anything
-    with ``eps(x_t, t, labels)``; a :class:`FrozenT2I` for ``t2i``, else a whole copy."""
-    return FrozenT2I(model) if kind_of(model) == "t2i" else frozen_copy(model)
+    with ``eps(x_t, t, labels)``; a :class:`FrozenT2I` for a pipeline, else a whole copy."""
+    return FrozenT2I(model) if is_prompted(model) else frozen_copy(model)
 
 
 def sq_err(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

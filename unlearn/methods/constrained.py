@@ -19,12 +19,12 @@ from unlearn.methods.common import (
     DIFFUSION,
     as_lam,
     frozen_denoiser,
-    kind_of,
     model_labels,
     randn,
     sq_err,
 )
 from unlearn.methods.options import Opt
+from unlearn.models import is_prompted
 from unlearn.types import Batch, LossTerms
 
 TARGETS = ("forward_kl", "reverse_kl", "likelihood")
@@ -137,7 +137,7 @@ class Constrained(UnlearningMethod):
         a_t = model.add_noise(a, t_f, eps_f)
         y_f = model_labels(model, forget.labels)
         pred_f = model.eps(a_t, t_f, y_f)
-        t2i_score = target == "reverse_kl" and kind_of(model) == "t2i"
+        t2i_score = target == "reverse_kl" and is_prompted(model)
         with torch.no_grad():
             if t2i_score:  # (a_t, c) and (a_t, ∅) in one frozen forward
                 null = torch.full_like(y_f, model.null_class)

@@ -19,12 +19,13 @@ from unlearn.methods.base import UnlearningMethod
 from unlearn.methods.common import (
     as_lam,
     frozen_denoiser,
-    kind_of,
+    kind_name,
     model_labels,
     per_sample_loss,
     randn,
 )
 from unlearn.methods.options import PREFIX, Opt
+from unlearn.models import is_prompted
 from unlearn.types import Batch, LossTerms
 
 DIVERGENCES = ("kl", "hellinger", "chi2", "amari")
@@ -118,13 +119,13 @@ class FDivergence(UnlearningMethod):
         self.anchor = frozen_denoiser(model)
 
     def _anchor_label(self, model: torch.nn.Module) -> int:
-        mode, t2i = self.options["anchor"], kind_of(model) == "t2i"
+        mode, t2i = self.options["anchor"], is_prompted(model)
         if mode == "auto":
             mode = "prompt" if t2i else "null"
         allowed = "auto, null, prompt" if t2i else "auto, null, class"
         if mode == ("class" if t2i else "prompt"):
             raise ConfigError(
-                f"{PREFIX}.anchor: {mode!r} is not allowed for model kind {kind_of(model)!r}; "
+                f"{PREFIX}.anchor: {mode!r} is not allowed for model kind {kind_name(model)!r}; "
                 f"expected one of {allowed}"
             )
         if mode == "null":

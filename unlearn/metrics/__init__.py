@@ -14,10 +14,12 @@ from unlearn.metrics.likelihood import nelbo_bpd
 from unlearn.metrics.outlier import outlier_distances, outlier_rate, save_distance_histogram
 from unlearn.metrics.plots import plot_lambda, plot_pareto
 from unlearn.metrics.proxies import ProxyBatch, proxy_losses
+from unlearn.metrics.result import ModelEvaluation
 
 __all__ = [
     "EvalData",
     "EvalResult",
+    "ModelEvaluation",
     "ProxyBatch",
     "confident_fraction",
     "coverage_kl",

@@ -24,7 +24,8 @@ from unlearn.metrics.fid import frechet_distance
 from unlearn.metrics.likelihood import nelbo_bpd
 from unlearn.metrics.outlier import outlier_rate as rate_near
 from unlearn.metrics.proxies import ProxyBatch, proxy_losses
-from unlearn.models import Classifier
+from unlearn.metrics.result import ModelEvaluation
+from unlearn.models import Classifier, is_prompted
 
 METRIC_KEYS = (
     "forget_rate",
@@ -36,6 +37,17 @@ METRIC_KEYS = (
     "nelbo_bpd",
     "pul",
     "outlier_rate",
+)
+
+#: the columns of a results table of an image model
+TABLE_KEYS = (
+    "forget_rate",
+    "fid",
+    "coverage_kl",
+    "confident",
+    "proxy_retain",
+    "proxy_forget",
+    "nelbo_bpd",
 )
 
 
@@ -56,6 +68,21 @@ class EvalResult:
     nelbo_bpd: float
     pul: float | None = None
     outlier_rate: float | None = None
+
+    @property
+    def primary_name(self) -> str:
+        """``outlier_rate`` for a memorised outlier alone (the forget rate is then that
+        rate), else ``forget_rate``."""
+        alone = self.outlier_rate is not None and not self.forget_classes
+        return "outlier_rate" if alone else "forget_rate"
+
+    @property
+    def primary_rate(self) -> float:
+        return self.forget_rate
+
+    @property
+    def table_keys(self) -> tuple[str, ...]:
+        return TABLE_KEYS
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -135,9 +162,11 @@ def evaluate(
     data: EvalData,
     base_forget_rate: float | None = None,
     samples: torch.Tensor | None = None,
-) -> tuple[EvalResult, torch.Tensor]:
-    """Sample, classify and score; returns the result and the samples (for grids)."""
-    if getattr(model, "kind", None) == "t2i":
+) -> tuple[ModelEvaluation, torch.Tensor]:
+    """Sample, classify and score; returns the result and the samples (for grids). A
+    pipeline's result is its family's (:class:`~unlearn.metrics.t2i.T2IEvalResult`); every
+    result satisfies :class:`~unlearn.metrics.result.ModelEvaluation`."""
+    if is_prompted(model):
         from unlearn.metrics.t2i import evaluate_t2i
 
         return evaluate_t2i(model, classifier, cfg, data)

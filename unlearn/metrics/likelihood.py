@@ -17,7 +17,7 @@ _BIN = math.log(2 / 256)
 
 def _at_index(model: DiffusionModel, x: torch.Tensor, idx: int) -> torch.Tensor:
     t = torch.full((x.shape[0],), idx, device=x.device, dtype=torch.long)
-    if model.kind == "vpsde":
+    if model.continuous_time:
         return model.eps(x, t.float() / (model.num_timesteps - 1))
     return model.eps(x, t)
 

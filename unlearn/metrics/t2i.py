@@ -32,6 +32,9 @@ T2I_METRIC_KEYS = (
     "proxy_forget",
 )
 
+#: the columns of a results table of a text-to-image model
+T2I_TABLE_KEYS = ("concept_rate", "paraphrase_concept_rate", "retain_accuracy", "fid")
+
 
 @dataclass(frozen=True)
 class T2IEvalData:
@@ -71,6 +74,18 @@ class T2IEvalResult:
     def forget_rate(self) -> float:
         """The concept rate, under the name the drivers use for every family."""
         return self.concept_rate
+
+    @property
+    def primary_name(self) -> str:
+        return "concept_rate"
+
+    @property
+    def primary_rate(self) -> float:
+        return self.concept_rate
+
+    @property
+    def table_keys(self) -> tuple[str, ...]:
+        return T2I_TABLE_KEYS
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

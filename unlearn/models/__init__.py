@@ -3,7 +3,7 @@
 from unlearn.models.build import build_model
 from unlearn.models.classifier import Classifier
 from unlearn.models.diffusion import DiffusionModel, NoiseLevel, build_unet, make_scheduler
-from unlearn.models.io import ModelLoadError, check_compatible, load_model, save_model
+from unlearn.models.io import ModelLoadError, check_compatible, is_prompted, load_model, save_model
 from unlearn.models.vae import ConvVAE, VAEOutput
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "build_model",
     "build_unet",
     "check_compatible",
+    "is_prompted",
     "load_model",
     "make_scheduler",
     "save_model",

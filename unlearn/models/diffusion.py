@@ -142,6 +142,11 @@ class DiffusionModel(Denoiser, nn.Module):
     def null_class(self) -> int:
         return self.num_classes
 
+    @property
+    def continuous_time(self) -> bool:
+        """The VP-SDE's timesteps are floats in (0, 1]; the DDPMs' are integers."""
+        return self.kind == "vpsde"
+
     # -- noise schedule --------------------------------------------------------------------
     def sample_t(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Random timesteps: integers for DDPMs, floats in (0, 1] for the VP-SDE."""

@@ -34,10 +34,16 @@ class ModelLoadError(ConfigError):
     """A model directory that is missing, incomplete or corrupted."""
 
 
+def is_prompted(model: object) -> bool:
+    """Whether ``model`` is a prompt-conditioned pipeline (its own ``prompted`` flag): the one
+    question code below the model families asks about what a model is."""
+    return bool(getattr(model, "prompted", False))
+
+
 def save_model(model: torch.nn.Module, path: str | Path) -> Path:
     """Write a diffusion model, VAE or classifier to ``path`` (replaced atomically)."""
     path = Path(path).resolve()
-    if getattr(model, "kind", None) == "t2i":
+    if is_prompted(model):
         from unlearn.models.t2i import save_t2i
 
         return save_t2i(model, path, merge_lora=model.lora_merge)
@@ -111,9 +117,9 @@ def load_model(path: str | Path) -> torch.nn.Module:
         raise ModelLoadError(f"model: directory {str(p)!r} does not exist")
     if not p.is_dir():
         raise ModelLoadError(f"model: {str(p)!r} is not a directory")
-    if (p / "model_index.json").is_file():  # a text-to-image pipeline
-        from unlearn.models.t2i import load_t2i
+    from unlearn.models.t2i.io import is_pipeline_dir, load_t2i
 
+    if is_pipeline_dir(p):  # a text-to-image pipeline
         return load_t2i(p)
     if (p / META).is_file():
         meta = _read_json(p / META)

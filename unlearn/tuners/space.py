@@ -265,14 +265,14 @@ def _build_plugins(cfg: Config) -> None:
     from types import SimpleNamespace
 
     from unlearn.agents import get_agent
+    from unlearn.families import family_of
     from unlearn.methods import check_compatible, get_method
     from unlearn.task import policy_store
 
     get_agent(cfg.agent, default_lam=cfg.method.lam, store=policy_store(cfg))
     kind = cfg.model.kind
-    check_compatible(
-        get_method(cfg.method), SimpleNamespace(kind=kind, conditional=kind in ("cond_ddpm", "t2i"))
-    )
+    conditional = kind in family_of(cfg).conditional_kinds
+    check_compatible(get_method(cfg.method), SimpleNamespace(kind=kind, conditional=conditional))
 
 
 def to_dict(space: SearchSpace) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from unlearn.config import Config, ConfigError, from_mapping
+from unlearn.families import family_of
 from unlearn.runtime import ProgressFn, init_ray, no_progress
 from unlearn.tuners.artifacts import finish, parent_run
 from unlearn.tuners.options import SweepOptions, check_options, check_pretrained, check_tracking
@@ -61,7 +62,7 @@ def run_sweep(
             **{**meta["options"], "resume": True, "name": path.name, "address": opts.address}
         )
     validate_space(space, cfg)
-    if cfg.tune.objective == "attacked_forget_rate" and cfg.model.kind == "t2i":
+    if cfg.tune.objective == "attacked_forget_rate" and not family_of(cfg).attacked_rate:
         raise ConfigError(
             "tune.objective: attacked_forget_rate needs an image model (ddpm, cond_ddpm, "
             "vpsde, vae); use tune.objective=forget_rate on t2i"

@@ -41,6 +41,7 @@ def quiet_hub() -> None:
 
 
 def is_pipeline_dir(p: Path) -> bool:
+    """Whether ``p`` holds a diffusers pipeline (its ``model_index.json``)."""
     return (p / "model_index.json").is_file()
 
 

@@ -33,6 +33,9 @@ class T2IModel(Denoiser, nn.Module):
     """
 
     kind = "t2i"
+    #: conditioned on prompts (labels are prompt ids): what :func:`~unlearn.models.is_prompted`
+    #: asks of a model
+    prompted = True
     conditional = True
     null_class = 0
 

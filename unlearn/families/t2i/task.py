@@ -37,9 +37,10 @@ def pipeline_dir(cfg: Config) -> Path:
     """``model.pretrained``, else the cached or shipped pipeline of this config."""
     if cfg.model.pretrained:
         return Path(cfg.model.pretrained).expanduser()
-    from unlearn.pretrain import locate
+    from unlearn.families.store import locate
+    from unlearn.families.t2i.pretrain import t2i_model_key
 
-    m, _ = locate(cfg)
+    m, _ = locate(cfg, t2i_model_key(cfg))
     if m is None:
         raise ConfigError(
             "model: no pretrained text-to-image pipeline for this config; set "
@@ -131,10 +132,11 @@ def retarget_t2i(task: T2ITask, cfg: Config) -> T2ITask:
 
 
 def _classifier(cfg: Config) -> torch.nn.Module:
+    from unlearn.families.store import locate
+    from unlearn.families.t2i.pretrain import t2i_model_key
     from unlearn.models import load_model
-    from unlearn.pretrain import locate
 
-    _, c = locate(cfg)
+    _, c = locate(cfg, t2i_model_key(cfg))
     if c is None:
         raise ConfigError(
             "classifier: no evaluation classifier for this data config; run "

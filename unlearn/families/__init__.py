@@ -1,0 +1,101 @@
+"""Model families behind one protocol: the one way to ask what kind of model a config, a
+saved directory or a loaded model holds.
+
+:data:`FAMILIES` maps each family's name to its implementation of
+:class:`~unlearn.families.base.Family`; :func:`family_of` (a config),
+:func:`family_of_dir` (a saved model directory) and :func:`family_of_model` (a loaded
+model) all answer through it. Adding a family is a folder under ``families/`` and one line
+here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from unlearn.config import Config, ConfigError
+from unlearn.families.base import EvalReport, Family, InstanceData, Setup, check_result
+from unlearn.families.image import IMAGE
+from unlearn.families.t2i import T2I
+
+if TYPE_CHECKING:
+    from unlearn.metrics.result import ModelEvaluation
+
+#: every family by name; the kinds each serves are its ``kinds``
+FAMILIES: dict[str, Family] = {
+    IMAGE.name: IMAGE,
+    T2I.name: T2I,
+}
+
+
+def families_text() -> str:
+    """``image (ddpm, cond_ddpm, vpsde, vae), t2i (t2i)``: the families and their kinds."""
+    return ", ".join(f"{n} ({', '.join(f.kinds)})" for n, f in FAMILIES.items())
+
+
+def family_of_kind(kind: str) -> Family:
+    """The family serving ``model.kind = kind``; ConfigError naming the families otherwise."""
+    for family in FAMILIES.values():
+        if kind in family.kinds:
+            return family
+    raise ConfigError(f"model.kind: {kind!r} is not allowed; expected one of {families_text()}")
+
+
+def family_of(cfg: Config) -> Family:
+    """The family of ``cfg.model.kind``."""
+    return family_of_kind(cfg.model.kind)
+
+
+def family_of_dir(path: str | Path) -> Family | None:
+    """The family whose saved model ``path`` holds, or None when none recognises it."""
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        return None
+    for family in FAMILIES.values():
+        if family.owns_dir(p):
+            return family
+    return None
+
+
+def family_of_model(model: torch.nn.Module) -> Family | None:
+    """The family of a loaded model, or None (a classifier, a bare module)."""
+    for family in FAMILIES.values():
+        if family.owns_model(model):
+            return family
+    return None
+
+
+def result_from_dict(d: dict) -> ModelEvaluation:
+    """A result of any family back from its ``to_dict``: the family whose result type has
+    every key of ``d`` as a field and every field without a default among the keys."""
+    import dataclasses
+
+    keys = set(d)
+    for family in FAMILIES.values():
+        fields = dataclasses.fields(family.result_type)
+        required = {
+            f.name
+            for f in fields
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }
+        if required <= keys <= {f.name for f in fields}:
+            return family.result_from_dict(d)
+    raise ValueError(f"no family's result has the fields {sorted(d)}")
+
+
+__all__ = [
+    "FAMILIES",
+    "EvalReport",
+    "Family",
+    "InstanceData",
+    "Setup",
+    "check_result",
+    "families_text",
+    "family_of",
+    "family_of_dir",
+    "family_of_kind",
+    "family_of_model",
+    "result_from_dict",
+]
