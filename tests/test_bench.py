@@ -7,20 +7,17 @@ import dataclasses
 import json
 import math
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import REPO, cli
 
 from unlearn.bench import BenchOptions, Cell, RunRecord, mean_ci, run_bench, summarize, welch_p
 from unlearn.bench.perf import run_perf
 from unlearn.bench.report import DIST, matrix_line, summary_rows, update_readme
 from unlearn.config import ConfigError, load_config
 
-REPO = Path(__file__).resolve().parents[1]
 T975 = {1: 12.706204736174705, 2: 4.302652729911275}  # t quantiles, from tables
-UNLEARN = Path(sys.executable).with_name("unlearn")
 README = "# project\n\nintro\n<!-- results:start -->\nold table\n<!-- results:end -->\noutro\n"
 
 
@@ -134,7 +131,6 @@ def test_bench_matrix_report_mlflow_resume_readme(tiny_workdir: Path, tmp_path: 
 
 def test_cli_unknown_method_exits_2_with_one_line(tmp_path: Path) -> None:
     cmd = [
-        str(UNLEARN),
         "bench",
         "--config",
         str(REPO / "configs" / "tiny.yaml"),
@@ -143,7 +139,7 @@ def test_cli_unknown_method_exits_2_with_one_line(tmp_path: Path) -> None:
         "--methods",
         "siss,bogus",
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    proc = cli(*cmd, timeout=120)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
