@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench format clean
+.PHONY: install demo test test-fast lint bench format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest tests --durations=25
+
+# the edit-test loop: unit and contract tests, no Ray cluster, no MLflow server, nothing slow
+test-fast: install
+	$(BIN)/python -m pytest tests -m "not integration and not slow" --durations=10
 
 lint: install
 	$(BIN)/ruff check .

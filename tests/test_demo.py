@@ -24,6 +24,7 @@ def demo(work: Path, out: Path, *extra: str):
     return cli("demo", *config, "--out", str(out), *extra, timeout=900)
 
 
+@pytest.mark.slow
 def test_demo_default_parts_write_the_report(tiny_workdir: Path, tmp_path: Path):
     work = tmp_path / "work"
     shutil.copytree(tiny_workdir / "pretrained", work / "pretrained")
@@ -103,6 +104,7 @@ def test_demo_bad_input_is_one_line_before_any_work(
     assert not out.exists()  # refused before any work
 
 
+@pytest.mark.integration
 def test_demo_opt_in_parts(tiny_workdir: Path, tmp_path: Path):
     work = tmp_path / "work"
     shutil.copytree(tiny_workdir / "pretrained", work / "pretrained")

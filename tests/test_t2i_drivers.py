@@ -72,6 +72,7 @@ def test_t2i_search_parameter_the_method_does_not_take_exits_2(tmp_path, saved_p
     assert not (tmp_path / "tune").exists()
 
 
+@pytest.mark.integration
 def test_tune_sweeps_t2i_methods_lora_rank_and_agents(t2i_workdir, tmp_path):
     import ray
 
