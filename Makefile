@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench format clean docs
+.PHONY: install demo test lint bench format clean docs test-fast
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: install
 docs: install
 	$(BIN)/python -m unlearn.bench.pages --check
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# the edit-test loop: unit and contract tests, no Ray cluster, no MLflow server, nothing slow
+test-fast: install
+	$(BIN)/python -m pytest tests -m "not integration and not slow" --durations=10
 
 lint: install
 	$(BIN)/ruff check .

@@ -7,31 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import TINY, share_pretrained, t2i_cfg
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 REPO = Path(__file__).resolve().parents[1]
-
-TINY = [
-    "data.name=digits",
-    "data.resolution=8",
-    "model.block_out_channels=[8,16]",
-    "model.norm_num_groups=4",
-    "model.attention=false",
-    "model.num_train_timesteps=100",
-    "pretrain.steps=30",
-    "pretrain.checkpoint_every=10",
-    "pretrain.classifier_steps=150",
-    "eval.num_samples=60",
-    "eval.sampler_steps=4",
-    "eval.proxy_batch=16",
-    "eval.elbo_timesteps=5",
-    "unlearn.steps=6",
-    "unlearn.batch_size=8",
-    "forget.classes=[3]",
-    "tracking.enabled=false",
-]
 
 
 @pytest.fixture
@@ -65,29 +46,46 @@ def tiny_workdir(tmp_path_factory) -> Path:
     return wd
 
 
+@pytest.fixture(scope="session")
+def t2i_pretrained(tmp_path_factory) -> Path:
+    """A workdir holding the tiny text-to-image pipeline and its classifier, trained once per
+    session. Shared and read-only (its files are write-protected): a test that changes the
+    pipeline changes ``t2i_pipeline_copy``."""
+    from unlearn.pretrain import pretrain
+
+    wd = tmp_path_factory.mktemp("t2i-pretrained")
+    pretrain(t2i_cfg(workdir=wd))
+    for f in (wd / "pretrained").rglob("*"):
+        if f.is_file():
+            f.chmod(0o444)
+    return wd
+
+
+@pytest.fixture(scope="module")
+def t2i_workdir(tmp_path_factory, t2i_pretrained: Path) -> Path:
+    """A module's own workdir (runs, evaluations, reports) over the session's tiny pipeline."""
+    return share_pretrained(tmp_path_factory.mktemp("t2i-work"), t2i_pretrained)
+
+
+@pytest.fixture
+def t2i_pipeline_copy(t2i_pretrained: Path, tmp_path: Path) -> Path:
+    """A fresh, writable copy of the session's tiny pipeline folder (for a test to change)."""
+    import shutil
+
+    (pipeline,) = (t2i_pretrained / "pretrained").glob("t2i-*")
+    out = shutil.copytree(pipeline, tmp_path / "pipeline-copy")
+    for f in out.rglob("*"):
+        if f.is_file():
+            f.chmod(0o644)
+    return out
+
+
 @pytest.fixture
 def tiny_ready(tiny_workdir: Path):
     """Tiny config whose base model and classifier already exist (shared, read-only)."""
     from unlearn.config import load_config
 
     return load_config(None, [*TINY, f"workdir={tiny_workdir}"])
-
-
-def tiny_model(kind: str) -> torch.nn.Module:
-    """A seeded tiny model of ``kind`` (8x8, one channel, 10 classes), built from config."""
-    from unlearn.config import ModelConfig
-    from unlearn.models import build_model
-
-    torch.manual_seed(0)
-    cfg = ModelConfig(
-        kind=kind,
-        block_out_channels=(8, 16),
-        norm_num_groups=4,
-        attention=False,
-        num_train_timesteps=100,
-        latent_channels=2,
-    )
-    return build_model(cfg, channels=1, resolution=8, num_classes=10)
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, tiny_model
-from test_cli import cli
+from helpers import TINY, cli, tiny_model
 
 AUDIT_TINY = [
     "audit.relearn_steps=4",

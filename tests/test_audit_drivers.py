@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import TINY
+from helpers import TINY
 
 from unlearn.config import ConfigError, load_config
 

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import T2I_TINY, cli, share_pretrained, t2i_cfg, tiny_pipeline
 
-from tests.test_cli import cli
-from tests.test_t2i import T2I_TINY, t2i_cfg, tiny_pipeline
 from unlearn.config import ConfigError
 
 AUDIT = [
@@ -34,14 +33,12 @@ def _sets(*overrides: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def unlearned_t2i(tmp_path_factory) -> tuple[Path, Path, list[str]]:
-    """The tiny pipeline pretrained, then ESD-unlearned by ``unlearn run`` (the run output)."""
-    from unlearn.pretrain import pretrain
+def unlearned_t2i(tmp_path_factory, t2i_pretrained) -> tuple[Path, Path, list[str]]:
+    """The session's tiny pipeline, ESD-unlearned by ``unlearn run`` (the run output)."""
     from unlearn.run import run
 
-    wd = tmp_path_factory.mktemp("t2i-audit")
+    wd = share_pretrained(tmp_path_factory.mktemp("t2i-audit"), t2i_pretrained)
     cfg = t2i_cfg(*AUDIT, workdir=wd)
-    pretrain(cfg)
     res = run(cfg, evaluate=False)
     (wd / "defaults.yaml").write_text("{}\n")
     args = ["--config", str(wd / "defaults.yaml"), *_sets(*T2I_TINY, *AUDIT, f"workdir={wd}")]
@@ -111,15 +108,14 @@ def test_inversion_trains_one_new_token_only():
     assert torch.equal(inv2.text_encoder.get_input_embeddings().weight, w)
 
 
-def test_bad_pipeline_audits_fail_before_writing(unlearned_t2i, tmp_path):
+def test_bad_pipeline_audits_fail_before_writing(unlearned_t2i, t2i_pipeline_copy, tmp_path):
     from unlearn.audit import run_audit
 
     wd, model_dir, args = unlearned_t2i
     cfg = t2i_cfg(*AUDIT, workdir=wd)
     out = tmp_path / "never"
     base = next((wd / "pretrained").glob("t2i-*"))
-    no_text = tmp_path / "no-text"
-    shutil.copytree(base, no_text)
+    no_text = t2i_pipeline_copy
     shutil.rmtree(no_text / "text_encoder")
     cases = [
         (cfg, base, None, "is not an unlearning output"),  # a pipeline, not a run output

@@ -8,20 +8,17 @@ import dataclasses
 import json
 import math
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import REPO, cli
 
 from unlearn.bench import BenchOptions, Cell, RunRecord, mean_ci, run_bench, summarize, welch_p
 from unlearn.bench.perf import run_perf
 from unlearn.bench.report import DIST, check_publish, matrix_line, summary_rows
 from unlearn.config import ConfigError, load_config
 
-REPO = Path(__file__).resolve().parents[1]
 T975 = {1: 12.706204736174705, 2: 4.302652729911275}  # t quantiles, from tables
-UNLEARN = Path(sys.executable).with_name("unlearn")
 
 
 def _child_runs(client, exp_id: str, parent: str) -> list:
@@ -137,7 +134,6 @@ def test_bench_matrix_report_mlflow_resume_publish(tiny_workdir: Path, tmp_path:
 
 def test_cli_unknown_method_exits_2_with_one_line(tmp_path: Path) -> None:
     cmd = [
-        str(UNLEARN),
         "bench",
         "--config",
         str(REPO / "configs" / "tiny.yaml"),
@@ -146,7 +142,7 @@ def test_cli_unknown_method_exits_2_with_one_line(tmp_path: Path) -> None:
         "--methods",
         "siss,bogus",
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    proc = cli(*cmd, timeout=120)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr

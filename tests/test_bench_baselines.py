@@ -5,30 +5,23 @@ classes (winners run held out, compute reported), and the one-line errors — th
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import REPO, cli
 
 from unlearn.bench import BenchOptions
 from unlearn.bench.matrix import Cell, cell_config, plan
 from unlearn.config import load_config
 
-REPO = Path(__file__).resolve().parents[1]
-UNLEARN = Path(sys.executable).with_name("unlearn")
 TINY = str(REPO / "configs" / "tiny.yaml")
-
-
-def _cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([str(UNLEARN), *args], capture_output=True, text=True, timeout=timeout)
 
 
 def test_tune_baselines_searches_train_classes_and_runs_the_winners_held_out(
     tiny_workdir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "report"
-    proc = _cli(
+    proc = cli(
         "bench",
         "--config",
         TINY,
@@ -53,6 +46,7 @@ def test_tune_baselines_searches_train_classes_and_runs_the_winners_held_out(
         "--out",
         str(out),
         "--json",
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(proc.stdout)
@@ -81,7 +75,7 @@ def test_one_trial_search_keeps_the_configured_baselines_and_checks_can_be_off(
     """The search's first trial is the configured baseline (a 1-trial search returns it);
     ``bench.check_every=0`` leaves only the base and final forget rates in a run's checks
     while the agents still see proxies every ``unlearn.eval_every`` steps."""
-    proc = _cli(
+    proc = cli(
         "bench",
         "--config",
         TINY,
@@ -92,6 +86,7 @@ def test_one_trial_search_keeps_the_configured_baselines_and_checks_can_be_off(
         *("--set", "bench.decay={start: 0.7, end: 0.1, scale: 0.3}"),
         *("--methods", "siss", "--agents", "static,decay", "--seeds", "1"),
         *("--tune-baselines", "1", "--out", str(tmp_path / "report"), "--json"),
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(proc.stdout)
@@ -191,7 +186,7 @@ def test_rows_run_each_method_under_its_own_agents_only(tiny_workdir: Path) -> N
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, fragment, tmp_path: Path) -> None:
-    proc = _cli(args[0], "--config", TINY, "--set", f"workdir={tmp_path}", *args[1:], timeout=120)
+    proc = cli(args[0], "--config", TINY, "--set", f"workdir={tmp_path}", *args[1:], timeout=120)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0], proc.stderr

@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-UNLEARN = str(Path(sys.executable).with_name("unlearn"))
-
-
-def cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run(
-        [UNLEARN, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout
-    )
+from helpers import REPO, UNLEARN, clean_env, cli
 
 
 def test_help_lists_commands_and_imports_nothing_heavy():
@@ -50,7 +39,7 @@ def test_every_command_explains_itself():
     tree = command_tree()
     assert {"pretrain", "eval", "run", "runs", "demo"} <= {p[0] for p, _ in tree}
     assert ["rl", "train"] in [p for p, _ in tree]  # sub-commands are walked too
-    env = {**os.environ, "COLUMNS": "200"}
+    env = clean_env()
     # all at once: the help texts are independent, and the suite stays as fast as before
     procs = [
         (

@@ -11,40 +11,20 @@ run); the reports, and MLflow runs in the embedded store.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-UNLEARN = str(Path(sys.executable).with_name("unlearn"))
+from helpers import REPO, cli
 
 
 def demo(work: Path, out: Path, *extra: str):
-    env = {**os.environ, "COLUMNS": "200"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run(
-        [
-            UNLEARN,
-            "demo",
-            "--config",
-            str(REPO / "configs/tiny.yaml"),
-            "--set",
-            f"workdir={work}",
-            "--out",
-            str(out),
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-    )
+    config = ["--config", str(REPO / "configs/tiny.yaml"), "--set", f"workdir={work}"]
+    return cli("demo", *config, "--out", str(out), *extra, timeout=900)
 
 
+@pytest.mark.slow
 def test_demo_default_parts_write_the_report(tiny_workdir: Path, tmp_path: Path):
     work = tmp_path / "work"
     shutil.copytree(tiny_workdir / "pretrained", work / "pretrained")
@@ -124,6 +104,7 @@ def test_demo_bad_input_is_one_line_before_any_work(
     assert not out.exists()  # refused before any work
 
 
+@pytest.mark.integration
 def test_demo_opt_in_parts(tiny_workdir: Path, tmp_path: Path):
     work = tmp_path / "work"
     shutil.copytree(tiny_workdir / "pretrained", work / "pretrained")

@@ -16,7 +16,7 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_model
+from helpers import tiny_model
 
 from unlearn.agents import StaticAgent, VariationalAgent
 from unlearn.config import MethodConfig, load_config

@@ -20,22 +20,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import REPO, clean_env, cli, free_port
 
-REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-UNLEARN = str(BIN / "unlearn")
 pytestmark = pytest.mark.integration
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MLFLOW_"))}
-    return {**env, "COLUMNS": "200", "OMP_NUM_THREADS": "1", **extra}
+#: the head and the clients run torch single-threaded (two CPUs for everything)
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +39,7 @@ def cluster():
     (tmp / "token").write_text(token)
     dash = free_port()
     env = clean_env(
+        **ONE_THREAD,
         RAY_AUTH_MODE="token",
         RAY_AUTH_TOKEN_PATH=str(tmp / "token"),
         PATH=f"{BIN}:{os.environ['PATH']}",
@@ -114,12 +107,14 @@ def cluster():
 
 
 def submit(cluster, *args: str, env: dict | None = None, timeout: int = 400):
-    e = env if env is not None else clean_env(RAY_AUTH_TOKEN_PATH=str(cluster["token_path"]))
-    return subprocess.run(
-        [UNLEARN, "submit", "--address", cluster["address"], *args],
-        capture_output=True,
-        text=True,
-        env=e,
+    """``unlearn submit`` to the module's head, with its token file unless ``env`` is given."""
+    extra = env if env is not None else {"RAY_AUTH_TOKEN_PATH": str(cluster["token_path"])}
+    return cli(
+        "submit",
+        "--address",
+        cluster["address"],
+        *args,
+        env={**ONE_THREAD, **extra},
         timeout=timeout,
     )
 
@@ -246,7 +241,7 @@ def test_submission_without_the_token_is_refused(cluster, tmp_path):
         "--",
         "echo",
         "hi",
-        env=clean_env(HOME=str(tmp_path)),
+        env={"HOME": str(tmp_path)},
     )
     assert r.returncode == 2 and "requires a token and none was found" in r.stderr
     # someone else's token
@@ -257,7 +252,7 @@ def test_submission_without_the_token_is_refused(cluster, tmp_path):
         "--",
         "echo",
         "hi",
-        env=clean_env(HOME=str(tmp_path), RAY_AUTH_TOKEN="0" * 64),
+        env={"HOME": str(tmp_path), "RAY_AUTH_TOKEN": "0" * 64},
     )
     assert r.returncode == 2 and "refused the token" in r.stderr
     # the server itself refuses, whatever the client does
@@ -276,19 +271,14 @@ def test_unreachable_address_fails_within_10s(tmp_path):
     try:
         for port in (free_port(), silent.getsockname()[1]):
             t0 = time.monotonic()
-            r = subprocess.run(
-                [
-                    UNLEARN,
-                    "submit",
-                    "--address",
-                    f"http://127.0.0.1:{port}",
-                    "--",
-                    "unlearn",
-                    "tune",
-                ],
-                capture_output=True,
-                text=True,
-                env=clean_env(),
+            r = cli(
+                "submit",
+                "--address",
+                f"http://127.0.0.1:{port}",
+                "--",
+                "unlearn",
+                "tune",
+                env=ONE_THREAD,
                 timeout=60,
             )
             assert time.monotonic() - t0 < 10

@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_model as tiny
+from helpers import tiny_model as tiny
 
 from unlearn.agents import VariationalAgent
 from unlearn.config import ConfigError, MethodConfig, with_overrides

@@ -4,18 +4,16 @@ an option under the wrong method refused with one line naming the method that ta
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import REPO, cli
 
 from unlearn.config import ConfigError, MethodConfig, load_config, with_overrides
 
-REPO = Path(__file__).resolve().parents[1]
 T2I = REPO / "configs" / "t2i_demo.yaml"
+ENV = {"OMP_NUM_THREADS": "1", "CI": "1"}
 
 
 def method(*sets: str, path: Path = T2I):
@@ -146,15 +144,6 @@ def test_a_method_option_may_not_take_a_mapping():
         register_method("bad", Bad)
 
 
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
-    env.update(OMP_NUM_THREADS="1", CI="1")
-    unlearn = Path(sys.executable).with_name("unlearn")
-    return subprocess.run(
-        [str(unlearn), *args], capture_output=True, text=True, cwd=cwd, timeout=600, env=env
-    )
-
-
 @pytest.mark.parametrize(
     "sets, fragment",
     [
@@ -164,7 +153,17 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 )
 def test_cli_wrong_method_option_exits_2_with_one_line(sets, fragment, tmp_path):
     args = [a for s in sets for a in ("--set", s)]
-    r = cli("run", "--config", str(T2I), "--set", f"workdir={tmp_path}", *args, cwd=tmp_path)
+    r = cli(
+        "run",
+        "--config",
+        str(T2I),
+        "--set",
+        f"workdir={tmp_path}",
+        *args,
+        cwd=tmp_path,
+        timeout=600,
+        env=ENV,
+    )
     assert r.returncode == 2, r.stderr[-2000:]
     assert fragment in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
@@ -182,7 +181,9 @@ def test_readme_method_switches_run(command, tmp_path):
     assert command in (REPO / "docs" / "t2i.md").read_text()
     budget = ["--set", "unlearn.steps=2", "--set", "tracking.enabled=false", "--no-eval"]
     args = [a.replace("configs/", f"{REPO}/configs/") for a in command.split()[1:]]
-    r = cli(*args, "--set", f"workdir={tmp_path}", *budget, "--json", cwd=tmp_path)
+    r = cli(
+        *args, "--set", f"workdir={tmp_path}", *budget, "--json", cwd=tmp_path, timeout=600, env=ENV
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     import json
 

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_model as tiny
+from helpers import tiny_model as tiny
 
 from unlearn.config import ConfigError, MethodConfig
 from unlearn.methods import (

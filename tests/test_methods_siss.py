@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_model as tiny
+from helpers import tiny_model as tiny
 
 from unlearn.config import MethodConfig
 from unlearn.methods import SISS, SISSNoIS, importance_weights, weights_from_log_ratio

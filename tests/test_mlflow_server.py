@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,17 +12,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import REPO, UNLEARN, clean_env, cli, free_port, share_pretrained
 
-REPO = Path(__file__).resolve().parents[1]
 TINY_YAML = REPO / "configs" / "tiny.yaml"
-UNLEARN = str(Path(sys.executable).with_name("unlearn"))
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_health(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
@@ -135,24 +127,18 @@ def test_demo_search_over_http(mlflow_server, tiny_workdir, tmp_path, monkeypatc
 
 
 def test_tracking_server_down_stops_before_the_sweep(tiny_workdir, tmp_path):
-    (tmp_path / "pretrained").symlink_to(tiny_workdir / "pretrained")
+    share_pretrained(tmp_path, tiny_workdir)
     port = free_port()  # nothing listens here
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}", "COLUMNS": "200"}
     t0 = time.monotonic()
-    r = subprocess.run(
-        [
-            UNLEARN,
-            "tune",
-            "--config",
-            str(TINY_YAML),
-            "--set",
-            f"workdir={tmp_path}",
-            "--space",
-            str(REPO / "configs/tune/static_siss.yaml"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
+    r = cli(
+        "tune",
+        "--config",
+        str(TINY_YAML),
+        "--set",
+        f"workdir={tmp_path}",
+        "--space",
+        str(REPO / "configs/tune/static_siss.yaml"),
+        env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"},
         timeout=120,
     )
     assert r.returncode == 2, r.stderr
@@ -164,14 +150,12 @@ def test_tracking_server_down_stops_before_the_sweep(tiny_workdir, tmp_path):
 
 def test_ui_serves_the_embedded_store(tmp_path):
     port = free_port()
-    env = {**os.environ, "COLUMNS": "200"}
-    env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.Popen(
         [UNLEARN, "ui", "--port", str(port), "--set", f"workdir={tmp_path}"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-        env=env,
+        env=clean_env(),
         start_new_session=True,
     )
     try:

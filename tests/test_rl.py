@@ -6,27 +6,20 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import REPO, cli, share_pretrained
 
-REPO = Path(__file__).resolve().parents[1]
-UNLEARN = Path(sys.executable).with_name("unlearn")
 TINY_YAML = REPO / "configs" / "tiny.yaml"
 
 pytestmark = pytest.mark.integration
 
 
-def cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
-    env.update(OMP_NUM_THREADS="1", CI="1")
-    return subprocess.run(
-        [str(UNLEARN), *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env
-    )
+#: the children's environment: one torch thread (RLlib's workers share the two CPUs), CI mode
+RL_ENV = {"OMP_NUM_THREADS": "1", "CI": "1"}
 
 
 def last_json(proc: subprocess.CompletedProcess):
@@ -40,9 +33,7 @@ def last_json(proc: subprocess.CompletedProcess):
 @pytest.fixture(scope="module")
 def work(tmp_path_factory, tiny_workdir: Path) -> Path:
     """A private workdir that reuses the session's pretrained tiny models."""
-    w = tmp_path_factory.mktemp("rl-work")
-    (w / "pretrained").symlink_to(tiny_workdir / "pretrained", target_is_directory=True)
-    return w
+    return share_pretrained(tmp_path_factory.mktemp("rl-work"), tiny_workdir)
 
 
 def cfg_args(work: Path) -> list[str]:
@@ -72,6 +63,7 @@ def train_ppo(work: Path, *config: str) -> dict:
         str(work / "ppo"),
         "--json",
         cwd=work,
+        env=RL_ENV,
     )
     return last_json(proc)
 
@@ -94,6 +86,7 @@ def exported(trained: dict, work: Path) -> dict[str, Path]:
             "--out",
             str(work / f"policy-{fmt}"),
             cwd=work,
+            env=RL_ENV,
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
         out[fmt] = work / f"policy-{fmt}"
@@ -134,6 +127,7 @@ def test_resume_continues_from_the_checkpoint(trained: dict, work: Path):
         str(work / "ppo2"),
         "--json",
         cwd=work,
+        env=RL_ENV,
     )
     res = last_json(proc)
     assert Path(res["checkpoint"]).name == "iter_0002"
@@ -167,6 +161,7 @@ def test_rl_eval_policy_vs_static_baselines(trained: dict, work: Path):
         "0,1",
         "--json",
         cwd=work,
+        env=RL_ENV,
     )
     rows = last_json(proc)
     assert [r["agent"] for r in rows] == ["policy (ppo checkpoint)", "static λ=0", "static λ=1"]
@@ -194,6 +189,7 @@ def test_register_and_load_back_from_the_registry(exported: dict[str, Path], wor
         *cfg_args(work),
         "--json",
         cwd=work,
+        env=RL_ENV,
     )
     reg = last_json(proc)
     assert reg["uri"] == "models:/tiny-ppo@champion" and reg["version"] == "1"
@@ -218,6 +214,7 @@ def test_register_and_load_back_from_the_registry(exported: dict[str, Path], wor
         "--no-eval",
         "--json",
         cwd=work,
+        env=RL_ENV,
     )
     res = last_json(proc)
     assert res["status"] == "finished" and len(res["lambdas"]) == 8
@@ -225,13 +222,19 @@ def test_register_and_load_back_from_the_registry(exported: dict[str, Path], wor
 
 def test_cli_bad_input_exits_2_with_one_line(work: Path, tmp_path: Path):
     proc = cli(
-        "policy", "export", str(tmp_path / "missing"), "--out", str(tmp_path / "o"), cwd=work
+        "policy",
+        "export",
+        str(tmp_path / "missing"),
+        "--out",
+        str(tmp_path / "o"),
+        cwd=work,
+        env=RL_ENV,
     )
     assert proc.returncode == 2 and "does not exist" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
-    proc = cli("rl", "eval", str(tmp_path / "missing"), *cfg_args(work), cwd=work)
+    proc = cli("rl", "eval", str(tmp_path / "missing"), *cfg_args(work), cwd=work, env=RL_ENV)
     assert proc.returncode == 2 and "does not exist" in proc.stderr
-    proc = cli("rl", "train", *cfg_args(work), "--algo", "dqn", cwd=work)
+    proc = cli("rl", "train", *cfg_args(work), "--algo", "dqn", cwd=work, env=RL_ENV)
     assert proc.returncode == 2 and "--algo" in proc.stderr
 
 

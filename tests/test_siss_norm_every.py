@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_model
-from test_cli import REPO, cli
+from helpers import REPO, cli, tiny_model
 
 from unlearn.agents import StaticAgent
 from unlearn.config import MethodConfig, load_config

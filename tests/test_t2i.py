@@ -8,69 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from tests.test_cli import cli
-
-T2I_TINY = [
-    "data.name=digits",
-    "data.resolution=8",
-    "model.kind=t2i",
-    "model.block_out_channels=[8,16]",
-    "model.norm_num_groups=4",
-    "model.num_train_timesteps=100",
-    "model.beta_schedule=scaled_linear",
-    "t2i.text_dim=16",
-    "t2i.text_layers=1",
-    "t2i.vae_channels=[8,16]",
-    "t2i.vae_steps=6",
-    "t2i.attention_head_dim=4",
-    "t2i.max_length=12",
-    "t2i.samples_per_prompt=4",
-    "pretrain.steps=6",
-    "pretrain.batch_size=8",
-    "pretrain.checkpoint_every=3",
-    "pretrain.classifier_steps=20",
-    "eval.sampler_steps=3",
-    "eval.proxy_batch=8",
-    "forget.concept=seven",
-    "forget.prompts=[a handwritten digit seven]",
-    "forget.paraphrases=[the number 7]",
-    "forget.retain_prompts=[a handwritten digit one, the digit two]",
-    "method.name=esd",
-    "method.lam=0.8",
-    "unlearn.steps=3",
-    "unlearn.batch_size=8",
-    "tracking.enabled=false",
-]
-
+from helpers import T2I_TINY, cli, t2i_cfg, tiny_pipeline
 
 #: a memorised caption on the tiny data (training image 3 added 20 more times)
 MEMORISE = ["t2i.memorise.caption=a secret digit", "t2i.memorise.index=3", "t2i.memorise.copies=20"]
-
-
-def t2i_cfg(*extra: str, workdir: Path | None = None):
-    from unlearn.config import load_config
-
-    wd = [f"workdir={workdir}"] if workdir is not None else []
-    return load_config(None, [*T2I_TINY, *wd, *extra])
-
-
-def tiny_pipeline(seed: int = 0):
-    from unlearn.data.captions import VOCABULARY
-    from unlearn.models.t2i import build_t2i
-
-    torch.manual_seed(seed)
-    return build_t2i(t2i_cfg(), VOCABULARY, channels=1, resolution=8)
-
-
-@pytest.fixture(scope="module")
-def t2i_workdir(tmp_path_factory) -> Path:
-    """A workdir with the tiny pipeline and its classifier pretrained (once per module)."""
-    from unlearn.pretrain import pretrain
-
-    wd = tmp_path_factory.mktemp("t2i-work")
-    pretrain(t2i_cfg(workdir=wd))
-    return wd
 
 
 def test_t2i_pretrain_resumes_identically(tmp_path):
@@ -142,7 +83,8 @@ def test_half_precision_pipeline_loads_back_in_float32(tmp_path):
 
 
 def test_bad_pipeline_directories_name_the_problem(tmp_path):
-    from tests.conftest import tiny_model
+    from helpers import tiny_model
+
     from unlearn.models import build_model, save_model
     from unlearn.models.t2i import PipelineLoadError, load_t2i, save_t2i
 

@@ -7,11 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import REPO, T2I_TINY, cli, t2i_cfg, tiny_pipeline
 
-from tests.test_cli import cli
-from tests.test_t2i import T2I_TINY, t2i_cfg, tiny_pipeline
-
-REPO = Path(__file__).resolve().parents[1]
 T2I_SPACES = sorted((REPO / "configs" / "tune").glob("t2i_*.yaml"))
 
 
@@ -75,21 +72,13 @@ def test_t2i_search_parameter_the_method_does_not_take_exits_2(tmp_path, saved_p
     assert not (tmp_path / "tune").exists()
 
 
-@pytest.fixture(scope="module")
-def t2i_wd(tmp_path_factory) -> Path:
-    from unlearn.pretrain import pretrain
-
-    out = tmp_path_factory.mktemp("t2i-drivers")
-    pretrain(t2i_cfg(workdir=out))
-    return out
-
-
-def test_tune_sweeps_t2i_methods_lora_rank_and_agents(t2i_wd, tmp_path):
+@pytest.mark.integration
+def test_tune_sweeps_t2i_methods_lora_rank_and_agents(t2i_workdir, tmp_path):
     import ray
 
     from unlearn.tuners import SweepOptions, init_ray, load_space, run_sweep
 
-    cfg = t2i_cfg("unlearn.steps=2", "tune.cpus_per_trial=1", workdir=t2i_wd)
+    cfg = t2i_cfg("unlearn.steps=2", "tune.cpus_per_trial=1", workdir=t2i_workdir)
     init_ray(num_cpus=2)
     try:
         space = load_space(REPO / "configs" / "tune" / "t2i_methods.yaml")

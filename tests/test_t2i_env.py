@@ -3,13 +3,10 @@ held-out sets from the config), re-targeted in memory, checked by Gymnasium's en
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import gymnasium as gym
 import numpy as np
 import pytest
-
-from tests.test_t2i import t2i_cfg
+from helpers import t2i_cfg
 
 ENV = [
     "env.train_instances=[1,3]",
@@ -24,19 +21,10 @@ ENV = [
 
 
 @pytest.fixture(scope="module")
-def wd(tmp_path_factory) -> Path:
-    from unlearn.pretrain import pretrain
-
-    out = tmp_path_factory.mktemp("t2i-env")
-    pretrain(t2i_cfg(workdir=out))
-    return out
-
-
-@pytest.fixture(scope="module")
-def env(wd):
+def env(t2i_workdir):
     import unlearn.envs  # noqa: F401 (registers the env)
 
-    e = gym.make("unlearn/Unlearning-v0", config=t2i_cfg(*ENV, workdir=wd))
+    e = gym.make("unlearn/Unlearning-v0", config=t2i_cfg(*ENV, workdir=t2i_workdir))
     yield e
     e.close()
 
@@ -90,13 +78,13 @@ def test_t2i_env_passes_the_env_checker(env):
     check_env(env.unwrapped, skip_render_check=True)
 
 
-def test_non_digit_concept_is_refused_for_instances(wd):
+def test_non_digit_concept_is_refused_for_instances(t2i_workdir):
     import unlearn.envs  # noqa: F401
     from unlearn.config import ConfigError
 
     bad = t2i_cfg(*ENV, "forget.concept=thick", "forget.prompts=[a digit with thick strokes]")
     with pytest.raises(ConfigError, match="forget.concept: 'thick' is not allowed with env"):
-        gym.make("unlearn/Unlearning-v0", config=dataclasses_workdir(bad, wd))
+        gym.make("unlearn/Unlearning-v0", config=dataclasses_workdir(bad, t2i_workdir))
 
 
 def dataclasses_workdir(cfg, wd):

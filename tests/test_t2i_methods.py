@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from tests.test_t2i import t2i_cfg
+from helpers import t2i_cfg
 
 ANCHOR = "forget.anchor=a handwritten digit"
 CAPTION = [
@@ -19,20 +18,10 @@ CAPTION = [
 ]
 
 
-@pytest.fixture(scope="module")
-def wd(tmp_path_factory):
-    """The tiny pipeline and its classifier pretrained once for this module."""
-    from unlearn.pretrain import pretrain
-
-    out = tmp_path_factory.mktemp("t2i-methods")
-    pretrain(t2i_cfg(workdir=out))
-    return out
-
-
-def unlearner(wd, *sets: str):
+def unlearner(t2i_workdir, *sets: str):
     from unlearn.task import make_unlearner
 
-    return make_unlearner(t2i_cfg(*sets, workdir=wd)).unlearner
+    return make_unlearner(t2i_cfg(*sets, workdir=t2i_workdir)).unlearner
 
 
 # -- f-divergence against the anchor concept --------------------------------------------------
@@ -50,8 +39,8 @@ def _replay_forget_draws(model, seed: int, n: int, shape):
     return t, torch.randn(shape, generator=g)
 
 
-def test_fdiv_kl_is_half_the_mse_to_the_original_on_the_anchor_prompt(wd):
-    unl = unlearner(wd, "method.name=fdiv", "method.lam=1.0", ANCHOR)
+def test_fdiv_kl_is_half_the_mse_to_the_original_on_the_anchor_prompt(t2i_workdir):
+    unl = unlearner(t2i_workdir, "method.name=fdiv", "method.lam=1.0", ANCHOR)
     model, method = unl.model, unl.method
     anchor_id = model.prompts.index("a handwritten digit")
     assert method.anchor_label == anchor_id == model.anchor_id
@@ -68,9 +57,9 @@ def test_fdiv_kl_is_half_the_mse_to_the_original_on_the_anchor_prompt(wd):
 
 
 @pytest.mark.parametrize("div", ["kl", "hellinger", "chi2", "amari"])
-def test_fdiv_pulls_the_concept_onto_the_anchor(wd, div):
+def test_fdiv_pulls_the_concept_onto_the_anchor(t2i_workdir, div):
     unl = unlearner(
-        wd,
+        t2i_workdir,
         "method.name=fdiv",
         "method.lam=1.0",
         f"method.options={{divergence: {div}, alpha: 0.3}}",
@@ -94,19 +83,19 @@ def test_fdiv_pulls_the_concept_onto_the_anchor(wd, div):
     assert term() < 0.8 * before
 
 
-def test_fdiv_anchor_class_is_refused_on_t2i(wd):
+def test_fdiv_anchor_class_is_refused_on_t2i(t2i_workdir):
     from unlearn.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"method.options.anchor: 'class' is not allowed .*'t2i'"):
-        unlearner(wd, "method.name=fdiv", "method.options={anchor: class}")
+        unlearner(t2i_workdir, "method.name=fdiv", "method.options={anchor: class}")
 
 
 # -- constrained unlearning -------------------------------------------------------------------
-def test_reverse_kl_on_t2i_is_negative_guidance_with_eta_from_the_multiplier(wd):
+def test_reverse_kl_on_t2i_is_negative_guidance_with_eta_from_the_multiplier(t2i_workdir):
     """At λ, ε* = ε_pre(∅) - λ/(1-λ)·(ε_pre(c) - ε_pre(∅)): ESD's target with η = λ/(1-λ)."""
     from unlearn.methods.common import sq_err
 
-    unl = unlearner(wd, "method.name=constrained", "method.options={target: reverse_kl}")
+    unl = unlearner(t2i_workdir, "method.name=constrained", "method.options={target: reverse_kl}")
     model, m = unl.model, unl.method
     lam = 0.6
     retain, forget = _b(unl.split.retain, 4), _b(unl.split.forget, 4)
@@ -123,7 +112,7 @@ def test_reverse_kl_on_t2i_is_negative_guidance_with_eta_from_the_multiplier(wd)
 
 
 @pytest.mark.parametrize("target", ["forward_kl", "reverse_kl", "likelihood"])
-def test_constrained_dual_ascent_raises_the_multiplier_while_violated(wd, target):
+def test_constrained_dual_ascent_raises_the_multiplier_while_violated(t2i_workdir, target):
     cfg = [
         "method.name=constrained",
         f"method.options={{target: {target}, ratio: 1.5}}",
@@ -132,16 +121,16 @@ def test_constrained_dual_ascent_raises_the_multiplier_while_violated(wd, target
         "agent.options={eta: 0.5}",
         "unlearn.steps=4",
     ]
-    res = unlearner(wd, *cfg).run()
+    res = unlearner(t2i_workdir, *cfg).run()
     assert res.status == "finished"
     # the forget loss starts at the pretrained one, below ratio x it: violated, λ rises
     assert res.lambdas[1] > res.lambdas[0]
 
 
 # -- VDU: forget prompts only, a class or an attribute ----------------------------------------
-def test_vdu_feature_unlearning_of_thick_strokes(wd):
+def test_vdu_feature_unlearning_of_thick_strokes(t2i_workdir):
     unl = unlearner(
-        wd,
+        t2i_workdir,
         "method.name=vdu",
         "method.lam=1.0",
         "method.options={margin: 5.0, gamma: 0.01}",
@@ -159,15 +148,15 @@ def test_vdu_feature_unlearning_of_thick_strokes(wd):
     assert float(unl.method.regularizer(unl.model).detach()) > 0  # the stability term sees the move
 
 
-def test_vdu_regulariser_covers_only_what_trains(wd):
-    unl = unlearner(wd, "method.name=vdu", "model.train=cross_attn")
+def test_vdu_regulariser_covers_only_what_trains(t2i_workdir):
+    unl = unlearner(t2i_workdir, "method.name=vdu", "model.train=cross_attn")
     names = set(unl.method.mu)
     assert names and all(".attn2." in n for n in names)
 
 
-def test_vdu_fisher_on_lora_adapters(wd):
+def test_vdu_fisher_on_lora_adapters(t2i_workdir):
     unl = unlearner(
-        wd,
+        t2i_workdir,
         "method.name=vdu",
         "model.train=lora",
         "model.lora_rank=2",
@@ -178,10 +167,10 @@ def test_vdu_fisher_on_lora_adapters(wd):
 
 
 # -- SISS on (caption, image) pairs -----------------------------------------------------------
-def test_memorised_caption_forget_set_is_its_image_and_copies(wd):
+def test_memorised_caption_forget_set_is_its_image_and_copies(t2i_workdir):
     from unlearn.families.t2i.task import load_t2i_task
 
-    cfg = t2i_cfg(*CAPTION, "method.name=siss", workdir=wd)
+    cfg = t2i_cfg(*CAPTION, "method.name=siss", workdir=t2i_workdir)
     task = load_t2i_task(cfg)
     cap = task.model.prompts.index("a picture of a number written by hand")
     forget = task.data.split.forget
@@ -200,28 +189,30 @@ def test_memorised_caption_forget_set_is_its_image_and_copies(wd):
     assert res.concept_rate == want  # the caption's samples that reproduce its image
 
 
-def test_siss_unlearns_the_memorised_caption(wd):
-    unl = unlearner(wd, *CAPTION, "method.name=siss", "method.lam=0.5", "unlearn.lr=0.003")
+def test_siss_unlearns_the_memorised_caption(t2i_workdir):
+    unl = unlearner(t2i_workdir, *CAPTION, "method.name=siss", "method.lam=0.5", "unlearn.lr=0.003")
     stats = unl.step(4)
     assert all(torch.isfinite(torch.tensor([s.retain_loss, s.forget_loss])).all() for s in stats)
     assert stats[-1].forget_loss > stats[0].forget_loss
 
 
-def test_caption_images_need_a_caption(wd):
+def test_caption_images_need_a_caption(t2i_workdir):
     from unlearn.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"forget.caption_images: \[3\] is not allowed"):
-        unlearner(wd, "forget.caption_images=[3]")
+        unlearner(t2i_workdir, "forget.caption_images=[3]")
     with pytest.raises(ConfigError, match=r"forget.caption_images: 99999 is not allowed"):
-        unlearner(wd, CAPTION[0], "forget.caption_images=[99999]", "method.name=siss")
+        unlearner(t2i_workdir, CAPTION[0], "forget.caption_images=[99999]", "method.name=siss")
 
 
 # -- every λ agent ----------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["fdiv", "constrained", "vdu", "siss"])
 @pytest.mark.parametrize("agent", ["static", "schedule", "variational", "dual", "hybrid"])
-def test_t2i_methods_run_with_every_lambda_agent(wd, method, agent):
+def test_t2i_methods_run_with_every_lambda_agent(t2i_workdir, method, agent):
     extra = CAPTION if method == "siss" else [ANCHOR]
-    unl = unlearner(wd, f"method.name={method}", f"agent.name={agent}", "unlearn.steps=2", *extra)
+    unl = unlearner(
+        t2i_workdir, f"method.name={method}", f"agent.name={agent}", "unlearn.steps=2", *extra
+    )
     res = unl.run()
     assert res.status == "finished" and res.steps == 2
     assert all(0.0 <= lam <= 1.0 for lam in res.lambdas)

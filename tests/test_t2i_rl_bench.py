@@ -9,24 +9,22 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from tests.test_rl import cli, last_json, train_ppo
-from tests.test_t2i import T2I_TINY, t2i_cfg
-from tests.test_t2i_env import ENV
+from helpers import T2I_TINY, cli, share_pretrained
+from test_rl import last_json, train_ppo
+from test_t2i_env import ENV
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory) -> Path:
+def work(tmp_path_factory, t2i_pretrained) -> Path:
+    """A workdir over the session's tiny pipeline, with the env and MLflow settings in a file."""
     from unlearn.config import apply_overrides
-    from unlearn.pretrain import pretrain
 
-    w = tmp_path_factory.mktemp("t2i-rl")
+    w = share_pretrained(tmp_path_factory.mktemp("t2i-rl"), t2i_pretrained)
     sets = [*T2I_TINY, *ENV, f"workdir={w}", "tracking.enabled=true"]
     sets.append(f"tracking.uri=sqlite:///{w}/mlflow.db")
     (w / "t2i.yaml").write_text(yaml.safe_dump(apply_overrides({}, sets)))
-    pretrain(t2i_cfg(workdir=w))
     return w
 
 

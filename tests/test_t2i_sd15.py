@@ -105,8 +105,7 @@ def test_sd15_clip_measure_runs_end_to_end_through_lora(tmp_path):
     import json
 
     import yaml
-
-    from tests.test_cli import cli
+    from helpers import cli
 
     cfg, pipe = sd15_on_shipped_pipeline()
     assert load_sd15().eval.concept_measure == "clip" and load_sd15().eval.clip_model

@@ -9,24 +9,16 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from helpers import REPO, UNLEARN, clean_env, cli, share_pretrained
 
-REPO = Path(__file__).resolve().parents[1]
 TINY_YAML = REPO / "configs" / "tiny.yaml"  # same pretrained cache entry as conftest's TINY
-UNLEARN = str(Path(sys.executable).with_name("unlearn"))
 pytestmark = pytest.mark.integration
-
-
-def tune_workdir(root: Path, tiny_workdir: Path) -> Path:
-    """A private workdir that shares the session's pretrained tiny models."""
-    root.mkdir(parents=True, exist_ok=True)
-    if not (root / "pretrained").exists():
-        (root / "pretrained").symlink_to(tiny_workdir / "pretrained")
-    return root
+#: the console command runs torch single-threaded (the trials share two CPUs)
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
 def tiny(workdir: Path, *extra: str):
@@ -61,7 +53,7 @@ def test_pbt_schedule_replays_and_params_are_logged_at_end(ray_local, tiny_workd
     from unlearn.task import make_unlearner
     from unlearn.tuners import SweepOptions, load_space, run_sweep
 
-    wd = tune_workdir(tmp_path / "w", tiny_workdir)
+    wd = share_pretrained(tmp_path / "w", tiny_workdir)
     cfg = tiny(wd, "unlearn.steps=8", "tune.report_every=2", "tune.perturbation_interval=1")
     space = load_space(REPO / "configs/tune/pbt_lambda.yaml")
     res = run_sweep(cfg, space, SweepOptions(search="pbt", num_samples=4, max_concurrent=2))
@@ -102,7 +94,7 @@ def test_pbt_schedule_replays_and_params_are_logged_at_end(ray_local, tiny_workd
 def test_asha_with_random_search_and_weighted_score(ray_local, tiny_workdir, tmp_path):
     from unlearn.tuners import SweepOptions, load_space, run_sweep
 
-    wd = tune_workdir(tmp_path / "w", tiny_workdir)
+    wd = share_pretrained(tmp_path / "w", tiny_workdir)
     cfg = tiny(
         wd,
         "unlearn.steps=8",
@@ -134,7 +126,7 @@ def test_trial_threads_match_cpus(ray_local, tiny_workdir, tmp_path):
 
     from unlearn.tuners import SweepOptions, load_space, run_sweep
 
-    wd = tune_workdir(tmp_path / "w", tiny_workdir)
+    wd = share_pretrained(tmp_path / "w", tiny_workdir)
     space = load_space(REPO / "configs/tune/static_siss.yaml")
     for cpus in (1, 2):
         cfg = tiny(wd, "unlearn.steps=2", f"tune.cpus_per_trial={cpus}", "tracking.enabled=false")
@@ -144,11 +136,6 @@ def test_trial_threads_match_cpus(ray_local, tiny_workdir, tmp_path):
 
 
 # -- the console command -------------------------------------------------------------------
-
-
-def cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    e = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([UNLEARN, *args], capture_output=True, text=True, env=e, timeout=timeout)
 
 
 @pytest.mark.parametrize(
@@ -176,7 +163,7 @@ def test_cli_bad_input_exits_2_before_ray(space, extra, fragment, tmp_path):
     f = tmp_path / "space.yaml"
     f.write_text(yaml.safe_dump(space))
     t0 = time.monotonic()
-    r = cli("tune", "--space", str(f), "--set", f"workdir={tmp_path / 'w'}", *extra)
+    r = cli("tune", "--space", str(f), "--set", f"workdir={tmp_path / 'w'}", *extra, env=ONE_THREAD)
     assert r.returncode == 2, r.stderr
     assert fragment in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "w" / "tune").exists()
@@ -207,7 +194,7 @@ def _running(sweep: Path, min_reports: int = 3) -> list[str]:
 
 def test_resume_after_driver_sigkill(tiny_workdir, tmp_path):
     """Kill the driver mid-sweep; --resume finishes it: no trial re-run, no result lost."""
-    wd = tune_workdir(tmp_path / "w", tiny_workdir)
+    wd = share_pretrained(tmp_path / "w", tiny_workdir)
     args = [
         "tune",
         "--space",
@@ -231,13 +218,12 @@ def test_resume_after_driver_sigkill(tiny_workdir, tmp_path):
         "--set",
         "tune.report_every=4",
     ]
-    env = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
     sweep = wd / "tune" / "killed"
     proc = subprocess.Popen(
         [UNLEARN, *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env=env,
+        env=clean_env(**ONE_THREAD),
         start_new_session=True,
     )
     try:
@@ -256,7 +242,7 @@ def test_resume_after_driver_sigkill(tiny_workdir, tmp_path):
     interrupted = _running(sweep)
     assert 1 <= len(before) < 4 and interrupted
 
-    r = cli("tune", *args[1:], "--resume", "--json")
+    r = cli("tune", *args[1:], "--resume", "--json", env=ONE_THREAD)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(r.stdout)
     trials = {t["trial_id"]: t for t in res["trials"]}
@@ -281,7 +267,7 @@ def test_tune_objective_attacked_forget_rate(ray_local, tiny_workdir, tmp_path):
     """Trials attack their unlearned model; the score and the front use the attacked rate."""
     from unlearn.tuners import SweepOptions, load_space, run_sweep
 
-    wd = tune_workdir(tmp_path / "w", tiny_workdir)
+    wd = share_pretrained(tmp_path / "w", tiny_workdir)
     quick = ["audit.attacked_steps=3", "audit.relearn_forget_samples=4", "audit.num_samples=20"]
     cfg = tiny(
         wd, "tracking.enabled=false", "unlearn.steps=4", "tune.objective=attacked_forget_rate",

@@ -21,7 +21,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
@@ -229,6 +229,8 @@ class Unlearner:
         self.t = 0
         self.last: StepStats | None = None
         self.history: list[StepStats] = []
+        self.status: RunStatus = "finished"  # how the episode ended (see ``steps``)
+        self.message = ""
         self.scaler_dtype = torch.bfloat16 if self.device.type == "cuda" else None
         return float(lam0)
 
@@ -442,6 +444,42 @@ class Unlearner:
         )
 
     # -- a whole run -----------------------------------------------------------------------
+    def steps(self, budget: int | None = None) -> Iterator[StepStats]:
+        """The remaining optimiser steps up to ``budget``, one at a time, for a driver that
+        acts between steps (the Tune trainable reports and checkpoints). Ends early when the
+        agent stops or a step diverges (the last good weights are kept); ``self.status`` and
+        ``self.message`` then say how it ended. :meth:`finish` closes the episode."""
+        budget = budget or self.budget
+        self.status, self.message = "finished", ""
+        while self.t < budget:
+            if self.agent.wants_stop(self.last):
+                self.message = (
+                    f"stopped by agent {self.agent.name!r} after {self.t} of {budget} steps"
+                )
+                log.info("%s", self.message)
+                return
+            try:
+                stats = self._one_step(None)
+            except DivergenceError as e:
+                self.status, self.message = "diverged", str(e)
+                log.warning("%s", e)
+                return
+            yield stats
+
+    def finish(self, start: float) -> UnlearnResult:
+        """The episode's result (wall time since ``start``); its last step measured."""
+        if self.last is not None:
+            self.last = self.measure(self.last)
+            if self.history:
+                self.history[-1] = self.last
+        return UnlearnResult(
+            steps=self.t,
+            wall_time=time.perf_counter() - start,
+            status=self.status,
+            history=list(self.history),
+            message=self.message,
+        )
+
     def run(
         self,
         budget: int | None = None,
@@ -451,34 +489,12 @@ class Unlearner:
         """Run the remaining budget; stops cleanly on divergence with the last good weights."""
         budget = budget or self.budget
         start = time.perf_counter()
-        status: RunStatus = "finished"
-        message = ""
-        while self.t < budget:
-            if self.agent.wants_stop(self.last):
-                message = f"stopped by agent {self.agent.name!r} after {self.t} of {budget} steps"
-                log.info("%s", message)
-                break
-            try:
-                stats = self._one_step(None)
-            except DivergenceError as e:
-                status, message = "diverged", str(e)
-                log.warning("%s", e)
-                break
+        for stats in self.steps(budget):
             for cb in callbacks:
                 cb(stats)
             if progress is not None:
                 progress("unlearning", self.t, budget)
-        if self.last is not None:
-            self.last = self.measure(self.last)
-            if self.history:
-                self.history[-1] = self.last
-        return UnlearnResult(
-            steps=self.t,
-            wall_time=time.perf_counter() - start,
-            status=status,
-            history=list(self.history),
-            message=message,
-        )
+        return self.finish(start)
 
     # -- env instances ---------------------------------------------------------------------
     def set_split(self, split: ForgetSplit, eval_data: EvalData | None = None) -> None:

@@ -1,6 +1,8 @@
-"""The Tune trainable: one trial = one ``make_unlearner`` (:mod:`unlearn.task`) + one ``Unlearner.run``.
+"""The Tune trainable: one trial = one ``make_unlearner`` (:mod:`unlearn.task`) + one pass over
+``Unlearner.steps``.
 
-There is no second training loop here. A step callback on the unlearner reports to Tune
+There is no second training loop here. The trainable reads as Ray Tune's function-trainable
+examples do: restore from a checkpoint, loop over the unlearner's steps, and report to Tune
 every ``report_every`` steps (per-step metrics since the last report, the fixed-noise
 proxies, ``tune/proxy_score`` for ASHA and PBT) together with a checkpoint: model, optimiser,
 agent state, step counter and history. A restored trial (``--resume``, PBT exploit, a retried
@@ -99,46 +101,32 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     cfg = trial_config(base, spec.space, config)
     unl = make_unlearner(cfg).unlearner
 
-    def config_agent(params: dict[str, Any]):
-        """The agent a trial with ``params`` starts with (PBT may have changed them)."""
-        from unlearn.agents import get_agent
-
-        c = trial_config(base, spec.space, params)
-        return get_agent(c.agent, default_lam=c.method.lam)
-
-    state = _restore(unl, tune.get_checkpoint(), dict(config), config_agent)
+    # 1. restore: the trial's checkpoint (--resume, a retried failure) or a PBT exploit's
+    state = _restore(unl, tune.get_checkpoint(), dict(config), base, spec.space)
     state["config"] = dict(config)
     if state.get("final") is not None:  # finished before the driver died: report, do not rerun
         _report(state["final"], unl, state)
         return
     if state.get("proxy0") is None:
         state["proxy0"] = list(unl.proxies())
-    state["build_time"] = state.get("build_time", 0.0) + time.perf_counter() - start
-    budget = cfg.unlearn.steps
+    _add_time(state, "build_time", start)
+
+    # 2. unlearn, reporting with a checkpoint every report_every steps
     every = max(1, spec.report_every)
-    pending: list[dict[str, float]] = []
-    t_run = time.perf_counter()
-
-    def report(extra: dict[str, Any], final: bool = False) -> None:
-        nonlocal t_run
-        now = time.perf_counter()
-        state["unlearn_time"] = state.get("unlearn_time", 0.0) + now - t_run
-        t_run = now
-        metrics = {**_progress_metrics(unl, state, spec), **extra}
-        metrics["steps"] = json.dumps(pending)  # a string: Tune's loggers pass it through
-        pending.clear()
-        if final:
-            state["final"] = {k: v for k, v in metrics.items() if k != "steps"}
-        _report(metrics, unl, state)
-        t_run = time.perf_counter()
-
-    def on_step(stats) -> None:
+    pending: list[dict[str, float]] = []  # per-step metrics since the last report
+    clock = time.perf_counter()
+    for stats in unl.steps():
         pending.append(step_metrics(stats))
-        if unl.t % every == 0 and unl.t < budget:
-            report(dict.fromkeys(OBJECTIVE_KEYS, NAN))
+        if unl.t % every == 0 and unl.t < cfg.unlearn.steps:
+            _add_time(state, "unlearn_time", clock)
+            metrics = {**_progress_metrics(unl, state, spec), **dict.fromkeys(OBJECTIVE_KEYS, NAN)}
+            _report({**metrics, "steps": json.dumps(pending)}, unl, state)
+            pending = []
+            clock = time.perf_counter()
+    res = unl.finish(clock)
+    _add_time(state, "unlearn_time", clock)
 
-    res = unl.run(callbacks=[on_step])
-    state["unlearn_time"] = state.get("unlearn_time", 0.0) + time.perf_counter() - t_run
+    # 3. evaluate (and attack) the unlearned model: the last report, its checkpoint keeps it
     final: dict[str, Any] = {
         "unlearn/status": res.status,
         "lambdas": _lambdas(unl),
@@ -159,8 +147,13 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     final["perf/eval_time"] = time.perf_counter() - t0
     if res.status != "finished":
         final["unlearn/message"] = res.message
-    t_run = time.perf_counter()  # the evaluation is not unlearning time
-    report(final, final=True)
+    state["final"] = {**_progress_metrics(unl, state, spec), **final}
+    _report({**state["final"], "steps": json.dumps(pending)}, unl, state)
+
+
+def _add_time(state: dict, key: str, since: float) -> None:
+    """Add the seconds since ``since`` to ``state[key]`` (it sums over restores)."""
+    state[key] = state.get(key, 0.0) + time.perf_counter() - since
 
 
 def _progress_metrics(unl, state: dict, spec: TrialSpec) -> dict[str, Any]:
@@ -183,6 +176,15 @@ def _lambdas(unl) -> list[float]:
 
 
 # -- checkpoints -----------------------------------------------------------------------------
+
+
+def _config_agent(base, space: SearchSpace, params: dict[str, Any]):
+    """The agent a trial with ``params`` starts with (PBT may have changed them)."""
+    from unlearn.agents import get_agent
+    from unlearn.tuners.space import trial_config
+
+    c = trial_config(base, space, params)
+    return get_agent(c.agent, default_lam=c.method.lam)
 
 
 def _agent_state(agent) -> dict[str, Any]:
@@ -215,7 +217,7 @@ def _report(metrics: dict[str, Any], unl, state: dict) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
 
-def _restore(unl, checkpoint, config: dict[str, Any], config_agent) -> dict[str, Any]:
+def _restore(unl, checkpoint, config: dict[str, Any], base, space: SearchSpace) -> dict[str, Any]:
     """Load a checkpoint into the freshly built unlearner; returns the trial's own state.
 
     A PBT exploit restores another trial's checkpoint under a perturbed config: the weights,
@@ -242,7 +244,7 @@ def _restore(unl, checkpoint, config: dict[str, Any], config_agent) -> dict[str,
     old = p["state"].get("config", config)
     from_config = set()
     if old != config:
-        a, b = vars(config_agent(old)), vars(config_agent(config))
+        a, b = vars(_config_agent(base, space, old)), vars(_config_agent(base, space, config))
         from_config = {k for k in p["agent"]["scalars"] if k in a and k in b and a[k] != b[k]}
     for k, v in p["agent"]["scalars"].items():
         if k not in from_config:
