@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import re
 import shlex
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import REPO, cli
 
-REPO = Path(__file__).resolve().parents[1]
-UNLEARN = Path(sys.executable).with_name("unlearn")
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 NEEDS = {"gpu", "hub", "cluster", "server", "time"}
 MARK = re.compile(r"needs:\s*([\w ,]+)")
@@ -179,13 +176,7 @@ def test_documented_command_runs(doc: Documented, budget: dict[str, list[str]]) 
     if "--config" in argv or "--set" in argv:
         key = config if config in budget else "t2i" if config and "t2i" in config else "other"
         extra = [a for s in budget[key] for a in ("--set", s)]
-    proc = subprocess.run(
-        [str(UNLEARN), *argv[1:], *extra],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = cli(*argv[1:], *extra, cwd=REPO, timeout=300)
     assert proc.returncode == 0, (
         f"{doc.where}: {doc.text}\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
     )
