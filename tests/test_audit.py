@@ -49,6 +49,7 @@ def unlearned(tiny_workdir: Path, tmp_path_factory) -> tuple[Path, list[str]]:
     return Path(res.model_dir), args
 
 
+@pytest.mark.slow
 def test_audit_reports_attacks_and_auc_deterministically_and_logs_to_mlflow(unlearned, tmp_path):
     from mlflow.tracking import MlflowClient
 
@@ -92,6 +93,7 @@ def test_audit_reports_attacks_and_auc_deterministically_and_logs_to_mlflow(unle
     assert {"audit/report.json", "audit/relearn-forget-unlearned.png"} <= names
 
 
+@pytest.mark.slow
 def test_audit_of_a_vae_with_base(tiny_workdir, tmp_path):
     from unlearn.pretrain import train_base
 
@@ -121,6 +123,7 @@ def test_audit_of_a_vae_with_base(tiny_workdir, tmp_path):
         (["audit.mia_samples=1"], True, "audit.mia_samples: 1 is out of range"),
     ],
 )
+@pytest.mark.slow
 def test_bad_audit_input_exits_2_and_writes_nothing(unlearned, tmp_path, extra, use_base, fragment):
     model_dir, overrides = unlearned
     plain = tmp_path / "plain"  # the same weights, outside a run folder

@@ -60,6 +60,7 @@ def test_attacked_rates_are_the_audits_last_checkpoint_and_deterministic(tiny_wo
     assert a.mia_auc == rep.membership[1].forget
 
 
+@pytest.mark.slow
 def test_memorisation_bench_with_audit_columns(tiny_workdir, tmp_path):
     """An outlier config: one instance (the outlier), its rate as the forget rate, and the
     three audit columns with mean ± CI over two seeds."""

@@ -45,6 +45,7 @@ def unlearned_t2i(tmp_path_factory, t2i_pretrained) -> tuple[Path, Path, list[st
     return wd, Path(res.model_dir), args
 
 
+@pytest.mark.slow
 def test_pipeline_audit_runs_every_attack_deterministically(unlearned_t2i, tmp_path):
     from unlearn.audit import run_audit
 
@@ -108,6 +109,7 @@ def test_inversion_trains_one_new_token_only():
     assert torch.equal(inv2.text_encoder.get_input_embeddings().weight, w)
 
 
+@pytest.mark.slow
 def test_bad_pipeline_audits_fail_before_writing(unlearned_t2i, t2i_pipeline_copy, tmp_path):
     from unlearn.audit import run_audit
 

@@ -25,6 +25,7 @@ def _child_runs(client, exp_id: str, parent: str) -> list:
     return client.search_runs([exp_id], filter_string=f"tags.`unlearn.bench` = '{parent}'")
 
 
+@pytest.mark.slow
 def test_bench_matrix_report_mlflow_resume_publish(tiny_workdir: Path, tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
@@ -132,6 +133,7 @@ def test_bench_matrix_report_mlflow_resume_publish(tiny_workdir: Path, tmp_path:
     assert {r["run_id"] for r in runs[1:]} <= final and runs[0]["run_id"] not in final
 
 
+@pytest.mark.slow
 def test_cli_unknown_method_exits_2_with_one_line(tmp_path: Path) -> None:
     cmd = [
         "bench",

@@ -17,6 +17,7 @@ from unlearn.config import load_config
 TINY = str(REPO / "configs" / "tiny.yaml")
 
 
+@pytest.mark.slow
 def test_tune_baselines_searches_train_classes_and_runs_the_winners_held_out(
     tiny_workdir: Path, tmp_path: Path
 ) -> None:
@@ -69,6 +70,7 @@ def test_tune_baselines_searches_train_classes_and_runs_the_winners_held_out(
     assert "## Compute of each row" in md and "| siss + decay (tuned) |" in md
 
 
+@pytest.mark.slow
 def test_one_trial_search_keeps_the_configured_baselines_and_checks_can_be_off(
     tiny_workdir: Path, tmp_path: Path
 ) -> None:
@@ -185,6 +187,7 @@ def test_rows_run_each_method_under_its_own_agents_only(tiny_workdir: Path) -> N
         (["bench", "--rows", "siss:static", "--methods", "siss"], "--rows: give either"),
     ],
 )
+@pytest.mark.slow
 def test_bad_input_exits_2_with_one_line(args, fragment, tmp_path: Path) -> None:
     proc = cli(args[0], "--config", TINY, "--set", f"workdir={tmp_path}", *args[1:], timeout=120)
     assert proc.returncode == 2, proc.stderr

@@ -35,6 +35,7 @@ def command_tree() -> list[tuple[list[str], object]]:
     return [(p, c) for p, c in walk(typer.main.get_command(app), []) if p]
 
 
+@pytest.mark.slow
 def test_every_command_explains_itself():
     tree = command_tree()
     assert {"pretrain", "eval", "run", "runs", "demo"} <= {p[0] for p, _ in tree}
@@ -77,6 +78,7 @@ def test_every_command_explains_itself():
         (["--set", "env.residual={start: 0.5, end: 0.1}"], "env.residual.width: missing"),
     ],
 )
+@pytest.mark.slow
 def test_bad_config_exits_2_with_one_line(args, fragment, tmp_path):
     model = REPO / "unlearn/assets/demo/model"
     r = cli("eval", str(model), "--set", f"workdir={tmp_path}", *args)
@@ -85,6 +87,7 @@ def test_bad_config_exits_2_with_one_line(args, fragment, tmp_path):
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_eval_bad_model_dirs(tmp_path):
     r = cli("eval", str(tmp_path / "missing"), "--set", f"workdir={tmp_path}")
     assert r.returncode == 2 and "does not exist" in r.stderr
@@ -94,6 +97,7 @@ def test_eval_bad_model_dirs(tmp_path):
     assert not (model / "eval").exists()
 
 
+@pytest.mark.slow
 def test_eval_json_of_shipped_model_is_deterministic(tmp_path):
     args = [
         "eval",

@@ -12,6 +12,7 @@ def mnist():
     return load_splits(DataConfig(name="mnist", resolution=16))
 
 
+@pytest.mark.slow
 def test_mnist_offline_shapes_and_range(mnist):
     assert mnist.train.images.shape[1:] == (1, 16, 16)
     assert len(mnist.train) + len(mnist.heldout) == 5000
@@ -20,6 +21,7 @@ def test_mnist_offline_shapes_and_range(mnist):
     assert torch.bincount(mnist.heldout.labels).tolist() == [50] * 10
 
 
+@pytest.mark.slow
 def test_split_is_deterministic_and_seeded(mnist):
     again = load_splits(DataConfig(name="mnist", resolution=16))
     assert torch.equal(again.heldout.images, mnist.heldout.images)

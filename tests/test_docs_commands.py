@@ -169,6 +169,7 @@ RUNNABLE = [
 
 
 @pytest.mark.parametrize("doc", RUNNABLE, ids=[c.where for c in RUNNABLE])
+@pytest.mark.slow
 def test_documented_command_runs(doc: Documented, budget: dict[str, list[str]]) -> None:
     argv = doc.argv
     config, _ = _options(argv)

@@ -55,6 +55,7 @@ def test_check_env_passes(env):
     check_env(env, skip_render_check=True)
 
 
+@pytest.mark.slow
 def test_make_by_id_without_arguments_is_the_shipped_demo_and_passes_check_env(
     tmp_path, monkeypatch
 ):
@@ -109,6 +110,7 @@ def test_spaces_and_one_episode(env, env_cfg):
         env.step(env.action_space.sample())
 
 
+@pytest.mark.slow
 def test_same_seed_same_trajectory_across_envs(env, env_cfg):
     from unlearn.envs.unlearning_env import UnlearningEnv
 

@@ -35,6 +35,7 @@ def stop_cfg(tiny_workdir: Path):
     )
 
 
+@pytest.mark.slow
 def test_spaces_check_env_and_stop_ends_the_episode_before_its_steps(stop_cfg):
     from gymnasium.utils.env_checker import check_env
 

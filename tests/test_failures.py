@@ -33,6 +33,7 @@ def one_line(r: subprocess.CompletedProcess, fragment: str) -> str:
     ],
     ids=["run", "runs", "bench", "rl-train"],
 )
+@pytest.mark.slow
 def test_dead_tracking_server_is_one_line_before_any_work(args, tmp_path):
     uri = f"http://127.0.0.1:{free_port()}"  # nothing listens: refused at once
     r = cli(*args, "--set", f"workdir={tmp_path}", timeout=30, env={"MLFLOW_TRACKING_URI": uri})
@@ -100,6 +101,7 @@ def test_malformed_yaml_is_one_line_with_line_and_column(text, where, tmp_path):
     assert str(bad) in line
 
 
+@pytest.mark.slow
 def test_pickle_model_dir_asks_for_safetensors(tmp_path):
     from diffusers import UNet2DModel
 
@@ -143,6 +145,7 @@ def test_bad_ray_token_is_named_not_blamed_on_the_cluster(token, fragment, tmp_p
     assert line.startswith("error: RAY_AUTH_TOKEN:") and "no Ray cluster answers" not in line
 
 
+@pytest.mark.slow
 def test_dead_ray_address_is_one_line_not_minutes_of_retries(tiny_workdir, tmp_path):
     share_pretrained(tmp_path, tiny_workdir)
     address = f"127.0.0.1:{free_port()}"

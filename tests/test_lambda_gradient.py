@@ -46,6 +46,7 @@ def _mean_se(values: list[float]) -> tuple[float, float]:
 
 
 @pytest.mark.parametrize("objective", ["siss", "variance"])
+@pytest.mark.slow
 def test_score_estimator_agrees_with_finite_difference_and_pathwise_does_not(objective, split):
     """d/dλ of E[J] by a central difference with common random numbers (the same uniform
     decides each pair's component at λ ± h), against the mean of each estimator."""

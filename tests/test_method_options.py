@@ -151,6 +151,7 @@ def test_a_method_option_may_not_take_a_mapping():
         (["method.options.bogus=1"], "method.options.bogus: unknown option 'bogus'"),
     ],
 )
+@pytest.mark.slow
 def test_cli_wrong_method_option_exits_2_with_one_line(sets, fragment, tmp_path):
     args = [a for s in sets for a in ("--set", s)]
     r = cli(
@@ -176,6 +177,7 @@ README_T2I = [
 
 
 @pytest.mark.parametrize("command", README_T2I, ids=["lora-neggrad", "fdiv-variational"])
+@pytest.mark.slow
 def test_readme_method_switches_run(command, tmp_path):
     """The docs' commands that switch the demo config's method, run for two steps."""
     assert command in (REPO / "docs" / "t2i.md").read_text()

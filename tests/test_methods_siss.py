@@ -195,6 +195,7 @@ def _z(kind, lam, split, reference):
 
 
 @pytest.mark.parametrize("lam", LAMS)
+@pytest.mark.slow
 def test_siss_matches_the_two_forward_estimate_in_expectation(lam, split, reference):
     # 12 x 1024 draws each; the relative standard error is about 1%. Fixed seeds make the
     # test deterministic; |z| < 4 is the tolerance for retain, forget and total alike.

@@ -55,6 +55,7 @@ def shipped(request):
     return cfg, model, clf, load_splits(cfg.data)
 
 
+@pytest.mark.slow
 def test_shipped_classifier_labels_real_heldout_images(shipped):
     cfg, _, clf, splits = shipped
     probs, _ = clf.predict(splits.heldout.images)

@@ -68,6 +68,7 @@ def random_obs(n: int = 100, scale_action: bool = False, seed: int = 0) -> np.nd
 
 @pytest.mark.parametrize("algo", ["ppo", "sac"])
 @pytest.mark.parametrize("scale_action", [False, True])
+@pytest.mark.slow
 def test_exported_action_equals_rllib_deterministic_action(tmp_path, algo, scale_action):
     from unlearn.export import load_policy
     from unlearn.export.rllib import export_policy
@@ -142,6 +143,7 @@ print(json.dumps(out))
 
 
 @pytest.mark.parametrize("residual", [False, True])
+@pytest.mark.slow
 def test_policy_agent_acts_like_the_env(exported, tiny_workdir, tmp_path, residual):
     """``unlearn run`` with the exported policy gives the λ trajectory the env gives it
     (with ``env.residual`` too: the metadata carries the base schedule and its width)."""
@@ -254,6 +256,7 @@ def test_missing_paths_are_config_errors(tmp_path):
         get_agent(AgentConfig(name="policy", path=str(tmp_path / "nope")), default_lam=0.5)
 
 
+@pytest.mark.slow
 def test_registered_policy_runs_from_the_workdirs_store(exported, tiny_workdir, tmp_path):
     """The docs' two commands as printed: ``policy register`` puts the policy in the
     workdir's store, and ``run`` with ``agent.path=models:/NAME@ALIAS`` loads it from there

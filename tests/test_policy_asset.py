@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,6 +74,7 @@ def _run(tiny_workdir: Path, c: int, steps: int):
     return unl, unl.run()
 
 
+@pytest.mark.slow
 def test_asset_runs_past_step_0_and_its_lambda_depends_on_the_instance(tiny_workdir: Path):
     """What the shipped policy measurably does: it does not stop at its first decision (the
     old one did), and its λ differs between two forget classes from the first decision on

@@ -15,6 +15,7 @@ class Interrupt(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_pretrain_caches_and_resumes_identically(tiny_cfg, tmp_path):
     with pytest.raises(ConfigError, match="run `unlearn pretrain"):
         load_pretrained(tiny_cfg)

@@ -104,6 +104,7 @@ def test_a_lagged_step_is_the_combination_with_the_measured_coefficient(split):
 
 
 @pytest.mark.parametrize("value", ["0", "2.5", "x"])
+@pytest.mark.slow
 def test_bad_norm_every_exits_2_with_one_line(value, tmp_path):
     sets = ["tracking.enabled=false", "method.form=gradient", f"method.options.norm_every={value}"]
     args = [a for s in (f"workdir={tmp_path}", *sets) for a in ("--set", s)]

@@ -14,6 +14,7 @@ from helpers import T2I_TINY, cli, t2i_cfg, tiny_pipeline
 MEMORISE = ["t2i.memorise.caption=a secret digit", "t2i.memorise.index=3", "t2i.memorise.copies=20"]
 
 
+@pytest.mark.slow
 def test_t2i_pretrain_resumes_identically(tmp_path):
     from unlearn.models.t2i import load_t2i
     from unlearn.pretrain import cache_dirs, train_base
@@ -279,6 +280,7 @@ def test_memorised_copies_carry_their_caption_and_are_measured(t2i_workdir):
     assert all(0.0 <= r.rate <= 1.0 for r in far) and everything[0].rate == 1.0
 
 
+@pytest.mark.slow
 def test_memorised_caption_settings_are_checked_and_keyed(tmp_path):
     from unlearn.config import ConfigError
     from unlearn.families.t2i.pretrain import check_memorise, t2i_model_key
@@ -322,6 +324,7 @@ def test_eval_is_deterministic_and_writes_prompt_grids(t2i_workdir, tmp_path):
     assert (tmp_path / "a" / "prompts.png").is_file()
 
 
+@pytest.mark.slow
 def test_cli_run_and_eval_json(t2i_workdir):
     empty = t2i_workdir / "defaults.yaml"  # the config defaults, as the fixture used
     empty.write_text("{}\n")

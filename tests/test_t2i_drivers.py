@@ -47,6 +47,7 @@ def _sets(wd: Path, pipe: Path, *extra: str) -> list[str]:
         (["env.test_instances=[2,7]"], "env.test_instances: 7 is not allowed; it is also in"),
     ],
 )
+@pytest.mark.slow
 def test_t2i_bad_input_exits_2_with_one_line(tmp_path, saved_pipeline, extra, fragment):
     r = cli("run", *_sets(tmp_path, saved_pipeline, *extra))
     lines = r.stderr.strip().splitlines()
@@ -55,6 +56,7 @@ def test_t2i_bad_input_exits_2_with_one_line(tmp_path, saved_pipeline, extra, fr
     assert not (tmp_path / "runs").exists() and not list(tmp_path.glob("unlearned*"))
 
 
+@pytest.mark.slow
 def test_t2i_search_parameter_the_method_does_not_take_exits_2(tmp_path, saved_pipeline):
     space = tmp_path / "space.yaml"
     space.write_text(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,6 +28,7 @@ TINY = [
 ]
 
 
+@pytest.mark.slow
 def test_config_forgets_the_shipped_pipelines_memorised_image():
     from unlearn.config import load_config
     from unlearn.families.t2i.pretrain import memorised_image
@@ -47,6 +49,7 @@ def test_config_forgets_the_shipped_pipelines_memorised_image():
     assert len(task.data.spec.retain) == 10  # every digit keeps its images
 
 
+@pytest.mark.slow
 def test_memorised_caption_run_and_audit_on_the_shipped_pipeline(tmp_path):
     from diffusers import StableDiffusionPipeline
 

@@ -57,6 +57,7 @@ def test_fdiv_kl_is_half_the_mse_to_the_original_on_the_anchor_prompt(t2i_workdi
 
 
 @pytest.mark.parametrize("div", ["kl", "hellinger", "chi2", "amari"])
+@pytest.mark.slow
 def test_fdiv_pulls_the_concept_onto_the_anchor(t2i_workdir, div):
     unl = unlearner(
         t2i_workdir,
@@ -208,6 +209,7 @@ def test_caption_images_need_a_caption(t2i_workdir):
 # -- every λ agent ----------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["fdiv", "constrained", "vdu", "siss"])
 @pytest.mark.parametrize("agent", ["static", "schedule", "variational", "dual", "hybrid"])
+@pytest.mark.slow
 def test_t2i_methods_run_with_every_lambda_agent(t2i_workdir, method, agent):
     extra = CAPTION if method == "siss" else [ANCHOR]
     unl = unlearner(

@@ -55,6 +55,7 @@ def test_sd15_config_is_the_real_checkpoint_setting():
         validate_space(load_space(f), sd)
 
 
+@pytest.mark.slow
 def test_sd15_settings_run_the_same_path_on_the_shipped_pipeline(tmp_path):
     import torch
     from diffusers import StableDiffusionPipeline
@@ -101,6 +102,7 @@ def tiny_clip(out: Path, pipe: Path) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_sd15_clip_measure_runs_end_to_end_through_lora(tmp_path):
     import json
 
@@ -133,6 +135,7 @@ def test_sd15_clip_measure_runs_end_to_end_through_lora(tmp_path):
     assert bad.returncode == 2 and len(lines) == 1 and "no-clip" in lines[0]
 
 
+@pytest.mark.slow
 def test_clip_rates_are_the_fractions_of_clip_logits(tmp_path):
     """Concept rate and retain accuracy equal the fractions computed by hand from the CLIP
     model's own logits on its processor's pixel input."""

@@ -228,6 +228,7 @@ def test_space_file_errors_name_the_file(tmp_path):
         load_space(bad)
 
 
+@pytest.mark.slow
 def test_importing_the_tuners_loads_no_ray_optuna_mlflow_or_diffusers():
     """``unlearn tune`` imports the package before it reads its inputs: bad ones fail fast."""
     heavy = ("ray", "optuna", "mlflow", "diffusers")

@@ -68,6 +68,7 @@ def test_nonfinite_loss_stops_with_last_good_weights(tiny_ready):
         assert torch.equal(v, snap[k])
 
 
+@pytest.mark.slow
 def test_tracked_run_logs_lambda_and_marks_failures(tiny_ready, tmp_path):
     from mlflow.tracking import MlflowClient
 
@@ -88,6 +89,7 @@ def test_tracked_run_logs_lambda_and_marks_failures(tiny_ready, tmp_path):
     assert res.after is not None and res.before is not None
 
 
+@pytest.mark.slow
 def test_diverged_tracked_run_is_failed_in_mlflow(tiny_ready, tmp_path):
     """A real divergence: VDU's stability weight 1e36 with lr 1 overflows the loss after the
     first step; the run keeps the last good weights and its MLflow run ends FAILED."""
