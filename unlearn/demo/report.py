@@ -12,17 +12,8 @@ from rich.table import Table
 from unlearn.config import Config, ConfigError
 from unlearn.console import table
 from unlearn.metrics import EvalResult
+from unlearn.metrics.evaluate import TABLE_KEYS
 from unlearn.runtime import ProgressFn, no_progress
-
-TABLE_KEYS = (
-    "forget_rate",
-    "fid",
-    "coverage_kl",
-    "confident",
-    "proxy_retain",
-    "proxy_forget",
-    "nelbo_bpd",
-)
 
 
 def eval_table(results: dict[str, EvalResult], title: str = "evaluation") -> Table:
