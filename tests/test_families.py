@@ -14,11 +14,9 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import REPO, cli, t2i_cfg, tiny_pipeline
 
-from tests.test_cli import cli
-from tests.test_t2i import t2i_cfg, tiny_pipeline
-
-PACKAGE = Path(__file__).resolve().parents[1] / "unlearn"
+PACKAGE = REPO / "unlearn"
 
 #: below the seam, the building blocks that know their own kind (a model's own class, the
 #: pipeline loader that recognises ``model_index.json``) and the families themselves
@@ -191,19 +189,20 @@ def test_every_family_provides_the_protocol():
 
 # -- (b) one result protocol -------------------------------------------------------------------
 def _fake(result_type: type):
-    """An instance of ``result_type`` with placeholder values (numbers 0.25, empty tuples)."""
+    """An instance of ``result_type`` with placeholder values (each number its own, so a
+    property that reads the wrong field shows; empty tuples)."""
     values = {}
-    for f in dataclasses.fields(result_type):
+    for i, f in enumerate(dataclasses.fields(result_type)):
         if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
             continue
-        values[f.name] = {"int": 8, "str": "seven"}.get(str(f.type), 0.25)
+        values[f.name] = {"int": 8, "str": "seven"}.get(str(f.type), 0.01 * (i + 1))
         if "tuple" in str(f.type) or "list" in str(f.type):
             values[f.name] = ()
     return result_type(**values)
 
 
 def test_every_family_result_satisfies_the_result_protocol():
-    from unlearn.families import FAMILIES, check_result, result_from_dict
+    from unlearn.families import FAMILIES, check_result
     from unlearn.metrics import ModelEvaluation
 
     names = set()
@@ -214,7 +213,7 @@ def test_every_family_result_satisfies_the_result_protocol():
         assert r.primary_rate == getattr(r, r.primary_name) == r.forget_rate
         assert set(r.table_keys) <= {f.name for f in dataclasses.fields(r)} | {"forget_rate"}
         assert f"eval/{r.primary_name}" in r.metrics() or "eval/forget_rate" in r.metrics()
-        back = result_from_dict(json.loads(json.dumps(r.to_dict())))
+        back = family.result_from_dict(json.loads(json.dumps(r.to_dict())))
         assert type(back) is family.result_type and back.primary_rate == r.primary_rate
         names.add(r.primary_name)
     assert "concept_rate" in names and "forget_rate" in names

@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO, cli, share_pretrained
 
 
 def make_module_checkpoint(path: Path, algo: str, scale_action: bool = False, gain: float = 1.0):
@@ -261,7 +260,6 @@ def test_registered_policy_runs_from_the_workdirs_store(exported, tiny_workdir, 
     """The docs' two commands as printed: ``policy register`` puts the policy in the
     workdir's store, and ``run`` with ``agent.path=models:/NAME@ALIAS`` loads it from there
     with no tracking setting (a real sqlite store; no MLFLOW_TRACKING_URI)."""
-    import os
     import shlex
     import shutil
 
@@ -276,21 +274,12 @@ def test_registered_policy_runs_from_the_workdirs_store(exported, tiny_workdir, 
     shutil.copy(REPO / "configs" / "tiny.yaml", tmp_path / "configs" / "tiny.yaml")
     runs = tmp_path / "runs"
     runs.mkdir()
-    (runs / "pretrained").symlink_to(tiny_workdir / "pretrained", target_is_directory=True)
+    share_pretrained(runs, tiny_workdir)
     shutil.copytree(exported["onnx"], runs / "policy")
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
-    env.update(OMP_NUM_THREADS="1", CI="1")
-    unlearn = Path(sys.executable).with_name("unlearn")
     extra = [[], ["--no-eval", "--json"]]  # the run: no sample evaluation, its result as JSON
+    one_thread = {"OMP_NUM_THREADS": "1", "CI": "1"}
     procs = [
-        subprocess.run(
-            [str(unlearn), *shlex.split(cmd)[1:], *more],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            timeout=300,
-            env=env,
-        )
+        cli(*shlex.split(cmd)[1:], *more, cwd=tmp_path, timeout=300, env=one_thread)
         for cmd, more in zip(printed, extra, strict=True)
     ]
     for proc in procs:

@@ -101,13 +101,6 @@ class RunRecord:
         return cls(cell.method, cell.agent, cell.instance, cell.seed, "error", digest, message)
 
 
-def eval_from_dict(d: dict[str, Any]) -> EvalResult:
-    """A result of any family back from ``to_dict`` (results.json)."""
-    from unlearn.families import result_from_dict
-
-    return result_from_dict(d)
-
-
 class ForgetCheck:
     """Callback: the sample-based forget rate every ``every`` steps (not at ``budget``:
     the final evaluation measures that one) — the concept rate of the erased prompts on t2i,

@@ -298,21 +298,25 @@ def render_all(root: Path) -> dict[Path, str]:
 
 def stale(root: Path) -> list[Path]:
     """The generated files whose committed text differs from what the records render."""
-    return [
-        p
+    return list(_stale_texts(root))
+
+
+def _stale_texts(root: Path) -> dict[Path, str]:
+    """The generated files that differ from what the records render, with their new text."""
+    return {
+        p: text
         for p, text in render_all(root).items()
         if not (root / p).is_file() or (root / p).read_text() != text
-    ]
+    }
 
 
 def write_pages(root: Path) -> list[Path]:
     """Write every generated file under ``root``; returns the ones that changed."""
-    changed = stale(root)
+    changed = _stale_texts(root)
     (root / PAGES).mkdir(parents=True, exist_ok=True)
-    for p, text in render_all(root).items():
-        if p in changed:
-            (root / p).write_text(text)
-    return changed
+    for p, text in changed.items():
+        (root / p).write_text(text)
+    return list(changed)
 
 
 def publish(path: str | Path, state: dict[str, Any], section: str) -> list[Path]:
@@ -321,7 +325,9 @@ def publish(path: str | Path, state: dict[str, Any], section: str) -> list[Path]
     it), regenerate that checkout's results pages. Returns the pages that changed."""
     p = Path(path).expanduser().resolve()
     p.write_text(json.dumps({**state, "section": section.strip()}, indent=1) + "\n")
-    root = p.parents[2]
+    root = p.parent
+    for _ in Path(RESULTS).parts:  # the checkout holding benchmarks/results/, if it is one
+        root = root.parent
     if p.parent == root / RESULTS and (root / "docs").is_dir():
         return write_pages(root)
     return []

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from unlearn.bench.cell import CellOutcome, RunRecord, eval_from_dict, run_cell, save_grids
+from unlearn.bench.cell import CellOutcome, RunRecord, run_cell, save_grids
 from unlearn.bench.matrix import (
     BenchOptions,
     Plan,
@@ -160,7 +160,7 @@ def run_bench(
         if r.status in DONE and digests.get(r.key) == r.digest:
             records[r.key] = r
     before: dict[int, EvalResult] = {
-        int(k): eval_from_dict(v) for k, v in reusable_before(old, cfg).items()
+        int(k): family_of(cfg).result_from_dict(v) for k, v in reusable_before(old, cfg).items()
     }
     perf = PerfResult(**old["perf"]) if old.get("perf") and not opts.perf else None
     parent = _open_parent(bench_cfg, opts.preset, opts, old.get("parent_run_id"))

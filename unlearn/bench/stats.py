@@ -17,8 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from unlearn.families.t2i import T2I_COLUMNS
-
 #: metric -> (label, unit / note); all are minimised
 METRICS: dict[str, str] = {
     "forget_rate": "forget rate",
@@ -33,9 +31,6 @@ AUDIT_METRICS: dict[str, str] = {
     "benign_forget_rate": "forget rate after benign fine-tuning",
     "mia_auc": "MIA AUC",
 }
-#: the columns of a t2i bench (``model.kind=t2i``; its forget rate is the concept rate): the
-#: family's own (:data:`unlearn.families.t2i.T2I_COLUMNS`)
-T2I_METRICS: dict[str, str] = T2I_COLUMNS
 #: metrics whose best value is a target rather than the minimum
 TARGETS: dict[str, float] = {"mia_auc": 0.5, "retain_accuracy": 1.0}
 ALPHA = 0.05
@@ -155,7 +150,7 @@ def summarize(
 
     A record needs ``method``, ``agent``, ``status`` and ``value(metric)``; runs that raised
     an error carry no numbers, diverged runs count with the numbers of their last good weights.
-    ``metrics``: which ones (the bench's, plus ``T2I_METRICS`` on t2i and ``AUDIT_METRICS``
+    ``metrics``: which ones (the bench's, plus the family's ``columns`` and ``AUDIT_METRICS``
     with ``--audit``).
     """
     cells = {g: CellSummary(*g) for g in groups}

@@ -19,9 +19,6 @@ def register(app: typer.Typer) -> None:
     app.command()(bench)
 
 
-_config = load_cli_config
-
-
 def bench(
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -124,7 +121,7 @@ def bench(
         tune_baselines=tune_baselines,
         audit=audit,
     )
-    cfg = _config(config, set_, tracked=True)
+    cfg = load_cli_config(config, set_, tracked=True)
     from unlearn.console import console, progress_bars, table
 
     with progress_bars(not json_) as progress:

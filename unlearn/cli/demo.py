@@ -18,9 +18,6 @@ def register(app: typer.Typer) -> None:
     app.command()(demo)
 
 
-_config = load_cli_config
-
-
 def demo(
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -63,7 +60,7 @@ def demo(
     run to MLflow. `--parts all` adds the configured digit under static and variational λ,
     a 4-trial search and an RL smoke test.
     """
-    cfg = _config(config, set_, tracked=True)
+    cfg = load_cli_config(config, set_, tracked=True)
     from unlearn.console import console, progress_bars
     from unlearn.demo import eval_table, parse_parts, run_demo
     from unlearn.tracking import tracking_uri

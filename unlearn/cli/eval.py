@@ -19,9 +19,6 @@ def register(app: typer.Typer) -> None:
     app.command("eval")(eval_cmd)
 
 
-_config = load_cli_config
-
-
 def eval_cmd(
     model_dir: Annotated[Path, typer.Argument(help="Model directory (or diffusers UNet dir).")],
     config: ConfigOpt = None,
@@ -49,7 +46,7 @@ def eval_cmd(
     found = family_of_dir(model_dir)
     if config is None and found is not None and found.default_config is not None:
         config = found.default_config  # e.g. the embedded t2i demo config for a pipeline
-    cfg = _config(config, set_)
+    cfg = load_cli_config(config, set_)
     res = evaluate_dir(cfg, model_dir, classifier, out)
     if json_:
         typer.echo(json.dumps(res.to_dict(), indent=2))

@@ -24,9 +24,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(policy_app, name="policy")
 
 
-_config = load_cli_config
-
-
 @policy_app.command("export")
 def export_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="RLlib algorithm (or RLModule) checkpoint.")],
@@ -44,7 +41,7 @@ def export_cmd(
     k = p = b = n = 0
     residual: dict = {}
     if config is not None or set_:  # for checkpoints without the training env's sidecar
-        env = _config(config, set_).env
+        env = load_cli_config(config, set_).env
         k, p, b, n = env.steps_per_decision, env.proxy_every, env.proxy_batch, env.decisions
         residual = env.residual
     d = export_policy(
@@ -73,7 +70,7 @@ def register_cmd(
     from unlearn.console import console
     from unlearn.export.registry import register_policy
 
-    reg = register_policy(_config(config, set_), policy_dir, name, alias)
+    reg = register_policy(load_cli_config(config, set_), policy_dir, name, alias)
     if json_:
         typer.echo(
             json.dumps(

@@ -17,9 +17,6 @@ def register(app: typer.Typer) -> None:
     app.command()(pretrain)
 
 
-_config = load_cli_config
-
-
 def pretrain(
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -33,7 +30,7 @@ def pretrain(
     from unlearn.console import console, progress_bars
     from unlearn.pretrain import pretrain as run_pretrain
 
-    cfg = _config(config, set_)
+    cfg = load_cli_config(config, set_)
     with progress_bars() as progress:
         res = run_pretrain(cfg, progress, force=force)
     console.print(f"base model:  {res.model_dir}")

@@ -23,9 +23,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(rl_app, name="rl")
 
 
-_config = load_cli_config
-
-
 @rl_app.command("train")
 def train_cmd(
     config: ConfigOpt = None,
@@ -49,7 +46,7 @@ def train_cmd(
 
     Example: unlearn rl train --config configs/tiny.yaml --algo ppo --iterations 3 --env-runners 1
     """
-    cfg = _config(config, set_, tracked=True)
+    cfg = load_cli_config(config, set_, tracked=True)
     from unlearn.console import console, progress_bars
     from unlearn.rl.train import train
 
@@ -97,7 +94,7 @@ def eval_cmd(
     from unlearn.console import console, progress_bars
     from unlearn.rl.evaluate import evaluate
 
-    cfg = _config(config, set_)
+    cfg = load_cli_config(config, set_)
     try:
         lam_values = [float(x) for x in lams.split(",") if x.strip()]
     except ValueError:

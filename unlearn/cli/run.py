@@ -18,9 +18,6 @@ def register(app: typer.Typer) -> None:
     app.command("run")(run_cmd)
 
 
-_config = load_cli_config
-
-
 def run_cmd(
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -33,7 +30,7 @@ def run_cmd(
 
     Example: unlearn run --set method.name=siss --set agent.name=variational --set forget.classes=[7]
     """
-    cfg = _config(config, set_, tracked=True)
+    cfg = load_cli_config(config, set_, tracked=True)
     from unlearn.console import console, progress_bars
     from unlearn.run import run
 

@@ -18,9 +18,6 @@ def register(app: typer.Typer) -> None:
     app.command()(runs)
 
 
-_config = load_cli_config
-
-
 def runs(
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -37,7 +34,7 @@ def runs(
     from unlearn.console import console, table
     from unlearn.tracking import list_runs
 
-    cfg = _config(config, set_)
+    cfg = load_cli_config(config, set_)
     rows = list_runs(cfg, experiment, sort, limit)
     if json_:
         typer.echo(json.dumps(rows, indent=2, default=str))

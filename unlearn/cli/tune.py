@@ -25,9 +25,6 @@ def register(app: typer.Typer) -> None:
     app.command("tune")(tune)
 
 
-_config = load_cli_config
-
-
 def tune(
     space: Annotated[Path, typer.Option(help="Search-space YAML (configs/tune/*.yaml).")],
     config: ConfigOpt = None,
@@ -66,7 +63,7 @@ def tune(
     from unlearn.console import console, progress_bars
     from unlearn.tuners import SweepOptions, load_space, run_sweep
 
-    cfg = _config(config, set_)
+    cfg = load_cli_config(config, set_)
     spc = load_space(space)
     opts = SweepOptions(
         search=search,

@@ -17,9 +17,6 @@ def register(app: typer.Typer) -> None:
     app.command("ui")(ui)
 
 
-_config = load_cli_config
-
-
 def ui(
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -33,7 +30,7 @@ def ui(
     from unlearn.console import console
     from unlearn.tracking import check_server, tracking_uri
 
-    cfg = _config(config, set_)
+    cfg = load_cli_config(config, set_)
     uri = tracking_uri(cfg)
     if not uri.startswith("sqlite:///"):
         console.print(f"runs are tracked on a server already: {uri}")

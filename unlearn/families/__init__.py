@@ -11,7 +11,6 @@ here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -19,9 +18,6 @@ from unlearn.config import Config, ConfigError
 from unlearn.families.base import EvalReport, Family, InstanceData, Setup, check_result
 from unlearn.families.image import IMAGE
 from unlearn.families.t2i import T2I
-
-if TYPE_CHECKING:
-    from unlearn.metrics.result import ModelEvaluation
 
 #: every family by name; the kinds each serves are its ``kinds``
 FAMILIES: dict[str, Family] = {
@@ -67,24 +63,6 @@ def family_of_model(model: torch.nn.Module) -> Family | None:
     return None
 
 
-def result_from_dict(d: dict) -> ModelEvaluation:
-    """A result of any family back from its ``to_dict``: the family whose result type has
-    every key of ``d`` as a field and every field without a default among the keys."""
-    import dataclasses
-
-    keys = set(d)
-    for family in FAMILIES.values():
-        fields = dataclasses.fields(family.result_type)
-        required = {
-            f.name
-            for f in fields
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        }
-        if required <= keys <= {f.name for f in fields}:
-            return family.result_from_dict(d)
-    raise ValueError(f"no family's result has the fields {sorted(d)}")
-
-
 __all__ = [
     "FAMILIES",
     "EvalReport",
@@ -97,5 +75,4 @@ __all__ = [
     "family_of_dir",
     "family_of_kind",
     "family_of_model",
-    "result_from_dict",
 ]

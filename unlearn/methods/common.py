@@ -12,8 +12,6 @@ from collections.abc import Sequence
 
 import torch
 
-from unlearn.models.io import is_prompted
-from unlearn.models.vae import ConvVAE
 from unlearn.types import Batch
 
 DIFFUSION = ("ddpm", "cond_ddpm", "vpsde")
@@ -28,6 +26,8 @@ def kind_name(model: torch.nn.Module) -> str:
 
 def is_vae(model: torch.nn.Module) -> bool:
     """The VAE trains on its ELBO, not on a denoising loss."""
+    from unlearn.models.vae import ConvVAE
+
     return isinstance(model, ConvVAE)
 
 
@@ -100,6 +100,8 @@ class FrozenT2I:
 def frozen_denoiser(model: torch.nn.Module):
     """The frozen pretrained reference the anchor-based methods compare against: anything
     with ``eps(x_t, t, labels)``; a :class:`FrozenT2I` for a pipeline, else a whole copy."""
+    from unlearn.models.io import is_prompted
+
     return FrozenT2I(model) if is_prompted(model) else frozen_copy(model)
 
 

@@ -70,7 +70,7 @@ class EvalResult:
 
     @property
     def primary_rate(self) -> float:
-        return self.forget_rate
+        return getattr(self, self.primary_name)
 
     @property
     def table_keys(self) -> tuple[str, ...]:

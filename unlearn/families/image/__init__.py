@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from unlearn.config import Config, ForgetConfig
+from unlearn.config import MODEL_FAMILIES, Config, ForgetConfig
 from unlearn.families.base import EvalReport, InstanceData, Setup
 from unlearn.runtime import ProgressFn
 
@@ -20,7 +20,7 @@ class ImageFamily:
     injected outlier; the evaluation classifier measures the forget rate."""
 
     name = "image"
-    kinds = ("ddpm", "cond_ddpm", "vpsde", "vae")
+    kinds = MODEL_FAMILIES["image"]
     conditional_kinds = ("cond_ddpm",)
     description = "an image model"
     example_config = "configs/demo.yaml"

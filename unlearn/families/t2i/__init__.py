@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from unlearn.config import Config, ForgetConfig
+from unlearn.config import MODEL_FAMILIES, Config, ForgetConfig
 from unlearn.families.base import EvalReport, InstanceData, Setup
 from unlearn.families.store import ASSETS
 from unlearn.runtime import ProgressFn
@@ -33,7 +33,7 @@ class T2IFamily:
     retain prompts, or a memorised caption); the concept rate is the primary rate."""
 
     name = "t2i"
-    kinds = ("t2i",)
+    kinds = MODEL_FAMILIES["t2i"]
     conditional_kinds = ("t2i",)
     description = "a text-to-image pipeline"
     example_config = "configs/t2i_demo.yaml"
