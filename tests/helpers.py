@@ -133,6 +133,49 @@ def cli(
     )
 
 
+def cli_here(
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
+    """``unlearn ARGS`` run in this process through the console entry point, same result shape
+    as :func:`cli` (exit code, stdout, stderr) without an interpreter start-up per call.
+
+    For input that is refused before any work (exit code 2 and one line): a command that gets
+    as far as doing work belongs in :func:`cli`, in a child of its own. The environment, the
+    working directory and ``sys.argv`` are restored afterwards.
+    """
+    import contextlib
+    import io
+    import traceback
+
+    from unlearn.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
+    os.environ.clear()
+    os.environ.update(clean_env(**(env or {})))
+    sys.argv = ["unlearn", *args]
+    code = 0
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main()
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else int(e.code is not None)
+            except Exception:
+                traceback.print_exc()
+                code = 1
+    finally:
+        os.chdir(saved_cwd)
+        sys.argv = saved_argv
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["unlearn", *args], code, out.getvalue(), err.getvalue())
+
+
 def free_port() -> int:
     """A local TCP port nothing listens on (just now)."""
     with socket.socket() as s:
