@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO, cli, free_port
+from helpers import REPO, UNLEARN, clean_env, cli, free_port, share_pretrained
 
 
 def main(capsys, monkeypatch, *args: str) -> tuple[int, list[str]]:
@@ -149,3 +149,53 @@ def test_bench_refuses_duplicate_rows(capsys, monkeypatch, tmp_path):
     assert code == 2 and len(err) == 1, err
     assert "--rows" in err[0] and "esd:static is given twice" in err[0]
     assert not (tmp_path / "bench").exists()
+
+
+# -- a run killed with SIGKILL ---------------------------------------------------------------
+@pytest.mark.slow
+def test_a_killed_run_is_shown_and_recorded_as_killed(tiny_workdir, tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+
+    from mlflow.tracking import MlflowClient
+
+    from unlearn.config import load_config
+    from unlearn.tracking import list_runs
+    from unlearn.tracking.liveness import MARKER
+
+    wd = share_pretrained(tmp_path / "work", tiny_workdir)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["--set", f"workdir={wd}", "--set", f"tracking.uri={uri}"]
+    proc = subprocess.Popen(
+        [UNLEARN, "run", "--no-eval", "--config", str(REPO / "configs/tiny.yaml"), *args]
+        + ["--set", "unlearn.steps=1000000", "--set", "tracking.enabled=true"],
+        env=clean_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not list((wd / "unlearned").glob(f"*/{MARKER}")) and proc.poll() is None:
+            assert time.monotonic() < deadline, "the run wrote no INCOMPLETE.json"
+            time.sleep(0.2)
+        time.sleep(1.0)  # into the unlearning loop
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+    (out,) = (wd / "unlearned").iterdir()
+    assert not (out / "result.json").exists()  # nothing says it finished
+    client = MlflowClient(tracking_uri=uri)
+    assert client.get_run(out.name).info.status == "RUNNING"  # until someone reads the runs
+
+    cfg = load_config(REPO / "configs/tiny.yaml", [*args[1::2], "tracking.enabled=true"])
+    (row,) = list_runs(cfg)
+    assert (row["run_id"], row["status"]) == (out.name, "KILLED")
+    run = client.get_run(out.name)
+    assert run.info.status == "KILLED" and str(proc.pid) in run.data.tags["unlearn.failure"]
+    marker = json.loads((out / MARKER).read_text())
+    assert marker["status"] == "killed" and marker["run_id"] == out.name
