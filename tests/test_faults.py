@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO, UNLEARN, clean_env, cli, free_port, share_pretrained
+from helpers import REPO, TINY, UNLEARN, clean_env, cli, free_port, share_pretrained
 
 
 def main(capsys, monkeypatch, *args: str) -> tuple[int, list[str]]:
@@ -199,3 +199,30 @@ def test_a_killed_run_is_shown_and_recorded_as_killed(tiny_workdir, tmp_path):
     assert run.info.status == "KILLED" and str(proc.pid) in run.data.tags["unlearn.failure"]
     marker = json.loads((out / MARKER).read_text())
     assert marker["status"] == "killed" and marker["run_id"] == out.name
+
+
+@pytest.mark.slow
+def test_a_finished_run_is_complete_and_its_owner_is_recorded(tiny_workdir, tmp_path):
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    from unlearn.config import load_config
+    from unlearn.run import run
+    from unlearn.tracking import list_runs
+    from unlearn.tracking.liveness import MARKER
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    wd = share_pretrained(tmp_path / "work", tiny_workdir)
+    cfg = load_config(
+        None,
+        [*TINY, f"workdir={wd}", "unlearn.steps=2", "tracking.enabled=true", f"tracking.uri={uri}"],
+    )
+    res = run(cfg, evaluate=False)
+    out = Path(res.model_dir).parent
+    assert json.loads((out / "result.json").read_text())["status"] == "finished"
+    assert not (out / MARKER).exists()
+    tags = MlflowClient(tracking_uri=uri).get_run(res.run_id).data.tags
+    assert tags["unlearn.output"] == str(out) and tags["unlearn.pid"].isdigit()
+    # this process still runs, and the run has ended: reading the runs changes nothing
+    assert [r["status"] for r in list_runs(cfg)] == ["FINISHED"]
