@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 
 from unlearn.config import ConfigError, check_residual
+from unlearn.export.source import METADATA
 from unlearn.observation import OBS_VERSION, action_names, layout
 
 log = logging.getLogger(__name__)
 
 FILES = {"torchscript": "policy.pt", "onnx": "policy.onnx"}
-METADATA = "metadata.json"
 SCHEMA = "unlearn-policy-v1"
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from unlearn.config import ConfigError
 
+METADATA = "metadata.json"  # an exported policy's metadata, beside its file
+
 
 def resolve_policy_dir(path: str, tracking_uri: str = "") -> Path:
     """A local policy directory for ``path`` (a directory, or a ``models:/`` registry URI)."""
@@ -29,8 +31,6 @@ def _policy_dir_of_model(local: Path) -> Path:
     """A downloaded MLflow model (``MLmodel``, ``model.onnx``, ``extra_files/metadata.json``)
     as a policy directory: its metadata beside the graph. Older registrations (the exported
     folder as it was) already are one."""
-    from unlearn.export.policy_file import METADATA
-
     kept = local / "extra_files" / METADATA
     if (local / "MLmodel").is_file() and kept.is_file() and not (local / METADATA).exists():
         shutil.copyfile(kept, local / METADATA)
