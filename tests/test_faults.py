@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO, TINY, UNLEARN, clean_env, cli, free_port, share_pretrained
+from helpers import REPO, UNLEARN, clean_env, cli, free_port, share_pretrained
 
 
 def main(capsys, monkeypatch, *args: str) -> tuple[int, list[str]]:
@@ -153,7 +153,9 @@ def test_bench_refuses_duplicate_rows(capsys, monkeypatch, tmp_path):
 
 # -- a run killed with SIGKILL ---------------------------------------------------------------
 @pytest.mark.slow
-def test_a_killed_run_is_shown_and_recorded_as_killed(tiny_workdir, tmp_path):
+def test_a_killed_run_is_shown_and_recorded_as_killed_and_a_finished_one_is_complete(
+    tiny_workdir, tmp_path
+):
     import json
     import os
     import signal
@@ -162,6 +164,7 @@ def test_a_killed_run_is_shown_and_recorded_as_killed(tiny_workdir, tmp_path):
     from mlflow.tracking import MlflowClient
 
     from unlearn.config import load_config
+    from unlearn.run import run
     from unlearn.tracking import list_runs
     from unlearn.tracking.liveness import MARKER
 
@@ -192,37 +195,26 @@ def test_a_killed_run_is_shown_and_recorded_as_killed(tiny_workdir, tmp_path):
     client = MlflowClient(tracking_uri=uri)
     assert client.get_run(out.name).info.status == "RUNNING"  # until someone reads the runs
 
-    cfg = load_config(REPO / "configs/tiny.yaml", [*args[1::2], "tracking.enabled=true"])
+    cfg_overrides = [*args[1::2], "tracking.enabled=true"]
+    cfg = load_config(REPO / "configs/tiny.yaml", cfg_overrides)
     (row,) = list_runs(cfg)
     assert (row["run_id"], row["status"]) == (out.name, "KILLED")
-    run = client.get_run(out.name)
-    assert run.info.status == "KILLED" and str(proc.pid) in run.data.tags["unlearn.failure"]
+    killed = client.get_run(out.name)
+    assert killed.info.status == "KILLED"
+    assert str(proc.pid) in killed.data.tags["unlearn.failure"]
     marker = json.loads((out / MARKER).read_text())
     assert marker["status"] == "killed" and marker["run_id"] == out.name
 
-
-@pytest.mark.slow
-def test_a_finished_run_is_complete_and_its_owner_is_recorded(tiny_workdir, tmp_path):
-    import json
-
-    from mlflow.tracking import MlflowClient
-
-    from unlearn.config import load_config
-    from unlearn.run import run
-    from unlearn.tracking import list_runs
-    from unlearn.tracking.liveness import MARKER
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    wd = share_pretrained(tmp_path / "work", tiny_workdir)
-    cfg = load_config(
-        None,
-        [*TINY, f"workdir={wd}", "unlearn.steps=2", "tracking.enabled=true", f"tracking.uri={uri}"],
+    # a run of this process in the same store: its folder is complete, it is left as it is
+    res = run(
+        load_config(REPO / "configs/tiny.yaml", [*cfg_overrides, "unlearn.steps=2"]), evaluate=False
     )
-    res = run(cfg, evaluate=False)
-    out = Path(res.model_dir).parent
-    assert json.loads((out / "result.json").read_text())["status"] == "finished"
-    assert not (out / MARKER).exists()
-    tags = MlflowClient(tracking_uri=uri).get_run(res.run_id).data.tags
-    assert tags["unlearn.output"] == str(out) and tags["unlearn.pid"].isdigit()
-    # this process still runs, and the run has ended: reading the runs changes nothing
-    assert [r["status"] for r in list_runs(cfg)] == ["FINISHED"]
+    done = Path(res.model_dir).parent
+    assert json.loads((done / "result.json").read_text())["status"] == "finished"
+    assert not (done / MARKER).exists()
+    tags = client.get_run(res.run_id).data.tags
+    assert (tags["unlearn.pid"], tags["unlearn.output"]) == (str(os.getpid()), str(done))
+    assert {r["run_id"]: r["status"] for r in list_runs(cfg)} == {
+        out.name: "KILLED",
+        res.run_id: "FINISHED",
+    }
