@@ -3,7 +3,6 @@ builds (validated before the first optimiser step): evaluate, unlearn, evaluate,
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -31,6 +30,7 @@ def run(
 
     from unlearn.task import make_unlearner
     from unlearn.tracking import Tracker, TrackingError, preflight
+    from unlearn.tracking.liveness import OUTPUT, mark_ended, mark_incomplete, owner_tags
 
     preflight(cfg)  # a tracking server that is down stops the run before the model loads
     setup = make_unlearner(cfg)
@@ -38,11 +38,14 @@ def run(
     tracker = Tracker(
         cfg,
         run_name=f"{cfg.method.name}-{cfg.agent.name}",
-        tags={"unlearn.method": cfg.method.name, "unlearn.agent": cfg.agent.name},
+        # the owner (pid, host): a run whose process is killed is found and set KILLED later
+        tags={"unlearn.method": cfg.method.name, "unlearn.agent": cfg.agent.name, **owner_tags()},
     )
-    tracker.log_params(cfg.to_dict())
     out = cfg.workdir_path / "unlearned" / (tracker.run_id or f"{cfg.method.name}-{cfg.agent.name}")
     out.mkdir(parents=True, exist_ok=True)
+    mark_incomplete(out, tracker.run_id)  # until result.json, written last, says otherwise
+    tracker.set_tag(OUTPUT, str(out))
+    tracker.log_params(cfg.to_dict())
     status, result, t0 = "FAILED", None, time.perf_counter()
     try:
         if evaluate and before is None:
@@ -94,6 +97,9 @@ def run(
             f"{e}; the run stopped at step {unl.t}; its outputs (model, "
             f"result.json, grids) are in {out}"
         ) from None
+    except BaseException as e:  # a crash or Ctrl-C: the folder says the run failed
+        mark_ended(out, "failed", (str(e).splitlines() or [type(e).__name__])[0])
+        raise
     finally:
         tracker.end(status)
 
@@ -102,16 +108,19 @@ def _save_outputs(unl: Unlearner, result: UnlearnResult, out: Path) -> None:
     """The run's local outputs: ``model/``, ``lambda.png`` and ``result.json`` in ``out``.
 
     The model and the plot are written once; a second call (tracking failed after the
-    outputs were saved) only rewrites ``result.json``, which then carries the message."""
+    outputs were saved) only rewrites ``result.json``, which then carries the message.
+    ``result.json`` is written last and atomically: a folder without it is incomplete (its
+    ``INCOMPLETE.json`` says whether the run is running, failed or was killed)."""
     from unlearn.metrics import plot_lambda
     from unlearn.models import save_model
+    from unlearn.tracking.liveness import write_result
 
     if result.model_dir is None:
         save_model(unl.model.cpu(), out / "model")
         unl.model.to(unl.device)
         result.model_dir = str(out / "model")
         plot_lambda({"λ": result.lambdas}, out / "lambda.png")
-    (out / "result.json").write_text(json.dumps(result.to_dict(), indent=2))
+    write_result(out, result.to_dict())
 
 
 def _save_samples(cfg: Config, result, samples: torch.Tensor, out: Path, name: str) -> None:

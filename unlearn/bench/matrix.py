@@ -211,12 +211,15 @@ def parse_rows(text: str | None) -> tuple[tuple[str, str], ...] | None:
     """``"esd:static,constrained:dual"`` -> (("esd", "static"), ("constrained", "dual"))."""
     if text is None:
         return None
-    rows = []
-    for item in dict.fromkeys(t.strip() for t in text.split(",") if t.strip()):
+    rows: list[tuple[str, str]] = []
+    for item in (t.strip() for t in text.split(",") if t.strip()):
         method, sep, agent = item.partition(":")
         if not sep or not method.strip() or not agent.strip():
             raise ConfigError(f"--rows: {item!r} is not METHOD:AGENT (e.g. esd:static)")
-        rows.append((method.strip(), agent.strip()))
+        row = (method.strip(), agent.strip())
+        if row in rows:  # one row's cells would merge into the other's summary
+            raise ConfigError(f"--rows: {':'.join(row)} is given twice; list each row once")
+        rows.append(row)
     if not rows:
         raise ConfigError("--rows: no rows given; expected METHOD:AGENT pairs, e.g. esd:static")
     return tuple(rows)

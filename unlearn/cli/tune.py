@@ -60,10 +60,13 @@ def tune(
 
     Example: unlearn tune --space configs/tune/static_vs_variational.yaml --num-samples 8
     """
+    cfg = load_cli_config(config, set_)
+    from unlearn.tracking import preflight
+
+    preflight(cfg)  # a tracking server that is down: one line in seconds, before Ray loads
     from unlearn.console import console, progress_bars
     from unlearn.tuners import SweepOptions, load_space, run_sweep
 
-    cfg = load_cli_config(config, set_)
     spc = load_space(space)
     opts = SweepOptions(
         search=search,

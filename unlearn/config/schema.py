@@ -387,6 +387,13 @@ class TuneConfig:
     )
     grace_period: int = _f(2, doc="ASHA: reports before a trial may be stopped", lo=1)
     perturbation_interval: int = _f(2, doc="PBT / PB2: reports between perturbations", lo=1)
+    max_failures: int = _f(
+        0,
+        doc="times Ray Tune retries a failed trial from its last checkpoint (Tune's "
+        "FailureConfig): 0 = never, -1 = without limit",
+        lo=-1,
+        hi=100,
+    )
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 
 from unlearn.config import ConfigError, check_residual
+from unlearn.export.source import METADATA
 from unlearn.observation import OBS_VERSION, action_names, layout
 
 log = logging.getLogger(__name__)
 
 FILES = {"torchscript": "policy.pt", "onnx": "policy.onnx"}
-METADATA = "metadata.json"
 SCHEMA = "unlearn-policy-v1"
 
 
@@ -45,7 +45,10 @@ def read_metadata(policy_dir: Path) -> dict[str, Any]:
     """The metadata of an exported policy, checked against this version's observation layout."""
     path = policy_dir / METADATA
     if not path.is_file():
-        raise ConfigError(f"policy: {policy_dir} has no {METADATA}; not an exported policy")
+        raise ConfigError(
+            f"policy: {policy_dir} has no {METADATA}; not an exported policy "
+            "(unlearn policy export CHECKPOINT --out DIR writes one)"
+        )
     try:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

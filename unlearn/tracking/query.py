@@ -8,13 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from unlearn.config import Config, ConfigError
+from unlearn.tracking.liveness import reap
 from unlearn.tracking.uri import TrackingError, check_server, checked_uri, one_line
 
 
 def list_runs(
     cfg: Config, experiment: str | None = None, sort: str | None = None, max_results: int = 50
 ) -> list[dict[str, Any]]:
-    """Runs of an experiment as plain rows (id, name, status, params of interest, metrics)."""
+    """Runs of an experiment as plain rows (id, name, status, params of interest, metrics).
+
+    A RUNNING run whose process is gone (killed) is set to KILLED first (:func:`reap`)."""
     uri = checked_uri(cfg)  # before mlflow loads: a dead server in seconds
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
@@ -30,6 +33,7 @@ def list_runs(
             )
         order = [f"metrics.`{sort}` ASC"] if sort else ["attributes.start_time DESC"]
         runs = client.search_runs([exp.experiment_id], order_by=order, max_results=max_results)
+        ended = reap(client, runs)  # RUNNING runs whose process is gone: KILLED
     except MlflowException as e:
         raise TrackingError(
             f"tracking: {uri} cannot list runs of {name!r} ({one_line(e)})"
@@ -40,7 +44,7 @@ def list_runs(
             {
                 "run_id": r.info.run_id,
                 "name": r.info.run_name,
-                "status": r.info.status,
+                "status": ended.get(r.info.run_id, r.info.status),
                 "method": r.data.params.get("method.name", ""),
                 "agent": r.data.params.get("agent.name", ""),
                 **r.data.metrics,

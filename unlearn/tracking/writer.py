@@ -16,10 +16,12 @@ Metric keys are namespaced: ``unlearn/lambda``, ``unlearn/retain_loss``, ``eval/
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -313,6 +315,55 @@ class Tracker:
         if self.enabled:
             self._call("set a tag", self.client.set_tag, self.run_id, key, str(value))
 
+    def log_onnx_model(
+        self,
+        onnx_model: Any,
+        name: str,
+        inputs: Mapping[str, int],
+        outputs: Mapping[str, int],
+        extra_files: list[Path] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> str:
+        """Log an ONNX graph as an MLflow model of this run (``mlflow.onnx``); its model id.
+
+        ``inputs`` / ``outputs``: each tensor's name and width, float32 and batched (the
+        signature). ``extra_files`` are kept beside the graph (``extra_files/`` in the model).
+        The pip requirements are named here, so MLflow does not infer them in a subprocess.
+        """
+        import mlflow
+        import mlflow.onnx
+        import numpy as np
+        import onnx
+        import onnxruntime
+        from mlflow.models.signature import ModelSignature
+        from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+        from mlflow.types.schema import Schema, TensorSpec
+
+        def schema(tensors: Mapping[str, int]) -> Schema:
+            f32 = np.dtype(np.float32)
+            return Schema([TensorSpec(f32, (-1, width), n) for n, width in tensors.items()])
+
+        def log():
+            # the fluent API writes where this tracker does, without a progress bar per file
+            with _use_tracking_uri(self.uri), _env(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"):
+                return mlflow.onnx.log_model(
+                    onnx_model,
+                    name=name,
+                    run_id=self.run_id,
+                    signature=ModelSignature(inputs=schema(inputs), outputs=schema(outputs)),
+                    save_as_external_data=False,  # one file: model.onnx
+                    onnx_execution_providers=["CPUExecutionProvider"],
+                    pip_requirements=[
+                        f"mlflow=={mlflow.__version__}",
+                        f"onnx=={onnx.__version__}",
+                        f"onnxruntime=={onnxruntime.__version__}",
+                    ],
+                    extra_files=[str(f) for f in extra_files or []] or None,
+                    metadata=metadata,
+                )
+
+        return self._call(f"log the model {name}", log).model_id
+
     def register_model(
         self,
         name: str,
@@ -320,18 +371,25 @@ class Tracker:
         alias: str,
         tags: dict[str, str] | None = None,
         description: str = "",
+        model_id: str | None = None,
     ) -> ModelVersion:
-        """Register this run's ``artifact_path`` folder as a new version of ``name``."""
-        source = f"{self.artifact_uri}/{artifact_path}"
+        """Register this run's ``artifact_path`` folder (or the logged MLflow model
+        ``model_id``) as a new version of ``name``."""
+        from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+        source = f"models:/{model_id}" if model_id else f"{self.artifact_uri}/{artifact_path}"
         self._call("register the model", _registered_model, self.client, name, description)
-        mv = self._call(
-            "register the model",
-            self.client.create_model_version,
-            name,
-            source,
-            run_id=self.run_id,
-            tags=tags or {},
-        )
+        # MLflow resolves a models:/ source through the fluent API's store: this one
+        with _use_tracking_uri(self.uri) if model_id else contextlib.nullcontext():
+            mv = self._call(
+                "register the model",
+                self.client.create_model_version,
+                name,
+                source,
+                run_id=self.run_id,
+                tags=tags or {},
+                model_id=model_id,
+            )
         self._call("set the alias", self.client.set_registered_model_alias, name, alias, mv.version)
         return ModelVersion(name, str(mv.version), alias, source)
 
@@ -344,6 +402,21 @@ class Tracker:
             self._call("end the run", self.client.set_terminated, self.run_id, status=status)
         except TrackingError as e:
             log.warning("%s", e)
+
+
+@contextlib.contextmanager
+def _env(**values: str) -> Iterator[None]:
+    """Environment variables set inside the block, restored after it."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _registered_model(client, name: str, description: str) -> None:

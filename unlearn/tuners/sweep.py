@@ -198,6 +198,8 @@ def _new_tuner(cfg, space, opts, path, trainable, cb, n: int, every: int):
             callbacks=[cb],
             # PBT restores trials from other trials' older checkpoints: keep them all
             checkpoint_config=tune.CheckpointConfig(num_to_keep=None if opts.population else 2),
+            # a failed trial is retried from its last checkpoint up to this many times
+            failure_config=tune.FailureConfig(max_failures=cfg.tune.max_failures),
             verbose=0,
         ),
     )

@@ -9,8 +9,11 @@ with ``pipe.load_lora_weights``) or merge them into the UNet.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -79,18 +82,21 @@ def load_t2i(path: str | Path) -> T2IModel:
 
     p = Path(path).expanduser()
     src = str(path)
-    if p.exists() or str(path).startswith((".", "/", "~")) or str(path).count("/") != 1:
+    local = p.exists() or str(path).startswith((".", "/", "~")) or str(path).count("/") != 1
+    if local:
         check_pipeline_dir(p)
+        check_weight_files(p)
         src = str(p)
     try:
-        pipe = StableDiffusionPipeline.from_pretrained(
-            src,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-            dtype=torch.float32,
-            use_safetensors=True,
-        )
+        with quiet_loading():
+            pipe = StableDiffusionPipeline.from_pretrained(
+                src,
+                safety_checker=None,
+                feature_extractor=None,
+                requires_safety_checker=False,
+                dtype=torch.float32,
+                use_safetensors=True,
+            )
     except Exception as e:  # diffusers / transformers raise many kinds
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise PipelineLoadError(f"model: cannot load pipeline {src!r}: {msg}") from None
@@ -99,11 +105,86 @@ def load_t2i(path: str | Path) -> T2IModel:
     if not isinstance(pipe.unet, UNet2DConditionModel):
         raise PipelineLoadError(f"model: {src!r} has no UNet2DConditionModel")
     model = T2IModel(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.scheduler)
-    if (p / LORA_FILE).is_file():
-        pipe.load_lora_weights(str(p))
-        pipe.fuse_lora()
-        pipe.unload_lora_weights()
+    if local and (p / LORA_FILE).is_file():
+        try:
+            with quiet_loading():
+                pipe.load_lora_weights(str(p))
+                pipe.fuse_lora()
+                pipe.unload_lora_weights()
+        except Exception as e:  # diffusers / peft raise many kinds (wrong keys, shapes)
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise PipelineLoadError(
+                f"model: cannot load the LoRA adapters {p / LORA_FILE}: {msg}"
+            ) from None
     return model.eval()
+
+
+#: weight files that are pickles (never loaded: unpickling runs arbitrary code)
+PICKLES = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+WEIGHTED = ("unet", "vae", "text_encoder")
+
+
+def check_weight_files(p: Path) -> None:
+    """Refuse, in one line, a pipeline whose weights are pickles or whose LoRA adapter file
+    is not a readable safetensors file (before diffusers logs and raises its own lines)."""
+    for c in WEIGHTED:
+        folder = p / c
+        if any(folder.glob("*.safetensors")):
+            continue
+        pickles = sorted(f.name for pat in PICKLES for f in folder.glob(pat))
+        held = f" it holds {', '.join(pickles)} (pickle, never loaded);" if pickles else ""
+        raise PipelineLoadError(
+            f"model: pipeline {str(p)!r} has no safetensors weights in {c}/;{held} "
+            "re-save it with save_pretrained(..., safe_serialization=True)"
+        )
+    lora = p / LORA_FILE
+    if lora.is_file():
+        why = _not_safetensors(lora)
+        if why:
+            raise PipelineLoadError(
+                f"model: LoRA adapter file {lora} {why}; only safetensors adapters load "
+                "(save_lora_weights(..., safe_serialization=True))"
+            )
+    else:
+        pickles = sorted(f.name for f in p.glob("pytorch_lora_weights.*"))
+        if pickles:
+            raise PipelineLoadError(
+                f"model: LoRA adapter file {p / pickles[0]} is not safetensors (pickle, never "
+                f"loaded); save the adapters as {LORA_FILE}"
+            )
+
+
+def _not_safetensors(path: Path) -> str:
+    """Why ``path`` is not a readable safetensors file ('' when it is)."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head[:2] == b"PK" or head[:1] == b"\x80":  # torch.save's zip, or a bare pickle
+        return "is a pickle (never loaded)"
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as st:
+            st.keys()
+    except (SafetensorError, OSError, ValueError) as e:
+        return f"is corrupted or truncated ({str(e).splitlines()[0] if str(e) else 'unreadable'})"
+    return ""
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """diffusers and transformers log a failed load (at ERROR) before raising it: their
+    loggers stay silent inside, so the caller's error is the only line."""
+    from diffusers.utils import logging as dlogging
+    from transformers.utils import logging as tlogging
+
+    levels = dlogging.get_verbosity(), tlogging.get_verbosity()
+    dlogging.set_verbosity(logging.CRITICAL + 1)
+    tlogging.set_verbosity(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        dlogging.set_verbosity(levels[0])
+        tlogging.set_verbosity(levels[1])
 
 
 def save_t2i(
