@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import REPO, cli
+from helpers import REPO, cli, cli_here
 
 from unlearn.bench import BenchOptions
 from unlearn.bench.matrix import Cell, cell_config, plan
@@ -187,9 +187,8 @@ def test_rows_run_each_method_under_its_own_agents_only(tiny_workdir: Path) -> N
         (["bench", "--rows", "siss:static", "--methods", "siss"], "--rows: give either"),
     ],
 )
-@pytest.mark.slow
 def test_bad_input_exits_2_with_one_line(args, fragment, tmp_path: Path) -> None:
-    proc = cli(args[0], "--config", TINY, "--set", f"workdir={tmp_path}", *args[1:], timeout=120)
+    proc = cli_here(args[0], "--config", TINY, "--set", f"workdir={tmp_path}", *args[1:])
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0], proc.stderr

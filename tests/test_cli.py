@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import REPO, UNLEARN, clean_env, cli
+from helpers import REPO, UNLEARN, clean_env, cli, cli_here
 
 
 def test_help_lists_commands_and_imports_nothing_heavy():
@@ -78,10 +78,9 @@ def test_every_command_explains_itself():
         (["--set", "env.residual={start: 0.5, end: 0.1}"], "env.residual.width: missing"),
     ],
 )
-@pytest.mark.slow
 def test_bad_config_exits_2_with_one_line(args, fragment, tmp_path):
     model = REPO / "unlearn/assets/demo/model"
-    r = cli("eval", str(model), "--set", f"workdir={tmp_path}", *args)
+    r = cli_here("eval", str(model), "--set", f"workdir={tmp_path}", *args)
     assert r.returncode == 2, r.stderr
     assert fragment in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import REPO, cli
+from helpers import REPO, cli, cli_here
 
 from unlearn.config import ConfigError, MethodConfig, load_config, with_overrides
 
@@ -151,20 +151,9 @@ def test_a_method_option_may_not_take_a_mapping():
         (["method.options.bogus=1"], "method.options.bogus: unknown option 'bogus'"),
     ],
 )
-@pytest.mark.slow
 def test_cli_wrong_method_option_exits_2_with_one_line(sets, fragment, tmp_path):
     args = [a for s in sets for a in ("--set", s)]
-    r = cli(
-        "run",
-        "--config",
-        str(T2I),
-        "--set",
-        f"workdir={tmp_path}",
-        *args,
-        cwd=tmp_path,
-        timeout=600,
-        env=ENV,
-    )
+    r = cli_here("run", "--config", str(T2I), "--set", f"workdir={tmp_path}", *args, cwd=tmp_path)
     assert r.returncode == 2, r.stderr[-2000:]
     assert fragment in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import REPO, cli, tiny_model
+from helpers import REPO, cli_here, tiny_model
 
 from unlearn.agents import StaticAgent
 from unlearn.config import MethodConfig, load_config
@@ -108,7 +108,7 @@ def test_a_lagged_step_is_the_combination_with_the_measured_coefficient(split):
 def test_bad_norm_every_exits_2_with_one_line(value, tmp_path):
     sets = ["tracking.enabled=false", "method.form=gradient", f"method.options.norm_every={value}"]
     args = [a for s in (f"workdir={tmp_path}", *sets) for a in ("--set", s)]
-    r = cli("run", "--config", str(REPO / "configs/demo.yaml"), *args)
+    r = cli_here("run", "--config", str(REPO / "configs/demo.yaml"), *args)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "method.options.norm_every" in lines[0]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import T2I_TINY, cli, t2i_cfg, tiny_pipeline
+from helpers import T2I_TINY, cli, cli_here, t2i_cfg, tiny_pipeline
 
 #: a memorised caption on the tiny data (training image 3 added 20 more times)
 MEMORISE = ["t2i.memorise.caption=a secret digit", "t2i.memorise.index=3", "t2i.memorise.copies=20"]
@@ -297,7 +297,7 @@ def test_memorised_caption_settings_are_checked_and_keyed(tmp_path):
     with pytest.raises(ConfigError, match="t2i.memorise.copies: -1 is out of range"):
         t2i_cfg("t2i.memorise.copies=-1")
     sets = [a for s in [*T2I_TINY, *MEMORISE, f"workdir={tmp_path}"] for a in ("--set", s)]
-    r = cli("pretrain", *sets, "--set", "t2i.memorise.index=100000")
+    r = cli_here("pretrain", *sets, "--set", "t2i.memorise.index=100000")
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stderr[-500:]
     assert "t2i.memorise.index: 100000 is out of range" in lines[0]
@@ -342,7 +342,7 @@ def test_cli_run_and_eval_json(t2i_workdir):
     e = cli("eval", str(out), *sets, "--json")
     assert e.returncode == 0, e.stderr[-2000:]
     assert json.loads(e.stdout)["concept_rate"] == res["after"]["concept_rate"]
-    bad = cli("run", *sets, "--set", "forget.prompts=[a handwritten digit sevn]")
+    bad = cli_here("run", *sets, "--set", "forget.prompts=[a handwritten digit sevn]")
     assert bad.returncode == 2
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and "sevn" in lines[0] and "forget.prompts" in lines[0]

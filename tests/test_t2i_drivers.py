@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import REPO, T2I_TINY, cli, t2i_cfg, tiny_pipeline
+from helpers import REPO, T2I_TINY, cli, cli_here, t2i_cfg, tiny_pipeline
 
 T2I_SPACES = sorted((REPO / "configs" / "tune").glob("t2i_*.yaml"))
 
@@ -49,7 +49,7 @@ def _sets(wd: Path, pipe: Path, *extra: str) -> list[str]:
 )
 @pytest.mark.slow
 def test_t2i_bad_input_exits_2_with_one_line(tmp_path, saved_pipeline, extra, fragment):
-    r = cli("run", *_sets(tmp_path, saved_pipeline, *extra))
+    r = cli_here("run", *_sets(tmp_path, saved_pipeline, *extra))
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stderr[-2000:]
     assert fragment in lines[0]

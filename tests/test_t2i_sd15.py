@@ -107,7 +107,7 @@ def test_sd15_clip_measure_runs_end_to_end_through_lora(tmp_path):
     import json
 
     import yaml
-    from helpers import cli
+    from helpers import cli, cli_here
 
     cfg, pipe = sd15_on_shipped_pipeline()
     assert load_sd15().eval.concept_measure == "clip" and load_sd15().eval.clip_model
@@ -126,11 +126,13 @@ def test_sd15_clip_measure_runs_end_to_end_through_lora(tmp_path):
             res[side]
         )
     assert Path(res["model_dir"], "model_index.json").is_file()
-    bad = cli("run", "--config", str(tmp_path / "sd15.yaml"), "--set", "eval.clip_model=")
+    bad = cli_here("run", "--config", str(tmp_path / "sd15.yaml"), "--set", "eval.clip_model=")
     lines = bad.stderr.strip().splitlines()
     assert bad.returncode == 2 and len(lines) == 1 and "eval.clip_model" in lines[0]
     gone = str(tmp_path / "no-clip")
-    bad = cli("run", "--config", str(tmp_path / "sd15.yaml"), "--set", f"eval.clip_model={gone}")
+    bad = cli_here(
+        "run", "--config", str(tmp_path / "sd15.yaml"), "--set", f"eval.clip_model={gone}"
+    )
     lines = bad.stderr.strip().splitlines()
     assert bad.returncode == 2 and len(lines) == 1 and "no-clip" in lines[0]
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO, UNLEARN, clean_env, cli, share_pretrained
+from helpers import REPO, UNLEARN, clean_env, cli, cli_here, share_pretrained
 
 TINY_YAML = REPO / "configs" / "tiny.yaml"  # same pretrained cache entry as conftest's TINY
 pytestmark = pytest.mark.integration
@@ -163,7 +163,7 @@ def test_cli_bad_input_exits_2_before_ray(space, extra, fragment, tmp_path):
     f = tmp_path / "space.yaml"
     f.write_text(yaml.safe_dump(space))
     t0 = time.monotonic()
-    r = cli("tune", "--space", str(f), "--set", f"workdir={tmp_path / 'w'}", *extra, env=ONE_THREAD)
+    r = cli_here("tune", "--space", str(f), "--set", f"workdir={tmp_path / 'w'}", *extra)
     assert r.returncode == 2, r.stderr
     assert fragment in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "w" / "tune").exists()
