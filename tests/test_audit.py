@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY, cli, tiny_model
+from helpers import TINY, cli, cli_here, tiny_model
 
 AUDIT_TINY = [
     "audit.relearn_steps=4",
@@ -130,7 +130,7 @@ def test_bad_audit_input_exits_2_and_writes_nothing(unlearned, tmp_path, extra, 
     shutil.copytree(model_dir, plain)
     base = ["--base", str(plain)] if use_base else []
     out = tmp_path / "out"
-    r = cli("audit", str(plain), *base, "--out", str(out), *overrides, *_sets(*extra))
+    r = cli_here("audit", str(plain), *base, "--out", str(out), *overrides, *_sets(*extra))
     assert r.returncode == 2, r.stderr
     assert fragment in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import REPO, cli, share_pretrained
+from helpers import REPO, cli, cli_here, share_pretrained
 
 TINY_YAML = REPO / "configs" / "tiny.yaml"
 
@@ -232,9 +232,9 @@ def test_cli_bad_input_exits_2_with_one_line(work: Path, tmp_path: Path):
     )
     assert proc.returncode == 2 and "does not exist" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
-    proc = cli("rl", "eval", str(tmp_path / "missing"), *cfg_args(work), cwd=work, env=RL_ENV)
+    proc = cli_here("rl", "eval", str(tmp_path / "missing"), *cfg_args(work), cwd=work, env=RL_ENV)
     assert proc.returncode == 2 and "does not exist" in proc.stderr
-    proc = cli("rl", "train", *cfg_args(work), "--algo", "dqn", cwd=work, env=RL_ENV)
+    proc = cli_here("rl", "train", *cfg_args(work), "--algo", "dqn", cwd=work, env=RL_ENV)
     assert proc.returncode == 2 and "--algo" in proc.stderr
 
 

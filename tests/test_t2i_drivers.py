@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import REPO, T2I_TINY, cli, cli_here, t2i_cfg, tiny_pipeline
+from helpers import REPO, T2I_TINY, cli_here, t2i_cfg, tiny_pipeline
 
 T2I_SPACES = sorted((REPO / "configs" / "tune").glob("t2i_*.yaml"))
 
@@ -67,7 +67,7 @@ def test_t2i_search_parameter_the_method_does_not_take_exits_2(tmp_path, saved_p
             }
         )
     )
-    r = cli("tune", "--space", str(space), *_sets(tmp_path, saved_pipeline))
+    r = cli_here("tune", "--space", str(space), *_sets(tmp_path, saved_pipeline))
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stderr[-2000:]
     assert "method.options.margin" in lines[0] and "eta" in lines[0]
