@@ -439,9 +439,9 @@ class AuditConfig:
     seed: int = _f(0, doc="seed of attack sets, fine-tuning batches and fixed noise", lo=0)
     attacks: tuple[str, ...] = _f(
         default_factory=tuple,
-        doc="attacks to run: relearn, mia, and for t2i paraphrase and inversion; empty = every "
-        "one that applies to the model (paraphrase only with forget.paraphrases)",
-        choices=("relearn", "mia", "paraphrase", "inversion"),
+        doc="attacks to run: relearn, mia, and for t2i paraphrase, inversion and adversarial; "
+        "empty = every one that applies to the model (paraphrase only with forget.paraphrases)",
+        choices=("relearn", "mia", "paraphrase", "inversion", "adversarial"),
     )
     prompt_samples: int = _f(
         20, doc="t2i: images per prompt of each concept-rate measurement", lo=1, hi=100000
@@ -454,6 +454,36 @@ class AuditConfig:
     )
     inversion_lr: float = _f(
         5e-3, doc="t2i concept inversion: AdamW learning rate of the token", lo=1e-8, hi=10.0
+    )
+    adversarial_tokens: int = _f(
+        2,
+        doc="t2i adversarial-prompt attack: words appended to each forget prompt",
+        lo=1,
+        hi=64,
+    )
+    adversarial_rounds: int = _f(
+        1,
+        doc="t2i adversarial-prompt attack: rounds of the greedy coordinate search (each "
+        "revisits every appended word once)",
+        lo=1,
+        hi=100,
+    )
+    adversarial_candidates: int = _f(
+        0,
+        doc="t2i adversarial-prompt attack: words scored per position and round, a seeded "
+        "subset of the vocabulary; 0 = the whole vocabulary (exact coordinate search)",
+        lo=0,
+        hi=1000000,
+    )
+    adversarial_images: int = _f(
+        8,
+        doc="t2i adversarial-prompt attack: concept images (forget latents) the loss is "
+        "measured on",
+        lo=1,
+        hi=100000,
+    )
+    adversarial_noise: int = _f(
+        2, doc="t2i adversarial-prompt attack: fixed (t, noise) draws per image", lo=1, hi=1000
     )
     attacked_steps: int = _f(
         20,

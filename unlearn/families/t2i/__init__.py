@@ -45,7 +45,7 @@ class T2IFamily:
     columns = T2I_COLUMNS
     #: a pipeline has no class coverage: its columns are the concept rates instead
     dropped_columns = ("coverage_kl",)
-    attacks = ("relearn", "mia", "paraphrase", "inversion")
+    attacks = ("relearn", "mia", "paraphrase", "inversion", "adversarial")
     attacked_rate = False
 
     @property
