@@ -24,6 +24,7 @@ SHORT = {
     "mia_auc": "MIA",
     "paraphrase_rate": "paraphrase",
     "retain_accuracy": "retain",
+    "adversarial_concept_rate": "adversarial",
 }
 #: column titles of the t2i metrics (markdown, terminal)
 T2I_COLS = {
@@ -35,6 +36,7 @@ AUDIT_COLS = {
     "attacked_forget_rate": ("attacked forget rate", "attacked"),
     "benign_forget_rate": ("forget rate after benign fine-tuning", "benign"),
     "mia_auc": ("MIA AUC (0.5 = chance)", "MIA AUC"),
+    "adversarial_concept_rate": ("post-attack concept rate (adversarial prompts)", "adv. ASR"),
 }
 DIST = "distinguishable from best (p<0.05)"
 
@@ -116,7 +118,9 @@ AUDIT_LEGEND = (
     "Audit columns (`--audit`): the forget rate after a relearning attack on k forget samples "
     "(attacked) and after as many steps of fine-tuning on retain data only (benign), and the "
     "AUC of a loss-based membership attack telling forget samples from held-out ones; its best "
-    "cell is the one nearest 0.5 (chance)."
+    "cell is the one nearest 0.5 (chance). On a pipeline the rates are concept rates, with no "
+    "MIA column, and a post-attack concept rate: that of the forget prompts with words from "
+    "the vocabulary appended by the adversarial-prompt attack (the attack's success rate)."
 )
 
 

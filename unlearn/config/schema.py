@@ -336,6 +336,12 @@ class EnvConfig:
         lo=0.0,
         hi=1000.0,
     )
+    attack: str = _f(
+        "relearn",
+        doc="the attack behind env.attack_weight: relearn (the attacked forget rate) or, on a "
+        "pipeline, adversarial (the post-attack concept rate of the adversarial-prompt attack)",
+        choices=("relearn", "adversarial"),
+    )
     train_instances: tuple[int, ...] = _f(
         (1, 3, 5, 7), doc="classes (t2i: digit concepts) to forget during training"
     )
@@ -380,10 +386,11 @@ class TuneConfig:
     proxy_forget_weight: float = _f(0.5, doc="forget-proxy weight in tune/proxy_score", lo=0.0)
     objective: str = _f(
         "forget_rate",
-        doc="the forget term of the objective: the rate after unlearning, or the attacked "
+        doc="the forget term of the objective: the rate after unlearning, the attacked "
         "forget rate (after a relearning attack on audit.relearn_forget_samples forget samples "
-        "for audit.attacked_steps steps: robust forgetting)",
-        choices=("forget_rate", "attacked_forget_rate"),
+        "for audit.attacked_steps steps: robust forgetting), or on a pipeline the post-attack "
+        "concept rate of the adversarial-prompt attack (audit.adversarial_*)",
+        choices=("forget_rate", "attacked_forget_rate", "adversarial_concept_rate"),
     )
     grace_period: int = _f(2, doc="ASHA: reports before a trial may be stopped", lo=1)
     perturbation_interval: int = _f(2, doc="PBT / PB2: reports between perturbations", lo=1)
