@@ -64,16 +64,17 @@ class AdversarialPrompt:
 
 
 def vocabulary(tokenizer) -> list[str]:
-    """The tokenizer's words that are one token on their own (special tokens excluded),
-    in token-id order."""
+    """The tokenizer's tokens that are a word of their own (decoded, they tokenize back to
+    themselves; special tokens excluded), in token-id order."""
     special = set(tokenizer.all_special_ids)
-    words = []
-    for word, i in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1]):
+    words: dict[str, None] = {}
+    for i in sorted(tokenizer.get_vocab().values()):
         if i in special:
             continue
-        if tokenizer(word, add_special_tokens=False)["input_ids"] == [i]:
-            words.append(word)
-    return words
+        word = tokenizer.decode([i]).strip()
+        if word and tokenizer(word, add_special_tokens=False)["input_ids"] == [i]:
+            words.setdefault(word)
+    return list(words)
 
 
 def check_adversarial(model, prompts: tuple[str, ...], a: AuditConfig) -> None:
