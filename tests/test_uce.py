@@ -15,10 +15,26 @@ from unlearn.methods.uce import edit_tokens
 UCE = ["method.name=uce", "forget.anchor=a handwritten digit"]
 
 
-def _setup(wd, *extra: str):
-    from unlearn.task import make_unlearner
+@pytest.fixture(scope="module")
+def task(t2i_workdir):
+    """The tiny pipeline's forget task, loaded once (each test edits its own copy)."""
+    from unlearn.families.t2i.task import load_t2i_task
 
-    return make_unlearner(t2i_cfg(*UCE, *extra, workdir=wd))
+    cfg = t2i_cfg(*UCE, workdir=t2i_workdir)
+    return cfg, load_t2i_task(cfg)
+
+
+def _unlearner(task, lam: float = 0.8, **options):
+    """An unlearner running UCE on a fresh copy of the task's pipeline."""
+    import copy
+
+    from unlearn.agents import get_agent
+    from unlearn.unlearner import Unlearner
+
+    cfg, t = task
+    method = get_method(MethodConfig(name="uce", lam=lam, options=options))
+    agent = get_agent(cfg.agent, default_lam=lam)
+    return Unlearner(copy.deepcopy(t.model), method, agent, t.data.split, cfg)
 
 
 def _values(unl, name: str, texts: list[str]) -> torch.Tensor:
@@ -28,8 +44,8 @@ def _values(unl, name: str, texts: list[str]) -> torch.Tensor:
     return emb @ layer.weight.detach().double().T
 
 
-def test_uce_maps_the_concept_to_its_anchor_and_keeps_the_retain_prompts(t2i_workdir):
-    unl = _setup(t2i_workdir, "method.lam=0.9").unlearner
+def test_uce_maps_the_concept_to_its_anchor_and_keeps_the_retain_prompts(task):
+    unl = _unlearner(task, 0.9)
     m = unl.method
     assert m.erase == ["a handwritten digit seven"] and m.anchor == "a handwritten digit"
     assert {n.rsplit(".", 1)[1] for n in m.layers} == {"to_k", "to_v"}
@@ -56,8 +72,8 @@ def test_uce_maps_the_concept_to_its_anchor_and_keeps_the_retain_prompts(t2i_wor
             assert torch.equal(v, unl._initial[k].to(v.device)), k
 
 
-def test_lambda_zero_keeps_the_model_and_the_edit_starts_from_the_original(t2i_workdir):
-    unl = _setup(t2i_workdir).unlearner
+def test_lambda_zero_keeps_the_model_and_the_edit_starts_from_the_original(task):
+    unl = _unlearner(task)
     m = unl.method
     m.edit(unl.model, 0.0)
     for name, layer in m.layers.items():
@@ -72,14 +88,24 @@ def test_lambda_zero_keeps_the_model_and_the_edit_starts_from_the_original(t2i_w
     assert float(high.forget) < float(low.forget) and float(high.retain) > float(low.retain)
 
 
-def test_uce_bad_input_is_one_line_naming_the_field(t2i_workdir):
-    with pytest.raises(ConfigError, match=r"method\.options\.uce\.anchor") as e:
-        _setup(t2i_workdir, "forget.anchor=")
-    assert "\n" not in str(e.value)
-    with pytest.raises(ConfigError, match=r"method\.options\.uce\.anchor: 'a zebra'"):
-        _setup(t2i_workdir, "method.options.uce.anchor=a zebra")
-    with pytest.raises(ConfigError, match="model.train: 'lora'"):
-        _setup(t2i_workdir, "model.train=lora")
+def test_uce_bad_input_is_one_line_naming_the_field(task):
+    import copy
+
+    _, t = task
+    no_anchor = copy.deepcopy(t.model)
+    no_anchor.anchor_id = 0  # forget.anchor empty
+    lora = copy.deepcopy(t.model)
+    lora.train_mode = "lora"
+    cases = [
+        (no_anchor, {}, r"method\.options\.uce\.anchor: '' is not allowed"),
+        (t.model, {"anchor": "a zebra"}, r"method\.options\.uce\.anchor: 'a zebra'"),
+        (lora, {}, "model.train: 'lora' is not allowed"),
+    ]
+    for model, options, message in cases:
+        method = get_method(MethodConfig(name="uce", options=options))
+        with pytest.raises(ConfigError, match=message) as e:
+            method.setup(model, t.data.split)
+        assert "\n" not in str(e.value)
     # a model without cross-attention (the image DDPM)
     with pytest.raises(ConfigError, match="method.name: 'uce' does not support model kind 'ddpm'"):
         check_compatible(get_method(MethodConfig(name="uce")), tiny_model("ddpm"))
