@@ -118,9 +118,12 @@ AUDIT_LEGEND = (
     "Audit columns (`--audit`): the forget rate after a relearning attack on k forget samples "
     "(attacked) and after as many steps of fine-tuning on retain data only (benign), and the "
     "AUC of a loss-based membership attack telling forget samples from held-out ones; its best "
-    "cell is the one nearest 0.5 (chance). On a pipeline the rates are concept rates, with no "
-    "MIA column, and a post-attack concept rate: that of the forget prompts with words from "
-    "the vocabulary appended by the adversarial-prompt attack (the attack's success rate)."
+    "cell is the one nearest 0.5 (chance)."
+)
+T2I_AUDIT_LEGEND = (
+    "On a pipeline the audit's rates are concept rates, with no MIA column, and a post-attack "
+    "concept rate: that of the forget prompts with words from the vocabulary appended by the "
+    "adversarial-prompt attack (the attack's success rate)."
 )
 
 
@@ -133,7 +136,8 @@ T2I_LEGEND = (
 
 def legend_text(t2i: bool, audit: bool) -> str:
     """The summary's legend, with the t2i and audit paragraphs where they apply."""
-    return " ".join([LEGEND, *([T2I_LEGEND] if t2i else []), *([AUDIT_LEGEND] if audit else [])])
+    audit_legend = [AUDIT_LEGEND, *([T2I_AUDIT_LEGEND] if t2i else [])] if audit else []
+    return " ".join([LEGEND, *([T2I_LEGEND] if t2i else []), *audit_legend])
 
 
 def instances_text(instances: Sequence[int]) -> str:
