@@ -25,6 +25,8 @@ AUDIT = [
     "audit.mia_samples=4",
     "audit.mia_noise=1",
     "audit.inversion_steps=4",
+    "audit.adversarial_candidates=3",
+    "audit.adversarial_images=4",
 ]
 
 
@@ -53,7 +55,7 @@ def test_pipeline_audit_runs_every_attack_deterministically(unlearned_t2i, tmp_p
     rep = run_audit(t2i_cfg(*AUDIT, workdir=wd), model_dir, out=tmp_path / "a").report.to_dict()
     assert json.loads((tmp_path / "a" / "report.json").read_text()) == rep
     assert rep["kind"] == "t2i" and rep["metric"] == "concept_rate"
-    assert rep["attacks"] == ["relearn", "mia", "paraphrase", "inversion"]
+    assert rep["attacks"] == ["relearn", "mia", "paraphrase", "inversion", "adversarial"]
     assert {(c["attack"], c["model"]) for c in rep["relearn"]} == {
         (a, m) for a in ("retain", "forget") for m in ("base", "unlearned")
     }

@@ -74,6 +74,7 @@ def test_every_registered_method_is_covered_on_each_family_it_declares():
         "constrained",
         "encoder",
         "esd",
+        "uce",
     }
     for name, cls in METHODS.items():
         assert cls.name == name and issubclass(cls, UnlearningMethod)

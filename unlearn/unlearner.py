@@ -12,6 +12,9 @@ benchmarks) calls this one loop. Per optimiser step, in the numbered phases of
     4. clip, AdamW step on the method's trainable parameters; the agent's own optimiser steps
     5. stats  = StepStats(...);  agent.update(stats);  callbacks(stats)
 
+A closed-form method (``method.closed_form``: UCE) has a budget of one step, whose phases
+2-4 are ``method.edit(model, λ)``.
+
 Episodes reset from an in-memory copy of the starting weights, never from disk.
 """
 
@@ -201,7 +204,8 @@ class Unlearner:
         self.eval_data = eval_data
         self.classifier = classifier
         self.grad_stats_every = grad_stats_every
-        self.budget = cfg.unlearn.steps
+        # a closed-form edit is the whole run: one step
+        self.budget = 1 if method.closed_form else cfg.unlearn.steps
         self.method.setup(model, split)
         self.agent.bind(self)
         self.params = [p for p in method.trainable_parameters(model) if p.requires_grad]
@@ -265,6 +269,8 @@ class Unlearner:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.t)
         # 1. λ: the agent's choice (a tensor carrying gradient for the variational agent)
         lam, lam_value = self._lam(lam_override)
+        if self.method.closed_form:  # 2.-4. the edit itself
+            return self._edit(lam_value)
         plan = self._plan()
         self.opt.zero_grad(set_to_none=True)
         if self.agent_opt is not None:
@@ -278,6 +284,14 @@ class Unlearner:
         # 4. clip and step
         self._clip_and_step(plan)
         # 5. record
+        self.t += 1
+        return self._record(lam_value, acc)
+
+    def _edit(self, lam_value: float) -> StepStats:
+        """A closed-form method's step: its edit for λ, recorded like an optimiser step."""
+        terms = self.method.edit(self.model, lam_value)
+        acc = _Sums()
+        acc.add(self._check_finite(terms), terms, 1)
         self.t += 1
         return self._record(lam_value, acc)
 
@@ -449,7 +463,7 @@ class Unlearner:
         acts between steps (the Tune trainable reports and checkpoints). Ends early when the
         agent stops or a step diverges (the last good weights are kept); ``self.status`` and
         ``self.message`` then say how it ended. :meth:`finish` closes the episode."""
-        budget = budget or self.budget
+        budget = self._budget(budget)
         self.status, self.message = "finished", ""
         while self.t < budget:
             if self.agent.wants_stop(self.last):
@@ -465,6 +479,11 @@ class Unlearner:
                 log.warning("%s", e)
                 return
             yield stats
+
+    def _budget(self, budget: int | None) -> int:
+        """``budget`` (default: the run's), one step at most for a closed-form method."""
+        budget = budget or self.budget
+        return min(budget, 1) if self.method.closed_form else budget
 
     def finish(self, start: float) -> UnlearnResult:
         """The episode's result (wall time since ``start``); its last step measured."""
@@ -487,7 +506,7 @@ class Unlearner:
         progress: Callable[[str, int, int], None] | None = None,
     ) -> UnlearnResult:
         """Run the remaining budget; stops cleanly on divergence with the last good weights."""
-        budget = budget or self.budget
+        budget = self._budget(budget)
         start = time.perf_counter()
         for stats in self.steps(budget):
             for cb in callbacks:

@@ -6,6 +6,7 @@ look like training data to a loss-based attack (``membership``). ``run_audit`` r
 an unlearned model beside its base model and writes a deterministic JSON report.
 """
 
+from unlearn.audit.adversarial import AdversarialPrompt, attack_prompts
 from unlearn.audit.attacked import AttackedRates, attacked_rates
 from unlearn.audit.inputs import AuditInputs, is_run_output, load_inputs
 from unlearn.audit.membership import MembershipAUC, attack_losses, auc, membership
@@ -14,6 +15,7 @@ from unlearn.audit.relearn import RelearnCurve, checkpoints, relearn
 from unlearn.audit.report import (
     AuditReport,
     PromptRates,
+    adversarial_rows,
     membership_rows,
     prompt_rows,
     relearn_rows,
@@ -21,6 +23,7 @@ from unlearn.audit.report import (
 from unlearn.audit.run import AuditResult, audit, run_audit
 
 __all__ = [
+    "AdversarialPrompt",
     "AttackedRates",
     "AuditInputs",
     "AuditReport",
@@ -29,6 +32,8 @@ __all__ = [
     "MembershipAUC",
     "PromptRates",
     "RelearnCurve",
+    "attack_prompts",
+    "adversarial_rows",
     "attack_losses",
     "attacked_rates",
     "audit",

@@ -61,13 +61,23 @@ class ConceptMeter:
 
     @torch.no_grad()
     def __call__(self, model: torch.nn.Module) -> tuple[float, torch.Tensor]:
+        hit, samples = self._hits(model)
+        return float(hit.float().mean()), samples
+
+    @torch.no_grad()
+    def per_prompt(self, model: torch.nn.Module) -> tuple[list[float], torch.Tensor]:
+        """The concept rate of each prompt (in order) and the samples."""
+        hit, samples = self._hits(model)
+        return hit.float().view(len(self.prompts), -1).mean(1).tolist(), samples
+
+    def _hits(self, model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         t2i = dataclasses.replace(self.cfg.t2i, samples_per_prompt=self.cfg.audit.prompt_samples)
         samples = generate_prompts(
             model, dataclasses.replace(self.cfg, t2i=t2i), list(self.prompts)
         )
         probs, _ = self.classifier.to(samples.device).predict(samples)
         hit = shows(self.parts.spec.target, samples, None, self.parts.thresholds, probs)
-        return float(hit.float().mean()), samples
+        return hit, samples
 
 
 def check_pair(model, base, where: str) -> None:

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from unlearn.audit.adversarial import AdversarialPrompt
 from unlearn.audit.inversion import InversionResult
 from unlearn.audit.membership import MembershipAUC
 from unlearn.audit.relearn import RelearnCurve
@@ -54,6 +55,7 @@ class AuditReport:
         attacks: the attacks that ran.
         paraphrase: t2i: paraphrase leakage of each model.
         inversion: t2i: concept inversion (textual inversion) on each model.
+        adversarial: t2i: the adversarial-prompt attack, per (model, forget prompt).
     """
 
     model_dir: str
@@ -69,6 +71,16 @@ class AuditReport:
     attacks: tuple[str, ...] = ("relearn", "mia")
     paraphrase: tuple[PromptRates, ...] = ()
     inversion: tuple[InversionResult, ...] = ()
+    adversarial: tuple[AdversarialPrompt, ...] = ()
+
+    def adversarial_rates(self) -> dict[str, tuple[float, float]]:
+        """Per model: the (pre-attack, post-attack) concept rate over its forget prompts."""
+        out: dict[str, tuple[float, float]] = {}
+        for name in dict.fromkeys(r.model for r in self.adversarial):
+            rows = [r for r in self.adversarial if r.model == name]
+            pre = sum(r.rate_before for r in rows) / len(rows)
+            out[name] = (pre, sum(r.rate_after for r in rows) / len(rows))
+        return out
 
     def to_dict(self) -> dict:
         return {
@@ -85,6 +97,13 @@ class AuditReport:
             "attacks": list(self.attacks),
             "paraphrase": [p.to_dict() for p in self.paraphrase],
             "inversion": [i.to_dict() for i in self.inversion],
+            "adversarial": {
+                "prompts": [r.to_dict() for r in self.adversarial],
+                "overall": {
+                    name: {"pre_attack_concept_rate": pre, "post_attack_concept_rate": post}
+                    for name, (pre, post) in self.adversarial_rates().items()
+                },
+            },
         }
 
     def metrics(self) -> dict[str, float]:
@@ -104,6 +123,9 @@ class AuditReport:
         for i in self.inversion:
             out[f"audit/inversion/{i.model}/concept_rate"] = i.rate
             out[f"audit/inversion/{i.model}/loss"] = i.loss
+        for name, (pre, post) in self.adversarial_rates().items():
+            out[f"audit/adversarial/{name}/pre_attack_rate"] = pre
+            out[f"audit/adversarial/{name}/post_attack_rate"] = post
         return out
 
 
@@ -152,4 +174,15 @@ def prompt_rows(report: AuditReport) -> tuple[list[str], list[list[object]]]:
                 "-" if i is None or i.anchor_rate is None else i.anchor_rate,
             ]
         )
+    return cols, rows
+
+
+def adversarial_rows(report: AuditReport) -> tuple[list[str], list[list[object]]]:
+    """Columns and rows of the adversarial-prompt table: per model and forget prompt."""
+    cols = ["model", "prompt", "adversarial prompt", "pre-attack", "post-attack (ASR)"]
+    rows: list[list[object]] = [
+        [r.model, r.prompt, r.adversarial, r.rate_before, r.rate_after] for r in report.adversarial
+    ]
+    for name, (pre, post) in report.adversarial_rates().items():
+        rows.append([name, "(all)", "", pre, post])
     return cols, rows

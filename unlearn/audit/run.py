@@ -70,7 +70,8 @@ def chosen_attacks(cfg: Config, kind: str) -> tuple[str, ...]:
         return tuple(a for a in allowed if a != "paraphrase" or cfg.forget.paraphrases)
     for a in cfg.audit.attacks:
         if a not in allowed:
-            why = "needs a model with a text encoder" if a in ("inversion", "paraphrase") else ""
+            text = ("inversion", "paraphrase", "adversarial")
+            why = "needs a model with a text encoder" if a in text else ""
             raise ConfigError(
                 f"audit.attacks: {a!r} {why or 'does not apply'}; a {kind} model has none: "
                 f"allowed for {kind}: {', '.join(allowed)}"
@@ -118,6 +119,10 @@ def _plan(cfg: Config, inputs: AuditInputs) -> _Plan:
             if "mia" in attacks
             else None
         )
+    if "adversarial" in attacks:
+        from unlearn.audit.adversarial import check_adversarial
+
+        check_adversarial(inputs.model, tuple(meter.prompts), a)
     data = {}
     if "relearn" in attacks or "inversion" in attacks:
         data = {name: attack_set(inputs.split, name, a) for name in ATTACKS}
@@ -143,8 +148,13 @@ def audit(
     try:
         tracker.log_params({"audit": cfg.to_dict()["audit"], "model_dir": str(inputs.model_dir)})
         start: dict[str, float] = {}
+        per_prompt: dict[str, list[float]] = {}  # the adversarial attack's pre-attack rates
         for name, model in models.items():
-            rate, samples = meter(model)
+            if "adversarial" in plan.attacks:
+                per_prompt[name], samples = meter.per_prompt(model)
+                rate = sum(per_prompt[name]) / len(per_prompt[name])
+            else:
+                rate, samples = meter(model)
             start[name] = rate
             save_grid(samples[:64], out / f"{name}.png", nrow=8)
         threshold = a.return_fraction * start["base"]
@@ -191,6 +201,9 @@ def audit(
         inversion = []
         if "inversion" in plan.attacks:
             inversion = _inversions(cfg, inputs, plan, models, out, dev, progress)
+        adversarial = []
+        if "adversarial" in plan.attacks:
+            adversarial = _adversarial(cfg, inputs, plan, models, per_prompt, out, dev, progress)
         report = AuditReport(
             model_dir=str(inputs.model_dir),
             base_dir=str(inputs.base_dir),
@@ -205,6 +218,7 @@ def audit(
             attacks=plan.attacks,
             paraphrase=tuple(paraphrase),
             inversion=tuple(inversion),
+            adversarial=tuple(adversarial),
         )
         path = write_report(report, out)
         wall = time.perf_counter() - t0
@@ -237,3 +251,20 @@ def _inversions(cfg, inputs, plan, models, out, dev, progress) -> list:
         )
         progress("concept inversion", len(results), len(models))
     return results
+
+
+def _adversarial(cfg, inputs, plan, models, pre, out, dev, progress) -> list:
+    """The adversarial-prompt attack on each model, judged by that model (``pre``: each
+    model's concept rate per forget prompt, measured once); a grid each."""
+    from unlearn.audit.adversarial import attack_prompts
+    from unlearn.metrics import save_grid
+
+    rows = []
+    for i, (name, model) in enumerate(models.items()):
+        found, samples = attack_prompts(
+            name, model, plan.meter, inputs.split.forget, cfg.audit, dev, pre[name]
+        )
+        save_grid(samples[:64], out / f"adversarial-{name}.png", nrow=cfg.audit.prompt_samples)
+        rows.extend(found)
+        progress("adversarial prompts", i + 1, len(models))
+    return rows

@@ -65,6 +65,7 @@ class RunRecord:
     attacked_forget_rate: float = math.nan
     benign_forget_rate: float = math.nan
     mia_auc: float = math.nan
+    adversarial_concept_rate: float = math.nan
     audit_time: float = 0.0
 
     @property
@@ -93,6 +94,7 @@ class RunRecord:
             "attacked_forget_rate",
             "benign_forget_rate",
             "mia_auc",
+            "adversarial_concept_rate",
         )
         return cls(**{k: (math.nan if k in floats and v is None else v) for k, v in d.items()})
 
@@ -213,12 +215,15 @@ def run_cell(
         if audit:
             from unlearn.audit import attacked_rates
 
-            rates = attacked_rates(unl, setup.task.splits.heldout)
+            family = family_of(cfg)
+            adversarial = "adversarial_concept_rate" in family.audit_columns
+            rates = attacked_rates(unl, family.heldout(setup.task), adversarial=adversarial)
             tracker.log_metrics(rates.metrics())
             attacked = {
                 "attacked_forget_rate": rates.attacked_forget_rate,
                 "benign_forget_rate": rates.benign_forget_rate,
                 "mia_auc": rates.mia_auc,
+                "adversarial_concept_rate": rates.adversarial_concept_rate,
                 "audit_time": rates.wall_time,
             }
         record = RunRecord(

@@ -31,6 +31,7 @@ METHOD_VARIANTS: dict[str, tuple[str, str]] = {
     "fdiv": ("fdiv", "loss"),
     "encoder": ("encoder", "loss"),
     "esd": ("esd", "loss"),
+    "uce": ("uce", "loss"),
 }
 #: ``variational-<objective>``: the variational agent with ``agent.options.objective`` (the
 #: plain ``variational`` keeps the agent's default objective, ``siss``)
@@ -386,8 +387,8 @@ def plan(cfg: Config, opts: BenchOptions) -> Plan:
     check_options(opts)
     if opts.audit and not family_of(cfg).attacked_rate:
         raise ConfigError(
-            "--audit: the bench's attacked forget rate needs an image model (ddpm, cond_ddpm, "
-            "vpsde, vae); audit a t2i pipeline with `unlearn audit`"
+            f"--audit: the bench's attacked forget rate does not apply to model.kind="
+            f"{cfg.model.kind}; audit it with `unlearn audit`"
         )
     preset = PRESETS[opts.preset]
     memorised = bool(cfg.forget.outlier.copies) and not cfg.forget.classes

@@ -45,6 +45,7 @@ RUN_METRICS = (
     "attacked_forget_rate",
     "benign_forget_rate",
     "mia_auc",
+    "adversarial_concept_rate",
     "wall_time",
 )
 

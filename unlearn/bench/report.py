@@ -24,6 +24,7 @@ SHORT = {
     "mia_auc": "MIA",
     "paraphrase_rate": "paraphrase",
     "retain_accuracy": "retain",
+    "adversarial_concept_rate": "adversarial",
 }
 #: column titles of the t2i metrics (markdown, terminal)
 T2I_COLS = {
@@ -35,6 +36,7 @@ AUDIT_COLS = {
     "attacked_forget_rate": ("attacked forget rate", "attacked"),
     "benign_forget_rate": ("forget rate after benign fine-tuning", "benign"),
     "mia_auc": ("MIA AUC (0.5 = chance)", "MIA AUC"),
+    "adversarial_concept_rate": ("post-attack concept rate (adversarial prompts)", "adv. ASR"),
 }
 DIST = "distinguishable from best (p<0.05)"
 
@@ -118,6 +120,11 @@ AUDIT_LEGEND = (
     "AUC of a loss-based membership attack telling forget samples from held-out ones; its best "
     "cell is the one nearest 0.5 (chance)."
 )
+T2I_AUDIT_LEGEND = (
+    "On a pipeline the audit's rates are concept rates, with no MIA column, and a post-attack "
+    "concept rate: that of the forget prompts with words from the vocabulary appended by the "
+    "adversarial-prompt attack (the attack's success rate)."
+)
 
 
 T2I_LEGEND = (
@@ -129,7 +136,8 @@ T2I_LEGEND = (
 
 def legend_text(t2i: bool, audit: bool) -> str:
     """The summary's legend, with the t2i and audit paragraphs where they apply."""
-    return " ".join([LEGEND, *([T2I_LEGEND] if t2i else []), *([AUDIT_LEGEND] if audit else [])])
+    audit_legend = [AUDIT_LEGEND, *([T2I_AUDIT_LEGEND] if t2i else [])] if audit else []
+    return " ".join([LEGEND, *([T2I_LEGEND] if t2i else []), *audit_legend])
 
 
 def instances_text(instances: Sequence[int]) -> str:

@@ -37,7 +37,7 @@ from unlearn.bench.report import (
     plot_pareto_runs,
     summary_rows,
 )
-from unlearn.bench.stats import AUDIT_METRICS, METRICS, CellSummary, summarize
+from unlearn.bench.stats import METRICS, CellSummary, summarize
 from unlearn.config import Config, ConfigError
 from unlearn.families import family_of
 
@@ -222,7 +222,7 @@ def run_bench(
         # the shared columns that apply to the family, then its own (a pipeline has no class
         # coverage: its columns are the concept rates instead)
         base = [m for m in METRICS if m not in family.dropped_columns]
-        metrics = [*base, *family.columns, *(AUDIT_METRICS if opts.audit else ())]
+        metrics = [*base, *family.columns, *(family.audit_columns if opts.audit else ())]
         summaries = summarize(runs, groups, metrics)
         result = BenchResult(
             out, opts.preset, pl, runs, summaries, opts.threshold, parent_id, perf, ran

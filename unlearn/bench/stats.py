@@ -25,11 +25,13 @@ METRICS: dict[str, str] = {
     "steps_to_forget": "steps to forget",
     "wall_time": "wall time (s)",
 }
-#: the columns of ``bench --audit`` (:mod:`unlearn.audit.attacked`)
+#: titles of ``bench --audit``'s columns (:mod:`unlearn.audit.attacked`); each family's
+#: ``audit_columns`` says which apply to it
 AUDIT_METRICS: dict[str, str] = {
     "attacked_forget_rate": "attacked forget rate",
     "benign_forget_rate": "forget rate after benign fine-tuning",
     "mia_auc": "MIA AUC",
+    "adversarial_concept_rate": "post-attack concept rate (adversarial prompts)",
 }
 #: metrics whose best value is a target rather than the minimum
 TARGETS: dict[str, float] = {"mia_auc": 0.5, "retain_accuracy": 1.0}

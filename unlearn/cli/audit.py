@@ -44,7 +44,10 @@ def audit(
     attack telling forget samples from held-out ones. On a text-to-image pipeline
     (model.kind=t2i) also paraphrase leakage (the concept rate on forget.paraphrases) and
     concept inversion (one new token embedding learned from forget images for
-    audit.inversion_steps steps on the frozen pipeline). audit.attacks picks a subset.
+    audit.inversion_steps steps on the frozen pipeline) and adversarial prompts
+    (audit.adversarial_tokens words appended to each forget prompt, chosen by each model's
+    own denoising loss on concept images; the concept rate before and after).
+    audit.attacks picks a subset.
     Writes report.json and sample grids, logged to MLflow.
 
     Example: unlearn audit runs/unlearned/RUN_ID/model --config configs/demo.yaml
@@ -58,7 +61,7 @@ def audit(
     if json_:
         typer.echo(json.dumps(res.report.to_dict(), indent=2))
         return
-    from unlearn.audit import membership_rows, prompt_rows, relearn_rows
+    from unlearn.audit import adversarial_rows, membership_rows, prompt_rows, relearn_rows
     from unlearn.console import table
 
     rep = res.report
@@ -72,6 +75,9 @@ def audit(
     if rep.paraphrase or rep.inversion:
         title = "concept rate: paraphrase leakage and concept inversion"
         console.print(table(title, *prompt_rows(rep)))
+    if rep.adversarial:
+        title = "adversarial prompts: concept rate before and after (attack success rate)"
+        console.print(table(title, *adversarial_rows(rep)))
     console.print(f"report: {res.path}  wall time: {res.wall_time:.1f}s")
     if res.run_id:
         console.print(f"MLflow run id: {res.run_id}")

@@ -336,6 +336,12 @@ class EnvConfig:
         lo=0.0,
         hi=1000.0,
     )
+    attack: str = _f(
+        "relearn",
+        doc="the attack behind env.attack_weight: relearn (the attacked forget rate) or, on a "
+        "pipeline, adversarial (the post-attack concept rate of the adversarial-prompt attack)",
+        choices=("relearn", "adversarial"),
+    )
     train_instances: tuple[int, ...] = _f(
         (1, 3, 5, 7), doc="classes (t2i: digit concepts) to forget during training"
     )
@@ -380,10 +386,11 @@ class TuneConfig:
     proxy_forget_weight: float = _f(0.5, doc="forget-proxy weight in tune/proxy_score", lo=0.0)
     objective: str = _f(
         "forget_rate",
-        doc="the forget term of the objective: the rate after unlearning, or the attacked "
+        doc="the forget term of the objective: the rate after unlearning, the attacked "
         "forget rate (after a relearning attack on audit.relearn_forget_samples forget samples "
-        "for audit.attacked_steps steps: robust forgetting)",
-        choices=("forget_rate", "attacked_forget_rate"),
+        "for audit.attacked_steps steps: robust forgetting), or on a pipeline the post-attack "
+        "concept rate of the adversarial-prompt attack (audit.adversarial_*)",
+        choices=("forget_rate", "attacked_forget_rate", "adversarial_concept_rate"),
     )
     grace_period: int = _f(2, doc="ASHA: reports before a trial may be stopped", lo=1)
     perturbation_interval: int = _f(2, doc="PBT / PB2: reports between perturbations", lo=1)
@@ -446,9 +453,9 @@ class AuditConfig:
     seed: int = _f(0, doc="seed of attack sets, fine-tuning batches and fixed noise", lo=0)
     attacks: tuple[str, ...] = _f(
         default_factory=tuple,
-        doc="attacks to run: relearn, mia, and for t2i paraphrase and inversion; empty = every "
-        "one that applies to the model (paraphrase only with forget.paraphrases)",
-        choices=("relearn", "mia", "paraphrase", "inversion"),
+        doc="attacks to run: relearn, mia, and for t2i paraphrase, inversion and adversarial; "
+        "empty = every one that applies to the model (paraphrase only with forget.paraphrases)",
+        choices=("relearn", "mia", "paraphrase", "inversion", "adversarial"),
     )
     prompt_samples: int = _f(
         20, doc="t2i: images per prompt of each concept-rate measurement", lo=1, hi=100000
@@ -461,6 +468,36 @@ class AuditConfig:
     )
     inversion_lr: float = _f(
         5e-3, doc="t2i concept inversion: AdamW learning rate of the token", lo=1e-8, hi=10.0
+    )
+    adversarial_tokens: int = _f(
+        2,
+        doc="t2i adversarial-prompt attack: words appended to each forget prompt",
+        lo=1,
+        hi=64,
+    )
+    adversarial_rounds: int = _f(
+        1,
+        doc="t2i adversarial-prompt attack: rounds of the greedy coordinate search (each "
+        "revisits every appended word once)",
+        lo=1,
+        hi=100,
+    )
+    adversarial_candidates: int = _f(
+        0,
+        doc="t2i adversarial-prompt attack: words scored per position and round, a seeded "
+        "subset of the vocabulary; 0 = the whole vocabulary (exact coordinate search)",
+        lo=0,
+        hi=1000000,
+    )
+    adversarial_images: int = _f(
+        8,
+        doc="t2i adversarial-prompt attack: concept images (forget latents) the loss is "
+        "measured on",
+        lo=1,
+        hi=100000,
+    )
+    adversarial_noise: int = _f(
+        2, doc="t2i adversarial-prompt attack: fixed (t, noise) draws per image", lo=1, hi=1000
     )
     attacked_steps: int = _f(
         20,

@@ -27,8 +27,12 @@ log = logging.getLogger(__name__)
 
 #: ``info`` keys of the last step when the episode ends with the sample-based evaluation
 FINAL_KEYS = ("eval/forget_rate", "eval/fid", "base/forget_rate", "base/fid")
-#: and with ``env.attack_weight`` > 0, the rate after the relearning attack
-ATTACK_KEY = "audit/attacked_forget_rate"
+#: and with ``env.attack_weight`` > 0, the rate after the attack ``env.attack`` names
+ATTACK_KEYS = {
+    "relearn": "audit/attacked_forget_rate",
+    "adversarial": "audit/adversarial_concept_rate",
+}
+ATTACK_KEY = ATTACK_KEYS["relearn"]
 
 
 def as_config(config: Config | Mapping | None) -> Config:
@@ -120,7 +124,9 @@ class UnlearningEnv(gym.Env):
     forget rate): the forget rate after a relearning attack on ``audit.relearn_forget_samples``
     forget samples for ``audit.attacked_steps`` steps (:mod:`unlearn.audit.attacked`), so a
     policy is rewarded for forgetting that survives the attack (``info`` gets
-    ``audit/attacked_forget_rate``). Divergence gives ``−env.divergence_penalty``.
+    ``audit/attacked_forget_rate``); with ``env.attack=adversarial`` (pipelines) the
+    attacked rate is instead the post-attack concept rate of the adversarial-prompt attack
+    (``audit/adversarial_concept_rate``). Divergence gives ``−env.divergence_penalty``.
 
     ## Starting State
 
@@ -165,6 +171,13 @@ class UnlearningEnv(gym.Env):
                 f"env.attack_weight: {cfg.env.attack_weight} needs env.final_eval=true (the "
                 "attack runs with the end-of-episode evaluation); set env.attack_weight=0"
             )
+        attacks = family_of(cfg).attacks
+        if cfg.env.attack == "adversarial" and "adversarial" not in attacks:
+            raise ConfigError(
+                f"env.attack: 'adversarial' is not allowed for model.kind={cfg.model.kind} (it "
+                "attacks a text encoder); expected relearn"
+            )
+        self._attack_key = ATTACK_KEYS[cfg.env.attack]
         self.cfg = env_config(cfg)
         self.T = self.cfg.env.decisions
         self.K = self.cfg.env.steps_per_decision
@@ -275,7 +288,7 @@ class UnlearningEnv(gym.Env):
             if self._final():
                 info.update(dict.fromkeys(FINAL_KEYS, nan))
                 if self.cfg.env.attack_weight > 0:
-                    info[ATTACK_KEY] = nan
+                    info[self._attack_key] = nan
             return self._obs.copy(), reward, True, False, info
         self.decision += 1
         self.lambdas.append(lam)
@@ -366,15 +379,21 @@ class UnlearningEnv(gym.Env):
         info.update(zip(FINAL_KEYS, values, strict=True))
         if not (math.isfinite(drop) and math.isfinite(fid_rel)):
             if self.cfg.env.attack_weight > 0:
-                info[ATTACK_KEY] = math.nan
+                info[self._attack_key] = math.nan
             return -float(self.cfg.env.divergence_penalty)
         reward = drop if self.cfg.env.reward == "forget" else drop - self.cfg.env.beta * fid_rel
         w = self.cfg.env.attack_weight
         if w > 0:
             from unlearn.audit import attacked_rates
 
-            attacked = attacked_rates(self.unlearner, benign=False).attacked_forget_rate
-            info[ATTACK_KEY] = attacked
+            if self.cfg.env.attack == "adversarial":
+                rates = attacked_rates(
+                    self.unlearner, benign=False, relearn_attack=False, adversarial=True
+                )
+                attacked = rates.adversarial_concept_rate
+            else:
+                attacked = attacked_rates(self.unlearner, benign=False).attacked_forget_rate
+            info[self._attack_key] = attacked
             reward -= w * attacked
         return reward
 

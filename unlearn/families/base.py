@@ -82,6 +82,7 @@ class Family(Protocol):
         attacks: the ``unlearn audit`` attacks that apply, in the order they run.
         attacked_rate: whether the attacked forget rate (``bench --audit``,
             ``tune.objective``, ``env.attack_weight``) applies.
+        audit_columns: the bench columns ``bench --audit`` adds (key -> title).
     """
 
     name: str
@@ -97,6 +98,7 @@ class Family(Protocol):
     dropped_columns: tuple[str, ...]
     attacks: tuple[str, ...]
     attacked_rate: bool
+    audit_columns: Mapping[str, str]
 
     # -- models on disk ----------------------------------------------------------------------
     def owns_dir(self, path: Path) -> bool:
@@ -194,6 +196,16 @@ class Family(Protocol):
 
     def result_from_dict(self, d: dict) -> ModelEvaluation:
         """A result back from its ``to_dict``."""
+        ...
+
+    # -- attacks at a small budget (bench --audit, tune.objective, env.attack_weight) ------
+    def attack_meter(self, cfg: Config, unlearner: Any) -> Any:
+        """What an attack on ``unlearner``'s model measures: a callable model -> (rate,
+        samples) for its current forget target."""
+        ...
+
+    def heldout(self, task: Any) -> Any:
+        """Images no model was trained on, for the bench's MIA AUC (None: no MIA column)."""
         ...
 
 

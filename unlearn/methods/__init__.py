@@ -27,11 +27,13 @@ from unlearn.methods.siss import (
     weights_from_log_ratio,
 )
 from unlearn.methods.siss_nois import SISSNoIS
+from unlearn.methods.uce import UCE
 from unlearn.methods.vdu import VDU
 
 __all__ = [
     "METHODS",
     "SISS",
+    "UCE",
     "VDU",
     "Constrained",
     "ESD",
@@ -68,6 +70,7 @@ METHODS: dict[str, type[UnlearningMethod]] = {
         Constrained,
         EncoderUnlearning,
         ESD,
+        UCE,
     )
 }
 

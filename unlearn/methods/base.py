@@ -39,6 +39,8 @@ class UnlearningMethod(ABC):
         forms: the ``method.form`` values the method accepts (``gradient`` only where it has
             a gradient form; SISS).
         OPTIONS: the declared ``method.options``; validated when the method is built.
+        closed_form: True for a method that edits the weights in one step (UCE): the
+            unlearner calls :meth:`edit` once instead of optimising :meth:`loss`.
 
     Args:
         cfg: the ``method`` config section (default: ``MethodConfig(name=<name>)``); its
@@ -54,6 +56,7 @@ class UnlearningMethod(ABC):
     uses_lambda: ClassVar[bool] = True
     forms: ClassVar[tuple[str, ...]] = ("loss",)
     OPTIONS: ClassVar[dict[str, Opt]] = {}
+    closed_form: ClassVar[bool] = False
 
     def __init__(self, cfg: MethodConfig | None = None):
         self.cfg = cfg if cfg is not None else MethodConfig(name=self.name)
@@ -81,6 +84,12 @@ class UnlearningMethod(ABC):
         generator: torch.Generator,
     ) -> LossTerms:
         """The step's terms. ``lam`` may be a tensor carrying gradient (variational agent)."""
+
+    def edit(self, model: torch.nn.Module, lam: float) -> LossTerms:
+        """Closed-form methods only: set the weights for ``lam`` in one step, always from the
+        weights :meth:`setup` saw (so applying it again is harmless); the terms it reports are
+        the residuals of its erase and preserve objectives."""
+        raise NotImplementedError(f"{self.name} optimises a loss; it has no closed form")
 
     def combine_gradients(
         self, g_retain: list[torch.Tensor], g_forget: list[torch.Tensor], lam: float

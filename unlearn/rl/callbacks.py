@@ -23,6 +23,7 @@ END_KEYS = (
     "base/forget_rate",
     "base/fid",
     "audit/attacked_forget_rate",  # env.attack_weight > 0
+    "audit/adversarial_concept_rate",  # and env.attack=adversarial
 )
 
 

@@ -25,6 +25,8 @@ class TrialResult:
     score: float | None = None
     #: after the relearning attack (``tune.objective=attacked_forget_rate`` only)
     attacked_forget_rate: float | None = None
+    #: after the adversarial-prompt attack (``tune.objective=adversarial_concept_rate`` only)
+    adversarial_concept_rate: float | None = None
     proxy_score: float | None = None
     steps: int = 0
     lambdas: list[float] = field(default_factory=list)

@@ -40,8 +40,25 @@ log = logging.getLogger(__name__)
 FORGET_KEYS = {
     "forget_rate": "eval/forget_rate",
     "attacked_forget_rate": "audit/attacked_forget_rate",
+    "adversarial_concept_rate": "audit/adversarial_concept_rate",
 }
 META = "unlearn_sweep.json"  # config, space, options and parent run of a sweep (for --resume)
+
+
+def check_objective(cfg: Config) -> None:
+    """``tune.objective`` against the model family: the attack it names must apply."""
+    family, objective = family_of(cfg), cfg.tune.objective
+    allowed = ["forget_rate"]
+    if family.attacked_rate:
+        allowed.append("attacked_forget_rate")
+    if "adversarial" in family.attacks:
+        allowed.append("adversarial_concept_rate")
+    if objective not in allowed:
+        why = " (it attacks a text encoder)" if objective == "adversarial_concept_rate" else ""
+        raise ConfigError(
+            f"tune.objective: {objective!r} is not allowed for model.kind={cfg.model.kind}"
+            f"{why}; expected one of {', '.join(allowed)}"
+        )
 
 
 def run_sweep(
@@ -62,11 +79,7 @@ def run_sweep(
             **{**meta["options"], "resume": True, "name": path.name, "address": opts.address}
         )
     validate_space(space, cfg)
-    if cfg.tune.objective == "attacked_forget_rate" and not family_of(cfg).attacked_rate:
-        raise ConfigError(
-            "tune.objective: attacked_forget_rate needs an image model (ddpm, cond_ddpm, "
-            "vpsde, vae); use tune.objective=forget_rate on t2i"
-        )
+    check_objective(cfg)
     check_pretrained(trial_config(cfg, space, {}))
     uri = check_tracking(cfg)
     if meta is not None and meta.get("parent_run_id") and meta.get("uri") != uri:
@@ -302,6 +315,7 @@ def _trial_result(r, cb) -> TrialResult:
         fid=fid,
         score=score,
         attacked_forget_rate=_num(m.get("audit/attacked_forget_rate")),
+        adversarial_concept_rate=_num(m.get("audit/adversarial_concept_rate")),
         proxy_score=_num(m.get("tune/proxy_score")),
         steps=int(m.get("unlearn/step", 0) or 0),
         lambdas=list(m.get("lambdas") or []),

@@ -12,7 +12,9 @@ The last report carries the sample-based metrics (``eval/forget_rate``, ``eval/f
 ``tune/score``; its checkpoint holds them too, so re-running a finished trial only re-reports.
 With ``tune.objective=attacked_forget_rate`` the trial also attacks its unlearned model
 (:mod:`unlearn.audit.attacked`) and the attacked forget rate (``audit/attacked_forget_rate``)
-replaces the forget rate in ``tune/score`` and in the multi-objective search.
+replaces the forget rate in ``tune/score`` and in the multi-objective search; with
+``tune.objective=adversarial_concept_rate`` (pipelines) the adversarial-prompt attack's
+post-attack concept rate (``audit/adversarial_concept_rate``) does.
 """
 
 from __future__ import annotations
@@ -33,7 +35,13 @@ log = logging.getLogger(__name__)
 
 NAN = float("nan")
 #: keys the searchers read; intermediate reports carry NaN (Tune wants them in every result)
-OBJECTIVE_KEYS = ("eval/forget_rate", "eval/fid", "tune/score", "audit/attacked_forget_rate")
+OBJECTIVE_KEYS = (
+    "eval/forget_rate",
+    "eval/fid",
+    "tune/score",
+    "audit/attacked_forget_rate",
+    "audit/adversarial_concept_rate",
+)
 BAD_PROXY = 1e6  # proxy score of a diverged trial: finite, so ASHA / PBT can rank it
 FINAL_KEY = "unlearn/final"  # marks the last report (PBT does not exploit there)
 
@@ -143,6 +151,12 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
         rates = attacked_rates(unl, benign=False)
         final.update(rates.metrics())
         forget = rates.attacked_forget_rate
+    elif cfg.tune.objective == "adversarial_concept_rate":
+        from unlearn.audit import attacked_rates
+
+        rates = attacked_rates(unl, benign=False, relearn_attack=False, adversarial=True)
+        final.update(rates.metrics())
+        forget = rates.adversarial_concept_rate
     final["tune/score"] = score(forget, after.fid, spec.fid_weight)
     final["perf/eval_time"] = time.perf_counter() - t0
     if res.status != "finished":

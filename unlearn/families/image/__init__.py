@@ -31,6 +31,12 @@ class ImageFamily:
     dropped_columns: tuple[str, ...] = ()
     attacks = ("relearn", "mia")
     attacked_rate = True
+    #: ``bench --audit``'s columns (:mod:`unlearn.audit.attacked`)
+    audit_columns: dict[str, str] = {  # noqa: RUF012 (read-only class table)
+        "attacked_forget_rate": "attacked forget rate",
+        "benign_forget_rate": "forget rate after benign fine-tuning",
+        "mia_auc": "MIA AUC",
+    }
 
     @property
     def result_type(self) -> type:
@@ -115,6 +121,18 @@ class ImageFamily:
 
     def result_from_dict(self, d: dict):
         return self.result_type(**{**d, "forget_classes": tuple(d["forget_classes"])})
+
+    # -- attacks at a small budget -----------------------------------------------------------
+    def attack_meter(self, cfg: Config, unlearner: Any):
+        """The forget rate of the forget classes (or of the outlier) on ``audit.num_samples``."""
+        from unlearn.audit.meter import ForgetMeter
+
+        data = unlearner.eval_data
+        classes = tuple(data.forget_classes) if data is not None else ()
+        return ForgetMeter(cfg, unlearner.classifier, classes, unlearner.split.outlier)
+
+    def heldout(self, task: Any):
+        return task.splits.heldout
 
     # -- env and bench instances: one class each ---------------------------------------------
     def instance_forget(self, forget: ForgetConfig, c: int) -> ForgetConfig:

@@ -45,8 +45,15 @@ class T2IFamily:
     columns = T2I_COLUMNS
     #: a pipeline has no class coverage: its columns are the concept rates instead
     dropped_columns = ("coverage_kl",)
-    attacks = ("relearn", "mia", "paraphrase", "inversion")
-    attacked_rate = False
+    attacks = ("relearn", "mia", "paraphrase", "inversion", "adversarial")
+    attacked_rate = True
+    #: ``bench --audit``'s columns: the concept rate after the relearning attacks and after
+    #: the adversarial-prompt attack (no MIA column: the bench keeps no held-out latents)
+    audit_columns: dict[str, str] = {  # noqa: RUF012 (read-only class table)
+        "attacked_forget_rate": "concept rate after the relearning attack",
+        "benign_forget_rate": "concept rate after benign fine-tuning",
+        "adversarial_concept_rate": "post-attack concept rate (adversarial prompts)",
+    }
 
     @property
     def result_type(self) -> type:
@@ -128,6 +135,18 @@ class T2IFamily:
 
     def result_from_dict(self, d: dict):
         return self.result_type(**{**d, "prompts": tuple(d["prompts"])})
+
+    # -- attacks at a small budget -----------------------------------------------------------
+    def attack_meter(self, cfg: Config, unlearner: Any):
+        """The concept rate of the forget prompts (``audit.prompt_samples`` per prompt)."""
+        from unlearn.audit.prompts import ConceptMeter, PromptParts
+
+        data = unlearner.eval_data
+        parts = PromptParts(data.spec, data.thresholds, None)
+        return ConceptMeter(cfg, unlearner.classifier, parts, tuple(data.spec.prompts))
+
+    def heldout(self, task: Any):
+        return None
 
     # -- env and bench instances: one digit concept each -------------------------------------
     def instance_forget(self, forget: ForgetConfig, c: int) -> ForgetConfig:
