@@ -10,7 +10,6 @@ from unlearn.audit.adversarial import AdversarialPrompt, attack_prompts
 from unlearn.audit.attacked import AttackedRates, attacked_rates
 from unlearn.audit.inputs import AuditInputs, is_run_output, load_inputs
 from unlearn.audit.membership import MembershipAUC, attack_losses, auc, membership
-from unlearn.audit.meter import ForgetMeter
 from unlearn.audit.relearn import RelearnCurve, checkpoints, relearn
 from unlearn.audit.report import (
     AuditReport,
@@ -21,6 +20,7 @@ from unlearn.audit.report import (
     relearn_rows,
 )
 from unlearn.audit.run import AuditResult, audit, run_audit
+from unlearn.metrics.meters import ForgetMeter
 
 __all__ = [
     "AdversarialPrompt",

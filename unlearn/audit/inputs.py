@@ -12,11 +12,12 @@ from pathlib import Path
 
 import torch
 
-from unlearn.audit.prompts import PromptParts, check_pair, held_split
+from unlearn.audit.prompts import check_pair, held_split
 from unlearn.config import Config, ConfigError
 from unlearn.data import ForgetSplit, ImageData
 from unlearn.families import family_of
 from unlearn.methods.common import kind_name
+from unlearn.metrics.meters import PromptParts
 from unlearn.models import check_compatible, load_model
 
 #: written by ``unlearn run`` beside the unlearned model (``.../unlearned/RUN/model``)

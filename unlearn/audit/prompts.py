@@ -15,7 +15,6 @@ latents serves both.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
 import torch
 
@@ -23,61 +22,7 @@ from unlearn.audit.membership import MembershipSets, take, with_retain
 from unlearn.config import AuditConfig, Config, ConfigError
 from unlearn.data import ForgetSplit
 from unlearn.data.captions import AttributeThresholds
-from unlearn.data.prompts import Memorised, PromptSpec, prompt_split, shows
-from unlearn.metrics.t2i import generate_prompts
-
-
-@dataclass(frozen=True)
-class PromptParts:
-    """The prompt side of a pipeline audit.
-
-    Args:
-        spec: the validated forget / paraphrase / retain prompts.
-        thresholds: the attribute thresholds of the training images (attribute concepts).
-        held: held-out images split like the training data (latents, prompt ids).
-    """
-
-    spec: PromptSpec
-    thresholds: AttributeThresholds
-    held: ForgetSplit
-
-
-@dataclass(frozen=True)
-class ConceptMeter:
-    """Generate ``audit.prompt_samples`` images per prompt of ``prompts``; the concept rate.
-
-    The noise of each prompt is fixed by (``eval.seed``, its position), as in the evaluation.
-    """
-
-    cfg: Config
-    classifier: torch.nn.Module
-    parts: PromptParts
-    prompts: tuple[str, ...]
-
-    name = "concept_rate"
-
-    def with_prompts(self, prompts: tuple[str, ...]) -> ConceptMeter:
-        return dataclasses.replace(self, prompts=tuple(prompts))
-
-    @torch.no_grad()
-    def __call__(self, model: torch.nn.Module) -> tuple[float, torch.Tensor]:
-        hit, samples = self._hits(model)
-        return float(hit.float().mean()), samples
-
-    @torch.no_grad()
-    def per_prompt(self, model: torch.nn.Module) -> tuple[list[float], torch.Tensor]:
-        """The concept rate of each prompt (in order) and the samples."""
-        hit, samples = self._hits(model)
-        return hit.float().view(len(self.prompts), -1).mean(1).tolist(), samples
-
-    def _hits(self, model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-        t2i = dataclasses.replace(self.cfg.t2i, samples_per_prompt=self.cfg.audit.prompt_samples)
-        samples = generate_prompts(
-            model, dataclasses.replace(self.cfg, t2i=t2i), list(self.prompts)
-        )
-        probs, _ = self.classifier.to(samples.device).predict(samples)
-        hit = shows(self.parts.spec.target, samples, None, self.parts.thresholds, probs)
-        return hit, samples
+from unlearn.data.prompts import Memorised, PromptSpec, prompt_split
 
 
 def check_pair(model, base, where: str) -> None:

@@ -16,12 +16,12 @@ from typing import Any
 
 from unlearn.audit.inputs import AuditInputs, load_inputs
 from unlearn.audit.membership import membership, membership_sets
-from unlearn.audit.meter import ForgetMeter
 from unlearn.audit.relearn import ATTACKS, RelearnCurve, attack_set, relearn, returned_at
 from unlearn.audit.report import AuditReport, PromptRates, write_report
 from unlearn.config import Config, ConfigError
 from unlearn.families import family_of_kind
 from unlearn.methods.common import kind_name
+from unlearn.metrics.meters import ForgetMeter
 from unlearn.runtime import ProgressFn, no_progress, resolve_device
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,8 @@ def _plan(cfg: Config, inputs: AuditInputs) -> _Plan:
     a = cfg.audit
     attacks = chosen_attacks(cfg, kind_name(inputs.model))
     if inputs.prompts is not None:
-        from unlearn.audit.prompts import ConceptMeter, prompt_membership_sets
+        from unlearn.audit.prompts import prompt_membership_sets
+        from unlearn.metrics.meters import ConceptMeter
 
         meter = ConceptMeter(cfg, inputs.classifier, inputs.prompts, inputs.prompts.spec.prompts)
         sets = (

@@ -106,10 +106,10 @@ class RunRecord:
 class ForgetCheck:
     """Callback: the sample-based forget rate every ``every`` steps (not at ``budget``:
     the final evaluation measures that one) — the concept rate of the erased prompts on t2i,
-    else the audit's :class:`~unlearn.audit.meter.ForgetMeter` on ``eval.num_samples``."""
+    else the :class:`~unlearn.metrics.meters.ForgetMeter` on ``eval.num_samples``."""
 
     def __init__(self, unlearner: Any, every: int, budget: int):
-        from unlearn.audit.meter import ForgetMeter
+        from unlearn.metrics.meters import ForgetMeter
 
         self.unl, self.every, self.budget = unlearner, every, budget
         self.checks: list[list[float]] = []

@@ -125,7 +125,7 @@ class ImageFamily:
     # -- attacks at a small budget -----------------------------------------------------------
     def attack_meter(self, cfg: Config, unlearner: Any):
         """The forget rate of the forget classes (or of the outlier) on ``audit.num_samples``."""
-        from unlearn.audit.meter import ForgetMeter
+        from unlearn.metrics.meters import ForgetMeter
 
         data = unlearner.eval_data
         classes = tuple(data.forget_classes) if data is not None else ()

@@ -139,7 +139,7 @@ class T2IFamily:
     # -- attacks at a small budget -----------------------------------------------------------
     def attack_meter(self, cfg: Config, unlearner: Any):
         """The concept rate of the forget prompts (``audit.prompt_samples`` per prompt)."""
-        from unlearn.audit.prompts import ConceptMeter, PromptParts
+        from unlearn.metrics.meters import ConceptMeter, PromptParts
 
         data = unlearner.eval_data
         parts = PromptParts(data.spec, data.thresholds, None)
