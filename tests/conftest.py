@@ -9,6 +9,10 @@ import pytest
 import torch
 from helpers import TINY, share_pretrained, t2i_cfg
 
+# two CPU threads per test process; under pytest-xdist (``make test`` runs two workers) one
+# each, so the workers share the machine's two cores instead of fighting over them
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
