@@ -148,7 +148,9 @@ class ModelConfig:
     )
     train: str = _f(
         "unet",
-        doc="t2i: what unlearning trains: all UNet weights, its cross-attention only, or LoRA",
+        doc="t2i: what unlearning trains: all UNet weights, its cross-attention only, LoRA, "
+        "or ESD's sets: esd-u (linear / conv layers outside cross-attention), esd-x (the "
+        "cross-attention's linear layers)",
         choices=T2I_TRAIN,
     )
     lora_rank: int = _f(4, doc="t2i: rank of the LoRA adapters (model.train=lora)", lo=1, hi=256)
