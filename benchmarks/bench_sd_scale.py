@@ -104,9 +104,13 @@ def phase(name: str, device: str, repeat: int, width: float = 1.0) -> dict:
     if name == "bare":
         opt = torch.optim.AdamW(model.trainable_parameters(), lr=1e-5)
 
+        cuda = device.startswith("cuda")  # the loop's bfloat16 autocast there
+
         def bare() -> None:
             opt.zero_grad(set_to_none=True)
-            model.eps(x, t, lab).pow(2).mean().backward()
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                loss = model.eps(x, t, lab).float().pow(2).mean()
+            loss.backward()
             opt.step()
 
         return {"s": _timed(bare, repeat)}
