@@ -34,13 +34,14 @@ def flat_t2i(tmp_path: Path) -> Path:
 
 def test_the_selected_methods_options_are_used():
     assert load_config(T2I).method.options == {"esd": {"eta": 1.0}}
-    assert method().options == {"eta": 1.0}
-    assert method("method.options.esd.eta=0.5").options == {"eta": 0.5}
-    assert method("method.options.eta=0.25").options == {"eta": 0.25}  # direct: over esd's
+    rest = {"xt": "images", "steps": 50, "guidance": 3.0}  # ESD's other options, defaults
+    assert method().options == {"eta": 1.0, **rest}
+    assert method("method.options.esd.eta=0.5").options == {"eta": 0.5, **rest}
+    assert method("method.options.eta=0.25").options == {"eta": 0.25, **rest}  # over esd's
     fdiv = method("method.name=fdiv", "method.options.fdiv.divergence=chi2")
     assert fdiv.name == "fdiv" and fdiv.options["divergence"] == "chi2"
     # another method's entry is kept (and checked) but never reaches the selected one
-    assert method("method.options.fdiv.divergence=chi2").options == {"eta": 1.0}
+    assert method("method.options.fdiv.divergence=chi2").options == {"eta": 1.0, **rest}
 
 
 @pytest.mark.parametrize(
@@ -59,7 +60,7 @@ def test_switching_method_leaves_the_configs_options_behind(sets, name, form, fl
 
 
 def test_direct_options_belong_to_the_method_named_beside_them(flat_t2i):
-    assert method(path=flat_t2i).options == {"eta": 2.0}
+    assert method(path=flat_t2i).options["eta"] == 2.0
     cfg = load_config(flat_t2i, ["method.name=fdiv", "method.options.divergence=hellinger"])
     assert cfg.method.options == {"esd": {"eta": 2.0}, "divergence": "hellinger"}
     assert cfg.method.options_of() == {"divergence": "hellinger"}
@@ -102,12 +103,12 @@ def test_tuner_trials_and_bench_cells_get_their_own_methods_options():
     [
         (
             ["method.options.esd.divergence=kl"],
-            "method.options.esd.divergence: unknown option 'divergence'; allowed options: eta; "
+            "method.options.esd.divergence: unknown option 'divergence'; allowed options: eta, guidance, steps, xt; "
             "'divergence' is an option of method fdiv (method.options.fdiv.divergence)",
         ),
         (
             ["method.options.divergence=kl"],
-            "method.options.divergence: unknown option 'divergence'; allowed options: eta; "
+            "method.options.divergence: unknown option 'divergence'; allowed options: eta, guidance, steps, xt; "
             "'divergence' is an option of method fdiv",
         ),
         (

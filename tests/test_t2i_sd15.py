@@ -11,17 +11,22 @@ REPO = Path(__file__).resolve().parents[1]
 T2I_SPACES = sorted((REPO / "configs" / "tune").glob("t2i_*.yaml"))
 
 
-def sd15_on_shipped_pipeline(*extra: str):
-    """``configs/sd15.yaml`` with only what needs SD itself (the pipeline, its data, prompts,
-    sampling) replaced by the shipped demo's: its method, agent, LoRA and loop stay."""
+def sd15_on_shipped_pipeline(*extra: str, workdir: Path | None = None):
+    """``configs/sd15.yaml`` with only what needs SD itself (the pipeline, its prompts,
+    sampling) replaced by the shipped demo's: its method, agent, LoRA, data-free sets
+    (fewer, shorter samples, no CLIP filter) and loop stay."""
     from unlearn.config import Config, from_mapping, load_config
     from unlearn.pretrain import shipped_dirs
 
     sd, demo = load_config(REPO / "configs" / "sd15.yaml"), load_config(REPO / T2I_DEMO)
     pipe, _ = shipped_dirs(demo)
     d, dd = sd.to_dict(), demo.to_dict()
+    gen = {**d["data"]["generate"], "per_prompt": 2, "steps": 3, "filter": "none"}
     for sec in ("data", "t2i", "pretrain", "eval", "forget"):
         d[sec] = dd[sec]
+    d["data"] |= {"source": "generate", "generate": gen}
+    if workdir is not None:
+        d["workdir"] = str(workdir)
     d["model"] = {**dd["model"], **{k: d["model"][k] for k in ("train", "lora_rank")}}
     d["model"]["pretrained"] = str(pipe)
     d["unlearn"] = {**d["unlearn"], "steps": 2, "batch_size": 4}
@@ -63,7 +68,8 @@ def test_sd15_settings_run_the_same_path_on_the_shipped_pipeline(tmp_path):
     from unlearn.models import save_model
     from unlearn.task import make_unlearner
 
-    cfg, pipe = sd15_on_shipped_pipeline()
+    cfg, pipe = sd15_on_shipped_pipeline(workdir=tmp_path)
+    assert load_sd15().data.source == "generate" and not load_sd15().data.root
     unl = make_unlearner(cfg).unlearner
     base = {n: p.detach().clone() for n, p in unl.model.unet.named_parameters()}
     stats = unl.step(2)
@@ -109,7 +115,7 @@ def test_sd15_clip_measure_runs_end_to_end_through_lora(tmp_path):
     import yaml
     from helpers import cli, cli_here
 
-    cfg, pipe = sd15_on_shipped_pipeline()
+    cfg, pipe = sd15_on_shipped_pipeline(workdir=tmp_path / "runs")
     assert load_sd15().eval.concept_measure == "clip" and load_sd15().eval.clip_model
     d = cfg.to_dict()
     d["eval"] |= {"concept_measure": "clip", "clip_model": str(tiny_clip(tmp_path / "clip", pipe))}
@@ -149,7 +155,7 @@ def test_clip_rates_are_the_fractions_of_clip_logits(tmp_path):
     from unlearn.families.t2i.task import load_t2i_task
     from unlearn.metrics.t2i import evaluate_t2i
 
-    cfg, pipe = sd15_on_shipped_pipeline()
+    cfg, pipe = sd15_on_shipped_pipeline(workdir=tmp_path)
     clip_dir = tiny_clip(tmp_path / "clip", pipe)
     ev = dataclasses.replace(
         cfg.eval, concept_measure="clip", clip_model=str(clip_dir), sampler_steps=3

@@ -10,7 +10,7 @@ import torch
 
 from unlearn.config import Config
 from unlearn.metrics import EvalResult
-from unlearn.runtime import ProgressFn, no_progress
+from unlearn.runtime import ProgressFn, no_progress, reporting
 from unlearn.unlearner import Unlearner, UnlearnResult
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,8 @@ def run(
     from unlearn.tracking.liveness import OUTPUT, mark_ended, mark_incomplete, owner_tags
 
     preflight(cfg)  # a tracking server that is down stops the run before the model loads
-    setup = make_unlearner(cfg)
+    with reporting(progress):  # a generated data set draws its bar
+        setup = make_unlearner(cfg)
     unl = setup.unlearner
     tracker = Tracker(
         cfg,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -15,6 +17,27 @@ ProgressFn = Callable[[str, int, int], None]
 
 def no_progress(task: str, done: int, total: int) -> None:
     return None
+
+
+_PROGRESS: contextvars.ContextVar[ProgressFn] = contextvars.ContextVar(
+    "progress", default=no_progress
+)
+
+
+@contextlib.contextmanager
+def reporting(progress: ProgressFn) -> Iterator[None]:
+    """Within the block, :func:`current_progress` is ``progress``: work deep inside a task's
+    setup (a generated data set) reports to the caller's bars without being handed them."""
+    token = _PROGRESS.set(progress)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
+
+
+def current_progress() -> ProgressFn:
+    """The progress callback of the innermost :func:`reporting` block (none: no-op)."""
+    return _PROGRESS.get()
 
 
 def resolve_device(name: str) -> torch.device:

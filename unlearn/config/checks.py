@@ -86,3 +86,30 @@ def check_clip_family(concept_measure: str, kind: str) -> None:
             f"eval.concept_measure: 'clip' is not allowed with model.kind="
             f"{kind}; expected 'classifier' (CLIP measures t2i concepts)"
         )
+
+
+def check_data_source(data, forget, ev) -> None:
+    """``data.source=generate`` samples the sets from a text-to-image pipeline with the
+    forget prompts (and filters with a concept measure that exists)."""
+    if data.source != "generate":
+        return
+    if not [p for p in forget.prompts if p.strip()]:
+        raise ConfigError(
+            f"forget.prompts: {list(forget.prompts)} is not allowed with data.source=generate; "
+            "expected at least one prompt of the concept (the forget set is sampled from them)"
+        )
+    if forget.caption.strip():
+        raise ConfigError(
+            f"forget.caption: {forget.caption!r} is not allowed with data.source=generate; "
+            "expected '' (a memorised caption is forgotten with its training images)"
+        )
+    if data.generate.filter == "clip" and not ev.clip_model.strip():
+        raise ConfigError(
+            "data.generate.filter: 'clip' is not allowed with eval.clip_model=''; expected "
+            "none or measure, or a CLIP model in eval.clip_model (hub id or directory)"
+        )
+    if data.generate.filter == "clip" and not forget.anchor.strip():
+        raise ConfigError(
+            "data.generate.filter: 'clip' is not allowed with forget.anchor=''; expected none "
+            "or measure, or an anchor (CLIP scores the first forget prompt above it)"
+        )

@@ -17,9 +17,11 @@ from typing import Any
 from unlearn.config.checks import (
     check_clip_family,
     check_clip_model,
+    check_data_source,
     check_held_out,
     check_residual,
 )
+from unlearn.config.errors import ConfigError
 
 
 def _f(default: Any = dataclasses.MISSING, *, doc: str = "", lo=None, hi=None, choices=None, **kw):
@@ -35,7 +37,39 @@ DATASETS = ("mnist", "digits", "torchvision-mnist", "fashion-mnist", "cifar10", 
 #: entry; a test checks that the two agree)
 MODEL_FAMILIES = {"image": ("ddpm", "cond_ddpm", "vpsde", "vae"), "t2i": ("t2i",)}
 MODEL_KINDS = tuple(k for kinds in MODEL_FAMILIES.values() for k in kinds)
-T2I_TRAIN = ("unet", "cross_attn", "lora")
+T2I_TRAIN = ("unet", "cross_attn", "lora", "esd-u", "esd-x")
+#: where the training images come from: the labelled dataset, or (t2i) sampled from the frozen
+#: base pipeline with the forget and retain prompts
+DATA_SOURCES = ("dataset", "generate")
+#: the data sources each model family can use
+FAMILY_DATA_SOURCES = {"image": ("dataset",), "t2i": DATA_SOURCES}
+#: ``data`` fields that choose the images a run unlearns on, not the images a base model was
+#: pretrained on (left out of the pretrained models' cache keys)
+DATA_RUN_ONLY = ("source", "generate")
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """``data.source: generate``: the forget and retain sets sampled from the frozen base
+    pipeline (``per_prompt`` images for each forget and retain prompt), cached on disk."""
+
+    per_prompt: int = _f(8, doc="images sampled per forget / retain prompt", lo=1, hi=100000)
+    steps: int = _f(25, doc="DDIM steps of each sample", lo=1, hi=1000)
+    guidance: float = _f(7.5, doc="classifier-free guidance scale of the samples", lo=0.0, hi=100.0)
+    seed: int = _f(0, doc="seed of the samples' initial noise", lo=0)
+    chunk: int = _f(16, doc="images per cache file (a killed generation resumes)", lo=1, hi=4096)
+    filter: str = _f(
+        "none",
+        doc="keep only the images that show what their prompt asks: 'measure' as the run's "
+        "concept measure (eval.concept_measure) says, 'clip' as CLIP (eval.clip_model) says; "
+        "none: keep every image",
+        choices=("none", "measure", "clip"),
+    )
+    cache: str = _f(
+        "",
+        doc="directory of the generated set; empty: <workdir>/generated/<key of the pipeline's "
+        "weights, the prompts, the sampler settings and the seed>",
+    )
 
 
 @dataclass(frozen=True)
@@ -47,6 +81,15 @@ class DataConfig:
     root: str = _f("", doc="folder for online datasets or the image folder")
     heldout_fraction: float = _f(0.1, doc="fraction held out for evaluation", lo=0.01, hi=0.5)
     split_seed: int = _f(0, doc="seed of the train / held-out split", lo=0)
+    source: str = _f(
+        "dataset",
+        doc="training images: the dataset, or (t2i) 'generate': sampled from the frozen "
+        "base pipeline with the forget and retain prompts (data.generate)",
+        choices=DATA_SOURCES,
+    )
+    generate: GenerateConfig = _f(
+        default_factory=GenerateConfig, doc="data.source=generate: how the set is sampled"
+    )
 
 
 @dataclass(frozen=True)
@@ -105,7 +148,9 @@ class ModelConfig:
     )
     train: str = _f(
         "unet",
-        doc="t2i: what unlearning trains: all UNet weights, its cross-attention only, or LoRA",
+        doc="t2i: what unlearning trains: all UNet weights, its cross-attention only, LoRA, "
+        "or ESD's sets: esd-u (linear / conv layers outside cross-attention), esd-x (the "
+        "cross-attention's linear layers)",
         choices=T2I_TRAIN,
     )
     lora_rank: int = _f(4, doc="t2i: rank of the LoRA adapters (model.train=lora)", lo=1, hi=256)
@@ -533,6 +578,14 @@ class Config:
 
     def __post_init__(self) -> None:
         check_clip_family(self.eval.concept_measure, self.model.kind)
+        family = next(f for f, kinds in MODEL_FAMILIES.items() if self.model.kind in kinds)
+        if self.data.source not in FAMILY_DATA_SOURCES[family]:
+            raise ConfigError(
+                f"data.source: {self.data.source!r} is not allowed with model.kind="
+                f"{self.model.kind}; expected one of {', '.join(FAMILY_DATA_SOURCES[family])} "
+                "(sets are generated from the prompts of a text-to-image pipeline)"
+            )
+        check_data_source(self.data, self.forget, self.eval)
 
     def to_dict(self) -> dict:
         return _to_plain(self)

@@ -15,6 +15,7 @@ of what each retain prompt names, each labelled with that prompt.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -83,7 +84,8 @@ def _target(field: str, text: str) -> Concept:
 
 def prompt_spec(cfg: ForgetConfig, tokenizer, measure: str = "classifier") -> PromptSpec:
     """Validate ``cfg``'s prompts against the pipeline's tokenizer; one-line errors name the
-    field, the prompt and the unknown words. ``measure="clip"`` (``eval.concept_measure``):
+    field, the prompt and the unknown words (a prompt longer than the tokenizer's limit is
+    truncated as diffusers does, with one warning naming it). ``measure="clip"`` (``eval.concept_measure``):
     the concept and retain prompts need not name a digit or attribute; the target is
     ``("clip", None)`` until :func:`unlearn.metrics.clip.resolve_clip_target` binds it."""
     from unlearn.models.t2i import too_long, unknown_words
@@ -151,12 +153,8 @@ def prompt_spec(cfg: ForgetConfig, tokenizer, measure: str = "classifier") -> Pr
                 raise ConfigError(
                     f"{field}: {text!r} has words the tokenizer does not know: {', '.join(bad)}"
                 )
-        long = too_long(tokenizer, texts)
-        if long:
-            raise ConfigError(
-                f"{field}: {long[0]!r} is longer than the tokenizer's "
-                f"{tokenizer.model_max_length} tokens"
-            )
+        for text in too_long(tokenizer, texts):
+            _warn_truncated(field, text, tokenizer.model_max_length)
     if target[0] != "clip":
         for text in fields["forget.retain_prompts"]:
             _target("forget.retain_prompts", text)
@@ -168,6 +166,24 @@ def prompt_spec(cfg: ForgetConfig, tokenizer, measure: str = "classifier") -> Pr
         retain=retain,
         anchor=cfg.anchor,
         radius=cfg.outlier.radius,
+    )
+
+
+_TRUNCATED: set[tuple[str, int]] = set()
+
+
+def _warn_truncated(field: str, text: str, n: int) -> None:
+    """One warning per prompt longer than the tokenizer's ``n`` tokens: it is cut to them,
+    as ``StableDiffusionPipeline`` cuts it."""
+    if (text, n) in _TRUNCATED:
+        return
+    _TRUNCATED.add((text, n))
+    logging.getLogger(__name__).warning(
+        "%s: %r is longer than the tokenizer's %d tokens; it is truncated to them, as "
+        "diffusers does",
+        field,
+        text,
+        n,
     )
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 
 from unlearn.config import Config, ConfigError, digest_of
+from unlearn.config.schema import DATA_RUN_ONLY
 
 if TYPE_CHECKING:
     from unlearn.models import Classifier
@@ -52,7 +53,7 @@ def resolve_pretrained(ref: str) -> str:
 def classifier_key(cfg: Config) -> str:
     d = cfg.to_dict()
     key = {
-        "data": d["data"],
+        "data": {k: v for k, v in d["data"].items() if k not in DATA_RUN_ONLY},
         "steps": cfg.pretrain.classifier_steps,
         "lr": cfg.pretrain.classifier_lr,
         "seed": cfg.pretrain.seed,

@@ -5,6 +5,14 @@ The forget target at a noisy latent x_t of a concept image is the frozen origina
 negatively guided noise ε*(x_t, c) = ε_pre(x_t, ∅) − η·(ε_pre(x_t, c) − ε_pre(x_t, ∅)):
 trained towards it, the model's prediction for the concept prompt c points away from c.
 The retain term keeps ε_θ(x_t, c_r) = ε_pre(x_t, c_r) on retain latents and prompts.
+
+Where x_t comes from (``xt``): ``images`` (default) noises the forget latents (training
+images, or images generated with ``data.source: generate``) to a random timestep;
+``trajectory`` is ESD as published (the authors' ``esd_sd.py``): x_t is the frozen
+pipeline's own DDIM sample of the concept prompt (``steps`` DDIM steps, guidance
+``guidance``: 50 and 3 in the paper) stopped at a random step, and t that step's timestep —
+no images at all. The paper trains ``model.train: esd-x`` (cross-attention, for styles) or
+``esd-u`` (everything else, for objects and nudity) at λ = 1.
 """
 
 from __future__ import annotations
@@ -31,6 +39,9 @@ class ESD(UnlearningMethod):
 
     Options:
         eta: the negative-guidance scale η (ESD's default 1.0).
+        xt: ``images`` (noised forget latents) or ``trajectory`` (the frozen pipeline's
+            DDIM trajectory of the concept prompt stopped at a random step: ESD as published).
+        steps, guidance: the trajectory's DDIM steps and guidance (the paper's 50 and 3).
 
     Args:
         cfg: the method config.
@@ -40,6 +51,15 @@ class ESD(UnlearningMethod):
     families = ("t2i",)
     OPTIONS: ClassVar[dict[str, Opt]] = {
         "eta": Opt(1.0, "negative-guidance scale η of the erasure target", lo=0.0, hi=100.0),
+        "xt": Opt(
+            "images",
+            "where x_t comes from: noised forget latents, or the frozen pipeline's DDIM "
+            "trajectory of the concept prompt stopped at a random step (ESD as published)",
+            kind=str,
+            choices=("images", "trajectory"),
+        ),
+        "steps": Opt(50, "xt=trajectory: DDIM steps of the trajectory", kind=int, lo=1, hi=1000),
+        "guidance": Opt(3.0, "xt=trajectory: guidance of the trajectory", lo=0.0, hi=100.0),
     }
 
     def setup(self, model: torch.nn.Module, split) -> None:
@@ -59,6 +79,9 @@ class ESD(UnlearningMethod):
         t = model.sample_t(2 * b, generator)
         eps = randn(x0.shape, generator, x0)
         x_t = model.add_noise(x0, t, eps)
+        if self.options["xt"] == "trajectory":
+            xf, tf = self.trajectory(model, f.labels, generator)
+            x_t, t = torch.cat([xf.to(x_t.dtype), x_t[b:]]), torch.cat([tf, t[b:]])
         labels = torch.cat([f.labels, r.labels])
         null = torch.zeros_like(f.labels)
         with torch.no_grad():
@@ -77,3 +100,22 @@ class ESD(UnlearningMethod):
         l_r = sq_err(pred[b:], e_r).mean()
         lam_t = as_lam(lam, l_f.device)
         return LossTerms(retain=l_r, forget=l_f, total=lam_t * l_f + (1 - lam_t) * l_r)
+
+    @torch.no_grad()
+    def trajectory(
+        self, model: torch.nn.Module, labels: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x_t of the frozen pipeline's guided DDIM trajectory for prompt ids ``labels``
+        from fresh noise, stopped before a random step k (one k per batch, as the authors'
+        batch of one), and t = that step's timestep."""
+        steps = int(self.options["steps"])
+        k = int(torch.randint(0, steps, (1,), generator=generator))
+        dev = model.alphas_cumprod.device
+        shape = (len(labels), model.channels, model.resolution, model.resolution)
+        noise = torch.randn(shape, generator=generator)
+        emb = model.prompt_embeds[labels.long().to(model.prompt_embeds.device)]
+        x = model.sample_latents(
+            emb, steps, self.options["guidance"], latents=noise, unet=self.ref_unet, until=k
+        )
+        t = model.ddim(steps).timesteps[k].to(dev)
+        return x, t.expand(len(labels)).long()

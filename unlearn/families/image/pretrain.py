@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from unlearn.config import Config, digest_of
+from unlearn.config.schema import DATA_RUN_ONLY
 from unlearn.data import ImageData, inject_outlier, load_splits
 from unlearn.families.store import resolve_pretrained
 from unlearn.models import ConvVAE, build_model, save_model
@@ -42,7 +43,7 @@ def image_model_key(cfg: Config) -> str:
     injected outlier."""
     d = cfg.to_dict()
     d = {
-        "data": d["data"],
+        "data": {k: v for k, v in d["data"].items() if k not in DATA_RUN_ONLY},
         "model": {k: v for k, v in d["model"].items() if k not in _T2I_ONLY},
         "pretrain": {k: v for k, v in d["pretrain"].items() if k not in _NOT_MODEL},
     }

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from unlearn.config import Config, ConfigError, MemoriseConfig, digest_of
+from unlearn.config.schema import DATA_RUN_ONLY
 from unlearn.data import load_splits
 from unlearn.data.captions import AttributeThresholds, captions, vocabulary
 from unlearn.models.t2i import build_t2i, save_t2i
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 #: fields that do not change the pipeline (unlearning / sampling / classifier settings)
 _NOT_PIPELINE = {
+    "data": DATA_RUN_ONLY,
     "model": ("train", "lora_rank", "lora_merge", "pretrained"),
     "t2i": ("guidance", "samples_per_prompt"),
     "pretrain": (

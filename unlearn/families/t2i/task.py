@@ -92,14 +92,17 @@ def load_t2i_task(
         model_dir = pipeline_dir(cfg)
         model = load_t2i(model_dir)
     spec = prompt_spec(cfg.forget, model.tokenizer, cfg.eval.concept_measure)
-    splits = load_splits(cfg.data)
-    tr = splits.train
-    if (tr.channels, tr.resolution) != (model.image_channels, model.image_resolution):
-        r = model.image_resolution
-        raise ConfigError(
-            f"data.resolution: the pipeline makes {model.image_channels}x{r}x{r} images but the "
-            f"data is {tr.channels}x{tr.resolution}x{tr.resolution}; set data.resolution={r}"
-        )
+    generated = cfg.data.source == "generate"
+    if not generated:
+        splits = load_splits(cfg.data)
+        tr = splits.train
+        if (tr.channels, tr.resolution) != (model.image_channels, model.image_resolution):
+            r = model.image_resolution
+            raise ConfigError(
+                f"data.resolution: the pipeline makes {model.image_channels}x{r}x{r} images but "
+                f"the data is {tr.channels}x{tr.resolution}x{tr.resolution}; set "
+                f"data.resolution={r}"
+            )
     if cfg.eval.concept_measure == "clip":
         from unlearn.metrics.clip import ClipMeasure, resolve_clip_target
 
@@ -107,16 +110,23 @@ def load_t2i_task(
         if not isinstance(classifier, ClipMeasure):
             classifier = ClipMeasure.load(cfg.eval.clip_model)
         spec = resolve_clip_target(spec, classifier)
-    elif classifier is None and need_classifier:
+    elif classifier is None and (need_classifier or cfg.data.generate.filter == "measure"):
         classifier = _classifier(cfg)
     ids = model.set_prompts(spec.all_prompts)
     prompt_ids = dict(zip(spec.all_prompts, ids, strict=True))
     model.anchor_id = prompt_ids.get(spec.anchor, 0)
-    thresholds = AttributeThresholds.fit(tr.images)
-    latents = model.encode_images(tr.images).cpu()
-    data = prompt_split(spec, tr, latents, prompt_ids, thresholds)
+    if generated:  # data-free: the sets sampled from the frozen pipeline itself
+        from unlearn.families.t2i.generate import generated_split
+
+        data, reference = generated_split(model, cfg, spec, prompt_ids, classifier)
+        thresholds = data.thresholds
+    else:
+        thresholds = AttributeThresholds.fit(tr.images)
+        latents = model.encode_images(tr.images).cpu()
+        data = prompt_split(spec, tr, latents, prompt_ids, thresholds)
+        reference = splits.heldout
     eval_data = prepare_t2i(
-        model, cfg, data.spec, thresholds, splits.heldout, data.split.retain, data.split.forget
+        model, cfg, data.spec, thresholds, reference, data.split.retain, data.split.forget
     )
     if configure and (model.train_mode != cfg.model.train or cfg.model.train == "lora"):
         model.configure_training(cfg.model.train, cfg.model.lora_rank, cfg.model.lora_merge)

@@ -17,7 +17,21 @@ from torch import nn
 
 from unlearn.models.diffusion import Denoiser
 
-TRAIN_MODES = ("unet", "cross_attn", "lora")
+TRAIN_MODES = ("unet", "cross_attn", "lora", "esd-u", "esd-x")
+
+
+def esd_parameter_names(unet: nn.Module, which: str) -> list[str]:
+    """The UNet parameters ESD trains (the authors' parameter sets): ``esd-u`` every linear
+    and convolution layer outside the cross-attention ``attn2`` blocks (normalisation layers
+    stay frozen), ``esd-x`` the linear layers of the cross-attention ``attn2`` blocks."""
+    out = []
+    for name, module in unet.named_modules():
+        if not isinstance(module, (nn.Linear, nn.Conv2d)):
+            continue
+        cross = "attn2" in name.split(".")
+        if (which == "esd-x") == cross:
+            out += [f"{name}.{n}" if name else n for n, _ in module.named_parameters()]
+    return out
 
 
 class T2IModel(Denoiser, nn.Module):
@@ -136,27 +150,39 @@ class T2IModel(Denoiser, nn.Module):
         guidance: float,
         generator: torch.Generator | None = None,
         latents: torch.Tensor | None = None,
+        unet: nn.Module | None = None,
+        until: int | None = None,
     ) -> torch.Tensor:
         """Classifier-free-guided DDIM (η = 0) from the pipeline's own scheduler config, the
         conditional and unconditional branches in one UNet forward: the loop of
         ``StableDiffusionPipeline.__call__`` (equal to it, tested), kept here because the
         pipeline refuses image sides that are not multiples of 8 (``data.resolution`` may be
-        any side) and would step the pipeline's own scheduler class, where this is DDIM."""
-        from diffusers import DDIMScheduler
-
+        any side) and would step the pipeline's own scheduler class, where this is DDIM.
+        ``unet`` replaces the model's own (a frozen copy); ``until=k`` stops before the k-th
+        step: the latents at timestep ``ddim_timesteps(steps)[k]`` of the trajectory."""
         dev = self.alphas_cumprod.device
-        sched = DDIMScheduler.from_config(self.scheduler.config)
-        sched.set_timesteps(steps, device=dev)
+        sched = self.ddim(steps)
+        net = self.unet if unet is None else unet
         b = embeds.shape[0]
         shape = (b, self.channels, self.resolution, self.resolution)
         x = torch.randn(shape, generator=generator).to(dev) if latents is None else latents.to(dev)
         x = x * sched.init_noise_sigma
         null = self.prompt_embeds[:1].expand(b, -1, -1).to(dev)
         both = torch.cat([null, embeds.to(dev)])
-        for t in sched.timesteps:
-            e_u, e_c = self.unet(torch.cat([x, x]), t, encoder_hidden_states=both).sample.chunk(2)
+        for i, t in enumerate(sched.timesteps):
+            if until is not None and i >= until:
+                break
+            e_u, e_c = net(torch.cat([x, x]), t, encoder_hidden_states=both).sample.chunk(2)
             x = sched.step(e_u + guidance * (e_c - e_u), t, x, eta=0.0).prev_sample
         return x
+
+    def ddim(self, steps: int):
+        """The pipeline's scheduler config as a DDIM scheduler set to ``steps`` steps."""
+        from diffusers import DDIMScheduler
+
+        sched = DDIMScheduler.from_config(self.scheduler.config)
+        sched.set_timesteps(steps, device=self.alphas_cumprod.device)
+        return sched
 
     @torch.no_grad()
     def generate(
@@ -177,15 +203,21 @@ class T2IModel(Denoiser, nn.Module):
 
     # -- what trains -----------------------------------------------------------------------
     def configure_training(self, mode: str, lora_rank: int = 4, lora_merge: bool = False) -> None:
-        """Freeze all but what ``mode`` trains: the UNet, its cross-attention, or LoRA
-        adapters on its attention projections (peft; ``lora_merge``: saved merged into the
-        UNet rather than as adapters). VAE and text encoder stay frozen."""
+        """Freeze all but what ``mode`` trains: the UNet, its cross-attention, LoRA adapters
+        on its attention projections (peft; ``lora_merge``: saved merged into the UNet rather
+        than as adapters), or ESD's parameter sets ``esd-u`` / ``esd-x``
+        (:func:`esd_parameter_names`). VAE and text encoder stay frozen."""
         if mode not in TRAIN_MODES:
             raise ValueError(f"unknown train mode {mode!r}")
         self.vae.requires_grad_(False)
         self.text_encoder.requires_grad_(False)
         if mode == "unet":
             self.unet.requires_grad_(True)
+        elif mode in ("esd-u", "esd-x"):
+            self.unet.requires_grad_(False)
+            params = dict(self.unet.named_parameters())
+            for name in esd_parameter_names(self.unet, mode):
+                params[name].requires_grad_(True)
         elif mode == "cross_attn":
             self.unet.requires_grad_(False)
             for name, module in self.unet.named_modules():

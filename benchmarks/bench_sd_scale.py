@@ -1,0 +1,199 @@
+"""Cost at Stable Diffusion 1.5's size on this machine: SD-1.5's UNet, VAE and CLIP ViT-L/14
+text encoder built from their published configurations (``unlearn.models.t2i.sd15``, random
+weights, nothing downloaded), at 512 px (64x64 latents).
+
+Prints, each measured in a process of its own (so its peak resident memory is its own):
+- an ESD step with LoRA rank 8 through the ``Unlearner`` (``configs/sd15.yaml``'s method
+  and LoRA; one forget and one retain latent: the trained UNet runs on 2 rows, the frozen
+  original once on 3) against a bare forward + backward + AdamW step of the same LoRA UNet
+  on the same 2 rows;
+- a full-UNet ESD step (AdamW over all 860M UNet weights: about 17 GiB; skipped, and said
+  so, when the machine has less memory available);
+- seconds per sampling step with guidance 7.5 (one image: the conditional and unconditional
+  branches in one UNet forward of 2 rows, plus the DDIM update) against that UNet forward;
+- the peak resident memory of each.
+
+Run: .venv/bin/python benchmarks/bench_sd_scale.py   (several GiB of RAM; minutes on 2 cores)
+     [--cuda] on a GPU; [--width 0.05] the same code on SD-1.5's structure at reduced widths
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import REPO  # noqa: E402
+
+PROMPTS = ["a painting in the style of van gogh", "a photo of a city street at night"]
+WORDS = tuple(sorted({w for p in PROMPTS for w in p.split()}))
+#: GiB a full-UNet AdamW step needs (weights, frozen copy, gradients, two moments, activations)
+FULL_UNET_GIB = 20.0
+
+
+def _cfg(train: str, device: str):
+    from unlearn.config import load_config
+
+    return load_config(
+        REPO / "configs" / "sd15.yaml",
+        [
+            "workdir=/tmp/unlearn-bench",
+            "tracking.enabled=false",
+            f"device={device}",
+            f"model.train={train}",
+            "unlearn.batch_size=2",
+        ],
+    )
+
+
+def _unlearner(train: str, device: str, width: float = 1.0):
+    import torch
+
+    from unlearn.agents import get_agent
+    from unlearn.data import ForgetSplit, ImageData
+    from unlearn.methods import get_method
+    from unlearn.models.t2i.sd15 import sd15_model
+    from unlearn.unlearner import Unlearner
+
+    cfg = _cfg(train, device)
+    model = sd15_model(width, WORDS)
+    model.configure_training(train, lora_rank=cfg.model.lora_rank)
+    ids = model.set_prompts(PROMPTS)
+    model.to(device)
+    lat = (model.channels, model.resolution, model.resolution)
+    forget = ImageData(torch.randn(4, *lat), torch.tensor([ids[0]] * 4), 0)
+    retain = ImageData(torch.randn(4, *lat), torch.tensor([ids[1]] * 4), 0)
+    split = ForgetSplit(retain, forget, torch.zeros(8, dtype=torch.bool))
+    agent = get_agent(cfg.agent, default_lam=cfg.method.lam)
+    unl = Unlearner(model, get_method(cfg.method), agent, split, cfg, device, grad_stats_every=0)
+    return cfg, model, unl, ids
+
+
+def _timed(fn, repeat: int) -> float:
+    """Median seconds of ``repeat`` calls after one warm-up call."""
+    import statistics
+
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def phase(name: str, device: str, repeat: int, width: float = 1.0) -> dict:
+    """One measurement in this process: seconds and what it ran on."""
+    import torch
+
+    torch.manual_seed(0)
+    if name in ("esd_lora", "esd_full"):
+        _, model, unl, _ = _unlearner("lora" if name == "esd_lora" else "unet", device, width)
+        sec = _timed(lambda: unl.step(1), repeat)
+        trained = sum(p.numel() for p in model.trainable_parameters())
+        return {"s": sec, "trained": trained}
+    cfg, model, unl, ids = _unlearner("lora", device, width)
+    lat = (2, model.channels, model.resolution, model.resolution)
+    x, t = torch.randn(lat, device=device), torch.tensor([500, 500], device=device)
+    lab = torch.tensor(ids[:2], device=device)
+    if name == "bare":
+        opt = torch.optim.AdamW(model.trainable_parameters(), lr=1e-5)
+
+        cuda = device.startswith("cuda")  # the loop's bfloat16 autocast there
+
+        def bare() -> None:
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                loss = model.eps(x, t, lab).float().pow(2).mean()
+            loss.backward()
+            opt.step()
+
+        return {"s": _timed(bare, repeat)}
+    model.eval()
+    emb = model.encode_text(PROMPTS[:1])
+    steps = 3
+
+    def sample() -> None:
+        model.sample_latents(emb, steps, 7.5, torch.Generator().manual_seed(0))
+
+    def forward() -> None:
+        with torch.no_grad():
+            model.eps(x, t, lab)
+
+    return {"s": _timed(sample, repeat) / steps, "unet_forward_s": _timed(forward, repeat)}
+
+
+def _available_gib() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 2**20
+    return 0.0
+
+
+def _child(name: str, device: str, repeat: int, width: float) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--phase", name, device, str(repeat), str(width)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1:] or ["failed"]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(device: str = "cpu", repeat: int = 2, width: float = 1.0) -> dict[str, dict]:
+    """Every measurement; ``width`` < 1 runs the same code on reduced widths (a smoke run)."""
+    res = {}
+    for name in ("bare", "esd_lora", "sample"):
+        res[name] = _child(name, device, repeat, width)
+        print(f"  {name}: {res[name]}", flush=True)
+    avail = _available_gib()
+    if device == "cpu" and avail < FULL_UNET_GIB * width:
+        res["esd_full"] = {"skipped": f"{avail:.1f} GiB available < {FULL_UNET_GIB} GiB"}
+    else:
+        res["esd_full"] = _child("esd_full", device, repeat, width)
+    print(f"  esd_full: {res['esd_full']}", flush=True)
+    b, e, s = res["bare"], res["esd_lora"], res["sample"]
+    size = "SD-1.5 size" if width >= 1 else f"SD-1.5 structure at width {width}"
+    print(f"{size} on {device}, 512 px (64x64 latents), random weights:")
+    if "s" in b and "s" in e:
+        print(
+            f"ESD step, LoRA rank 8 ({e['trained']:,} trained parameters): {e['s']:.2f} s "
+            f"(peak RSS {e['peak_gib']:.1f} GiB) vs bare LoRA UNet fwd+bwd+AdamW at the same 2 "
+            f"rows {b['s']:.2f} s (peak RSS {b['peak_gib']:.1f} GiB): {e['s'] / b['s']:.2f}x"
+        )
+    f = res["esd_full"]
+    if "s" in f:
+        print(f"full-UNet ESD step: {f['s']:.2f} s (peak RSS {f['peak_gib']:.1f} GiB)")
+    else:
+        print(f"full-UNet ESD step: not run ({f.get('skipped') or f.get('error')})")
+    if "s" in s:
+        print(
+            f"sampling with guidance 7.5: {s['s']:.2f} s per step (one image; peak RSS "
+            f"{s['peak_gib']:.1f} GiB) vs its UNet forward of 2 rows {s['unet_forward_s']:.2f} s: "
+            f"{s['unet_forward_s'] / s['s']:.2f}x"
+        )
+    return res
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--phase":
+        import torch
+
+        from unlearn.runtime import set_threads
+
+        set_threads()
+        out = phase(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))
+        if sys.argv[3] == "cuda":
+            out["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        out["peak_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        print(json.dumps(out))
+    else:
+        w = float(sys.argv[sys.argv.index("--width") + 1]) if "--width" in sys.argv else 1.0
+        main("cuda" if "--cuda" in sys.argv else "cpu", width=w)
