@@ -36,6 +36,7 @@ NAN = float("nan")
 OBJECTIVE_KEYS = ("eval/forget_rate", "eval/fid", "tune/score", "audit/attacked_forget_rate")
 BAD_PROXY = 1e6  # proxy score of a diverged trial: finite, so ASHA / PBT can rank it
 FINAL_KEY = "unlearn/final"  # marks the last report (PBT does not exploit there)
+NODE_KEY = "node_id"  # the Ray node that made a report (a string: not an MLflow metric)
 
 
 @dataclass(frozen=True)
@@ -210,8 +211,11 @@ def _save(unl, state: dict, d: Path) -> None:
 
 def _report(metrics: dict[str, Any], unl, state: dict) -> None:
     """``tune.report`` with a checkpoint (Tune copies it to the sweep's storage)."""
+    import ray
     from ray import tune
 
+    # the node the trial runs on (the driver tags its child run with it)
+    metrics = {**metrics, NODE_KEY: ray.get_runtime_context().get_node_id()}
     with tempfile.TemporaryDirectory(prefix="unlearn-ckpt-") as d:
         _save(unl, state, Path(d))
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
