@@ -193,6 +193,10 @@ def main(trials: int = 3, steps: int = 300) -> dict[str, float]:
     (tmp / "token").write_text(secrets.token_hex(32))
     os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(tmp / "token"))
     os.environ.update(RAY_USAGE_STATS_ENABLED="0")
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")  # this process reads the auth settings above, not cached ones
+    AuthenticationTokenLoader.instance().reset_cache()
     nodes = Nodes(tmp)
     overhead: dict[str, list[float]] = {"head_slot": [], "worker": []}
     unlearn: dict[str, list[float]] = {"head_slot": [], "worker": []}

@@ -8,7 +8,8 @@ proxies, ``tune/proxy_score`` for ASHA and PBT) together with a checkpoint: mode
 agent state, step counter and history. A restored trial (``--resume``, PBT exploit, a retried
 failure) continues from that step; the unlearner draws step ``t``'s batches from a generator
 seeded by ``(seed, t)``, so a restored run sees the same data as an uninterrupted one.
-The last report carries the sample-based metrics (``eval/forget_rate``, ``eval/fid``) and
+Every report names the Ray node it came from (``node_id``; the driver tags the trial's
+child run with it). The last report carries the sample-based metrics (``eval/forget_rate``, ``eval/fid``) and
 ``tune/score``; its checkpoint holds them too, so re-running a finished trial only re-reports.
 With ``tune.objective=attacked_forget_rate`` the trial also attacks its unlearned model
 (:mod:`unlearn.audit.attacked`) and the attacked forget rate (``audit/attacked_forget_rate``)
