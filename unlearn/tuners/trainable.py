@@ -9,8 +9,9 @@ agent state, step counter and history. A restored trial (``--resume``, PBT explo
 failure) continues from that step; the unlearner draws step ``t``'s batches from a generator
 seeded by ``(seed, t)``, so a restored run sees the same data as an uninterrupted one.
 Every report names the Ray node it came from (``node_id``; the driver tags the trial's
-child run with it). The last report carries the sample-based metrics (``eval/forget_rate``, ``eval/fid``) and
-``tune/score``; its checkpoint holds them too, so re-running a finished trial only re-reports.
+child run with it). The last report carries the sample-based metrics (``eval/forget_rate``,
+``eval/fid``) and ``tune/score``; its checkpoint holds them too, so re-running a finished
+trial only re-reports.
 With ``tune.objective=attacked_forget_rate`` the trial also attacks its unlearned model
 (:mod:`unlearn.audit.attacked`) and the attacked forget rate (``audit/attacked_forget_rate``)
 replaces the forget rate in ``tune/score`` and in the multi-objective search.
