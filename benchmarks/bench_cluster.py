@@ -159,14 +159,18 @@ def _recovery(cfg, nodes: Nodes, worker) -> tuple[float, float]:
             break
         time.sleep(0.02)
     (trial,) = trials
-    n_before = len(_results(trial))
     t_kill = time.monotonic()
     nodes.kill(worker)
     nodes.worker()
-    while len(_results(trial)) <= n_before:
+
+    def restored() -> list[dict]:  # reports of the restarted trial (a fresh restore count)
+        rs = _results(trial)
+        return [r for i, r in enumerate(rs) if i and r["iterations_since_restore"] == 1]
+
+    while not restored():
         time.sleep(0.02)
     t_report = time.monotonic() - t_kill
-    first = _results(trial)[n_before]
+    first = restored()[0]
     t.join()
     assert out["res"].trials[0].restarts == 1, out
     return t_report, t_report - float(first["time_since_restore"])
