@@ -21,7 +21,8 @@ from benchmarks.common import demo_config, interleaved  # noqa: E402
 
 def main() -> dict[str, float]:
     from unlearn.data import load_splits
-    from unlearn.pretrain import _loss, load_pretrained
+    from unlearn.families.image.pretrain import _loss
+    from unlearn.pretrain import load_pretrained
 
     cfg = demo_config()
     model, _, _ = load_pretrained(cfg)
