@@ -155,3 +155,28 @@ def test_registered_metadata_names_the_graph_it_sits_beside(tmp_path):
         "sha256": meta["sha256"],
     }
     assert (pol.input_name, pol.obs_dim, pol.output_name, pol.act_dim) == ("obs", 14, "action", 2)
+
+
+def test_a_policy_registers_in_its_own_store_whatever_registry_the_process_used(tmp_path):
+    """Loading a ``models:/`` policy from one store points MLflow's global registry there; a
+    registration into another store afterwards still lands in that other store."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from unlearn.config import load_config
+    from unlearn.demo import SHIPPED_POLICY
+    from unlearn.export.registry import register_policy
+
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    mine = f"sqlite:///{tmp_path / 'mine.db'}"
+    before = mlflow.get_registry_uri()
+    mlflow.set_registry_uri(elsewhere)
+    try:
+        cfg = load_config(
+            REPO / "configs/tiny.yaml", [f"workdir={tmp_path}", f"tracking.uri={mine}"]
+        )
+        register_policy(cfg, SHIPPED_POLICY, "own-store")
+    finally:
+        mlflow.set_registry_uri(before)
+    client = MlflowClient(tracking_uri=mine, registry_uri=mine)
+    assert str(client.get_model_version_by_alias("own-store", "champion").version) == "1"

@@ -22,7 +22,7 @@ def list_runs(
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     name = experiment or cfg.tracking.experiment
     try:
         exp = client.get_experiment_by_name(name)

@@ -215,7 +215,8 @@ class Tracker:
         if self._client is None:
             from mlflow.tracking import MlflowClient
 
-            self._client = MlflowClient(tracking_uri=self.uri)
+            # the registry too is this store's, whatever the process's global registry URI
+            self._client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
         return self._client
 
     def __getstate__(self) -> dict:
