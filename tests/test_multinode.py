@@ -319,10 +319,14 @@ def test_sweep_job_runs_on_the_worker_and_survives_losing_it(
     assert new not in (old, cluster["head"])  # resumed on the replacement node
     cluster["worker"] = new
 
-    # each report once, in order (nothing ran twice), each with its checkpoint
+    # each report once, in order (nothing ran twice), each with its checkpoint; a kill in the
+    # moment between the victim's last report and its return restarts it from its final
+    # checkpoint, where it runs no step and repeats only that final report
+    expected = list(range(every, steps + 1, every))
     for t in (finished_first, victim):
         reported = [r["unlearn/step"] for r in _results(t)]
-        assert reported == list(range(every, steps + 1, every)), reported
+        allowed = [expected, [*expected, steps]] if t is victim else [expected]
+        assert reported in allowed, reported
         assert list(t.glob("checkpoint_*"))  # the last ones are kept
     starts = [r["unlearn/step"] for r in _results(victim) if r["iterations_since_restore"] == 1]
     assert len(starts) == 2 and starts[1] > before  # restored past where it stood at the kill

@@ -5,6 +5,7 @@ policy agent gives on the same observations; bad input is one line and exit code
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -52,7 +53,8 @@ def test_mlflow_pyfunc_gives_the_agents_lambda_on_real_observations(
     from unlearn.config import load_config
     from unlearn.task import make_unlearner
 
-    version = MlflowClient(tracking_uri=registered).get_model_version_by_alias(NAME, "champion")
+    client = MlflowClient(tracking_uri=registered, registry_uri=registered)
+    version = client.get_model_version_by_alias(NAME, "champion")
     assert version.tags["format"] == "onnx" and version.tags["exported_format"] == "torchscript"
 
     cfg = load_config(
@@ -180,3 +182,9 @@ def test_a_policy_registers_in_its_own_store_whatever_registry_the_process_used(
         mlflow.set_registry_uri(before)
     client = MlflowClient(tracking_uri=mine, registry_uri=mine)
     assert str(client.get_model_version_by_alias("own-store", "champion").version) == "1"
+    # and loading it back leaves the process's registry setting as it was
+    from unlearn.tracking.query import download
+
+    setting = (mlflow.get_registry_uri(), os.environ.get("MLFLOW_REGISTRY_URI"))
+    assert (download("models:/own-store@champion", mine) / "model.onnx").is_file()
+    assert (mlflow.get_registry_uri(), os.environ.get("MLFLOW_REGISTRY_URI")) == setting

@@ -64,8 +64,12 @@ def download(artifact_uri: str, uri: str = "", what: str = "agent.path") -> Path
     check_server(uri)
     import mlflow
     from mlflow.exceptions import MlflowException
+    from mlflow.tracking._model_registry import utils as registry
 
     dst = tempfile.mkdtemp(prefix="unlearn-artifact-")
+    # a models:/ URI resolves through the global registry URI (and MLflow exports it to the
+    # environment): this store's for the download only, the process's own restored after it
+    saved, saved_env = registry._registry_uri, os.environ.get("MLFLOW_REGISTRY_URI")
     try:
         mlflow.set_registry_uri(uri)
         local = mlflow.artifacts.download_artifacts(
@@ -73,4 +77,10 @@ def download(artifact_uri: str, uri: str = "", what: str = "agent.path") -> Path
         )
     except MlflowException as e:
         raise ConfigError(f"policy: cannot load {artifact_uri} from {uri}: {one_line(e)}") from None
+    finally:
+        registry._registry_uri = saved
+        if saved_env is None:
+            os.environ.pop("MLFLOW_REGISTRY_URI", None)
+        else:
+            os.environ["MLFLOW_REGISTRY_URI"] = saved_env
     return Path(local)
