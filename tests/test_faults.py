@@ -5,23 +5,17 @@ pipeline weights, a dead tracking server seen by ``unlearn tune``, duplicate ben
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO, UNLEARN, clean_env, cli, free_port, share_pretrained
+from helpers import REPO, UNLEARN, clean_env, cli, cli_here, free_port, share_pretrained
 
 
-def main(capsys, monkeypatch, *args: str) -> tuple[int, list[str]]:
-    """``unlearn ARGS`` in this process: its exit code and the lines it wrote to stderr."""
-    from unlearn.cli import main as unlearn_main
-
-    monkeypatch.setattr(sys, "argv", ["unlearn", *args])
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as e:
-        unlearn_main()
-    return e.value.code, capsys.readouterr().err.strip().splitlines()
+def main(*args: str, **env: str) -> tuple[int, list[str]]:
+    """``unlearn ARGS`` in this process (``env`` added): its exit code and stderr lines."""
+    r = cli_here(*args, env=env)
+    return r.returncode, r.stderr.strip().splitlines()
 
 
 # -- broken weights in a text-to-image pipeline ----------------------------------------------
@@ -84,14 +78,11 @@ def test_corrupted_lora_through_unlearn_eval_is_exit_2_and_one_line(t2i_pipeline
 
 
 # -- unlearn tune ----------------------------------------------------------------------------
-def test_tune_reports_a_dead_tracking_server_first_and_fast(capsys, monkeypatch, tmp_path):
+def test_tune_reports_a_dead_tracking_server_first_and_fast(tmp_path):
     uri = f"http://127.0.0.1:{free_port()}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     t0 = time.perf_counter()
     # fdiv needs a class-conditional model: the space is wrong too, but tracking comes first
     code, err = main(
-        capsys,
-        monkeypatch,
         "tune",
         "--space",
         str(REPO / "configs/tune/fdiv.yaml"),
@@ -99,6 +90,7 @@ def test_tune_reports_a_dead_tracking_server_first_and_fast(capsys, monkeypatch,
         str(REPO / "configs/tiny.yaml"),
         "--set",
         f"workdir={tmp_path}",
+        MLFLOW_TRACKING_URI=uri,
     )
     assert time.perf_counter() - t0 < 5
     assert code == 2 and len(err) == 1 and f"MLflow server {uri} is not reachable" in err[0]
@@ -106,10 +98,8 @@ def test_tune_reports_a_dead_tracking_server_first_and_fast(capsys, monkeypatch,
 
 
 @pytest.mark.parametrize("value", ["101", "-2", "1.5"])
-def test_tune_max_failures_out_of_range_is_one_line(value, capsys, monkeypatch, tmp_path):
+def test_tune_max_failures_out_of_range_is_one_line(value, tmp_path):
     code, err = main(
-        capsys,
-        monkeypatch,
         "tune",
         "--space",
         str(REPO / "configs/tune/static_siss.yaml"),
@@ -136,10 +126,8 @@ def test_tune_max_failures_reaches_tunes_failure_config(tmp_path):
 
 
 # -- unlearn bench ---------------------------------------------------------------------------
-def test_bench_refuses_duplicate_rows(capsys, monkeypatch, tmp_path):
+def test_bench_refuses_duplicate_rows(tmp_path):
     code, err = main(
-        capsys,
-        monkeypatch,
         "bench",
         "--rows",
         "esd:static, esd:static",

@@ -6,26 +6,20 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import REPO
+from helpers import REPO, cli_here
 
 NAME = "lam-policy"
 
 
-def main(capsys, monkeypatch, *args: str) -> tuple[int, list[str]]:
-    """``unlearn ARGS`` in this process: its exit code and the lines it wrote to stderr."""
-    from unlearn.cli import main as unlearn_main
-
-    monkeypatch.setattr(sys, "argv", ["unlearn", *args])
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as e:
-        unlearn_main()
-    return e.value.code, capsys.readouterr().err.strip().splitlines()
+def main(*args: str, **env: str) -> tuple[int, list[str]]:
+    """``unlearn ARGS`` in this process (``env`` added): its exit code and stderr lines."""
+    r = cli_here(*args, env=env)
+    return r.returncode, r.stderr.strip().splitlines()
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +87,7 @@ def test_mlflow_pyfunc_gives_the_agents_lambda_on_real_observations(
     np.testing.assert_allclose(lam, [v for _, v in seen], atol=1e-6, rtol=0)
 
 
-def test_a_torchscript_policy_onnx_cannot_express_is_refused_with_how(
-    tmp_path, capsys, monkeypatch
-):
+def test_a_torchscript_policy_onnx_cannot_express_is_refused_with_how(tmp_path):
     from unlearn.demo import SHIPPED_POLICY
     from unlearn.export.policy_file import METADATA, sha256
 
@@ -111,8 +103,7 @@ def test_a_torchscript_policy_onnx_cannot_express_is_refused_with_how(
     meta = json.loads((SHIPPED_POLICY / METADATA).read_text())
     meta["sha256"] = sha256(pol / "policy.pt")
     (pol / METADATA).write_text(json.dumps(meta))
-    code, err = main(
-        capsys, monkeypatch, "policy", "register", str(pol), "--name", "x", "--set",
+    code, err = main("policy", "register", str(pol), "--name", "x", "--set",
         f"workdir={tmp_path}",
     )  # fmt: skip
     assert code == 2 and len(err) == 1, err
@@ -122,14 +113,13 @@ def test_a_torchscript_policy_onnx_cannot_express_is_refused_with_how(
 
 
 @pytest.mark.parametrize("what", ["empty folder", "a file"])
-def test_register_refuses_what_is_not_an_exported_policy(what, tmp_path, capsys, monkeypatch):
+def test_register_refuses_what_is_not_an_exported_policy(what, tmp_path):
     target = tmp_path / "stuff"
     if what == "a file":
         target.write_text("not a policy")
     else:
         target.mkdir()
-    code, err = main(
-        capsys, monkeypatch, "policy", "register", str(target), "--name", "x", "--set",
+    code, err = main("policy", "register", str(target), "--name", "x", "--set",
         f"workdir={tmp_path}",
     )  # fmt: skip
     assert code == 2 and len(err) == 1, err
