@@ -5,8 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-import torch
+# OpenMP threads that wait for each other sleep instead of spinning: with two test workers
+# (and Ray trials) sharing two cores, spinning threads made 2-thread steps 2-5x slower
+# (measured), enough for a sweep to run into the per-test timeout. Read when torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 from helpers import TINY, share_pretrained, t2i_cfg
 
 # two CPU threads per test process; under pytest-xdist (``make test`` runs two workers) one

@@ -27,12 +27,16 @@ def tiny(workdir: Path, *extra: str):
     return load_config(TINY_YAML, [f"workdir={workdir}", "tracking.enabled=true", *extra])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def ray_local():
+    """A fresh two-CPU Ray per test: a trial left running by one test cannot hold the CPUs
+    the next test's trials wait for."""
     import ray
 
     from unlearn.tuners import init_ray
 
+    if ray.is_initialized():
+        ray.shutdown()
     init_ray(num_cpus=2)
     yield
     ray.shutdown()
@@ -100,7 +104,6 @@ def test_asha_with_random_search_and_weighted_score(ray_local, tiny_workdir, tmp
         "unlearn.steps=8",
         "tune.report_every=1",
         "tune.grace_period=1",
-        "tune.cpus_per_trial=2",
         "tracking.enabled=false",
     )
     space = load_space(REPO / "configs/tune/static_siss.yaml")
