@@ -103,7 +103,7 @@ def _ok(v: Any) -> bool:
 
 def pareto_front(trials: list[TrialResult], forget: str = "forget_rate") -> list[TrialResult]:
     """Non-dominated evaluated trials (both objectives minimised), by the forget term
-    ``forget`` (``forget_rate`` or ``attacked_forget_rate``)."""
+    ``forget`` (``forget_rate``, ``attacked_forget_rate`` or ``adversarial_concept_rate``)."""
 
     def f(t: TrialResult) -> float:
         return getattr(t, forget)
@@ -137,6 +137,7 @@ COLUMNS = (
     "eval/fid",
     "tune/score",
     "audit/attacked_forget_rate",
+    "audit/adversarial_concept_rate",
     "tune/proxy_score",
     "steps",
     "unlearn_s",
@@ -162,6 +163,7 @@ def rows(trials: list[TrialResult], front: list[TrialResult]) -> tuple[list[str]
                 t.fid,
                 t.score,
                 t.attacked_forget_rate,
+                t.adversarial_concept_rate,
                 t.proxy_score,
                 t.steps,
                 round(t.unlearn_time, 3),
