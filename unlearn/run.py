@@ -28,7 +28,7 @@ def run(
     """
     import time
 
-    from unlearn.task import make_unlearner
+    from unlearn.task import base_evaluation, make_unlearner
     from unlearn.tracking import Tracker, TrackingError, preflight
     from unlearn.tracking.liveness import OUTPUT, mark_ended, mark_incomplete, owner_tags
 
@@ -51,7 +51,7 @@ def run(
     try:
         if evaluate and before is None:
             progress("evaluate before", 0, 1)
-            before, samples = unl.evaluate()
+            before, samples = base_evaluation(cfg, unl)  # cached across commands
             _save_samples(cfg, before, samples, out, "before")
             progress("evaluate before", 1, 1)
         if before is not None:

@@ -166,7 +166,7 @@ def run_cell(
 ) -> CellOutcome:
     """Build, evaluate the base model (unless ``before`` is given), unlearn, evaluate, track;
     with ``audit``, attack the unlearned model too."""
-    from unlearn.task import make_unlearner
+    from unlearn.task import base_evaluation, make_unlearner
     from unlearn.tracking import Tracker
 
     setup = make_unlearner(cfg)
@@ -187,7 +187,7 @@ def run_cell(
     try:
         before_samples = None
         if before is None:
-            before, before_samples = unl.evaluate()
+            before, before_samples = base_evaluation(cfg, unl)  # cached across commands
         tracker.log_metrics(before.metrics("before/"))
         every = cfg.bench.check_every
         check = ForgetCheck(unl, cfg.unlearn.eval_every if every < 0 else every, unl.budget)

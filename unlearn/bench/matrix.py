@@ -361,10 +361,6 @@ def cell_config(
     )
 
 
-#: the sections that decide the base model's evaluation (the bench's "before" numbers)
-BEFORE_SECTIONS = ("data", "forget", "model", "pretrain", "eval")
-
-
 def result_sections(cfg: Config, audit: bool = False) -> tuple[str, ...]:
     """The sections a resumed cell of ``cfg`` must match: ``before_sections`` (the base
     evaluation's, plus the family's own: ``t2i`` on a t2i model, whose samples per prompt
@@ -374,7 +370,9 @@ def result_sections(cfg: Config, audit: bool = False) -> tuple[str, ...]:
 
 def before_sections(cfg: Config) -> tuple[str, ...]:
     """The sections whose change makes a resumed bench re-evaluate the base model."""
-    return (*BEFORE_SECTIONS, *family_of(cfg).sections)
+    from unlearn.task import base_eval_sections
+
+    return base_eval_sections(cfg)
 
 
 def plan(cfg: Config, opts: BenchOptions) -> Plan:

@@ -99,7 +99,9 @@ class InstanceBank:
     def base_eval(self, c: int) -> EvalResult:
         """The base model's evaluation for class ``c``; call with the starting weights loaded."""
         if c not in self._base:
-            self._base[c], _ = self.unlearner.evaluate()
+            from unlearn.task import base_evaluation
+
+            self._base[c], _ = base_evaluation(self._cfg_for(c), self.unlearner)
         return self._base[c]
 
     def base_probe(self, c: int, n: int) -> float:
