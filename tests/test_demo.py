@@ -33,6 +33,11 @@ def test_demo_default_parts_write_the_report(tiny_workdir: Path, tmp_path: Path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert str(out / "report.md") in r.stdout.replace("\n", "")
     assert f"unlearn ui --set workdir={work}" in r.stdout.replace("\n", "")
+    # the printed summary has the text-to-image rows too, with a pipeline's columns
+    summary = r.stdout.split("demo summary: text-to-image")[1]
+    for row in ("t2i: before", "t2i: ESD, static λ", "t2i: constrained, dual λ"):
+        assert row in summary
+    assert "concept_rate" in summary and "retain_accuracy" in summary
 
     report = (out / "report.md").read_text()
     for heading in (

@@ -63,12 +63,16 @@ def demo(
     cfg = load_cli_config(config, set_, tracked=True)
     from unlearn.console import console, progress_bars
     from unlearn.demo import eval_table, parse_parts, run_demo
+    from unlearn.demo.report import t2i_summary
     from unlearn.tracking import tracking_uri
 
     chosen = parse_parts(parts) if parts is not None else None
     with progress_bars() as progress:
         rep = run_demo(cfg, out, progress, chosen, samples, t2i_samples)
     console.print(eval_table(rep.results, "demo summary"))
+    t2i = t2i_summary(rep.extra)
+    if t2i:  # a pipeline's columns: concept, paraphrase, retain accuracy, FID
+        console.print(eval_table(t2i, "demo summary: text-to-image"))
     console.print(f"report: {rep.path / 'report.md'}")
     uri = tracking_uri(cfg)
     if uri.startswith("sqlite:///"):

@@ -25,6 +25,22 @@ def eval_table(results: dict[str, EvalResult], title: str = "evaluation") -> Tab
     return table(title, ["run", *keys], rows)
 
 
+def t2i_summary(extra: dict[str, dict]) -> dict[str, EvalResult]:
+    """The text-to-image part's rows for the printed summary: the base pipeline, then each
+    method's erased pipeline (empty when that part did not run)."""
+    from unlearn.families import FAMILIES
+
+    runs = {"t2i": "ESD, static λ", "t2i-constrained-dual": "constrained, dual λ"}
+    done = {name: extra[key] for key, name in runs.items() if extra.get(key, {}).get("after")}
+    if not done:
+        return {}
+    family = FAMILIES["t2i"]
+    first = next(iter(done.values()))
+    rows = {"t2i: before": family.result_from_dict(first["before"])}
+    rows.update({f"t2i: {n}": family.result_from_dict(r["after"]) for n, r in done.items()})
+    return rows
+
+
 def markdown_table(results: dict[str, EvalResult]) -> str:
     head = "| run | " + " | ".join(TABLE_KEYS) + " |"
     sep = "|---" * (len(TABLE_KEYS) + 1) + "|"
