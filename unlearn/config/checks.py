@@ -1,5 +1,6 @@
 """Checks that span several fields: bounded number maps (``env.residual``, ``bench.decay``),
-the held-out instances of the env, and CLIP evaluation against the model family.
+custom trial resources (``tune.trial_resources``), the held-out instances of the env, and CLIP
+evaluation against the model family.
 
 The schema's ``__post_init__`` hooks call them, so a config that fails one never exists.
 """
@@ -57,6 +58,33 @@ def check_residual(value: object, where: str = "env.residual") -> dict[str, floa
         raise ConfigError(f"{where}: {value!r} is not allowed; expected {{start, end, width}}")
     hint = "a residual λ action needs {start, end, width}"
     return check_number_map(value, where, RESIDUAL_SPEC, tuple(RESIDUAL_SPEC), hint)
+
+
+#: resources Ray itself names: a trial asks for them through tune.cpus_per_trial and
+#: tune.gpus_per_trial, or not at all
+RAY_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
+
+
+def check_trial_resources(value: object, where: str = "tune.trial_resources") -> dict[str, float]:
+    """Custom Ray resources per trial: ``{name: amount}``, amounts > 0, no Ray-named ones."""
+    if value is None or value == {}:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {value!r} is not allowed; expected {{resource name: amount}}")
+    out = {}
+    for name, v in value.items():
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{where}: {name!r} is not a resource name")
+        if name.lower() in {r.lower() for r in RAY_RESOURCES} or name.startswith("node:"):
+            raise ConfigError(
+                f"{where}.{name}: Ray's own resource is not allowed here; set "
+                "tune.cpus_per_trial / tune.gpus_per_trial, or name a custom resource"
+            )
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if not ok or not 0 < v <= 1e6:
+            raise ConfigError(f"{where}.{name}: {v!r} is out of range; expected (0, 1000000]")
+        out[name] = float(v)
+    return out
 
 
 def check_held_out(train: Sequence[int], test: Sequence[int]) -> None:

@@ -20,6 +20,7 @@ from unlearn.config.checks import (
     check_data_source,
     check_held_out,
     check_residual,
+    check_trial_resources,
 )
 from unlearn.config.errors import ConfigError
 
@@ -446,6 +447,15 @@ class TuneConfig:
         lo=-1,
         hi=100,
     )
+    trial_resources: dict = _f(
+        default_factory=dict,
+        doc="custom Ray resources each trial needs besides its CPUs and GPUs, e.g. {worker: 1} "
+        "places trials on the nodes started with that resource (ray start --resources); a name "
+        "no node of the cluster offers stops the sweep before it starts",
+    )
+
+    def __post_init__(self) -> None:
+        check_trial_resources(self.trial_resources)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,9 @@
 """Driver-side Tune callback: one tracked child run per trial, trial wall times, progress.
 
+Each child run is tagged with the Ray node(s) its trial ran on (``unlearn.node_id``, the
+latest; ``unlearn.node_ids``, all in order) and, after a failure Tune recovered from (a lost
+node), ``unlearn.restarts``; the parent with the driver's node (``unlearn.driver_node_id``).
+
 Trials never talk to MLflow themselves; the driver logs what they report. That keeps
 workers free of tracking credentials, lets PBT log params once at trial end (MLflow refuses
 to change a logged param, and PBT changes the config mid-trial) and survives a killed
@@ -18,6 +22,7 @@ from ray.tune import Callback
 
 from unlearn.tracking import Tracker
 from unlearn.tracking.writer import finite
+from unlearn.tuners.trainable import NODE_KEY
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +67,8 @@ class SweepCallback(Callback):
         self.started: dict[str, float] = {}
         self.wall: dict[str, float] = {}
         self.done: set[str] = set()
+        self.nodes: dict[str, list[str]] = {}  # trial id -> the Ray nodes it reported from
+        self.restarts: dict[str, int] = {}  # trial id -> restarts after a failure
         self.progress = None
         self.parent = Tracker.attach(uri, parent_run_id, experiment_id)
 
@@ -109,11 +116,28 @@ class SweepCallback(Callback):
     def on_trial_restore(self, iteration, trials, trial, **info):
         self.started.setdefault(trial.trial_id, time.perf_counter())
 
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        # a failed trial (an exception, a lost node) restarts from its last checkpoint
+        tid = trial.trial_id
+        self.restarts[tid] = self.restarts.get(tid, 0) + 1
+        log.warning("trial %s failed; restart %d from its last checkpoint", tid, self.restarts[tid])
+        run = self.run(trial)
+        if run is not None:
+            run.set_tag("unlearn.restarts", str(self.restarts[tid]))
+
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        tid = trial.trial_id
+        node = result.get(NODE_KEY)
+        seen = self.nodes.setdefault(tid, [])
+        moved = bool(node) and (not seen or seen[-1] != node)
+        if moved:
+            seen.append(node)
         run = self.run(trial)
         if run is None:
             return
-        tid = trial.trial_id
+        if moved:  # the node it runs on, and all it ran on (a lost node moves it)
+            run.set_tag("unlearn.node_id", node)
+            run.set_tag("unlearn.node_ids", ",".join(seen))
         upto = self.logged_upto.get(tid, 0)
         rows = []
         for row in json.loads(result.get("steps") or "[]"):

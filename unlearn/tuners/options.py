@@ -113,3 +113,59 @@ def check_pretrained(cfg: Config) -> None:
             f"model: no pretrained {what} for this config under {cfg.workdir_path}; "
             "run `unlearn pretrain --config <your config>` first"
         )
+
+
+#: written by Ray's cluster launcher on the head of an autoscaling cluster (Tune looks there too)
+BOOTSTRAP_CONFIG = "~/ray_bootstrap_config.yaml"
+
+
+def check_cluster(cfg: Config) -> None:
+    """Some node of the connected Ray cluster must offer everything one trial asks for.
+
+    Tune would otherwise wait for the resources forever. Nodes an autoscaling cluster can
+    still start count too (the node types of the launcher's config on the head).
+    """
+    import ray
+
+    t = cfg.tune
+    need = {
+        "tune.cpus_per_trial": ("CPU", t.cpus_per_trial),
+        "tune.gpus_per_trial": ("GPU", t.gpus_per_trial),
+        **{f"tune.trial_resources.{k}": (k, float(v)) for k, v in t.trial_resources.items()},
+    }
+    need = {key: (name, v) for key, (name, v) in need.items() if v > 0}
+    nodes = [dict(n.get("Resources") or {}) for n in ray.nodes() if n.get("Alive")]
+    nodes += _autoscaled_node_types()
+    if any(all(r.get(name, 0) >= v for name, v in need.values()) for r in nodes):
+        return
+    offered = sorted({k for r in nodes for k in r if not k.startswith(("node:", "accelerator"))})
+    for key, (name, v) in need.items():
+        most = max((r.get(name, 0.0) for r in nodes), default=0.0)
+        if most < v:
+            what = "offers it" if most == 0 else f"offers more than {most:g}"
+            raise ConfigError(
+                f"{key}: {v:g} {name} per trial, but no node of the Ray cluster {what} "
+                f"(its resources: {', '.join(offered) or 'none'}); start a node that has it "
+                f"(ray start --resources) or change {key}"
+            )
+    wanted = ", ".join(f"{name}={v:g}" for name, v in need.values())
+    raise ConfigError(
+        f"tune.trial_resources: no single node of the Ray cluster offers {wanted} at once; "
+        "start one that does or ask for less per trial"
+    )
+
+
+def _autoscaled_node_types() -> list[dict[str, float]]:
+    """The resources of the node types an autoscaling cluster may start ([] elsewhere)."""
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(BOOTSTRAP_CONFIG).expanduser()
+    if not path.is_file():
+        return []
+    try:
+        types = (yaml.safe_load(path.read_text()) or {}).get("available_node_types") or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    return [dict(t.get("resources") or {}) for t in types.values() if isinstance(t, dict)]

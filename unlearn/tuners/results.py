@@ -35,6 +35,10 @@ class TrialResult:
     eval_time: float = 0.0
     trial_time: float | None = None
     run_id: str | None = None
+    #: the Ray nodes the trial ran on, in order (more than one after a lost node)
+    node_ids: list[str] = field(default_factory=list)
+    #: times Tune restarted the trial from its last checkpoint (tune.max_failures)
+    restarts: int = 0
 
     @property
     def evaluated(self) -> bool:

@@ -29,7 +29,13 @@ from unlearn.config import Config, ConfigError, from_mapping
 from unlearn.families import family_of
 from unlearn.runtime import ProgressFn, init_ray, no_progress
 from unlearn.tuners.artifacts import finish, parent_run
-from unlearn.tuners.options import SweepOptions, check_options, check_pretrained, check_tracking
+from unlearn.tuners.options import (
+    SweepOptions,
+    check_cluster,
+    check_options,
+    check_pretrained,
+    check_tracking,
+)
 from unlearn.tuners.results import SweepResult, TrialResult
 from unlearn.tuners.space import SearchSpace, from_dict, to_dict, trial_config, validate_space
 from unlearn.tuners.trainable import TrialSpec
@@ -90,6 +96,7 @@ def run_sweep(
     t0 = time.perf_counter()
     started = init_ray(opts.address)
     try:
+        check_cluster(cfg)  # a resource no node offers: one line now, not a wait forever
         # Tune prints tables and MLflow prints run links: the library logs them instead
         with contextlib.redirect_stdout(_LogWriter()):
             return _run(cfg, space, opts, path, uri, meta, progress, t0)
@@ -149,7 +156,11 @@ def _run(cfg, space, opts, path, uri, meta, progress, t0) -> SweepResult:
     )
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, spec=spec),
-        {"cpu": t.cpus_per_trial, "gpu": t.gpus_per_trial},
+        {
+            "cpu": t.cpus_per_trial,
+            "gpu": t.gpus_per_trial,
+            "custom_resources": dict(t.trial_resources),
+        },
     )
     resume_id = meta.get("parent_run_id") if meta else None
     parent, exp_id = parent_run(cfg, space, opts, path.name, uri, n, resume_id)
@@ -163,6 +174,7 @@ def _run(cfg, space, opts, path, uri, meta, progress, t0) -> SweepResult:
         total=n,
     )
     cb.progress = progress
+    cb.parent.set_tag("unlearn.driver_node_id", _node_id())
     progress("trials", 0, n)
     if opts.resume:
         tuner = tune.Tuner.restore(
@@ -216,6 +228,12 @@ def _new_tuner(cfg, space, opts, path, trainable, cb, n: int, every: int):
             verbose=0,
         ),
     )
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
 
 
 def _trial_dirname(trial) -> str:
@@ -324,4 +342,6 @@ def _trial_result(r, cb) -> TrialResult:
         eval_time=float(m.get("perf/eval_time", 0.0) or 0.0),
         trial_time=cb.wall.get(tid),
         run_id=cb.runs.get(tid),
+        node_ids=list(cb.nodes.get(tid, [])),
+        restarts=cb.restarts.get(tid, 0),
     )

@@ -8,8 +8,10 @@ proxies, ``tune/proxy_score`` for ASHA and PBT) together with a checkpoint: mode
 agent state, step counter and history. A restored trial (``--resume``, PBT exploit, a retried
 failure) continues from that step; the unlearner draws step ``t``'s batches from a generator
 seeded by ``(seed, t)``, so a restored run sees the same data as an uninterrupted one.
-The last report carries the sample-based metrics (``eval/forget_rate``, ``eval/fid``) and
-``tune/score``; its checkpoint holds them too, so re-running a finished trial only re-reports.
+Every report names the Ray node it came from (``node_id``; the driver tags the trial's
+child run with it). The last report carries the sample-based metrics (``eval/forget_rate``,
+``eval/fid``) and ``tune/score``; its checkpoint holds them too, so re-running a finished
+trial only re-reports.
 With ``tune.objective=attacked_forget_rate`` the trial also attacks its unlearned model
 (:mod:`unlearn.audit.attacked`) and the attacked forget rate (``audit/attacked_forget_rate``)
 replaces the forget rate in ``tune/score`` and in the multi-objective search; with
@@ -44,6 +46,7 @@ OBJECTIVE_KEYS = (
 )
 BAD_PROXY = 1e6  # proxy score of a diverged trial: finite, so ASHA / PBT can rank it
 FINAL_KEY = "unlearn/final"  # marks the last report (PBT does not exploit there)
+NODE_KEY = "node_id"  # the Ray node that made a report (a string: not an MLflow metric)
 
 
 @dataclass(frozen=True)
@@ -224,8 +227,11 @@ def _save(unl, state: dict, d: Path) -> None:
 
 def _report(metrics: dict[str, Any], unl, state: dict) -> None:
     """``tune.report`` with a checkpoint (Tune copies it to the sweep's storage)."""
+    import ray
     from ray import tune
 
+    # the node the trial runs on (the driver tags its child run with it)
+    metrics = {**metrics, NODE_KEY: ray.get_runtime_context().get_node_id()}
     with tempfile.TemporaryDirectory(prefix="unlearn-ckpt-") as d:
         _save(unl, state, Path(d))
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
