@@ -21,6 +21,7 @@ from typing import ClassVar
 
 import torch
 
+from unlearn.config import PROMPT_KINDS
 from unlearn.methods.base import UnlearningMethod
 from unlearn.methods.common import as_lam, frozen_unet, randn, resample, sq_err
 from unlearn.methods.options import Opt
@@ -48,7 +49,7 @@ class ESD(UnlearningMethod):
     """
 
     name = "esd"
-    families = ("t2i",)
+    families = PROMPT_KINDS
     OPTIONS: ClassVar[dict[str, Opt]] = {
         "eta": Opt(1.0, "negative-guidance scale η of the erasure target", lo=0.0, hi=100.0),
         "xt": Opt(

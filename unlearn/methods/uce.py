@@ -22,7 +22,7 @@ from typing import ClassVar
 
 import torch
 
-from unlearn.config import ConfigError
+from unlearn.config import PROMPT_KINDS, ConfigError
 from unlearn.methods.base import UnlearningMethod
 from unlearn.methods.options import Opt
 from unlearn.types import Batch, LossTerms
@@ -79,7 +79,7 @@ class UCE(UnlearningMethod):
     """
 
     name = "uce"
-    families = ("t2i",)
+    families = PROMPT_KINDS
     closed_form = True
     OPTIONS: ClassVar[dict[str, Opt]] = {
         "anchor": Opt("", "prompt the erased prompts are mapped to ('' = forget.anchor)", str),
