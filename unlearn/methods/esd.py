@@ -114,7 +114,7 @@ class ESD(UnlearningMethod):
         dev = model.alphas_cumprod.device
         shape = (len(labels), model.channels, model.resolution, model.resolution)
         noise = torch.randn(shape, generator=generator)
-        emb = model.prompt_embeds[labels.long().to(model.prompt_embeds.device)]
+        emb = model.cond_of(labels)
         x = model.sample_latents(
             emb, steps, self.options["guidance"], latents=noise, unet=self.ref_unet, until=k
         )

@@ -107,7 +107,15 @@ def load_t2i_task(
         model = family.load(model_dir)
     spec = prompt_spec(cfg.forget, model.tokenizer, cfg.eval.concept_measure)
     generated = cfg.data.source == "generate"
-    if not generated:
+    if generated:  # sampled at data.resolution, a whole number of latent pixels
+        r, f = cfg.data.resolution, model.vae_scale_factor
+        if r % f:
+            raise ConfigError(
+                f"data.resolution: {r} is not a multiple of the VAE's scale factor {f}; "
+                f"expected a multiple of {f} (the pipeline's own: {model.image_resolution})"
+            )
+        model.sample_size = r // f
+    else:
         splits = load_splits(cfg.data)
         tr = splits.train
         if (tr.channels, tr.resolution) != (model.image_channels, model.image_resolution):
@@ -176,9 +184,7 @@ def _t2i_methods(kind: str) -> list[str]:
     return [n for n, m in METHODS.items() if kind in m.families]
 
 
-def make_t2i_unlearner(
-    cfg: Config, method, agent, model: T2IModel | None = None, family=None
-):
+def make_t2i_unlearner(cfg: Config, method, agent, model: T2IModel | None = None, family=None):
     """The t2i task and its :class:`~unlearn.unlearner.Unlearner` (the same loop as every
     family): returns (unlearner, pipeline directory or None, task)."""
     from unlearn.runtime import resolve_device

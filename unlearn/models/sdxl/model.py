@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from unlearn.models.t2i.model import T2IModel, TextCond
+from unlearn.models.t2i.model import T2IModel, TextCond, add_token
 
 
 class SDXLModel(T2IModel):
@@ -88,6 +88,25 @@ class SDXLModel(T2IModel):
             hidden = hidden * keep[:, None, None]
             pooled = pooled * keep[:, None]
         return TextCond(hidden, pooled)
+
+    def with_token(self, token: str) -> tuple[SDXLModel, list[tuple[nn.Module, int]]]:
+        """The token added to BOTH tokenizers and embedding tables (as SDXL textual
+        inversion does): the UNet reads both encoders' states, concatenated, and the pooled
+        embedding of the second, so a token in one table alone would reach only part of
+        the conditioning."""
+        tok, enc, new = add_token(self.tokenizer, self.text_encoder, token)
+        tok2, enc2, new2 = add_token(self.tokenizer_2, self.text_encoder_2, token)
+        inv = SDXLModel(
+            self.unet,
+            self.vae,
+            enc,
+            enc2,
+            tok,
+            tok2,
+            self.scheduler,
+            self.force_zeros_for_empty_prompt,
+        )
+        return inv, [(enc, new), (enc2, new2)]
 
     def time_ids(self, n: int, device, dtype) -> torch.Tensor:
         """SDXL's micro-conditioning (original size, crop top-left, target size) of

@@ -74,6 +74,24 @@ class TextCond:
         return TextCond(torch.cat([c.hidden for c in conds]), pooled)
 
 
+def add_token(tokenizer, encoder: nn.Module, token: str):
+    """Copies of ``tokenizer`` knowing ``token`` and of ``encoder`` with one more embedding
+    row for it, started at the mean of the others (no word's meaning); ValueError when the
+    tokenizer already has it. Returns (tokenizer, encoder, the new row's id)."""
+    import copy
+
+    tok = copy.deepcopy(tokenizer)
+    if tok.add_tokens([token]) != 1:
+        raise ValueError(f"the tokenizer already has the token {token!r}")
+    enc = copy.deepcopy(encoder)
+    enc.resize_token_embeddings(len(tok))
+    new = tok.convert_tokens_to_ids(token)
+    weight = enc.get_input_embeddings().weight
+    with torch.no_grad():
+        weight[new] = weight[:new].mean(0)
+    return tok, enc, new
+
+
 def as_cond(embeds: torch.Tensor | TextCond) -> TextCond:
     """A bare context tensor as a :class:`TextCond` (a UNet without pooled conditioning)."""
     return embeds if isinstance(embeds, TextCond) else TextCond(embeds)
@@ -111,6 +129,9 @@ class T2IModel(Denoiser, nn.Module):
         self.scheduler = scheduler
         self.train_mode = "unet"
         self.lora_merge = False
+        # the latent side it samples when not the UNet's own (data-free sets at another
+        # resolution: ``data.resolution`` with ``data.source=generate``)
+        self.sample_size: int | None = None
         self.register_buffer(
             "alphas_cumprod", scheduler.alphas_cumprod.clone().float(), persistent=False
         )
@@ -130,8 +151,18 @@ class T2IModel(Denoiser, nn.Module):
         return int(self.vae.config.in_channels)
 
     @property
+    def resolution(self) -> int:
+        """Side of the latents it denoises and samples."""
+        return self.sample_size or int(self.unet.config.sample_size)
+
+    @property
+    def vae_scale_factor(self) -> int:
+        """Image pixels per latent pixel along a side."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
     def image_resolution(self) -> int:
-        return self.resolution * 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return self.resolution * self.vae_scale_factor
 
     @property
     def scaling_factor(self) -> float:
@@ -167,6 +198,13 @@ class T2IModel(Denoiser, nn.Module):
         """Prompt embeddings (N, L, D): the cross-attention context the UNet's keys and
         values read (what UCE edits)."""
         return self.encode_cond(texts).hidden
+
+    def with_token(self, token: str) -> tuple[T2IModel, list[tuple[nn.Module, int]]]:
+        """A model sharing this one's UNet, VAE and scheduler whose tokenizer knows ``token``
+        (:func:`add_token`); returns it and (text encoder, row id) of each embedding table
+        the token was added to (textual inversion trains those rows)."""
+        tok, enc, new = add_token(self.tokenizer, self.text_encoder, token)
+        return T2IModel(self.unet, self.vae, enc, tok, self.scheduler), [(enc, new)]
 
     def unet_kwargs(self, cond: TextCond) -> dict:
         """The UNet's conditioning arguments for ``cond`` (one row per sample)."""
