@@ -86,6 +86,7 @@ def test_saved_sdxl_pipeline_and_lora_adapters_generate_the_same_in_plain_diffus
 
 
 # -- every t2i method, and every λ agent, through the one loop --------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "sets",
     [
@@ -96,7 +97,7 @@ def test_saved_sdxl_pipeline_and_lora_adapters_generate_the_same_in_plain_diffus
         ["method.name=esd", "agent.name=hybrid"],
         ["method.name=constrained", "forget.anchor=a handwritten digit"],
         ["method.name=fdiv", "forget.anchor=a handwritten digit"],
-        ["method.name=vdu"],
+        ["method.name=vdu", "method.options.vdu.margin=10"],
         ["method.name=naive"],
         ["method.name=neggrad"],
         ["method.name=uce", "forget.anchor=a handwritten digit", "unlearn.steps=1"],

@@ -8,6 +8,7 @@ tokenizer, the data's image size against the pipeline's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from unlearn.data import load_splits
 from unlearn.data.captions import AttributeThresholds
 from unlearn.data.prompts import PromptData, prompt_spec, prompt_split
 from unlearn.metrics.t2i import T2IEvalData, prepare_t2i
-from unlearn.models.t2i import T2IModel
+from unlearn.models.t2i import T2IModel, load_t2i
 
 
 @dataclass
@@ -33,15 +34,33 @@ class T2ITask:
     model_dir: Path | None
 
 
-def _family(family):
-    """``family``, or the t2i family: the task's functions serve every family built on the
-    t2i model (SDXL passes itself), through its ``load``, ``model_key``, ``kinds`` and
-    ``pipeline_class``."""
-    if family is not None:
-        return family
-    from unlearn.families.t2i import T2I
+@dataclass(frozen=True)
+class Pipelines:
+    """What the task's functions need of a family built on the t2i model (the t2i and SDXL
+    families pass themselves; these are the t2i family's): its kinds, what its saved
+    models are, how to load one and the cache key of its demo pipeline."""
 
-    return T2I
+    kinds: tuple[str, ...]
+    description: str
+    pipeline_class: str
+    load: Callable[[Path], T2IModel]
+    model_key: Callable[[Config], str]
+
+
+def _t2i_key(cfg: Config) -> str:
+    from unlearn.families.t2i.pretrain import t2i_model_key
+
+    return t2i_model_key(cfg)
+
+
+#: the t2i family's pipelines (the default of every function here)
+T2I_PIPELINES = Pipelines(
+    ("t2i",), "a text-to-image pipeline", "StableDiffusionPipeline", load_t2i, _t2i_key
+)
+
+
+def _family(family: Pipelines | None) -> Pipelines:
+    return T2I_PIPELINES if family is None else family
 
 
 def pipeline_dir(cfg: Config, family=None) -> Path:
