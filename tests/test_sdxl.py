@@ -48,6 +48,7 @@ def _plain(out, z, lora: bool = False):
     ).images
 
 
+@pytest.mark.slow
 def test_saved_sdxl_pipeline_and_lora_adapters_generate_the_same_in_plain_diffusers(tmp_path):
     from unlearn.models import load_model, save_model
     from unlearn.models.sdxl import SDXLModel
