@@ -13,8 +13,15 @@ Prints, each measured in a process of its own (so its peak resident memory is it
   branches in one UNet forward of 2 rows, plus the DDIM update) against that UNet forward;
 - the peak resident memory of each.
 
+``--sdxl``: the same measurements on SDXL base 1.0's UNet, VAE and both text encoders
+(``unlearn.models.sdxl.published``, ``configs/sdxl.yaml``'s method and LoRA) at the largest
+of 1024 / 768 / 512 px whose LoRA ESD step's peak memory (GPU memory on CUDA, resident
+memory on the CPU) fits ``--budget-gib`` (24 by default); each side is tried in a process of
+its own, largest first.
+
 Run: .venv/bin/python benchmarks/bench_sd_scale.py   (several GiB of RAM; minutes on 2 cores)
-     [--cuda] on a GPU; [--width 0.05] the same code on SD-1.5's structure at reduced widths
+     [--cuda] on a GPU; [--width 0.05] the same code on SD-1.5's structure at reduced widths;
+     [--sdxl [--budget-gib 24]] SDXL base instead
 """
 
 from __future__ import annotations
@@ -36,11 +43,15 @@ WORDS = tuple(sorted({w for p in PROMPTS for w in p.split()}))
 FULL_UNET_GIB = 20.0
 
 
-def _cfg(train: str, device: str):
+#: the real-checkpoint config and the latent sides (largest first) of each model
+MODELS = {"sd15": ("sd15.yaml", (64,)), "sdxl": ("sdxl.yaml", (128, 96, 64))}
+
+
+def _cfg(train: str, device: str, family: str = "sd15"):
     from unlearn.config import load_config
 
     return load_config(
-        REPO / "configs" / "sd15.yaml",
+        REPO / "configs" / MODELS[family][0],
         [
             "workdir=/tmp/unlearn-bench",
             "tracking.enabled=false",
@@ -51,17 +62,26 @@ def _cfg(train: str, device: str):
     )
 
 
-def _unlearner(train: str, device: str, width: float = 1.0):
+def _build(family: str, width: float, side: int):
+    if family == "sdxl":
+        from unlearn.models.sdxl.published import sdxl_base_model
+
+        return sdxl_base_model(width, WORDS, sample_size=side)
+    from unlearn.models.t2i.sd15 import sd15_model
+
+    return sd15_model(width, WORDS, sample_size=side)
+
+
+def _unlearner(train: str, device: str, width: float = 1.0, family: str = "sd15", side: int = 64):
     import torch
 
     from unlearn.agents import get_agent
     from unlearn.data import ForgetSplit, ImageData
     from unlearn.methods import get_method
-    from unlearn.models.t2i.sd15 import sd15_model
     from unlearn.unlearner import Unlearner
 
-    cfg = _cfg(train, device)
-    model = sd15_model(width, WORDS)
+    cfg = _cfg(train, device, family)
+    model = _build(family, width, side)
     model.configure_training(train, lora_rank=cfg.model.lora_rank)
     ids = model.set_prompts(PROMPTS)
     model.to(device)
@@ -87,17 +107,25 @@ def _timed(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def phase(name: str, device: str, repeat: int, width: float = 1.0) -> dict:
+def phase(
+    name: str,
+    device: str,
+    repeat: int,
+    width: float = 1.0,
+    family: str = "sd15",
+    side: int = 64,
+) -> dict:
     """One measurement in this process: seconds and what it ran on."""
     import torch
 
     torch.manual_seed(0)
     if name in ("esd_lora", "esd_full"):
-        _, model, unl, _ = _unlearner("lora" if name == "esd_lora" else "unet", device, width)
+        train = "lora" if name == "esd_lora" else "unet"
+        _, model, unl, _ = _unlearner(train, device, width, family, side)
         sec = _timed(lambda: unl.step(1), repeat)
         trained = sum(p.numel() for p in model.trainable_parameters())
         return {"s": sec, "trained": trained}
-    cfg, model, unl, ids = _unlearner("lora", device, width)
+    cfg, model, unl, ids = _unlearner("lora", device, width, family, side)
     lat = (2, model.channels, model.resolution, model.resolution)
     x, t = torch.randn(lat, device=device), torch.tensor([500, 500], device=device)
     lab = torch.tensor(ids[:2], device=device)
@@ -115,7 +143,7 @@ def phase(name: str, device: str, repeat: int, width: float = 1.0) -> dict:
 
         return {"s": _timed(bare, repeat)}
     model.eval()
-    emb = model.encode_text(PROMPTS[:1])
+    emb = model.encode_cond(PROMPTS[:1])
     steps = 3
 
     def sample() -> None:
@@ -135,9 +163,12 @@ def _available_gib() -> float:
     return 0.0
 
 
-def _child(name: str, device: str, repeat: int, width: float) -> dict:
+def _child(
+    name: str, device: str, repeat: int, width: float, family: str = "sd15", side: int = 64
+) -> dict:
+    args = [name, device, str(repeat), str(width), family, str(side)]
     out = subprocess.run(
-        [sys.executable, __file__, "--phase", name, device, str(repeat), str(width)],
+        [sys.executable, __file__, "--phase", *args],
         capture_output=True,
         text=True,
         check=False,
@@ -147,21 +178,40 @@ def _child(name: str, device: str, repeat: int, width: float) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main(device: str = "cpu", repeat: int = 2, width: float = 1.0) -> dict[str, dict]:
+def _peak(r: dict, device: str) -> float:
+    return r.get("peak_gpu_gib" if device == "cuda" else "peak_gib", float("inf"))
+
+
+def main(
+    device: str = "cpu",
+    repeat: int = 2,
+    width: float = 1.0,
+    family: str = "sd15",
+    budget_gib: float = 24.0,
+) -> dict[str, dict]:
     """Every measurement; ``width`` < 1 runs the same code on reduced widths (a smoke run)."""
-    res = {}
-    for name in ("bare", "esd_lora", "sample"):
-        res[name] = _child(name, device, repeat, width)
+    res: dict[str, dict] = {}
+    sides = MODELS[family][1]
+    side = sides[-1]
+    for side in sides:  # the largest side whose LoRA ESD step fits the budget
+        res["esd_lora"] = _child("esd_lora", device, repeat, width, family, side)
+        print(f"  esd_lora at {side * 8} px: {res['esd_lora']}", flush=True)
+        if len(sides) == 1 or _peak(res["esd_lora"], device) <= budget_gib:
+            break
+    res["side"] = {"latent": side, "px": side * 8, "budget_gib": budget_gib}
+    for name in ("bare", "sample"):
+        res[name] = _child(name, device, repeat, width, family, side)
         print(f"  {name}: {res[name]}", flush=True)
     avail = _available_gib()
     if device == "cpu" and avail < FULL_UNET_GIB * width:
         res["esd_full"] = {"skipped": f"{avail:.1f} GiB available < {FULL_UNET_GIB} GiB"}
     else:
-        res["esd_full"] = _child("esd_full", device, repeat, width)
+        res["esd_full"] = _child("esd_full", device, repeat, width, family, side)
     print(f"  esd_full: {res['esd_full']}", flush=True)
     b, e, s = res["bare"], res["esd_lora"], res["sample"]
-    size = "SD-1.5 size" if width >= 1 else f"SD-1.5 structure at width {width}"
-    print(f"{size} on {device}, 512 px (64x64 latents), random weights:")
+    name = {"sd15": "SD-1.5", "sdxl": "SDXL base"}[family]
+    size = f"{name} size" if width >= 1 else f"{name} structure at width {width}"
+    print(f"{size} on {device}, {side * 8} px ({side}x{side} latents), random weights:")
     if "s" in b and "s" in e:
         print(
             f"ESD step, LoRA rank 8 ({e['trained']:,} trained parameters): {e['s']:.2f} s "
@@ -189,11 +239,18 @@ if __name__ == "__main__":
         from unlearn.runtime import set_threads
 
         set_threads()
-        out = phase(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))
+        a = sys.argv
+        out = phase(a[2], a[3], int(a[4]), float(a[5]), a[6], int(a[7]))
         if sys.argv[3] == "cuda":
             out["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
         out["peak_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         print(json.dumps(out))
     else:
         w = float(sys.argv[sys.argv.index("--width") + 1]) if "--width" in sys.argv else 1.0
-        main("cuda" if "--cuda" in sys.argv else "cpu", width=w)
+        gib = sys.argv.index("--budget-gib") + 1 if "--budget-gib" in sys.argv else 0
+        main(
+            "cuda" if "--cuda" in sys.argv else "cpu",
+            width=w,
+            family="sdxl" if "--sdxl" in sys.argv else "sd15",
+            budget_gib=float(sys.argv[gib]) if gib else 24.0,
+        )

@@ -8,7 +8,9 @@ installs the project first; under 8 minutes on an H100-class GPU, no network):
    LoRA UNet on the same rows (both under the loop's bfloat16 autocast), and the peak GPU
    memory of each;
 3. sampling throughput with guidance against the UNet's own forwards at that size;
-4. a 4-trial Ray Tune sweep on the demo pipeline with ``tune.gpus_per_trial=0.25`` (four
+4. the same at SDXL base 1.0's size (``unlearn.models.sdxl.published``, random weights,
+   1024 px: both text encoders, the pooled and time-id added conditioning);
+5. a 4-trial Ray Tune sweep on the demo pipeline with ``tune.gpus_per_trial=0.25`` (four
    trials share the GPU).
 
 Prints each figure and the ratios; exits non-zero when a check fails, and with one line when
@@ -65,7 +67,7 @@ def autocast_loop(work: Path) -> dict:
     return {"step_s": sec, "last_forget_loss": stats[-1].forget_loss}
 
 
-def sd_scale() -> dict:
+def sd_scale(family: str = "sd15", side: int = 64) -> dict:
     import torch
 
     from benchmarks.bench_sd_scale import phase
@@ -74,7 +76,7 @@ def sd_scale() -> dict:
     for name in ("bare", "esd_lora", "sample"):
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-        out[name] = phase(name, "cuda", repeat=5)
+        out[name] = phase(name, "cuda", 5, 1.0, family, side)
         torch.cuda.synchronize()
         out[name]["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
     return out
@@ -131,6 +133,7 @@ def main() -> int:
         checks = (
             ("autocast loop", lambda: autocast_loop(work / "loop")),
             ("SD-1.5 size", sd_scale),
+            ("SDXL size", lambda: sd_scale("sdxl", 128)),
             ("tune sweep", lambda: tune_sweep(work / "tune")),
         )
         results = {}
@@ -148,11 +151,13 @@ def main() -> int:
             f"bfloat16 autocast loop (demo pipeline, LoRA ESD): {loop['step_s'] * 1e3:.1f} ms "
             f"per step, forget loss {loop['last_forget_loss']:.4f}"
         )
-    sd = results.get("SD-1.5 size")
-    if sd:
+    for size, px in (("SD-1.5 size", 512), ("SDXL size", 1024)):
+        sd = results.get(size)
+        if not sd:
+            continue
         b, e, s = sd["bare"], sd["esd_lora"], sd["sample"]
         print(
-            f"SD-1.5 size, 512 px: ESD step LoRA rank 8 {e['s'] * 1e3:.0f} ms (peak "
+            f"{size}, {px} px: ESD step LoRA rank 8 {e['s'] * 1e3:.0f} ms (peak "
             f"{e['peak_gpu_gib']:.1f} GiB) vs bare LoRA UNet fwd+bwd+AdamW {b['s'] * 1e3:.0f} ms "
             f"(peak {b['peak_gpu_gib']:.1f} GiB): {e['s'] / b['s']:.2f}x"
         )

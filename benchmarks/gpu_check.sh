@@ -2,8 +2,8 @@
 # The CUDA path on one GPU (under 8 minutes on an H100-class GPU, no network): installs the
 # project from this checkout into a virtual environment that sees the machine's own CUDA torch,
 # then runs benchmarks/gpu_check.py (the bfloat16-autocast loop, ESD LoRA steps at SD-1.5's
-# size against a bare forward+backward, sampling throughput against the UNet's forwards, peak
-# GPU memory per step, a 4-trial Tune sweep at tune.gpus_per_trial=0.25) and prints the ratios.
+# size and at SDXL base size (1024 px) against a bare forward+backward, sampling throughput
+# against the UNet's forwards, peak GPU memory per step, a 4-trial Tune sweep at tune.gpus_per_trial=0.25) and prints the ratios.
 #
 #   bash benchmarks/gpu_check.sh            # PYTHON=/path/to/python to start from another one
 #

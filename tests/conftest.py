@@ -12,7 +12,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from helpers import TINY, share_pretrained, t2i_cfg
+from helpers import TINY, sdxl_cfg, share_pretrained, t2i_cfg  # noqa: E402
 
 # two CPU threads per test process; under pytest-xdist (``make test`` runs two workers) one
 # each, so the workers share the machine's two cores instead of fighting over them
@@ -87,6 +87,26 @@ def t2i_pipeline_copy(t2i_pretrained: Path, tmp_path: Path) -> Path:
         if f.is_file():
             f.chmod(0o644)
     return out
+
+
+@pytest.fixture(scope="session")
+def sdxl_pretrained(tmp_path_factory) -> Path:
+    """A workdir holding the tiny SDXL pipeline and its classifier, trained once per session
+    (shared and read-only, as ``t2i_pretrained``)."""
+    from unlearn.pretrain import pretrain
+
+    wd = tmp_path_factory.mktemp("sdxl-pretrained")
+    pretrain(sdxl_cfg(workdir=wd))
+    for f in (wd / "pretrained").rglob("*"):
+        if f.is_file():
+            f.chmod(0o444)
+    return wd
+
+
+@pytest.fixture(scope="module")
+def sdxl_workdir(tmp_path_factory, sdxl_pretrained: Path) -> Path:
+    """A module's own workdir over the session's tiny SDXL pipeline."""
+    return share_pretrained(tmp_path_factory.mktemp("sdxl-work"), sdxl_pretrained)
 
 
 @pytest.fixture

@@ -74,6 +74,18 @@ T2I_TINY = [
 ]
 
 
+#: the tiny config with an SDXL-format pipeline (two text encoders of width 16)
+SDXL_TINY = [("model.kind=sdxl" if s == "model.kind=t2i" else s) for s in T2I_TINY]
+
+
+def sdxl_cfg(*extra: str, workdir: Path | None = None):
+    """The tiny SDXL config with ``extra`` overrides (and ``workdir``, if given)."""
+    from unlearn.config import load_config
+
+    wd = [f"workdir={workdir}"] if workdir is not None else []
+    return load_config(None, [*SDXL_TINY, *wd, *extra])
+
+
 def tiny_model(kind: str) -> torch.nn.Module:
     """A seeded tiny model of ``kind`` (8x8, one channel, 10 classes), built from config."""
     from unlearn.config import ModelConfig

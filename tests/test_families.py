@@ -294,12 +294,14 @@ def test_unknown_kind_exits_2_listing_the_families(tmp_path):
     from unlearn.config import ConfigError, load_config
     from unlearn.families import family_of_kind
 
-    with pytest.raises(ConfigError, match=r"image \(ddpm, cond_ddpm, vpsde, vae\), t2i \(t2i\)"):
-        load_config(None, ["model.kind=sdxl"])
+    with pytest.raises(
+        ConfigError, match=r"image \(ddpm, cond_ddpm, vpsde, vae\), t2i \(t2i\), sdxl \(sdxl\)"
+    ):
+        load_config(None, ["model.kind=sd3"])
     with pytest.raises(ConfigError, match="expected one of image"):
-        family_of_kind("sdxl")
-    r = cli("run", "--set", "model.kind=sdxl", "--set", f"workdir={tmp_path}")
+        family_of_kind("sd3")
+    r = cli("run", "--set", "model.kind=sd3", "--set", f"workdir={tmp_path}")
     assert r.returncode == 2, r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "model.kind" in lines[0]
-    assert "image (ddpm, cond_ddpm, vpsde, vae)" in lines[0] and "t2i (t2i)" in lines[0]
+    assert "image (ddpm, cond_ddpm, vpsde, vae)" in lines[0] and "sdxl (sdxl)" in lines[0]

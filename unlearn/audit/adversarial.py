@@ -118,15 +118,13 @@ def prompt_losses(model, prompts: list[str], draws, chunk: int = 1024) -> torch.
     """The denoising loss of each prompt on the fixed draws (one number per prompt)."""
     x_t, t, eps = draws
     n = len(x_t)
-    emb = model.encode_text(prompts).to(x_t.dtype)
+    emb = model.encode_cond(prompts).to(x_t.dtype)
     out = torch.empty(len(prompts))
     per = max(1, chunk // n)  # prompts per UNet forward
     for i in range(0, len(prompts), per):
         e = emb[i : i + per]
         m = len(e)
-        pred = model.unet(
-            x_t.repeat(m, 1, 1, 1), t.repeat(m), encoder_hidden_states=e.repeat_interleave(n, 0)
-        ).sample
+        pred = model.denoise(x_t.repeat(m, 1, 1, 1), t.repeat(m), e.repeat_interleave(n, 0))
         err = (pred - eps.repeat(m, 1, 1, 1)).pow(2).flatten(1).mean(1)
         out[i : i + m] = err.view(m, n).mean(1).cpu()
     return out

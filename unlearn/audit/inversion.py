@@ -4,14 +4,14 @@ An erased concept may still be reachable through the text encoder's input space:
 new token embedding from forget images (Gal et al., 2023, "An Image is Worth One Word"; used
 against erasure by Pham et al., 2024, "Circumventing Concept Erasure Methods"), generate
 ``"<anchor> <inverted>"`` and count the concept. The token is added to a copy of the
-tokenizer, the copy of the text encoder's embedding table grows by one row, and only that
-row trains (a gradient mask; AdamW without weight decay leaves every other row exactly as it
+tokenizer, the copy of the text encoder's embedding table grows by one row (an SDXL pipeline:
+both tokenizers and both encoders' tables, :meth:`~unlearn.models.sdxl.SDXLModel.with_token`),
+and only that row trains (a gradient mask; AdamW without weight decay leaves every other row exactly as it
 was); UNet and VAE stay frozen and are shared with the audited pipeline, which is unchanged.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -59,31 +59,27 @@ def invert(model, forget: ImageData, anchor: str, a: AuditConfig, device: torch.
     """A pipeline sharing ``model``'s UNet and VAE whose tokenizer knows :data:`TOKEN`,
     learned for ``audit.inversion_steps`` steps on the forget latents; returns it and the
     mean loss of the last tenth of the steps."""
-    from unlearn.models.t2i import T2IModel
-
     if getattr(model, "text_encoder", None) is None:
         raise ConfigError("audit.attacks: concept inversion needs a model with a text encoder")
     if len(forget) == 0:
         raise ConfigError("audit: the concept-inversion attack set is empty (no forget images)")
-    tok = copy.deepcopy(model.tokenizer)
-    if tok.add_tokens([TOKEN]) != 1:
-        raise ConfigError(f"audit: the tokenizer already has the token {TOKEN!r}")
-    enc = copy.deepcopy(model.text_encoder).to(device)
-    enc.resize_token_embeddings(len(tok))
-    weight = enc.get_input_embeddings().weight
-    new = tok.convert_tokens_to_ids(TOKEN)
-    with torch.no_grad():  # start from the mean embedding: no word's meaning
-        weight[new] = weight[:new].mean(0)
-    inv = T2IModel(model.unet, model.vae, enc, tok, model.scheduler).to(device).eval()
-    weight.requires_grad_(True)
-    mask = torch.zeros(weight.shape[0], 1, device=weight.device)
-    mask[new] = 1.0
-    weight.register_hook(lambda grad: grad * mask)
+    try:  # a copy of each embedding table the model's text goes through, one row more
+        inv, tables = model.with_token(TOKEN)
+    except ValueError:
+        raise ConfigError(f"audit: the tokenizer already has the token {TOKEN!r}") from None
+    inv = inv.to(device).eval()
+    weights = []
+    for enc, new in tables:
+        weight = enc.get_input_embeddings().weight
+        weight.requires_grad_(True)
+        mask = torch.zeros(weight.shape[0], 1, device=weight.device)
+        mask[new] = 1.0
+        weight.register_hook(lambda grad, mask=mask: grad * mask)
+        weights.append(weight)
     flags = [p.requires_grad for p in model.unet.parameters()]
     model.unet.requires_grad_(False)
-    opt = torch.optim.AdamW([weight], lr=a.inversion_lr, weight_decay=0.0)
+    opt = torch.optim.AdamW(weights, lr=a.inversion_lr, weight_decay=0.0)
     prompt = inversion_prompt(anchor)
-    ids = inv.token_ids([prompt]).to(device)
     losses: list[float] = []
     try:
         for step in range(a.inversion_steps):
@@ -92,8 +88,8 @@ def invert(model, forget: ImageData, anchor: str, a: AuditConfig, device: torch.
             z0 = forget.images[idx].to(device)
             t = inv.sample_t(len(idx), g)
             eps = randn(z0.shape, g, z0)
-            cond = enc(ids)[0].expand(len(idx), -1, -1)
-            pred = inv.unet(inv.add_noise(z0, t, eps), t, encoder_hidden_states=cond).sample
+            cond = inv.encode_cond([prompt]).expand(len(idx))
+            pred = inv.denoise(inv.add_noise(z0, t, eps), t, cond)
             loss = sq_err(pred, eps).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -102,6 +98,7 @@ def invert(model, forget: ImageData, anchor: str, a: AuditConfig, device: torch.
     finally:
         for p, f in zip(model.unet.parameters(), flags, strict=True):
             p.requires_grad_(f)
-    weight.requires_grad_(False)
+    for weight in weights:
+        weight.requires_grad_(False)
     tail = losses[-max(1, len(losses) // 10) :]
     return inv, sum(tail) / len(tail)

@@ -26,6 +26,7 @@ from unlearn.config.schema import (
     DATASETS,
     MODEL_FAMILIES,
     MODEL_KINDS,
+    PROMPT_KINDS,
     T2I_TRAIN,
     AgentConfig,
     AuditConfig,
@@ -54,6 +55,7 @@ from unlearn.config.schema import (
 __all__ = [
     "DATASETS",
     "MODEL_FAMILIES",
+    "PROMPT_KINDS",
     "MODEL_KINDS",
     "RESIDUAL_SPEC",
     "T2I_TRAIN",

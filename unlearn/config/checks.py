@@ -107,9 +107,10 @@ def check_clip_model(concept_measure: str, clip_model: str) -> None:
         )
 
 
-def check_clip_family(concept_measure: str, kind: str) -> None:
-    """CLIP measures text-to-image concepts only."""
-    if concept_measure == "clip" and kind != "t2i":
+def check_clip_family(concept_measure: str, kind: str, prompt_kinds: Sequence[str]) -> None:
+    """CLIP measures text-to-image concepts only (``prompt_kinds``: the kinds that have
+    prompts)."""
+    if concept_measure == "clip" and kind not in prompt_kinds:
         raise ConfigError(
             f"eval.concept_measure: 'clip' is not allowed with model.kind="
             f"{kind}; expected 'classifier' (CLIP measures t2i concepts)"

@@ -36,14 +36,20 @@ def _f(default: Any = dataclasses.MISSING, *, doc: str = "", lo=None, hi=None, c
 DATASETS = ("mnist", "digits", "torchvision-mnist", "fashion-mnist", "cifar10", "folder")
 #: the model families and the kinds each serves (unlearn.families registers one family per
 #: entry; a test checks that the two agree)
-MODEL_FAMILIES = {"image": ("ddpm", "cond_ddpm", "vpsde", "vae"), "t2i": ("t2i",)}
+MODEL_FAMILIES = {
+    "image": ("ddpm", "cond_ddpm", "vpsde", "vae"),
+    "t2i": ("t2i",),
+    "sdxl": ("sdxl",),
+}
+#: model kinds whose models are prompt-conditioned pipelines (forget specs are prompts)
+PROMPT_KINDS = ("t2i", "sdxl")
 MODEL_KINDS = tuple(k for kinds in MODEL_FAMILIES.values() for k in kinds)
 T2I_TRAIN = ("unet", "cross_attn", "lora", "esd-u", "esd-x")
 #: where the training images come from: the labelled dataset, or (t2i) sampled from the frozen
 #: base pipeline with the forget and retain prompts
 DATA_SOURCES = ("dataset", "generate")
 #: the data sources each model family can use
-FAMILY_DATA_SOURCES = {"image": ("dataset",), "t2i": DATA_SOURCES}
+FAMILY_DATA_SOURCES = {"image": ("dataset",), "t2i": DATA_SOURCES, "sdxl": DATA_SOURCES}
 #: ``data`` fields that choose the images a run unlearns on, not the images a base model was
 #: pretrained on (left out of the pretrained models' cache keys)
 DATA_RUN_ONLY = ("source", "generate")
@@ -587,7 +593,7 @@ class Config:
     audit: AuditConfig = _f(default_factory=AuditConfig)
 
     def __post_init__(self) -> None:
-        check_clip_family(self.eval.concept_measure, self.model.kind)
+        check_clip_family(self.eval.concept_measure, self.model.kind, PROMPT_KINDS)
         family = next(f for f, kinds in MODEL_FAMILIES.items() if self.model.kind in kinds)
         if self.data.source not in FAMILY_DATA_SOURCES[family]:
             raise ConfigError(

@@ -20,13 +20,10 @@ from dataclasses import dataclass
 
 import torch
 
-from unlearn.config import ConfigError, ForgetConfig
+from unlearn.config import PROMPT_KINDS, ConfigError, ForgetConfig
 from unlearn.data.captions import DIGIT_WORDS, AttributeThresholds, concept_of
 from unlearn.data.datasets import ImageData
 from unlearn.data.forget import ForgetSplit
-
-#: model kinds whose forget specs are prompts (the t2i family's kinds; a test checks it)
-PROMPT_KINDS = ("t2i",)
 
 
 @dataclass(frozen=True)

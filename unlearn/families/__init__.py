@@ -17,12 +17,14 @@ import torch
 from unlearn.config import Config, ConfigError
 from unlearn.families.base import EvalReport, Family, InstanceData, Setup, check_result
 from unlearn.families.image import IMAGE
+from unlearn.families.sdxl import SDXL
 from unlearn.families.t2i import T2I
 
 #: every family by name; the kinds each serves are its ``kinds``
 FAMILIES: dict[str, Family] = {
     IMAGE.name: IMAGE,
     T2I.name: T2I,
+    SDXL.name: SDXL,
 }
 
 

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import torch
 
-from unlearn.config import MethodConfig
+from unlearn.config import PROMPT_KINDS, MethodConfig
 from unlearn.data import ForgetSplit
 from unlearn.methods.base import UnlearningMethod
 from unlearn.methods.common import (
@@ -83,7 +83,7 @@ class Constrained(UnlearningMethod):
     """
 
     name = "constrained"
-    families = (*DIFFUSION, "t2i")
+    families = (*DIFFUSION, *PROMPT_KINDS)
     OPTIONS: ClassVar[dict[str, Opt]] = {
         "target": Opt("forward_kl", "constrained problem", kind=str, choices=TARGETS),
         "ratio": Opt(1.5, "constraint: forget loss >= ratio x pretrained", lo=0.0, lo_open=True),

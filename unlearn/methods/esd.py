@@ -21,6 +21,7 @@ from typing import ClassVar
 
 import torch
 
+from unlearn.config import PROMPT_KINDS
 from unlearn.methods.base import UnlearningMethod
 from unlearn.methods.common import as_lam, frozen_unet, randn, resample, sq_err
 from unlearn.methods.options import Opt
@@ -48,7 +49,7 @@ class ESD(UnlearningMethod):
     """
 
     name = "esd"
-    families = ("t2i",)
+    families = PROMPT_KINDS
     OPTIONS: ClassVar[dict[str, Opt]] = {
         "eta": Opt(1.0, "negative-guidance scale η of the erasure target", lo=0.0, hi=100.0),
         "xt": Opt(
@@ -113,7 +114,7 @@ class ESD(UnlearningMethod):
         dev = model.alphas_cumprod.device
         shape = (len(labels), model.channels, model.resolution, model.resolution)
         noise = torch.randn(shape, generator=generator)
-        emb = model.prompt_embeds[labels.long().to(model.prompt_embeds.device)]
+        emb = model.cond_of(labels)
         x = model.sample_latents(
             emb, steps, self.options["guidance"], latents=noise, unet=self.ref_unet, until=k
         )

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import torch
 
-from unlearn.config import ConfigError, MethodConfig
+from unlearn.config import PROMPT_KINDS, ConfigError, MethodConfig
 from unlearn.data import ForgetSplit
 from unlearn.methods.base import UnlearningMethod
 from unlearn.methods.common import (
@@ -99,7 +99,7 @@ class FDivergence(UnlearningMethod):
     """
 
     name = "fdiv"
-    families = ("cond_ddpm", "t2i")
+    families = ("cond_ddpm", *PROMPT_KINDS)
     needs_conditional = True
     OPTIONS: ClassVar[dict[str, Opt]] = {
         "divergence": Opt("kl", "f-divergence", kind=str, choices=DIVERGENCES),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from unlearn.config import PROMPT_KINDS
 from unlearn.methods.base import UnlearningMethod
 from unlearn.methods.common import ALL_FAMILIES, per_sample_loss
 from unlearn.types import Batch, LossTerms
@@ -22,7 +23,7 @@ class NaiveDeletion(UnlearningMethod):
 
     name = "naive"
     uses_lambda = False
-    families = (*ALL_FAMILIES, "t2i")
+    families = (*ALL_FAMILIES, *PROMPT_KINDS)
 
     def loss(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from unlearn.config import PROMPT_KINDS
 from unlearn.methods.base import UnlearningMethod
 from unlearn.methods.common import ALL_FAMILIES, as_lam, per_sample_loss
 from unlearn.types import Batch, LossTerms
@@ -23,7 +24,7 @@ class NegGrad(UnlearningMethod):
     """
 
     name = "neggrad"
-    families = (*ALL_FAMILIES, "t2i")
+    families = (*ALL_FAMILIES, *PROMPT_KINDS)
 
     def loss(
         self,

@@ -19,7 +19,7 @@ from typing import ClassVar, NamedTuple
 
 import torch
 
-from unlearn.config import MethodConfig
+from unlearn.config import PROMPT_KINDS, MethodConfig
 from unlearn.data import ForgetSplit
 from unlearn.methods.base import FusedStep, UnlearningMethod
 from unlearn.methods.common import (
@@ -318,7 +318,7 @@ class SISS(UnlearningMethod):
     """
 
     name = "siss"
-    families = (*ALL_FAMILIES, "t2i")
+    families = (*ALL_FAMILIES, *PROMPT_KINDS)
     forms = ("loss", "gradient")
     OPTIONS: ClassVar[dict[str, Opt]] = {
         "C": Opt(

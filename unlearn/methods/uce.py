@@ -22,7 +22,7 @@ from typing import ClassVar
 
 import torch
 
-from unlearn.config import ConfigError
+from unlearn.config import PROMPT_KINDS, ConfigError
 from unlearn.methods.base import UnlearningMethod
 from unlearn.methods.options import Opt
 from unlearn.types import Batch, LossTerms
@@ -41,7 +41,10 @@ def cross_attention_projections(unet: torch.nn.Module) -> dict[str, torch.nn.Lin
 
 
 def edit_tokens(model: torch.nn.Module, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token embeddings (N, L, D) of ``texts`` and each prompt's last word's position."""
+    """Token embeddings (N, L, D) of ``texts`` — the cross-attention context the keys and
+    values read: for SDXL both encoders' states concatenated (D = D1 + D2), since every
+    ``to_k`` / ``to_v`` projects that whole context — and each prompt's last word's
+    position (by the first tokenizer; SDXL's two tokenize alike)."""
     tok = model.tokenizer(
         list(texts),
         padding="max_length",
@@ -49,9 +52,8 @@ def edit_tokens(model: torch.nn.Module, texts: list[str]) -> tuple[torch.Tensor,
         truncation=True,
         return_tensors="pt",
     )
-    dev = next(model.text_encoder.parameters()).device
     with torch.no_grad():
-        emb = model.text_encoder(tok.input_ids.to(dev))[0].double()
+        emb = model.encode_text(list(texts)).double()
     # [BOS] w1 .. wn [EOS] [PAD]..: the last word sits at (number of real tokens) − 2
     last = (tok.attention_mask.sum(dim=1) - 2).clamp(min=0)
     return emb, last
@@ -79,7 +81,7 @@ class UCE(UnlearningMethod):
     """
 
     name = "uce"
-    families = ("t2i",)
+    families = PROMPT_KINDS
     closed_form = True
     OPTIONS: ClassVar[dict[str, Opt]] = {
         "anchor": Opt("", "prompt the erased prompts are mapped to ('' = forget.anchor)", str),

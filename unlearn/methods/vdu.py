@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import torch
 
-from unlearn.config import ConfigError, MethodConfig
+from unlearn.config import PROMPT_KINDS, ConfigError, MethodConfig
 from unlearn.data import ForgetSplit
 from unlearn.methods.base import UnlearningMethod
 from unlearn.methods.common import ALL_FAMILIES, as_lam, per_sample_loss
@@ -70,7 +70,7 @@ class VDU(UnlearningMethod):
     """
 
     name = "vdu"
-    families = (*ALL_FAMILIES, "t2i")
+    families = (*ALL_FAMILIES, *PROMPT_KINDS)
     uses_retain = False
     OPTIONS: ClassVar[dict[str, Opt]] = {
         "gamma": Opt(1.0, "weight of the stability regulariser", lo=0.0),

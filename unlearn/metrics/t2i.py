@@ -138,10 +138,10 @@ def generate_prompts(model, cfg: Config, prompts: list[str]) -> torch.Tensor:
     was = model.training
     model.eval()
     # each prompt encoded once (the text encoder is frozen), repeated for its n samples
-    emb = model.encode_text(prompts).repeat_interleave(n, 0)
+    emb = model.encode_cond(prompts).repeat_interleave(n, 0)
     out = []
     b = cfg.eval.batch_size
-    for i in range(0, emb.shape[0], b):
+    for i in range(0, len(emb), b):
         z = model.sample_latents(
             emb[i : i + b], cfg.eval.sampler_steps, cfg.t2i.guidance, latents=noise[i : i + b]
         )

@@ -117,10 +117,11 @@ def load_model(path: str | Path) -> torch.nn.Module:
         raise ModelLoadError(f"model: directory {str(p)!r} does not exist")
     if not p.is_dir():
         raise ModelLoadError(f"model: {str(p)!r} is not a directory")
+    from unlearn.models.sdxl import is_sdxl_dir, load_sdxl
     from unlearn.models.t2i.io import is_pipeline_dir, load_t2i
 
-    if is_pipeline_dir(p):  # a text-to-image pipeline
-        return load_t2i(p)
+    if is_pipeline_dir(p):  # a text-to-image pipeline (SD or SDXL format)
+        return load_sdxl(p) if is_sdxl_dir(p) else load_t2i(p)
     if (p / META).is_file():
         meta = _read_json(p / META)
         family = meta.get("family")

@@ -36,6 +36,8 @@ class T2IFamily:
     kinds = MODEL_FAMILIES["t2i"]
     conditional_kinds = ("t2i",)
     description = "a text-to-image pipeline"
+    #: the diffusers pipeline class of its saved models
+    pipeline_class = "StableDiffusionPipeline"
     example_config = "configs/t2i_demo.yaml"
     #: the config ``unlearn eval`` uses on a pipeline directory when none is given
     default_config: Path | None = ASSETS / "t2i_demo.yaml"
@@ -63,9 +65,11 @@ class T2IFamily:
 
     # -- models on disk ----------------------------------------------------------------------
     def owns_dir(self, path: Path) -> bool:
-        from unlearn.models.t2i import is_pipeline_dir
+        from unlearn.models.t2i.io import PIPELINE_KINDS, is_pipeline_dir, pipeline_class
 
-        return is_pipeline_dir(path)
+        # a pipeline of a class no family claims stays the t2i family's (its loader explains)
+        kind = PIPELINE_KINDS.get(pipeline_class(path), "t2i") if is_pipeline_dir(path) else None
+        return kind in self.kinds
 
     def owns_model(self, model: torch.nn.Module) -> bool:
         return getattr(model, "kind", None) in self.kinds
@@ -89,23 +93,23 @@ class T2IFamily:
     def train_base(self, cfg: Config, out: Path, progress: ProgressFn, force: bool) -> Path:
         from unlearn.families.t2i.pretrain import train_t2i
 
-        return train_t2i(cfg, out, progress, force)
+        return train_t2i(cfg, out, progress, force)  # the t2i pipeline and key
 
     # -- unlearning and evaluation -----------------------------------------------------------
     def load_task(self, cfg: Config, model: torch.nn.Module) -> Any:
         from unlearn.families.t2i.task import load_t2i_task
 
-        return load_t2i_task(cfg, model)
+        return load_t2i_task(cfg, model, family=self)
 
     def base_dir(self, cfg: Config) -> Path | None:
         from unlearn.families.t2i.task import pipeline_dir
 
-        return pipeline_dir(cfg)
+        return pipeline_dir(cfg, self)
 
     def make_unlearner(self, cfg: Config, method, agent, model=None, task=None) -> Setup:
         from unlearn.families.t2i.task import make_t2i_unlearner
 
-        unl, model_dir, t2i = make_t2i_unlearner(cfg, method, agent, model)
+        unl, model_dir, t2i = make_t2i_unlearner(cfg, method, agent, model, family=self)
         return Setup(cfg, unl, model_dir, t2i)
 
     def evaluate(self, model, classifier, cfg: Config, data, base_forget_rate=None):
@@ -118,7 +122,7 @@ class T2IFamily:
     ) -> EvalReport:
         from unlearn.families.t2i.evaluate import evaluate_t2i_dir
 
-        return evaluate_t2i_dir(cfg, model_dir, classifier_dir, out)
+        return evaluate_t2i_dir(cfg, model_dir, classifier_dir, out, family=self)
 
     def save_samples(self, cfg: Config, result, samples: torch.Tensor, out: Path, name: str):
         """One grid per prompt under ``<name>/`` and a row per prompt as ``<name>.png``."""
@@ -167,7 +171,7 @@ class T2IFamily:
     def retarget(self, task: Any, cfg: Config, model: torch.nn.Module) -> InstanceData:
         from unlearn.families.t2i.task import retarget_t2i
 
-        t = retarget_t2i(task, cfg)
+        t = retarget_t2i(task, cfg, family=self)
         return InstanceData(
             t.data.split, t.eval_data, (list(t.model.prompts[1:]), t.model.anchor_id)
         )

@@ -10,21 +10,24 @@ from unlearn.families.base import EvalReport
 
 
 def evaluate_t2i_dir(
-    cfg: Config, model_dir: Path, classifier_dir: Path | None = None, out: Path | None = None
+    cfg: Config,
+    model_dir: Path,
+    classifier_dir: Path | None = None,
+    out: Path | None = None,
+    family=None,
 ) -> EvalReport:
     """A text-to-image pipeline directory: concept / paraphrase / retain rates, FID, and
     one sample grid per prompt (``prompts.png`` has a row per prompt)."""
     from unlearn.families.image.evaluate import default_out, load_classifier
-    from unlearn.families.t2i.pretrain import t2i_model_key
-    from unlearn.families.t2i.task import load_t2i_task
+    from unlearn.families.t2i.task import _family, load_t2i_task
     from unlearn.metrics.t2i import evaluate_t2i, save_prompt_grids
-    from unlearn.models.t2i import load_t2i
     from unlearn.runtime import resolve_device
 
+    family = _family(family)
     clf = None
     if classifier_dir:
-        clf = load_classifier(cfg, classifier_dir, t2i_model_key(cfg))
-    task = load_t2i_task(cfg, load_t2i(model_dir), classifier=clf)
+        clf = load_classifier(cfg, classifier_dir, family.model_key(cfg))
+    task = load_t2i_task(cfg, family.load(model_dir), classifier=clf, family=family)
     dev = resolve_device(cfg.device)
     task.model.to(dev)
     task.classifier.to(dev)

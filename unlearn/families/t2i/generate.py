@@ -222,7 +222,7 @@ def generate_set(model, cfg: Config, spec: PromptSpec, device=None) -> Generated
         home = next(model.parameters()).device
         was = model.training
         model.to(dev).eval()
-        emb = model.encode_text(list(prompts))
+        emb = model.encode_cond(list(prompts))
         shape = (model.channels, model.resolution, model.resolution)
         try:
             for j, s, e in missing:

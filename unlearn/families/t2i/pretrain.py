@@ -55,7 +55,7 @@ _NOT_PIPELINE = {
 }
 
 
-def t2i_model_key(cfg: Config) -> str:
+def t2i_model_key(cfg: Config, prefix: str = "t2i") -> str:
     d = cfg.to_dict()
     key = {
         s: {k: v for k, v in d[s].items() if k not in _NOT_PIPELINE.get(s, ())}
@@ -64,7 +64,7 @@ def t2i_model_key(cfg: Config) -> str:
     mem = key["t2i"].pop("memorise")
     if mem["copies"]:  # no memorised caption: the key of a pipeline without one
         key["t2i"]["memorise"] = {k: mem[k] for k in ("caption", "index", "copies")}
-    return f"t2i-{digest_of(key)}"
+    return f"{prefix}-{digest_of(key)}"
 
 
 def check_memorise(cfg: Config, n_train: int) -> None:
@@ -179,9 +179,16 @@ def _stage(
 
 
 def train_t2i(
-    cfg: Config, out: Path, progress: ProgressFn = no_progress, force: bool = False
+    cfg: Config,
+    out: Path,
+    progress: ProgressFn = no_progress,
+    force: bool = False,
+    build: Callable = build_t2i,
+    key: Callable[[Config], str] = t2i_model_key,
 ) -> Path:
-    """Train (or resume, or reuse) the demo pipeline into ``out``; returns ``out``."""
+    """Train (or resume, or reuse) the demo pipeline into ``out``; returns ``out``.
+    ``build`` makes the fresh pipeline (the t2i one, or another family's with the same
+    interface: SDXL's) and ``key`` its cache key."""
     if (out / "unlearn.json").is_file() and not force:
         return out
     dev = resolve_device(cfg.device)
@@ -191,7 +198,7 @@ def train_t2i(
     mem = t.memorise
     words = vocabulary(mem.caption if mem.copies else "")
     torch.manual_seed(p.seed)  # weight initialisation
-    model = build_t2i(cfg, words, train.channels, train.resolution).to(dev)
+    model = build(cfg, words, train.channels, train.resolution).to(dev)
     ckdir = out.with_name(out.name + ".ckpt")
     if force:
         shutil.rmtree(ckdir, ignore_errors=True)
@@ -234,20 +241,21 @@ def train_t2i(
 
     # 2. UNet and text encoder on scaled latents with templated captions
     attrs = AttributeThresholds.fit(images).attributes(images)
-    model.text_encoder.requires_grad_(True)
+    encoders = model.text_encoders()
+    for enc in encoders.values():
+        enc.requires_grad_(True)
 
     def unet_loss(step: int, g: torch.Generator) -> torch.Tensor:
         idx, texts = caption_batch(train.labels, attrs, mem, p.batch_size, g, t.cond_drop)
         z0 = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=g).to(dev)) * s
         tt = model.sample_t(len(idx), g)
         eps = torch.randn(z0.shape, generator=g).to(dev)
-        cond = model.text_encoder(model.token_ids(texts).to(dev))[0]
-        pred = model.unet(model.add_noise(z0, tt, eps), tt, encoder_hidden_states=cond).sample
+        pred = model.denoise(model.add_noise(z0, tt, eps), tt, model.encode_cond(texts))
         return F.mse_loss(pred, eps)
 
     trained = _stage(
         "unet",
-        {"unet": model.unet, "text_encoder": model.text_encoder},
+        {"unet": model.unet, **encoders},
         unet_loss,
         p.steps,
         p.lr,
@@ -258,11 +266,12 @@ def train_t2i(
         progress,
     )
     model.unet = trained["unet"].eval()
-    model.text_encoder = trained["text_encoder"].requires_grad_(False).eval()
+    for name in encoders:
+        setattr(model, name, trained[name].requires_grad_(False).eval())
 
     # 3. the pipeline
     save_t2i(model.cpu(), out)
-    (out / "key.txt").write_text(t2i_model_key(cfg))
+    (out / "key.txt").write_text(key(cfg))
     (out / "config.json.yaml").write_text(json.dumps(cfg.to_dict(), indent=2))
     shutil.rmtree(ckdir, ignore_errors=True)
     return out

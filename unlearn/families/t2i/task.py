@@ -8,6 +8,7 @@ tokenizer, the data's image size against the pipeline's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,18 +34,47 @@ class T2ITask:
     model_dir: Path | None
 
 
-def pipeline_dir(cfg: Config) -> Path:
+@dataclass(frozen=True)
+class Pipelines:
+    """What the task's functions need of a family built on the t2i model (the t2i and SDXL
+    families pass themselves; these are the t2i family's): its kinds, what its saved
+    models are, how to load one and the cache key of its demo pipeline."""
+
+    kinds: tuple[str, ...]
+    description: str
+    pipeline_class: str
+    load: Callable[[Path], T2IModel]
+    model_key: Callable[[Config], str]
+
+
+def _t2i_key(cfg: Config) -> str:
+    from unlearn.families.t2i.pretrain import t2i_model_key
+
+    return t2i_model_key(cfg)
+
+
+#: the t2i family's pipelines (the default of every function here)
+T2I_PIPELINES = Pipelines(
+    ("t2i",), "a text-to-image pipeline", "StableDiffusionPipeline", load_t2i, _t2i_key
+)
+
+
+def _family(family: Pipelines | None) -> Pipelines:
+    return T2I_PIPELINES if family is None else family
+
+
+def pipeline_dir(cfg: Config, family=None) -> Path:
     """``model.pretrained``, else the cached or shipped pipeline of this config."""
     if cfg.model.pretrained:
         return Path(cfg.model.pretrained).expanduser()
     from unlearn.families.store import locate
-    from unlearn.families.t2i.pretrain import t2i_model_key
 
-    m, _ = locate(cfg, t2i_model_key(cfg))
+    family = _family(family)
+    m, _ = locate(cfg, family.model_key(cfg))
     if m is None:
         raise ConfigError(
-            "model: no pretrained text-to-image pipeline for this config; set "
-            "model.pretrained=<StableDiffusionPipeline dir> or run "
+            f"model: no pretrained {family.description[2:]} for this config; set "
+            f"model.pretrained=<{family.pipeline_class} dir> or run "
             "`unlearn pretrain --config <your config>` first"
         )
     return m
@@ -68,16 +98,19 @@ def load_t2i_task(
     classifier: torch.nn.Module | None = None,
     need_classifier: bool = True,
     configure: bool = True,
+    family=None,
 ) -> T2ITask:
     """Build the t2i forget task of ``cfg`` (``model``: use this pipeline instead of loading
     one; ``method``: checked against the family first; ``configure=False``: leave what trains
     as it is, for a model already set up: :func:`retarget_t2i`)."""
-    if cfg.model.kind != "t2i":
-        raise ConfigError(f"model.kind: {cfg.model.kind!r} is not 't2i'")
-    if method is not None and "t2i" not in method.families:
+    family = _family(family)
+    kind = family.kinds[0]
+    if cfg.model.kind not in family.kinds:
+        raise ConfigError(f"model.kind: {cfg.model.kind!r} is not {kind!r}")
+    if method is not None and kind not in method.families:
         raise ConfigError(
-            f"method.name: {method.name!r} does not support model kind 't2i'; "
-            f"expected one of {', '.join(_t2i_methods())}"
+            f"method.name: {method.name!r} does not support model kind {kind!r}; "
+            f"expected one of {', '.join(_t2i_methods(kind))}"
         )
     check_train_mode(cfg)
     if method is not None and not method.uses_retain:
@@ -89,11 +122,19 @@ def load_t2i_task(
             )
     model_dir = None
     if model is None:
-        model_dir = pipeline_dir(cfg)
-        model = load_t2i(model_dir)
+        model_dir = pipeline_dir(cfg, family)
+        model = family.load(model_dir)
     spec = prompt_spec(cfg.forget, model.tokenizer, cfg.eval.concept_measure)
     generated = cfg.data.source == "generate"
-    if not generated:
+    if generated:  # sampled at data.resolution, a whole number of latent pixels
+        r, f = cfg.data.resolution, model.vae_scale_factor
+        if r % f:
+            raise ConfigError(
+                f"data.resolution: {r} is not a multiple of the VAE's scale factor {f}; "
+                f"expected a multiple of {f} (the pipeline's own: {model.image_resolution})"
+            )
+        model.sample_size = r // f
+    else:
         splits = load_splits(cfg.data)
         tr = splits.train
         if (tr.channels, tr.resolution) != (model.image_channels, model.image_resolution):
@@ -111,7 +152,7 @@ def load_t2i_task(
             classifier = ClipMeasure.load(cfg.eval.clip_model)
         spec = resolve_clip_target(spec, classifier)
     elif classifier is None and (need_classifier or cfg.data.generate.filter == "measure"):
-        classifier = _classifier(cfg)
+        classifier = _classifier(cfg, family)
     ids = model.set_prompts(spec.all_prompts)
     prompt_ids = dict(zip(spec.all_prompts, ids, strict=True))
     model.anchor_id = prompt_ids.get(spec.anchor, 0)
@@ -133,20 +174,21 @@ def load_t2i_task(
     return T2ITask(model, data, eval_data, classifier, model_dir)
 
 
-def retarget_t2i(task: T2ITask, cfg: Config) -> T2ITask:
+def retarget_t2i(task: T2ITask, cfg: Config, family=None) -> T2ITask:
     """The task of another forget spec (an env / bench instance) on the same pipeline and
     classifier: the model's prompt table is refilled for ``cfg``'s prompts (ids of earlier
     tasks refer to their own tables: :class:`~unlearn.envs.instances.InstanceBank` keeps
     them), its trainable parts are left as they are."""
-    return load_t2i_task(cfg, task.model, classifier=task.classifier, configure=False)
+    return load_t2i_task(
+        cfg, task.model, classifier=task.classifier, configure=False, family=family
+    )
 
 
-def _classifier(cfg: Config) -> torch.nn.Module:
+def _classifier(cfg: Config, family) -> torch.nn.Module:
     from unlearn.families.store import locate
-    from unlearn.families.t2i.pretrain import t2i_model_key
     from unlearn.models import load_model
 
-    _, c = locate(cfg, t2i_model_key(cfg))
+    _, c = locate(cfg, family.model_key(cfg))
     if c is None:
         raise ConfigError(
             "classifier: no evaluation classifier for this data config; run "
@@ -155,19 +197,19 @@ def _classifier(cfg: Config) -> torch.nn.Module:
     return load_model(c)
 
 
-def _t2i_methods() -> list[str]:
+def _t2i_methods(kind: str) -> list[str]:
     from unlearn.methods import METHODS
 
-    return [n for n, m in METHODS.items() if "t2i" in m.families]
+    return [n for n, m in METHODS.items() if kind in m.families]
 
 
-def make_t2i_unlearner(cfg: Config, method, agent, model: T2IModel | None = None):
+def make_t2i_unlearner(cfg: Config, method, agent, model: T2IModel | None = None, family=None):
     """The t2i task and its :class:`~unlearn.unlearner.Unlearner` (the same loop as every
     family): returns (unlearner, pipeline directory or None, task)."""
     from unlearn.runtime import resolve_device
     from unlearn.unlearner import Unlearner
 
-    task = load_t2i_task(cfg, model, method)
+    task = load_t2i_task(cfg, model, method, family=family)
     dev = resolve_device(cfg.device)
     task.model.to(dev)
     task.classifier.to(dev)

@@ -24,6 +24,9 @@ from unlearn.models.t2i.model import T2IModel
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 META = "unlearn.json"
 LORA_FILE = "pytorch_lora_weights.safetensors"
+#: weight files that are pickles (never loaded: unpickling runs arbitrary code)
+PICKLES = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+WEIGHTED = ("unet", "vae", "text_encoder")
 
 
 class PipelineLoadError(ConfigError):
@@ -48,8 +51,27 @@ def is_pipeline_dir(p: Path) -> bool:
     return (p / "model_index.json").is_file()
 
 
-def check_pipeline_dir(p: Path) -> None:
-    """Raise a one-line error naming what is wrong with directory ``p``."""
+#: the pipeline class of each text-to-image model kind (a directory of another class is
+#: refused, naming the kind that loads it)
+PIPELINE_KINDS = {"StableDiffusionPipeline": "t2i", "StableDiffusionXLPipeline": "sdxl"}
+
+
+def pipeline_class(p: Path) -> str:
+    """The ``_class_name`` of ``p``'s ``model_index.json`` ('' when unreadable)."""
+    try:
+        return str(json.loads((p / "model_index.json").read_text()).get("_class_name", ""))
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return ""
+
+
+def check_pipeline_dir(
+    p: Path,
+    kind: str = "t2i",
+    components: tuple[str, ...] = COMPONENTS,
+) -> None:
+    """Raise a one-line error naming what is wrong with directory ``p`` as a pipeline of
+    model kind ``kind`` (with ``components``)."""
+    want = next(c for c, k in PIPELINE_KINDS.items() if k == kind)
     if not p.exists():
         raise PipelineLoadError(f"model: directory {str(p)!r} does not exist")
     if not p.is_dir():
@@ -64,10 +86,16 @@ def check_pipeline_dir(p: Path) -> None:
                 name = ""
         what = f"a {name} directory" if name else "not a pipeline directory (no model_index.json)"
         raise PipelineLoadError(
-            f"model: {str(p)!r} is {what}; model.kind=t2i needs a StableDiffusionPipeline "
-            f"directory with {', '.join(c + '/' for c in COMPONENTS)}"
+            f"model: {str(p)!r} is {what}; model.kind={kind} needs a {want} "
+            f"directory with {', '.join(c + '/' for c in components)}"
         )
-    missing = [c for c in COMPONENTS if not (p / c).is_dir()]
+    cls = pipeline_class(p)
+    if cls != want and cls in PIPELINE_KINDS:
+        raise PipelineLoadError(
+            f"model: {str(p)!r} is a {cls} directory; model.kind={kind} needs a {want} "
+            f"(set model.kind={PIPELINE_KINDS[cls]})"
+        )
+    missing = [c for c in components if not (p / c).is_dir()]
     if missing:
         raise PipelineLoadError(
             f"model: pipeline {str(p)!r} is missing its {', '.join(c + '/' for c in missing)} "
@@ -77,26 +105,38 @@ def check_pipeline_dir(p: Path) -> None:
 
 def load_t2i(path: str | Path) -> T2IModel:
     """A :class:`T2IModel` from a ``StableDiffusionPipeline`` directory (or hub id), float32."""
-    quiet_hub()
-    from diffusers import StableDiffusionPipeline
+    pipe, local = open_pipeline(
+        path, "t2i", safety_checker=None, feature_extractor=None, requires_safety_checker=False
+    )
+    model = T2IModel(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.scheduler)
+    fuse_lora_file(pipe, local)
+    return model.eval()
 
+
+def open_pipeline(
+    path: str | Path,
+    kind: str,
+    components: tuple[str, ...] = COMPONENTS,
+    weighted: tuple[str, ...] = WEIGHTED,
+    **kwargs,
+):
+    """The diffusers pipeline of model kind ``kind`` at ``path`` (a directory, checked
+    first, or a hub id), float32 safetensors weights only; returns it and the local
+    directory (None for a hub id). ``kwargs`` go to ``from_pretrained``."""
+    quiet_hub()
+    import diffusers
+
+    cls = getattr(diffusers, next(c for c, k in PIPELINE_KINDS.items() if k == kind))
     p = Path(path).expanduser()
     src = str(path)
     local = p.exists() or str(path).startswith((".", "/", "~")) or str(path).count("/") != 1
     if local:
-        check_pipeline_dir(p)
-        check_weight_files(p)
+        check_pipeline_dir(p, kind, components)
+        check_weight_files(p, weighted)
         src = str(p)
     try:
         with quiet_loading():
-            pipe = StableDiffusionPipeline.from_pretrained(
-                src,
-                safety_checker=None,
-                feature_extractor=None,
-                requires_safety_checker=False,
-                dtype=torch.float32,
-                use_safetensors=True,
-            )
+            pipe = cls.from_pretrained(src, dtype=torch.float32, use_safetensors=True, **kwargs)
     except Exception as e:  # diffusers / transformers raise many kinds
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise PipelineLoadError(f"model: cannot load pipeline {src!r}: {msg}") from None
@@ -104,30 +144,29 @@ def load_t2i(path: str | Path) -> T2IModel:
 
     if not isinstance(pipe.unet, UNet2DConditionModel):
         raise PipelineLoadError(f"model: {src!r} has no UNet2DConditionModel")
-    model = T2IModel(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.scheduler)
-    if local and (p / LORA_FILE).is_file():
-        try:
-            with quiet_loading():
-                pipe.load_lora_weights(str(p))
-                pipe.fuse_lora()
-                pipe.unload_lora_weights()
-        except Exception as e:  # diffusers / peft raise many kinds (wrong keys, shapes)
-            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise PipelineLoadError(
-                f"model: cannot load the LoRA adapters {p / LORA_FILE}: {msg}"
-            ) from None
-    return model.eval()
+    return pipe, (p if local else None)
 
 
-#: weight files that are pickles (never loaded: unpickling runs arbitrary code)
-PICKLES = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
-WEIGHTED = ("unet", "vae", "text_encoder")
+def fuse_lora_file(pipe, p: Path | None) -> None:
+    """Merge the LoRA adapter file saved next to a pipeline (if any) into its UNet."""
+    if p is None or not (p / LORA_FILE).is_file():
+        return
+    try:
+        with quiet_loading():
+            pipe.load_lora_weights(str(p))
+            pipe.fuse_lora()
+            pipe.unload_lora_weights()
+    except Exception as e:  # diffusers / peft raise many kinds (wrong keys, shapes)
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise PipelineLoadError(
+            f"model: cannot load the LoRA adapters {p / LORA_FILE}: {msg}"
+        ) from None
 
 
-def check_weight_files(p: Path) -> None:
+def check_weight_files(p: Path, weighted: tuple[str, ...] = WEIGHTED) -> None:
     """Refuse, in one line, a pipeline whose weights are pickles or whose LoRA adapter file
     is not a readable safetensors file (before diffusers logs and raises its own lines)."""
-    for c in WEIGHTED:
+    for c in weighted:
         folder = p / c
         if any(folder.glob("*.safetensors")):
             continue
@@ -212,12 +251,10 @@ def save_t2i(
             pipe = copy.deepcopy(pipe).to(dtype)
         pipe.save_pretrained(str(tmp), safe_serialization=True)
         if adapters is not None and not merge_lora:
-            from diffusers import StableDiffusionPipeline
-
-            StableDiffusionPipeline.save_lora_weights(
+            type(pipe).save_lora_weights(
                 str(tmp), unet_lora_layers=adapters, safe_serialization=True
             )
-        meta = {"family": "t2i", "train": model.train_mode, "format": 1}
+        meta = {"family": model.kind, "train": model.train_mode, "format": 1}
         meta["lora"] = (
             "merged"
             if (adapters is not None and merge_lora)
