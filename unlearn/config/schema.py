@@ -233,7 +233,9 @@ class I2IConfig:
     scores."""
 
     task: str = _f(
-        "inpaint", doc="inpaint: fill the centre square; outpaint: fill the border", choices=I2I_TASKS
+        "inpaint",
+        doc="inpaint: fill the centre square; outpaint: fill the border",
+        choices=I2I_TASKS,
     )
     mask_ratio: float = _f(
         0.25, doc="fraction of the image hidden, in (0, 1) (rounded to whole patches)"
@@ -248,8 +250,10 @@ class I2IConfig:
     decoder_width: int = _f(64, doc="mae: decoder width", lo=8, hi=1024)
     decoder_layers: int = _f(2, doc="mae: decoder layers", lo=1, hi=48)
     eval_images: int = _f(
-        200, doc="held-out images completed per evaluation, of the forget and of the retain classes",
-        lo=2, hi=100000,
+        200,
+        doc="held-out images completed per evaluation, of the forget and of the retain classes",
+        lo=2,
+        hi=100000,
     )
 
     def __post_init__(self) -> None:

@@ -45,7 +45,15 @@ _MODEL_FIELDS = {
 #: i2i fields each kind's network reads
 _I2I_FIELDS = {
     "inpaint_ddpm": ("train_tasks", "patch_size"),
-    "mae": ("train_tasks", "patch_size", "width", "layers", "heads", "decoder_width", "decoder_layers"),
+    "mae": (
+        "train_tasks",
+        "patch_size",
+        "width",
+        "layers",
+        "heads",
+        "decoder_width",
+        "decoder_layers",
+    ),
 }
 _NOT_MODEL = ("checkpoint_every", "classifier_steps", "classifier_lr", "classifier_label_smoothing")
 

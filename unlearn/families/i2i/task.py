@@ -70,14 +70,18 @@ def _proxy_folder(path: Path, ref: str, channels: int, resolution: int) -> Image
 
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise ConfigError(f"forget.retain_source: {ref!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise ConfigError(
+            f"forget.retain_source: {ref!r} holds no images ({', '.join(IMAGE_SUFFIXES)})"
+        )
     out = []
     for f in files:
         try:
             img = Image.open(f)
             img = img.convert("L" if channels == 1 else "RGB")
         except OSError as e:
-            raise ConfigError(f"forget.retain_source: {str(f)!r} is not a readable image ({e})") from None
+            raise ConfigError(
+                f"forget.retain_source: {str(f)!r} is not a readable image ({e})"
+            ) from None
         if img.size != (resolution, resolution):
             raise ConfigError(
                 f"forget.retain_source: {str(f)!r} is {img.size[0]}x{img.size[1]} pixels; "
@@ -129,7 +133,10 @@ def retarget_i2i(task: I2ITask, cfg: Config, model: torch.nn.Module) -> I2ITask:
     """The same data split by ``cfg.forget`` instead (another env instance); no reload."""
     split = _split(cfg, task.splits, model)
     return dataclasses.replace(
-        task, cfg=cfg, split=split, eval_data=prepare_i2i(model, cfg, task.splits.heldout, split.forget)
+        task,
+        cfg=cfg,
+        split=split,
+        eval_data=prepare_i2i(model, cfg, task.splits.heldout, split.forget),
     )
 
 
@@ -154,6 +161,7 @@ def load_base(cfg: Config):
     if cfg.model.pretrained:
         path = i2i_base_dir(cfg)
         model = load_i2i(path)
+        check_task(cfg, model)
         clf_dir = locate(cfg, i2i_model_key(cfg))[1]
         if clf_dir is None:
             raise ConfigError(
@@ -162,6 +170,7 @@ def load_base(cfg: Config):
             )
         return model, load_model(clf_dir), path
     pre = load_pretrained(cfg, i2i_model_key(cfg))
+    check_task(cfg, pre.model)
     return pre.model, pre.classifier, pre.paths.model_dir
 
 

@@ -9,9 +9,17 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from unlearn.config import ConfigError
 from unlearn.models.atomic import atomic_dir
 from unlearn.models.i2i.model import KINDS, I2IModel, build_i2i
-from unlearn.models.io import META, ModelLoadError
+
+#: the metadata file every saved model of the project carries
+META = "unlearn.json"
+
+
+class ModelLoadError(ConfigError):
+    """An image-completion model directory that is missing, of another kind, or corrupted."""
+
 
 FORMAT = 1
 
@@ -76,5 +84,3 @@ def load_i2i(path: str | Path) -> I2IModel:
             f"model: {p} is incomplete or corrupted ({type(e).__name__}: {str(e)[:200]})"
         ) from None
     return model.eval()
-
-

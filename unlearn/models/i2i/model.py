@@ -311,7 +311,10 @@ class MaskedAutoencoder(I2IModel):
         return m * pred + (1 - m) * x
 
 
-KINDS: dict[str, type[I2IModel]] = {Inpainter.kind: Inpainter, MaskedAutoencoder.kind: MaskedAutoencoder}
+KINDS: dict[str, type[I2IModel]] = {
+    Inpainter.kind: Inpainter,
+    MaskedAutoencoder.kind: MaskedAutoencoder,
+}
 
 
 def build_i2i(build: dict) -> I2IModel:
