@@ -106,10 +106,12 @@ def test_method_trains_only_the_encoder(name, kind, tmp_path):
     enc = {id(p) for p in method.trainable_parameters(model)}
     grads = torch.autograd.grad(terms.total, params, allow_unused=True, retain_graph=True)
     assert any(
-        g is not None and bool(g.abs().sum() > 0) for p, g in zip(params, grads) if id(p) in enc
+        g is not None and bool(g.abs().sum() > 0)
+        for p, g in zip(params, grads, strict=True)
+        if id(p) in enc
     )
     if name in ("i2i_encoder", "i2i_random_encoder"):  # losses on the encoder's outputs alone
-        leaked = [g for p, g in zip(params, grads) if id(p) not in enc]
+        leaked = [g for p, g in zip(params, grads, strict=True) if id(p) not in enc]
         assert all(g is None or not bool(g.any()) for g in leaked)
     again = method.loss(model, retain, forget, 0.5, torch.Generator().manual_seed(0))
     assert torch.equal(terms.total.detach(), again.total.detach())
