@@ -35,6 +35,11 @@ class I2ITask:
     split: ForgetSplit | None
     eval_data: I2IEvalData
 
+    @property
+    def train(self) -> ImageData:
+        """The training images (the audit checks shapes against them)."""
+        return self.splits.train
+
 
 def check_task(cfg: Config, model: torch.nn.Module) -> None:
     """The model must be of ``model.kind`` and trained for ``i2i.task``; sets its mask."""

@@ -42,7 +42,13 @@ def save_i2i(model: I2IModel, path: str | Path) -> Path:
         (tmp / "build.json").write_text(json.dumps(model.build, indent=2))
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / "model.safetensors"))
-        meta = {"family": model.kind, "tasks": list(model.tasks), "format": FORMAT}
+        meta = {
+            "family": model.kind,
+            "tasks": list(model.tasks),
+            "task": model.task,
+            "mask_ratio": model.mask_ratio,
+            "format": FORMAT,
+        }
         (tmp / META).write_text(json.dumps(meta, indent=2))
     return path
 
@@ -78,6 +84,9 @@ def load_i2i(path: str | Path) -> I2IModel:
         model = build_i2i(build)
         state = load_file(str(p / "model.safetensors"))
         model.load_state_dict(state)
+        meta = json.loads((p / META).read_text())
+        if meta.get("task") in model.tasks:  # the mask it was last used with
+            model.set_mask(meta["task"], float(meta.get("mask_ratio", model.mask_ratio)))
     except Exception as e:
         raise ModelLoadError(
             f"model: {p} is incomplete or corrupted ({type(e).__name__}: {str(e)[:200]})"

@@ -66,6 +66,8 @@ class I2IModel(nn.Module):
     kind: str
     prompted = False
     conditional = False
+    #: completes masked images (its training loss is :meth:`recon_loss`)
+    completes = True
 
     def __init__(self, build: dict):
         super().__init__()
