@@ -94,13 +94,6 @@ class _I2IMethod(UnlearningMethod):
         lam_t = as_lam(lam, l_r.device)
         return LossTerms(retain=l_r, forget=l_f, total=(1 - lam_t) * l_r + sign * lam_t * l_f)
 
-    def _retain_features(self, model, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        """``‖E(x_r) - E₀(x_r)‖²``."""
-        t, eps = _draw(model, x, g)
-        with torch.no_grad():
-            keep = self._e0().encode(x, t, eps)
-        return feature_mse(model.encode(x, t, eps), keep)
-
 
 class I2IEncoderUnlearning(_I2IMethod):
     """Encoder-level unlearning (Li et al., ICLR 2024): retain inputs keep the original
@@ -123,14 +116,17 @@ class I2IEncoderUnlearning(_I2IMethod):
     }
 
     def loss(self, model, retain: Batch, forget: Batch, lam, generator) -> LossTerms:
-        g, e0 = generator, self._e0()
-        l_r = self._retain_features(model, retain.images, g)
-        a = forget.images
-        n = matched_noise(a, self.options["noise"], g)
-        t, eps = _draw(model, a, g)
+        x, a = retain.images, forget.images
+        n = matched_noise(a, self.options["noise"], generator)
+        # one batch through each encoder: retain and forget rows share every forward
+        both = torch.cat([x, a])
+        t, eps = _draw(model, both, generator)
         with torch.no_grad():
-            away = e0.encode(n, t, eps)
-        l_f = feature_mse(model.encode(a, t, eps), away)
+            target = self._e0().encode(torch.cat([x, n]), t, eps)
+        feats = model.encode(both, t, eps)
+        k = x.shape[0]
+        l_r = feature_mse([f[:k] for f in feats], [y[:k] for y in target])
+        l_f = feature_mse([f[k:] for f in feats], [y[k:] for y in target])
         return self._terms(l_r, l_f, lam)
 
 
@@ -183,11 +179,16 @@ class I2IRandomEncoder(_I2IMethod):
     name = "i2i_random_encoder"
 
     def loss(self, model, retain: Batch, forget: Batch, lam, generator) -> LossTerms:
-        l_r = self._retain_features(model, retain.images, generator)
-        a = forget.images
-        feats = model.encode(a, *_draw(model, a, generator))
-        z = [torch.randn(f.shape, generator=generator).to(f.device) for f in feats]
-        l_f = feature_mse(feats, z)
+        x, a = retain.images, forget.images
+        both = torch.cat([x, a])
+        t, eps = _draw(model, both, generator)
+        k = x.shape[0]
+        with torch.no_grad():
+            keep = self._e0().encode(x, t[:k], eps[:k])
+        feats = model.encode(both, t, eps)
+        z = [torch.randn(f[k:].shape, generator=generator).to(f.device) for f in feats]
+        l_r = feature_mse([f[:k] for f in feats], keep)
+        l_f = feature_mse([f[k:] for f in feats], z)
         return self._terms(l_r, l_f, lam)
 
 
