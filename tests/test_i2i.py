@@ -88,6 +88,14 @@ def test_the_encoders_are_the_down_path_and_the_vit(tmp_path):
     assert not any(id(p) in enc for p in mae.mae.decoder.parameters())
 
 
+def test_the_masked_autoencoder_knows_where_each_patch_is(tmp_path):
+    mae = tiny("mae", tmp_path)
+    for pe in (mae.mae.vit.embeddings.position_embeddings, mae.mae.decoder.decoder_pos_embed):
+        patches = pe[0, 1:]  # after the class token: one row per patch, all distinct
+        assert float(patches.abs().sum()) > 0
+        assert len({tuple(r.tolist()) for r in patches}) == patches.shape[0]
+
+
 # -- the methods --------------------------------------------------------------------------------
 
 

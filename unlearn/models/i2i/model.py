@@ -268,6 +268,26 @@ class MaskedAutoencoder(I2IModel):
             mask_ratio=0.25,
         )
         self.mae = ViTMAEForPreTraining(conf)
+        self._sincos_positions()
+
+    @torch.no_grad()
+    def _sincos_positions(self) -> None:
+        """The fixed 2-D sine-cosine position embeddings of the encoder and the decoder (MAE's;
+        some transformers versions leave them at zero when building from a config, which hides
+        where each patch is)."""
+        from transformers.models.vit_mae.modeling_vit_mae import (
+            build_2d_sinusoidal_position_embedding,
+        )
+
+        grid = self.resolution // self.patch
+        for param in (
+            self.mae.vit.embeddings.position_embeddings,
+            self.mae.decoder.decoder_pos_embed,
+        ):
+            pe = build_2d_sinusoidal_position_embedding(
+                height=grid, width=grid, embed_dim=param.shape[-1], cls_token=True
+            )
+            param.copy_(pe.reshape(param.shape).to(param.dtype))
 
     @property
     def vit(self) -> nn.Module:
