@@ -87,17 +87,19 @@ def test_env_instances_are_classes(work):
 
     import unlearn.envs  # noqa: F401 (registers the env)
 
-    e = gym.make("unlearn/Unlearning-v0", config=i2i_cfg("inpaint_ddpm", work, *ENV))
+    cfg = i2i_cfg("inpaint_ddpm", work, *ENV, "env.forget_probe=4")  # completions of forget images
+    e = gym.make("unlearn/Unlearning-v0", config=cfg)
     try:
         _, info = e.reset(seed=0, options={"instance": 3})
         u = e.unwrapped.unlearner
         assert info["instance"] == 3 and set(u.split.forget.labels.tolist()) == {3}
         done, ret = False, 0.0
         while not done:
-            _, r, term, trunc, info = e.step(np.array([0.7], dtype=np.float32))
+            obs, r, term, trunc, info = e.step(np.array([0.7], dtype=np.float32))
             ret += r
             done = term or trunc
         assert np.isfinite(ret) and 0 <= info["eval/forget_rate"] <= 1
+        assert np.isfinite(obs).all()
         _, info = e.reset(seed=1, options={"split": "test"})
         assert info["instance"] == 2 and u.eval_data.forget_classes == (2,)
         assert set(u.eval_data.forget.labels.tolist()) == {2}

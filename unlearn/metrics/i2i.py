@@ -223,6 +223,16 @@ def save_completion_grid(rows: torch.Tensor, path: str | Path) -> Path:
     return save_grid(rows, path, nrow=3, scale=4)
 
 
+@torch.no_grad()
+def forget_probe(model, classifier, cfg: Config, data: I2IEvalData, n: int) -> float:
+    """The forget classes' mean classifier probability on the completions of the first ``n``
+    forget images (soft: a few images give a usable number; the env's ``forget_probe``)."""
+    done = complete(model, cfg, data.forget.images[:n])
+    probs, _ = classifier.predict(done)
+    cols = torch.tensor(data.forget_classes, dtype=torch.long)
+    return float(probs[:, cols].sum(dim=1).mean())
+
+
 @dataclass(frozen=True)
 class CompletionMeter:
     """The classifier accuracy of the forget images' completions (what an attack tries to
