@@ -7,6 +7,7 @@ Every run appends one JSON line to ``OUT/runs.jsonl`` (a rerun skips the runs al
 ``OUT/table.md`` is the table of means with 95% t intervals over classes x seeds.
 
 Run: .venv/bin/python benchmarks/i2i_table.py OUT [--classes 2,8] [--seeds 3] [--steps 60]
+     [--kinds inpaint_ddpm,mae] [--tasks inpaint,outpaint] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -126,6 +127,7 @@ def main() -> None:
     p.add_argument("--images", type=int, default=100)
     p.add_argument("--workdir", default="runs")
     p.add_argument("--kinds", default=",".join(CONFIGS))
+    p.add_argument("--tasks", default=",".join(TASKS))
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "runs.jsonl"
@@ -133,7 +135,7 @@ def main() -> None:
     done = {(r["kind"], r["task"], r["row"], r["class"], r["seed"]) for r in runs}
     classes = [int(c) for c in args.classes.split(",")]
     for kind in args.kinds.split(","):
-        for task in TASKS:
+        for task in args.tasks.split(","):
             for row, (method, _) in ROWS.items():
                 seeds = [0] if method is None else list(range(args.seeds))
                 for c in classes:
