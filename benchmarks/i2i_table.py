@@ -115,6 +115,26 @@ def table(runs: list[dict]) -> str:
                     cells.append(f"{m:.3g}" if math.isnan(h) else f"{m:.3g} ± {h:.2g}")
                 lines.append(f"| {row} | {len(rs)} | " + " | ".join(cells) + " |")
             lines.append("")
+            base = {r["class"]: r for r in sel if r["row"] == "original"}
+            rows = [row for row in ROWS if row != "original" and any(r["row"] == row for r in sel)]
+            if not base or not rows:
+                continue
+            lines += [
+                "Change from the original on the same class (run − original; *: the 95% "
+                "interval excludes 0):",
+                "",
+                "| row | n | " + " | ".join(TITLES) + " |",
+                "|---|---|" + "---|" * len(TITLES),
+            ]
+            for row in rows:
+                rs = [r for r in sel if r["row"] == row and r["class"] in base]
+                cells = []
+                for k in METRICS:
+                    m, h = _ci([r[k] - base[r["class"]][k] for r in rs])
+                    star = "*" if not math.isnan(h) and abs(m) > h else ""
+                    cells.append(f"{m:+.3g} ± {h:.2g}{star}")
+                lines.append(f"| {row} | {len(rs)} | " + " | ".join(cells) + " |")
+            lines.append("")
     return "\n".join(lines)
 
 
