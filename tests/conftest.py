@@ -56,6 +56,20 @@ def tiny_workdir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def i2i_pretrained(tmp_path_factory) -> Path:
+    """A workdir holding both tiny image-completion models (inpaint_ddpm, mae) and their
+    classifier, trained once per session; shared and read-only."""
+    from helpers import i2i_cfg
+
+    from unlearn.pretrain import pretrain
+
+    wd = tmp_path_factory.mktemp("i2i-pretrained")
+    for kind in ("inpaint_ddpm", "mae"):
+        pretrain(i2i_cfg(kind, wd))
+    return wd
+
+
+@pytest.fixture(scope="session")
 def t2i_pretrained(tmp_path_factory) -> Path:
     """A workdir holding the tiny text-to-image pipeline and its classifier, trained once per
     session. Shared and read-only (its files are write-protected): a test that changes the

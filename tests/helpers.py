@@ -86,6 +86,44 @@ def sdxl_cfg(*extra: str, workdir: Path | None = None):
     return load_config(None, [*SDXL_TINY, *wd, *extra])
 
 
+#: a tiny image-completion config (digits at 8x8, a 4x4 mask grid): both kinds, seconds
+I2I_TINY = [
+    "data.name=digits",
+    "data.resolution=8",
+    "model.block_out_channels=[8,16]",
+    "model.norm_num_groups=4",
+    "model.attention=false",
+    "model.num_train_timesteps=100",
+    "i2i.patch_size=2",
+    "i2i.width=16",
+    "i2i.layers=1",
+    "i2i.heads=2",
+    "i2i.decoder_width=16",
+    "i2i.decoder_layers=1",
+    "i2i.eval_images=8",
+    "pretrain.steps=3",
+    "pretrain.checkpoint_every=3",
+    "pretrain.classifier_steps=150",
+    "eval.sampler_steps=2",
+    "eval.batch_size=16",
+    "eval.proxy_batch=8",
+    "audit.num_samples=10",
+    "forget.classes=[3]",
+    "unlearn.steps=2",
+    "unlearn.batch_size=8",
+]
+
+
+def i2i_cfg(kind: str, workdir: Path, *extra: str):
+    """The tiny i2i config of ``kind`` (``inpaint_ddpm`` or ``mae``) in ``workdir``."""
+    from unlearn.config import load_config
+
+    return load_config(
+        REPO / "configs" / "i2i_demo.yaml",
+        [*I2I_TINY, f"model.kind={kind}", f"workdir={workdir}", *extra],
+    )
+
+
 def tiny_model(kind: str) -> torch.nn.Module:
     """A seeded tiny model of ``kind`` (8x8, one channel, 10 classes), built from config."""
     from unlearn.config import ModelConfig

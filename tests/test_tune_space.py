@@ -38,6 +38,8 @@ def test_shipped_spaces_validate(path):
     cfg = load_config(None, [f"model.kind={model}"])
     if path.stem.startswith("t2i_"):  # text-to-image methods: the t2i demo config
         cfg = load_config(REPO / "configs" / "t2i_demo.yaml")
+    if path.stem.startswith("i2i_"):  # image-to-image methods: the i2i demo config
+        cfg = load_config(REPO / "configs" / "i2i_demo.yaml")
     s = load_space(path)
     validate_space(s, cfg)
     assert s.params and s.description

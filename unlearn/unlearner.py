@@ -443,6 +443,10 @@ class Unlearner:
         if self.eval_data is None or self.classifier is None or not self.eval_data.forget_classes:
             return float("nan")
         from unlearn.metrics.evaluate import generate
+        from unlearn.metrics.i2i import I2IEvalData, forget_probe
+
+        if isinstance(self.eval_data, I2IEvalData):  # completions of forget images
+            return forget_probe(self.model, self.classifier, self.cfg, self.eval_data, int(n))
 
         with torch.no_grad():
             probs, _ = self.classifier.predict(generate(self.model, self.cfg, int(n)))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import torch
 
@@ -38,6 +40,8 @@ class AuditInputs:
         from_run: whether ``model_dir`` is an ``unlearn run`` output.
         prompts: t2i only: the prompts, attribute thresholds and held-out latents
             (``split`` and ``heldout`` then hold latents labelled with prompt ids).
+        meter: what the attacks measure, as the config's family defines it
+            (:meth:`~unlearn.families.base.Family.attack_meter`).
     """
 
     model_dir: Path
@@ -49,6 +53,7 @@ class AuditInputs:
     heldout: ImageData
     from_run: bool
     prompts: PromptParts | None = None
+    meter: Any = None
 
 
 def is_run_output(model_dir: Path) -> bool:
@@ -100,6 +105,8 @@ def load_inputs(cfg: Config, model_dir: Path, base_dir: Path | None = None) -> A
     base = load_model(base_dir)
     _check_kind(base, base_dir, cfg)
     check_compatible(base, ch, res, f"--base {str(base_dir)!r}")
+    if hasattr(model, "set_mask"):  # a completion model's base completes the same region
+        base.set_mask(model.task, model.mask_ratio)
     clf = None
     if cfg.forget.classes:
         if clf_dir is None:
@@ -109,8 +116,18 @@ def load_inputs(cfg: Config, model_dir: Path, base_dir: Path | None = None) -> A
             )
         clf = load_model(clf_dir)
         check_compatible(clf, ch, res, "classifier")
+    on = SimpleNamespace(eval_data=task.eval_data, classifier=clf, split=task.split)
+    meter = family_of(cfg).attack_meter(cfg, on)
     return AuditInputs(
-        model_dir, base_dir, model, base, clf, task.split, task.splits.heldout, from_run
+        model_dir,
+        base_dir,
+        model,
+        base,
+        clf,
+        task.split,
+        task.splits.heldout,
+        from_run,
+        meter=meter,
     )
 
 

@@ -114,7 +114,7 @@ def _plan(cfg: Config, inputs: AuditInputs) -> _Plan:
         )
     else:
         classes = tuple(cfg.forget.classes)
-        meter = ForgetMeter(cfg, inputs.classifier, classes, inputs.split.outlier)
+        meter = inputs.meter or ForgetMeter(cfg, inputs.classifier, classes, inputs.split.outlier)
         sets = (
             membership_sets(inputs.split, inputs.heldout, classes, cfg.forget.outlier.radius, a)
             if "mia" in attacks

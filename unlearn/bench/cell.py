@@ -115,7 +115,10 @@ class ForgetCheck:
         self.checks: list[list[float]] = []
         self.seconds = 0.0
         self.meter = None
-        if not family_of(unlearner.cfg).prompted:
+        from unlearn.metrics import EvalData
+
+        # the image families' samples; other families' checks are their evaluation's rate
+        if not family_of(unlearner.cfg).prompted and isinstance(unlearner.eval_data, EvalData):
             data = unlearner.eval_data
             self.meter = ForgetMeter(
                 unlearner.cfg,

@@ -32,6 +32,11 @@ METHOD_VARIANTS: dict[str, tuple[str, str]] = {
     "encoder": ("encoder", "loss"),
     "esd": ("esd", "loss"),
     "uce": ("uce", "loss"),
+    "i2i_encoder": ("i2i_encoder", "loss"),
+    "i2i_max_loss": ("i2i_max_loss", "loss"),
+    "i2i_noisy_label": ("i2i_noisy_label", "loss"),
+    "i2i_retain_label": ("i2i_retain_label", "loss"),
+    "i2i_random_encoder": ("i2i_random_encoder", "loss"),
 }
 #: ``variational-<objective>``: the variational agent with ``agent.options.objective`` (the
 #: plain ``variational`` keeps the agent's default objective, ``siss``)

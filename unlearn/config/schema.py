@@ -40,6 +40,7 @@ MODEL_FAMILIES = {
     "image": ("ddpm", "cond_ddpm", "vpsde", "vae"),
     "t2i": ("t2i",),
     "sdxl": ("sdxl",),
+    "i2i": ("inpaint_ddpm", "mae"),
 }
 #: model kinds whose models are prompt-conditioned pipelines (forget specs are prompts)
 PROMPT_KINDS = ("t2i", "sdxl")
@@ -49,7 +50,14 @@ T2I_TRAIN = ("unet", "cross_attn", "lora", "esd-u", "esd-x")
 #: base pipeline with the forget and retain prompts
 DATA_SOURCES = ("dataset", "generate")
 #: the data sources each model family can use
-FAMILY_DATA_SOURCES = {"image": ("dataset",), "t2i": DATA_SOURCES, "sdxl": DATA_SOURCES}
+FAMILY_DATA_SOURCES = {
+    "image": ("dataset",),
+    "t2i": DATA_SOURCES,
+    "sdxl": DATA_SOURCES,
+    "i2i": ("dataset",),
+}
+#: what an image-to-image model completes: the centre (inpaint) or the border (outpaint)
+I2I_TASKS = ("inpaint", "outpaint")
 #: ``data`` fields that choose the images a run unlearns on, not the images a base model was
 #: pretrained on (left out of the pretrained models' cache keys)
 DATA_RUN_ONLY = ("source", "generate")
@@ -131,6 +139,12 @@ class ForgetConfig:
         default_factory=tuple,
         doc="t2i: training-split indices of the image(s) the caption reproduces; their "
         "copies within forget.outlier.radius are forgotten too",
+    )
+    retain_source: str = _f(
+        "retain",
+        doc="i2i: the retain set unlearning keeps: 'retain' (the training images of the "
+        "other classes), 'digits' (scikit-learn's 8x8 digits resized to the model's size, a "
+        "proxy) or a folder of images of the model's size (a proxy)",
     )
 
 
@@ -219,6 +233,50 @@ class T2IConfig:
     guidance: float = _f(5.0, doc="classifier-free guidance scale when sampling", lo=0.0, hi=50.0)
     samples_per_prompt: int = _f(50, doc="images generated per evaluation prompt", lo=1, hi=100000)
     memorise: MemoriseConfig = _f(default_factory=MemoriseConfig, doc="a memorised caption")
+
+
+@dataclass(frozen=True)
+class I2IConfig:
+    """Image-to-image completion (model kinds ``inpaint_ddpm`` and ``mae``): which region is
+    hidden and filled, the masked autoencoder's size, and the completions an evaluation
+    scores."""
+
+    task: str = _f(
+        "inpaint",
+        doc="inpaint: fill the centre square; outpaint: fill the border",
+        choices=I2I_TASKS,
+    )
+    mask_ratio: float = _f(
+        0.25, doc="fraction of the image hidden, in (0, 1) (rounded to whole patches)"
+    )
+    train_tasks: tuple[str, ...] = _f(
+        I2I_TASKS, doc="the tasks pretraining covers (the base model supports these only)"
+    )
+    patch_size: int = _f(2, doc="mask grid (and the masked autoencoder's patch) in pixels", lo=1)
+    width: int = _f(64, doc="mae: encoder width", lo=8, hi=1024)
+    layers: int = _f(4, doc="mae: encoder layers", lo=1, hi=48)
+    heads: int = _f(4, doc="mae: attention heads", lo=1, hi=64)
+    decoder_width: int = _f(64, doc="mae: decoder width", lo=8, hi=1024)
+    decoder_layers: int = _f(2, doc="mae: decoder layers", lo=1, hi=48)
+    eval_images: int = _f(
+        200,
+        doc="held-out images completed per evaluation, of the forget and of the retain classes",
+        lo=2,
+        hi=100000,
+    )
+
+    def __post_init__(self) -> None:
+        r = self.mask_ratio
+        if not (isinstance(r, (int, float)) and 0.0 < r < 1.0):
+            raise ConfigError(
+                f"i2i.mask_ratio: {r!r} is not allowed; expected a fraction in (0, 1)"
+            )
+        bad = [t for t in self.train_tasks if t not in I2I_TASKS]
+        if bad or not self.train_tasks:
+            raise ConfigError(
+                f"i2i.train_tasks: {list(self.train_tasks)!r} is not allowed; expected a "
+                f"non-empty list of {', '.join(I2I_TASKS)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -581,6 +639,7 @@ class Config:
     model: ModelConfig = _f(default_factory=ModelConfig)
     pretrain: PretrainConfig = _f(default_factory=PretrainConfig)
     t2i: T2IConfig = _f(default_factory=T2IConfig)
+    i2i: I2IConfig = _f(default_factory=I2IConfig)
     eval: EvalConfig = _f(default_factory=EvalConfig)
     method: MethodConfig = _f(default_factory=MethodConfig)
     agent: AgentConfig = _f(default_factory=AgentConfig)

@@ -16,6 +16,7 @@ import torch
 
 from unlearn.config import Config, ConfigError
 from unlearn.families.base import EvalReport, Family, InstanceData, Setup, check_result
+from unlearn.families.i2i import I2I
 from unlearn.families.image import IMAGE
 from unlearn.families.sdxl import SDXL
 from unlearn.families.t2i import T2I
@@ -25,6 +26,7 @@ FAMILIES: dict[str, Family] = {
     IMAGE.name: IMAGE,
     T2I.name: T2I,
     SDXL.name: SDXL,
+    I2I.name: I2I,
 }
 
 

@@ -17,6 +17,7 @@ from unlearn.methods.encoder import EncoderUnlearning
 from unlearn.methods.erasediff import EraseDiff
 from unlearn.methods.esd import ESD
 from unlearn.methods.fdiv import FDivergence, gaussian_f_divergence
+from unlearn.methods.i2i import I2I_METHODS
 from unlearn.methods.naive import NaiveDeletion
 from unlearn.methods.neggrad import NegGrad
 from unlearn.methods.options import PREFIX, Opt, OptionError, validate_options
@@ -71,6 +72,7 @@ METHODS: dict[str, type[UnlearningMethod]] = {
         EncoderUnlearning,
         ESD,
         UCE,
+        *I2I_METHODS,
     )
 }
 

@@ -133,6 +133,8 @@ def per_sample_loss(
         t = model.sample_t(x0.shape[0], g)
     if eps is None:
         eps = randn(x0.shape, g, x0)
+    if getattr(model, "completes", False):  # an image-completion model: its masked loss
+        return model.recon_loss(x0, x0, t, eps, reduce=False)
     x_t = model.add_noise(x0, t, eps)
     return sq_err(model.eps(x_t, t, model_labels(model, labels)), eps)
 

@@ -162,6 +162,10 @@ def evaluate(
         from unlearn.metrics.t2i import evaluate_t2i
 
         return evaluate_t2i(model, classifier, cfg, data)
+    from unlearn.metrics.i2i import I2IEvalData, evaluate_i2i
+
+    if isinstance(data, I2IEvalData):  # completions of masked images, not samples
+        return evaluate_i2i(model, classifier, cfg, data)
     if samples is None:
         samples = generate(model, cfg)
     probs, feats = classifier.predict(samples)

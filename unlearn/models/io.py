@@ -47,6 +47,10 @@ def save_model(model: torch.nn.Module, path: str | Path) -> Path:
         from unlearn.models.t2i import save_t2i
 
         return save_t2i(model, path, merge_lora=model.lora_merge)
+    from unlearn.models.i2i import I2IModel, save_i2i
+
+    if isinstance(model, I2IModel):
+        return save_i2i(model, path)
     with _atomic_dir(path) as tmp:
         if isinstance(model, DiffusionModel):
             model.unet.save_pretrained(tmp / "unet", safe_serialization=True)
@@ -122,6 +126,10 @@ def load_model(path: str | Path) -> torch.nn.Module:
 
     if is_pipeline_dir(p):  # a text-to-image pipeline (SD or SDXL format)
         return load_sdxl(p) if is_sdxl_dir(p) else load_t2i(p)
+    from unlearn.models.i2i import is_i2i_dir, load_i2i
+
+    if is_i2i_dir(p):  # an image-completion model
+        return load_i2i(p)
     if (p / META).is_file():
         meta = _read_json(p / META)
         family = meta.get("family")
