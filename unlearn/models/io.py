@@ -24,6 +24,7 @@ from unlearn.config import ConfigError
 from unlearn.models.atomic import atomic_dir as _atomic_dir
 from unlearn.models.classifier import Classifier
 from unlearn.models.diffusion import DiffusionModel
+from unlearn.models.files import pickle_files
 from unlearn.models.vae import ConvVAE
 
 META = "unlearn.json"
@@ -76,14 +77,11 @@ def _read_json(p: Path) -> dict:
         raise ModelLoadError(f"model: {p} is unreadable or corrupted ({e})") from None
 
 
-PICKLES = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
-
-
 def _require_safetensors(folder: Path) -> None:
     """Refuse a local weights folder without safetensors, naming what it holds instead."""
     if not folder.is_dir() or any(folder.glob("*.safetensors")):
         return
-    pickles = sorted(p.name for pat in PICKLES for p in folder.glob(pat))
+    pickles = pickle_files(folder)
     held = f"; it holds {', '.join(pickles)} (pickle, never loaded)" if pickles else ""
     raise ModelLoadError(
         f"model: safetensors weights are required; none found in {folder}{held}; re-save the "

@@ -19,13 +19,13 @@ from pathlib import Path
 import torch
 
 from unlearn.config import ConfigError
+from unlearn.models.files import pickle_files
 from unlearn.models.t2i.model import T2IModel
 
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 META = "unlearn.json"
 LORA_FILE = "pytorch_lora_weights.safetensors"
 #: weight files that are pickles (never loaded: unpickling runs arbitrary code)
-PICKLES = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
 WEIGHTED = ("unet", "vae", "text_encoder")
 
 
@@ -170,7 +170,7 @@ def check_weight_files(p: Path, weighted: tuple[str, ...] = WEIGHTED) -> None:
         folder = p / c
         if any(folder.glob("*.safetensors")):
             continue
-        pickles = sorted(f.name for pat in PICKLES for f in folder.glob(pat))
+        pickles = pickle_files(folder)
         held = f" it holds {', '.join(pickles)} (pickle, never loaded);" if pickles else ""
         raise PipelineLoadError(
             f"model: pipeline {str(p)!r} has no safetensors weights in {c}/;{held} "
