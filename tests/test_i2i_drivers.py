@@ -130,6 +130,18 @@ def test_bench_on_a_held_out_class_with_a_proxy_retain_set(work, tmp_path):
     assert "retain accuracy" in (tmp_path / "b" / "bench.md").read_text()
 
 
+def test_a_bench_without_methods_runs_the_familys_own(work):
+    """The bench's default methods serve image and text-to-image models; on an
+    image-completion model it picks the image-to-image methods instead of refusing."""
+    from unlearn.bench import BenchOptions
+    from unlearn.bench.matrix import plan
+    from unlearn.methods import METHODS
+
+    p = plan(i2i_cfg("inpaint_ddpm", work, *ENV), BenchOptions(agents=("static",)))
+    own = [m for m, cls in METHODS.items() if "inpaint_ddpm" in cls.families]
+    assert p.methods == own and all(m.startswith("i2i_") for m in own)
+
+
 def test_audit_attacks_the_reconstruction_loss(work, tmp_path):
     from unlearn.audit import run_audit
     from unlearn.families import family_of

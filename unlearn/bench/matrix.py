@@ -427,12 +427,17 @@ def plan(cfg: Config, opts: BenchOptions) -> Plan:
 
         decay = decay_from_config(cfg)
     from unlearn.agents import get_agent  # torch and the models: after the cheap checks
-    from unlearn.methods import check_compatible, get_method
+    from unlearn.methods import METHODS, check_compatible, get_method
     from unlearn.pretrain import load_pretrained
 
     model, _, _ = load_pretrained(cfg)
     methods, lam_free = [], []
-    for m in chosen_methods or preset.methods:
+    candidates = chosen_methods or preset.methods
+    if not chosen_methods and not any(
+        cfg.model.kind in METHODS[m].families for m in candidates if m in METHODS
+    ):  # a family none of the preset's methods serves (image-to-image): its own methods
+        candidates = tuple(m for m, cls in METHODS.items() if cfg.model.kind in cls.families)
+    for m in candidates:
         try:
             built = get_method(method_config(cfg, m))
             check_compatible(built, model)
@@ -443,7 +448,11 @@ def plan(cfg: Config, opts: BenchOptions) -> Plan:
         if not built.uses_lambda:
             lam_free.append(m)
     if not methods:
-        raise ConfigError(f"--methods: none can run on this model: {'; '.join(skipped.values())}")
+        raise ConfigError(
+            f"--methods: none can run on model.kind={cfg.model.kind}: "
+            + "; ".join(f"{m}: {why}" for m, why in list(skipped.items())[:3])
+            + (f" (and {len(skipped) - 3} more)" if len(skipped) > 3 else "")
+        )
     baselines = {f"{m}|decay": decay for m in methods} if decay else {}
     for a in agents:
         get_agent(agent_config(a, lam, opts), default_lam=cfg.method.lam)
