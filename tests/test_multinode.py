@@ -93,9 +93,22 @@ class LocalCluster:
         return self._start([f"--address={self.address}", f"--temp-dir={temp}", *WORKER])
 
     def kill(self, proc: subprocess.Popen) -> None:
-        """The node's whole process group (raylet, agents, its trials), without warning."""
+        """The node's process group and every process it started (raylet, agents, its
+        trials' workers, in whatever group they run), at once and without warning."""
+        import psutil
+
+        try:
+            below = psutil.Process(proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            below = []
         os.killpg(proc.pid, signal.SIGKILL)
+        for p in below:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
         proc.wait(timeout=10)
+        psutil.wait_procs(below, timeout=10)
 
     def shutdown(self) -> None:
         # each node's own process group, workers first (a SIGTERM would drain for 30 s)
