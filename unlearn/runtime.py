@@ -69,6 +69,17 @@ def warmup_cosine_lr(step: int, total: int, base: float, warmup: int = 200) -> f
     return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
+def ema_update(ema, model, step: int, cap: float) -> None:
+    """One exponential-moving-average step of ``ema``'s parameters towards ``model``'s, with
+    the warm-up decay min(cap, (1 + step) / (10 + step))."""
+    import torch
+
+    decay = min(cap, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
+            pe.lerp_(pm, 1 - decay)
+
+
 def save_checkpoint(path, state: dict) -> None:
     """``torch.save`` into a temporary sibling, then rename: a crash never leaves half a file."""
     from pathlib import Path

@@ -101,7 +101,7 @@ def base_eval_key(cfg: Config, unlearner) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
-def base_evaluation(cfg: Config, unlearner, cache: bool = True):
+def base_evaluation(cfg: Config, unlearner):
     """The evaluation of ``unlearner``'s starting weights, and its samples.
 
     The base model's evaluation is the same in every command that evaluates the same weights
@@ -113,8 +113,6 @@ def base_evaluation(cfg: Config, unlearner, cache: bool = True):
 
     from safetensors.torch import load_file, save_file
 
-    if not cache:
-        return unlearner.evaluate()
     family = family_of(cfg)
     root = cfg.workdir_path / "cache" / "base_eval"
     key = base_eval_key(cfg, unlearner)

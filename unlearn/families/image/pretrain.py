@@ -22,7 +22,7 @@ from unlearn.config.schema import DATA_RUN_ONLY
 from unlearn.data import ImageData, inject_outlier, load_splits
 from unlearn.families.store import resolve_pretrained
 from unlearn.models import ConvVAE, build_model, save_model
-from unlearn.runtime import ProgressFn, no_progress, resolve_device
+from unlearn.runtime import ProgressFn, ema_update, no_progress, resolve_device
 from unlearn.runtime import load_checkpoint as _load_ckpt
 from unlearn.runtime import save_checkpoint as _save_ckpt
 from unlearn.runtime import warmup_cosine_lr as _lr
@@ -120,10 +120,7 @@ def train_image(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        with torch.no_grad():
-            decay = min(p.ema_decay, (1 + step) / (10 + step))
-            for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
-                pe.lerp_(pm, 1 - decay)
+        ema_update(ema, model, step, p.ema_decay)
         if (step + 1) % p.checkpoint_every == 0 or step + 1 == p.steps:
             _save_ckpt(
                 ckdir / "state.pt",

@@ -32,6 +32,7 @@ from unlearn.data.captions import AttributeThresholds, captions, vocabulary
 from unlearn.models.t2i import build_t2i, save_t2i
 from unlearn.runtime import (
     ProgressFn,
+    ema_update,
     load_checkpoint,
     no_progress,
     resolve_device,
@@ -158,11 +159,8 @@ def _stage(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        with torch.no_grad():
-            decay = min(ema_decay, (1 + step) / (10 + step))
-            for k, m in modules.items():
-                for pe, pm in zip(ema[k].parameters(), m.parameters(), strict=True):
-                    pe.lerp_(pm, 1 - decay)
+        for k, m in modules.items():
+            ema_update(ema[k], m, step, ema_decay)
         if (step + 1) % every == 0 or step + 1 == steps:
             save_checkpoint(
                 ckpt,
