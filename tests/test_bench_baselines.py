@@ -4,6 +4,7 @@ classes (winners run held out, compute reported), and the one-line errors — th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -192,3 +193,46 @@ def test_bad_input_exits_2_with_one_line(args, fragment, tmp_path: Path) -> None
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0], proc.stderr
+
+
+@pytest.mark.slow
+def test_the_search_covers_the_methods_own_knobs(tiny_workdir: Path, tmp_path: Path) -> None:
+    """A tuned baseline searches the method's searchable options with λ (EraseDiff's η): the
+    first trial holds the configured η, the winner's η reaches the held-out runs' method."""
+    proc = cli(
+        "bench",
+        "--config",
+        TINY,
+        *("--set", f"workdir={tiny_workdir}", "--set", "tracking.enabled=false"),
+        *("--set", "env.train_instances=[1]", "--set", "env.test_instances=[2]"),
+        *("--set", "unlearn.steps=2", "--set", "method.lam=0.4"),
+        *("--set", "method.options={erasediff: {eta: 0.7}}"),
+        *("--methods", "erasediff", "--agents", "static", "--seeds", "1"),
+        *("--tune-baselines", "1", "--out", str(tmp_path / "report"), "--json"),
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(proc.stdout)
+    assert res["plan"]["tuning"]["erasediff|static"]["params"] == pytest.approx(
+        {"lam": 0.4, "eta": 0.7}
+    )
+    md = (tmp_path / "report" / "bench.md").read_text()
+    assert "| erasediff + static (tuned) | lam=0.4, eta=0.7 |" in md
+
+
+def test_searched_options_of_a_tuned_baseline_reach_the_cells_method(tiny_workdir: Path) -> None:
+    from unlearn.bench.baselines import searched_options
+    from unlearn.methods import get_method
+
+    cfg = load_config(TINY, [f"workdir={tiny_workdir}", "tracking.enabled=false"])
+    opts = BenchOptions(methods=("erasediff",), agents=("static",), seeds=1)
+    base = {"erasediff|static": {"lam": 0.3, "eta": 1.8}}
+    c = cell_config(cfg, Cell("erasediff", "static", 2, 0), 0.5, opts, "x", base)
+    assert c.agent.options == {"lam": 0.3}
+    method = get_method(c.method)
+    assert method.options["eta"] == 1.8
+    assert set(searched_options(method)) == {"eta"}
+    # string options search their choices; an option without a range is never searched
+    fdiv = get_method(dataclasses.replace(c.method, name="fdiv", options={}))
+    assert searched_options(fdiv)["divergence"].search == ("kl", "hellinger", "chi2", "amari")
+    assert "anchor" not in searched_options(fdiv)

@@ -7,10 +7,46 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import sdxl_cfg
 
 REPO = Path(__file__).resolve().parents[1]
 SDXL_DEMO = REPO / "configs" / "sdxl_demo.yaml"
+
+
+def test_shipped_sdxl_demo_is_found_by_key_and_draws_the_asked_digit_in_plain_diffusers():
+    """The shipped demo pipeline (at most 8 MB) is the base model of configs/sdxl_demo.yaml
+    whatever the unlearning settings, not of a config that trains it differently, and plain
+    diffusers' ``StableDiffusionXLPipeline`` draws the digit a prompt asks for."""
+    import torch
+    from diffusers import StableDiffusionXLPipeline
+
+    from unlearn.config import load_config
+    from unlearn.pretrain import load_pretrained, shipped_dirs
+
+    cfg = load_config(SDXL_DEMO)
+    model, clf = shipped_dirs(cfg)
+    assert model == REPO / "unlearn" / "assets" / "sdxl_demo" / "pipeline"
+    assert clf == REPO / "unlearn" / "assets" / "t2i_demo" / "classifier"
+    assert sum(f.stat().st_size for f in model.rglob("*") if f.is_file()) <= 8 * 2**20
+    sets = ["model.train=lora", "method.name=fdiv", "unlearn.steps=7"]
+    assert shipped_dirs(load_config(SDXL_DEMO, sets))[0] == model
+    assert shipped_dirs(load_config(SDXL_DEMO, ["pretrain.steps=100"]))[0] is None
+
+    pipe = StableDiffusionXLPipeline.from_pretrained(str(model))
+    pipe.set_progress_bar_config(disable=True)
+    classifier = load_pretrained(cfg).classifier
+    for digit, word in ((3, "three"), (7, "seven")):
+        images = pipe(
+            f"a handwritten digit {word}",
+            height=32,
+            width=32,
+            num_inference_steps=10,
+            guidance_scale=5.0,
+            num_images_per_prompt=8,
+            generator=torch.Generator().manual_seed(0),
+            output_type="pt",
+        ).images
+        probs, _ = classifier.predict(images.mean(1, keepdim=True) * 2 - 1)
+        assert (probs.argmax(1) == digit).sum() >= 7, (word, probs.argmax(1).tolist())
 
 
 def load_sdxl_yaml():
@@ -55,20 +91,21 @@ def test_sdxl_config_is_the_real_checkpoint_setting():
 
 
 @pytest.mark.slow
-def test_sdxl_settings_run_the_same_path_offline(sdxl_pretrained, tmp_path):
+def test_sdxl_settings_run_the_same_path_offline(tmp_path):
+    """configs/sdxl.yaml on the shipped SDXL demo pipeline (its classifier found by key)."""
     import torch
     from diffusers import StableDiffusionXLPipeline
 
+    from unlearn.config import load_config
     from unlearn.models import save_model
     from unlearn.task import make_unlearner
 
-    (pipe,) = (sdxl_pretrained / "pretrained").glob("sdxl-*")
+    pipe = REPO / "unlearn" / "assets" / "sdxl_demo" / "pipeline"
     wd = tmp_path / "runs"
     wd.mkdir()
-    (wd / "pretrained").symlink_to(sdxl_pretrained / "pretrained")  # the classifier
-    cfg = sdxl_on(sdxl_cfg(), pipe, wd)
+    cfg = sdxl_on(load_config(SDXL_DEMO), pipe, wd)
     unl = make_unlearner(cfg).unlearner
-    assert len(unl.split.forget) == 2  # per_prompt images of the one forget prompt
+    assert len(unl.split.forget) == 2 * len(cfg.forget.prompts)  # per_prompt of each prompt
     base = {n: p.detach().clone() for n, p in unl.model.unet.named_parameters()}
     stats = unl.step(2)
     assert all(s.forget_loss > 0 for s in stats)

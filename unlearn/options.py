@@ -46,6 +46,10 @@ class Opt:
         hi_open: the upper bound itself is excluded.
         choices: allowed values of strings.
         optional: ``None`` is allowed (and then means "not set").
+        search: what ``unlearn bench --tune-baselines`` searches besides λ: a (lo, hi)
+            range of a number, or the choices of a string; None: the option keeps its
+            configured value in a search.
+        search_log: search a number's range on a log scale.
     """
 
     default: Any
@@ -57,6 +61,17 @@ class Opt:
     hi_open: bool = False
     choices: tuple[str, ...] | None = None
     optional: bool = False
+    search: tuple | None = None
+    search_log: bool = False
+
+    def suggest(self, trial: Any, key: str) -> Any:
+        """An Optuna trial's value of this option (it must have ``search``)."""
+        if self.kind is str:
+            return trial.suggest_categorical(key, list(self.search))
+        lo, hi = self.search
+        if self.kind is int:
+            return trial.suggest_int(key, int(lo), int(hi), log=self.search_log)
+        return trial.suggest_float(key, float(lo), float(hi), log=self.search_log)
 
     def allowed(self) -> str:
         if self.choices is not None:

@@ -6,6 +6,9 @@ N trials for each baseline. A trial unlearns every class of ``env.train_instance
 the held-out ``env.test_instances`` the bench reports on) once at ``unlearn.seed`` and
 scores the mean of ``forget_rate + tune.fid_weight · FID`` (the tuner's single-objective
 score); the best trial's parameters then run on the held-out classes like every other agent.
+Each search also covers the method's own knobs — the options it declares searchable
+(``Opt.search``: ESD's and EraseDiff's η, VDU's γ, the f-divergence) — so a λ strategy is
+compared against a baseline whose every knob was tuned the same way.
 The first trial is the configured baseline (:func:`configured_trial`): a search of few trials
 never ends worse on the train classes than the hand-set values.
 Its compute is counted in optimiser steps (trials x train classes x ``unlearn.steps``) and
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from unlearn.config import AgentConfig, Config, ConfigError, MethodConfig, check_number_map
 from unlearn.families import family_of
+from unlearn.options import Opt
 
 if TYPE_CHECKING:
     from unlearn.runtime import ProgressFn
@@ -34,6 +38,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TUNED = ("static", "decay")
+#: the parameters of a tuned baseline that are the agent's or the scale; the rest are
+#: searched method options
+AGENT_PARAMS = ("lam", "start", "end", "scale")
 LAM_RANGE = (0.01, 0.99)
 SCALE_RANGE = (0.0, 1.0)
 
@@ -64,7 +71,7 @@ class Tuned:
 
     method: str
     agent: str
-    params: dict[str, float]
+    params: dict[str, Any]
     score: float
     trials: int
     optimiser_steps: int
@@ -75,7 +82,18 @@ class Tuned:
         return dataclasses.asdict(self)
 
 
-def _suggest(trial, agent: str, scaled: bool) -> dict[str, float]:
+def searched_options(method) -> dict[str, Opt]:
+    """The options of a built method that a baseline search covers (``Opt.search`` set)."""
+    return {k: o for k, o in type(method).OPTIONS.items() if o.search is not None}
+
+
+def _suggest(trial, agent: str, scaled: bool, knobs: dict[str, Opt]) -> dict[str, Any]:
+    p = _suggest_agent(trial, agent, scaled)
+    p.update({k: o.suggest(trial, k) for k, o in knobs.items()})
+    return p
+
+
+def _suggest_agent(trial, agent: str, scaled: bool) -> dict[str, float]:
     if agent == "static":
         p = {"lam": trial.suggest_float("lam", *LAM_RANGE)}
     else:
@@ -88,11 +106,21 @@ def _suggest(trial, agent: str, scaled: bool) -> dict[str, float]:
     return p
 
 
-def configured_trial(cfg: Config, agent: str, scaled: bool) -> dict[str, float]:
+def configured_trial(
+    cfg: Config, agent: str, scaled: bool, knobs: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The search's first trial: the baseline as configured (static: ``method.lam`` and
-    ``method.scale``; decay: ``bench.decay`` when set), so the winner scores at least as
-    well on the train classes as the hand-set baseline, however few trials follow; {} when
-    the config has no decay."""
+    ``method.scale``; decay: ``bench.decay`` when set; ``knobs``: the searched options'
+    configured values, kept inside their search range), so the winner scores at least as well
+    on the train classes as the hand-set baseline, however few trials follow; {} when the
+    config has no decay."""
+    p = _configured_agent(cfg, agent, scaled)
+    if p:
+        p.update(knobs or {})
+    return p
+
+
+def _configured_agent(cfg: Config, agent: str, scaled: bool) -> dict[str, float]:
     if agent == "static":
         p = {"lam": min(max(cfg.method.lam, LAM_RANGE[0]), LAM_RANGE[1])}
     elif cfg.bench.decay:
@@ -105,6 +133,14 @@ def configured_trial(cfg: Config, agent: str, scaled: bool) -> dict[str, float]:
     if scaled:
         p.setdefault("scale", min(max(cfg.method.scale, SCALE_RANGE[0]), SCALE_RANGE[1]))
     return p
+
+
+def _in_range(opt: Opt, value: Any) -> Any:
+    """A configured option value as a search's first trial can hold it (clipped to the range)."""
+    if opt.kind is str:
+        return value if value in opt.search else opt.search[0]
+    lo, hi = opt.search
+    return min(max(value, lo), hi)
 
 
 class _TrainRuns:
@@ -132,7 +168,14 @@ class _TrainRuns:
             self.units[int(c)] = setup.unlearner
         self.scaled = all(hasattr(u.method, "scale") for u in self.units.values())
 
-    def score(self, agent_cfg: AgentConfig, scale: float | None) -> float:
+        first = next(iter(self.units.values())).method
+        #: the method's searched options and their configured values
+        self.knobs = searched_options(first)
+        self.configured = {k: _in_range(o, first.options[k]) for k, o in self.knobs.items()}
+
+    def score(
+        self, agent_cfg: AgentConfig, scale: float | None, options: dict[str, Any] | None = None
+    ) -> float:
         from unlearn.agents import get_agent
         from unlearn.tuners.trainable import score
 
@@ -142,6 +185,7 @@ class _TrainRuns:
             unl.agent.bind(unl)
             if scale is not None:
                 unl.method.scale = float(scale)
+            unl.method.options.update(options or {})
             unl.reset(self.cfg.unlearn.seed)
             unl.run()
             after, _ = unl.evaluate()
@@ -184,16 +228,16 @@ def tune_baselines(
         sampler = optuna.samplers.TPESampler(seed=cfg.tune.seed)
         study = optuna.create_study(direction="minimize", sampler=sampler)
 
-        def objective(trial, a=a, runs=runs, m_cfg=m_cfg) -> float:
-            p = _suggest(trial, a, runs.scaled)
+        def objective(trial, a=a, runs=runs) -> float:
+            p = _suggest(trial, a, runs.scaled, runs.knobs)
             agent = (
                 AgentConfig("static", "", {"lam": p["lam"]})
                 if a == "static"
                 else decay_agent(p["start"], p["end"])
             )
-            return runs.score(agent, p.get("scale"))
+            return runs.score(agent, p.get("scale"), {k: p[k] for k in runs.knobs})
 
-        first = configured_trial(m_cfg, a, runs.scaled)
+        first = configured_trial(m_cfg, a, runs.scaled, runs.configured)
         if first:
             study.enqueue_trial(first)
         for k in range(trials):
@@ -236,7 +280,9 @@ def compute_markdown(tuned: dict[str, dict], policy_steps: int | None, has_polic
         "|---|---|---|",
     ]
     for t in tuned.values():
-        params = ", ".join(f"{k}={v:.3g}" for k, v in t["params"].items())
+        params = ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items()
+        )
         lines.append(
             f"| {t['method']} + {t['agent']} (tuned) | {params} | {t['optimiser_steps']:,} "
             f"({t['trials']} trials x {len(t['train_instances'])} train classes "

@@ -344,11 +344,17 @@ def cell_config(
     baselines: dict[str, dict[str, float]] | None = None,
 ) -> Config:
     """The config of one cell: method variant, agent variant, instance class, seed (a tuned
-    or configured baseline's ``scale`` becomes the cell's ``method.scale``)."""
+    or configured baseline's ``scale`` becomes the cell's ``method.scale``, its searched
+    method options — ESD's η, ... — the cell's ``method.options``)."""
+    from unlearn.bench.baselines import AGENT_PARAMS
+
     baseline = (baselines or {}).get(f"{cell.method}|{cell.agent}")
     method = method_config(cfg, cell.method)
     if baseline and "scale" in baseline:
         method = dataclasses.replace(method, scale=float(baseline["scale"]))
+    knobs = {k: v for k, v in (baseline or {}).items() if k not in AGENT_PARAMS}
+    if knobs:
+        method = dataclasses.replace(method, options={**method.options, **knobs})
     forget = cfg.forget  # the memorised outlier: as configured
     if cell.instance != OUTLIER:
         forget = dataclasses.replace(

@@ -54,7 +54,7 @@ class EraseDiff(UnlearningMethod):
     families = DIFFUSION
     forms = ("loss", "gradient")
     OPTIONS: ClassVar[dict[str, Opt]] = {
-        "eta": Opt(1.0, "forget descent rate: eta = option x lambda", lo=0.0),
+        "eta": Opt(1.0, "forget descent rate: eta = option x lambda", lo=0.0, search=(0.25, 2.0)),
     }
 
     def __init__(self, cfg: MethodConfig | None = None):

@@ -51,7 +51,13 @@ class ESD(UnlearningMethod):
     name = "esd"
     families = PROMPT_KINDS
     OPTIONS: ClassVar[dict[str, Opt]] = {
-        "eta": Opt(1.0, "negative-guidance scale η of the erasure target", lo=0.0, hi=100.0),
+        "eta": Opt(
+            1.0,
+            "negative-guidance scale η of the erasure target",
+            lo=0.0,
+            hi=100.0,
+            search=(0.5, 3.0),
+        ),
         "xt": Opt(
             "images",
             "where x_t comes from: noised forget latents, or the frozen pipeline's DDIM "

@@ -102,7 +102,7 @@ class FDivergence(UnlearningMethod):
     families = ("cond_ddpm", *PROMPT_KINDS)
     needs_conditional = True
     OPTIONS: ClassVar[dict[str, Opt]] = {
-        "divergence": Opt("kl", "f-divergence", kind=str, choices=DIVERGENCES),
+        "divergence": Opt("kl", "f-divergence", kind=str, choices=DIVERGENCES, search=DIVERGENCES),
         "alpha": Opt(0.5, "alpha of the Amari family", lo=-1.0, hi=1.0),
         "anchor": Opt("auto", "anchor", kind=str, choices=ANCHORS),
         "anchor_class": Opt(0, "anchor label for anchor: class", kind=int, lo=0),

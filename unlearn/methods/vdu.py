@@ -73,7 +73,9 @@ class VDU(UnlearningMethod):
     families = (*ALL_FAMILIES, *PROMPT_KINDS)
     uses_retain = False
     OPTIONS: ClassVar[dict[str, Opt]] = {
-        "gamma": Opt(1.0, "weight of the stability regulariser", lo=0.0),
+        "gamma": Opt(
+            1.0, "weight of the stability regulariser", lo=0.0, search=(0.1, 10.0), search_log=True
+        ),
         "variance": Opt(
             "constant",
             "sigma^2 of the prior",
