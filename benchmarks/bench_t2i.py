@@ -1,4 +1,6 @@
-"""Cost of the text-to-image family on the demo pipeline's architecture (configs/t2i_demo.yaml).
+"""Cost of the text-to-image family on the demo pipeline's architecture (configs/t2i_demo.yaml,
+or ``--config configs/sdxl_demo.yaml``: the SDXL demo's, both text encoders and the added
+conditioning included).
 
 Prints, measured in one run (random weights: cost only, so no pretraining is needed):
 - an ESD optimiser step through the ``Unlearner`` / a bare ``UNet2DConditionModel``
@@ -15,7 +17,8 @@ Prints, measured in one run (random weights: cost only, so no pretraining is nee
 
 On CUDA (when present) everything runs there, under the loop's bfloat16 autocast.
 
-Run: .venv/bin/python benchmarks/bench_t2i.py   (a few minutes on 2 cores)
+Run: .venv/bin/python benchmarks/bench_t2i.py [--config configs/sdxl_demo.yaml]
+     (a few minutes on 2 cores)
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _setup(device: str = "cpu"):
+def _setup(device: str = "cpu", config: str = "configs/t2i_demo.yaml"):
     import torch
 
     from unlearn.agents import get_agent
@@ -56,15 +59,17 @@ def _setup(device: str = "cpu"):
     from unlearn.data import ForgetSplit, ImageData
     from unlearn.data.captions import VOCABULARY
     from unlearn.methods import get_method
+    from unlearn.models.sdxl import build_sdxl
     from unlearn.models.t2i import build_t2i
     from unlearn.unlearner import Unlearner
 
     cfg = load_config(
-        REPO / "configs" / "t2i_demo.yaml",
+        REPO / config,
         ["workdir=/tmp/unlearn-bench", "tracking.enabled=false", f"device={device}"],
     )
     torch.manual_seed(0)
-    model = build_t2i(cfg, VOCABULARY, 1, cfg.data.resolution).to(device)
+    build = build_sdxl if cfg.model.kind == "sdxl" else build_t2i
+    model = build(cfg, VOCABULARY, 1, cfg.data.resolution).to(device)
     ids = model.set_prompts([*cfg.forget.prompts, *cfg.forget.retain_prompts, cfg.forget.anchor])
     model.anchor_id = ids[-1]
     ids = ids[:-1]
@@ -143,13 +148,13 @@ def method_costs(cfg, model, split, bare, device: str) -> dict[str, dict[str, fl
     return out
 
 
-def main() -> dict[str, float]:
+def main(config: str = "configs/t2i_demo.yaml") -> dict[str, float]:
     import copy
 
     import torch
 
     device = _device()
-    cfg, model, unl, retain, split = _setup(device)
+    cfg, model, unl, retain, split = _setup(device, config)
     base_state = copy.deepcopy(model.state_dict())
     b = cfg.unlearn.batch_size
     x, lab = retain.images[:b].to(device), retain.labels[:b].to(device)
@@ -168,7 +173,8 @@ def main() -> dict[str, float]:
     n = min(n, 64)
     prompts = [cfg.forget.retain_prompts[i % len(cfg.forget.retain_prompts)] for i in range(n)]
     z = torch.randn(n, model.channels, model.resolution, model.resolution).to(device)
-    emb = model.encode_text(prompts)
+    with torch.no_grad():  # SDXL: the pooled embedding and time ids as well
+        kwargs = model.unet_kwargs(model.encode_cond(prompts))
     tt = torch.full((n,), 500, device=device)
     model.eval()
 
@@ -178,14 +184,14 @@ def main() -> dict[str, float]:
     def unet_forwards() -> None:  # the ideal: steps x 2 UNet forwards at the batch, timed as one
         with torch.no_grad():
             for _ in range(2 * steps):
-                model.unet(z, tt, encoder_hidden_states=emb)
+                model.unet(z, tt, **kwargs)
 
     # both calls last about as long, so a busy CPU slows them alike
     st = interleaved({"sample": sample, "unet": unet_forwards}, repeat=5, number=1)
     ideal = st["unet"]
     sampling_ratio = ideal / st["sample"]
     print(
-        f"t2i demo architecture: UNet {sum(p.numel() for p in model.unet.parameters()):,} "
+        f"{cfg.name} architecture: UNet {sum(p.numel() for p in model.unet.parameters()):,} "
         f"parameters, latents {model.channels}x{model.resolution}x{model.resolution}"
     )
     print(
@@ -227,4 +233,6 @@ def main() -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main()
+    main(
+        sys.argv[sys.argv.index("--config") + 1] if "--config" in sys.argv else main.__defaults__[0]
+    )
