@@ -168,16 +168,18 @@ def test_tiny_sweep_as_a_job_lands_in_mlflow(cluster, tiny_workdir, tmp_path):
     assert len(kids) == 2 and all("eval/fid" in k.data.metrics for k in kids)
 
 
-def test_t2i_run_as_a_job_writes_its_pipeline_and_metrics(cluster, tmp_path):
-    """A text-to-image `unlearn run` (the shipped demo pipeline, ESD, 2 steps) as a Ray job:
-    the job succeeds, its run directory holds the unlearned pipeline and the t2i metrics."""
+@pytest.mark.parametrize("demo", ["t2i_demo", "sdxl_demo"])
+def test_t2i_run_as_a_job_writes_its_pipeline_and_metrics(cluster, tmp_path, demo):
+    """A text-to-image `unlearn run` (a shipped demo pipeline: Stable Diffusion or SDXL
+    format; ESD, 2 steps) as a Ray job: the job succeeds, its run directory holds the
+    unlearned pipeline of the same family and the t2i metrics."""
     import json
 
     from mlflow.tracking import MlflowClient
 
     job = tmp_path / "job"
     job.mkdir()
-    cfg = yaml.safe_load((REPO / "configs/t2i_demo.yaml").read_text())
+    cfg = yaml.safe_load((REPO / f"configs/{demo}.yaml").read_text())
     cfg["workdir"] = str(tmp_path / "w")
     cfg["unlearn"] |= {"steps": 2, "batch_size": 4}
     cfg["t2i"]["samples_per_prompt"] = 2
@@ -212,6 +214,9 @@ def test_t2i_run_as_a_job_writes_its_pipeline_and_metrics(cluster, tmp_path):
     model = Path(res["model_dir"])
     assert model.parent == run and (model / "model_index.json").is_file()
     assert (model / "unet").is_dir() and (run / "after.png").is_file()
+    family = json.loads((model / "unlearn.json").read_text())["family"]
+    assert family == cfg["model"]["kind"]
+    assert (model / "text_encoder_2").is_dir() == (demo == "sdxl_demo")
     exp = MlflowClient(uri).get_experiment_by_name("t2i-jobs")
     (rec,) = MlflowClient(uri).search_runs([exp.experiment_id])
     assert rec.info.run_id == run.name and "eval/concept_rate" in rec.data.metrics
