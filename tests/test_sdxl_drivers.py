@@ -1,6 +1,7 @@
 """The drivers on the SDXL family (the session's tiny SDXL pipeline): ``unlearn run`` with its
-evaluation, ``unlearn eval`` of the saved pipeline, ``unlearn audit``, the env, the bench and
-``unlearn tune`` — all through the family seam, none of them told the kind."""
+evaluation, ``unlearn eval`` of the saved pipeline, ``unlearn audit``, the env, the bench,
+``unlearn tune`` and ``unlearn rl train`` with its exported policy driving a run — all through
+the family seam, none of them told the kind."""
 
 from __future__ import annotations
 
@@ -129,15 +130,49 @@ def _tune(cfg, model_dir, tmp_path):
     return {"forget_rate": res.trials[0].forget_rate}
 
 
-DRIVERS = {"eval": _eval, "audit": _audit, "env": _env, "bench": _bench, "tune": _tune}
+def _rl(cfg, model_dir, tmp_path):
+    """``unlearn rl train`` (one PPO iteration on the env over SDXL concepts), then its
+    exported policy as the λ agent of an SDXL run."""
+    import yaml
+    from test_rl import last_json, train_ppo
+
+    from unlearn.config import apply_overrides
+
+    sets = [*SDXL_TINY, *ENV, f"workdir={cfg.workdir}", "tracking.enabled=false"]
+    (tmp_path / "sdxl.yaml").write_text(yaml.safe_dump(apply_overrides({}, sets)))
+    args = ["--config", str(tmp_path / "sdxl.yaml")]
+    small = ["--set", "rl.train_batch_size=4", "--set", "rl.minibatch_size=2"]
+    trained = train_ppo(tmp_path, *args, *small)
+    assert len(trained["returns"]) == 1
+    out = tmp_path / "pol"
+    proc = cli(
+        "policy", "export", trained["checkpoint"], "--format", "torchscript", "--out", str(out)
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = last_json(
+        cli("run", *args, "--set", "agent.name=policy", "--set", f"agent.path={out}", "--json")
+    )
+    assert json.loads((Path(res["model_dir"]) / "unlearn.json").read_text())["family"] == "sdxl"
+    return {"forget_rate": res["after"]["concept_rate"]}
+
+
+DRIVERS = {
+    "eval": _eval,
+    "audit": _audit,
+    "env": _env,
+    "bench": _bench,
+    "tune": _tune,
+    "rl": _rl,
+}
+INTEGRATION = ("tune", "rl")  # a Ray cluster
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "driver",
     [
-        *[d for d in DRIVERS if d != "tune"],
-        pytest.param("tune", marks=pytest.mark.integration),
+        *[d for d in DRIVERS if d not in INTEGRATION],
+        *[pytest.param(d, marks=pytest.mark.integration) for d in INTEGRATION],
     ],
 )
 def test_every_driver_runs_on_sdxl(unlearned, sdxl_workdir, tmp_path, driver):
