@@ -10,6 +10,9 @@ Prints, measured in one run (random weights: cost only, so no pretraining is nee
 - sampling: images/s of ``T2IModel.generate`` (text encoding, guided DDIM, VAE decoding)
   against the UNet alone, (UNet forward time at the batch × steps × 2 for guidance)
   (target >= 0.9x: the guided batch runs as one forward of twice the batch);
+- generation of a data-free concept set (``data.source: generate``: guided DDIM, VAE decoding,
+  the cached chunk files written) against the UNet alone at the chunk's batch (target >=
+  0.9x);
 - every t2i method's step (ESD, f-divergence, constrained reverse-KL / likelihood, VDU, SISS,
   naive, NegGrad) / the bare step, with its frozen-model forwards counted by a hook on the
   frozen UNet (calls and rows per step), and on CUDA the peak memory of each;
@@ -30,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import REPO, interleaved  # noqa: E402
 
-TARGETS = {"esd / bare": 1.6, "sampling": 0.9}
+TARGETS = {"esd / bare": 1.6, "sampling": 0.9, "generation": 0.9}
 
 
 METHODS = {
@@ -148,6 +151,64 @@ def method_costs(cfg, model, split, bare, device: str) -> dict[str, dict[str, fl
     return out
 
 
+def generation_ratio(cfg, model, device: str, per_prompt: int = 16) -> float:
+    """A data-free concept set (``generate_set``: the config's forget and retain prompts,
+    ``per_prompt`` images each, chunks of 64, 25 steps) generated into a fresh cache each
+    time, against the ideal: the UNet's forwards x steps x 2 at the chunk's batch."""
+    import dataclasses
+    import shutil
+    import tempfile
+
+    import torch
+
+    from unlearn.data.prompts import prompt_spec
+    from unlearn.families.t2i.generate import generate_set, generated_prompts
+
+    spec = prompt_spec(cfg.forget, model.tokenizer)
+    prompts, _ = generated_prompts(spec)
+    chunk = 64
+    root = Path(tempfile.mkdtemp(prefix="unlearn-gen-"))
+    g = dataclasses.replace(
+        cfg.data.generate, per_prompt=per_prompt, chunk=chunk, steps=25, cache=""
+    )
+    runs = iter(range(1000))
+
+    def gen() -> None:
+        c = dataclasses.replace(
+            cfg,
+            workdir=str(root / str(next(runs))),
+            data=dataclasses.replace(cfg.data, source="generate", generate=g),
+        )
+        generate_set(model, c, spec, device)
+
+    n = len(prompts) * per_prompt
+    z = torch.randn(chunk, model.channels, model.resolution, model.resolution).to(device)
+    tt = torch.full((chunk,), 500, device=device)
+    model.eval()
+    with torch.no_grad():
+        kwargs = model.unet_kwargs(
+            model.encode_cond([prompts[i % len(prompts)] for i in range(chunk)])
+        )
+
+    def unet_forwards() -> None:  # the ideal for the whole set, at the chunk's batch
+        with torch.no_grad():
+            for _ in range(2 * g.steps * n // chunk):
+                model.unet(z, tt, **kwargs)
+
+    try:
+        t = interleaved({"gen": gen, "unet": unet_forwards}, repeat=3, number=1)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    ratio = t["unet"] / t["gen"]
+    print(
+        f"generation of a concept set: {n} images ({len(prompts)} prompts x {per_prompt}, "
+        f"chunks of {chunk}, {g.steps} steps, guidance {g.guidance}) in {t['gen']:.2f} s, "
+        f"{n / t['gen']:.1f} images/s; UNet forwards x steps x 2 {t['unet']:.2f} s: "
+        f"{ratio:.2f}x (target >= {TARGETS['generation']}x)"
+    )
+    return ratio
+
+
 def main(config: str = "configs/t2i_demo.yaml") -> dict[str, float]:
     import copy
 
@@ -204,6 +265,7 @@ def main(config: str = "configs/t2i_demo.yaml") -> dict[str, float]:
         f" UNet forward {ideal / (2 * steps) * 1e3:.1f} ms x {steps} x 2 = {ideal:.2f} s vs "
         f"{st['sample']:.2f} s: {sampling_ratio:.2f}x (target >= {TARGETS['sampling']}x)"
     )
+    gen_ratio = generation_ratio(cfg, model, device)
     model.train()
     model.load_state_dict(base_state)
     costs = method_costs(cfg, model, split, bare, device)
@@ -227,7 +289,12 @@ def main(config: str = "configs/t2i_demo.yaml") -> dict[str, float]:
         f"LoRA rank 4 ESD step {lt['lora'] * 1e3:.1f} ms vs full-UNet ESD step "
         f"{lt['full'] * 1e3:.1f} ms: {lora_ratio:.2f}x ({n_lora:,} trained parameters)"
     )
-    ratios = {"esd / bare": esd_ratio, "sampling": sampling_ratio, "lora / full": lora_ratio}
+    ratios = {
+        "esd / bare": esd_ratio,
+        "sampling": sampling_ratio,
+        "generation": gen_ratio,
+        "lora / full": lora_ratio,
+    }
     ratios.update({f"{k} / bare": v["ratio"] for k, v in costs.items()})
     return ratios
 
