@@ -92,5 +92,11 @@ def test_tune_sweeps_t2i_methods_lora_rank_and_agents(t2i_workdir, tmp_path):
         assert t.params["method.name"] in ("esd", "fdiv", "constrained", "vdu")
         assert t.params["model.lora_rank"] in (2, 4, 8)
         assert 0.0 <= t.forget_rate <= 1.0 and t.fid >= 0.0
+        # a pipeline's other table figures reach the trial and the sweep's table
+        assert set(t.metrics) == {"paraphrase_concept_rate", "retain_accuracy"}
+        assert 0.0 <= t.metrics["retain_accuracy"] <= 1.0
     rows = (res.path / "report" / "results.csv").read_text().splitlines()
     assert len(rows) == 3 and "model.lora_rank" in rows[0]
+    head = rows[0].split(",")
+    assert head.index("eval/fid") + 1 == head.index("eval/paraphrase_concept_rate")
+    assert "eval/retain_accuracy" in head

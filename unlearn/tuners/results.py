@@ -39,6 +39,9 @@ class TrialResult:
     node_ids: list[str] = field(default_factory=list)
     #: times Tune restarted the trial from its last checkpoint (tune.max_failures)
     restarts: int = 0
+    #: the family's other evaluation figures of the last report, by name without ``eval/``
+    #: (a pipeline's ``paraphrase_concept_rate`` and ``retain_accuracy``, ...)
+    metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def evaluated(self) -> bool:
@@ -152,8 +155,9 @@ COLUMNS = (
 def rows(trials: list[TrialResult], front: list[TrialResult]) -> tuple[list[str], list[list]]:
     """Table columns (searched params included) and rows, best score first."""
     keys = sorted({k for t in trials for k in t.params})
+    extra = sorted({k for t in trials for k in t.metrics})
     on_front = {t.trial_id for t in front}
-    cols = [*COLUMNS[:3], *keys, *COLUMNS[3:]]
+    cols = [*COLUMNS[:3], *keys, *COLUMNS[3:5], *(f"eval/{k}" for k in extra), *COLUMNS[5:]]
     ordered = sorted(trials, key=lambda t: (not _ok(t.score), t.score if _ok(t.score) else 0.0))
     out = []
     for t in ordered:
@@ -165,6 +169,7 @@ def rows(trials: list[TrialResult], front: list[TrialResult]) -> tuple[list[str]
                 *[t.params.get(k, "") for k in keys],
                 t.forget_rate,
                 t.fid,
+                *[t.metrics.get(k) for k in extra],
                 t.score,
                 t.attacked_forget_rate,
                 t.adversarial_concept_rate,

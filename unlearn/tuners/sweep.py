@@ -344,4 +344,11 @@ def _trial_result(r, cb) -> TrialResult:
         run_id=cb.runs.get(tid),
         node_ids=list(cb.nodes.get(tid, [])),
         restarts=cb.restarts.get(tid, 0),
+        metrics=_other_eval(m),
     )
+
+
+def _other_eval(m: dict[str, Any]) -> dict[str, float]:
+    """The family's other table figures of a final report (``tune/table_keys`` names them)."""
+    keys = str(m.get("tune/table_keys") or "").split(",")
+    return {k: float(m[f"eval/{k}"]) for k in keys if k and _num(m.get(f"eval/{k}")) is not None}
