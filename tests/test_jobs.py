@@ -222,6 +222,44 @@ def test_t2i_run_as_a_job_writes_its_pipeline_and_metrics(cluster, tmp_path, dem
     assert rec.info.run_id == run.name and "eval/concept_rate" in rec.data.metrics
 
 
+def test_i2i_run_as_a_job_writes_its_model_and_completion_metrics(cluster, tmp_path):
+    """An image-to-image `unlearn run` (the shipped masked autoencoder, encoder unlearning,
+    2 steps) as a Ray job: its run directory holds the model and the forget / retain
+    completion metrics, and MLflow has the run."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    job = tmp_path / "job"
+    job.mkdir()
+    cfg = yaml.safe_load((REPO / "configs/i2i_mae.yaml").read_text())
+    cfg["workdir"] = str(tmp_path / "w")
+    cfg["unlearn"] |= {"steps": 2, "batch_size": 8}
+    cfg["i2i"]["eval_images"] = 20
+    cfg["tracking"] = {"experiment": "i2i-jobs"}
+    (job / "config.yaml").write_text(yaml.safe_dump(cfg))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    r = submit(
+        cluster,
+        "--follow",
+        *("--working-dir", str(job), "--env", f"MLFLOW_TRACKING_URI={uri}"),
+        *("--", "unlearn", "run", "--config", "config.yaml"),
+        timeout=900,
+    )
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert "SUCCEEDED" in r.stdout
+    (run,) = (tmp_path / "w" / "unlearned").iterdir()
+    res = json.loads((run / "result.json").read_text())
+    assert res["status"] == "finished" and res["steps"] == 2
+    for side in ("before", "after"):
+        assert {"forget_rate", "retain_accuracy", "fid", "forget_fid"} <= set(res[side])
+    model = Path(res["model_dir"])
+    assert json.loads((model / "unlearn.json").read_text())["family"] == "mae"
+    exp = MlflowClient(uri).get_experiment_by_name("i2i-jobs")
+    (rec,) = MlflowClient(uri).search_runs([exp.experiment_id])
+    assert rec.info.run_id == run.name and "eval/forget_fid" in rec.data.metrics
+
+
 def test_job_exit_status_is_mirrored_and_uploads_exclude_junk(cluster, tmp_path):
     (tmp_path / "keep.txt").write_text("x")
     (tmp_path / "runs.db").write_text("x")
