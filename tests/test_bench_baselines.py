@@ -75,9 +75,10 @@ def test_tune_baselines_searches_train_classes_and_runs_the_winners_held_out(
 def test_one_trial_search_keeps_the_configured_baselines_and_checks_can_be_off(
     tiny_workdir: Path, tmp_path: Path
 ) -> None:
-    """The search's first trial is the configured baseline (a 1-trial search returns it);
-    ``bench.check_every=0`` leaves only the base and final forget rates in a run's checks
-    while the agents still see proxies every ``unlearn.eval_every`` steps."""
+    """The search's first trial is the configured baseline (a 1-trial search returns it),
+    the method's own searched knobs included (EraseDiff's η); ``bench.check_every=0``
+    leaves only the base and final forget rates in a run's checks while the agents still
+    see proxies every ``unlearn.eval_every`` steps."""
     proc = cli(
         "bench",
         "--config",
@@ -87,7 +88,8 @@ def test_one_trial_search_keeps_the_configured_baselines_and_checks_can_be_off(
         *("--set", "unlearn.steps=3", "--set", "unlearn.eval_every=1"),
         *("--set", "bench.check_every=0", "--set", "method.lam=0.4", "--set", "method.scale=0.2"),
         *("--set", "bench.decay={start: 0.7, end: 0.1, scale: 0.3}"),
-        *("--methods", "siss", "--agents", "static,decay", "--seeds", "1"),
+        *("--set", "method.options={erasediff: {eta: 0.7}}"),
+        *("--methods", "siss,erasediff", "--agents", "static,decay", "--seeds", "1"),
         *("--tune-baselines", "1", "--out", str(tmp_path / "report"), "--json"),
         timeout=600,
     )
@@ -96,6 +98,9 @@ def test_one_trial_search_keeps_the_configured_baselines_and_checks_can_be_off(
     tuning = res["plan"]["tuning"]
     assert tuning["siss|static"]["params"] == pytest.approx({"lam": 0.4, "scale": 0.2})
     assert tuning["siss|decay"]["params"] == pytest.approx({"start": 0.7, "end": 0.1, "scale": 0.3})
+    assert tuning["erasediff|static"]["params"] == pytest.approx({"lam": 0.4, "eta": 0.7})
+    md = (tmp_path / "report" / "bench.md").read_text()
+    assert "| erasediff + static (tuned) | lam=0.4, eta=0.7 |" in md
     for r in res["runs"]:
         assert [c[0] for c in r["checks"]] == [0, 3]
 
@@ -193,31 +198,6 @@ def test_bad_input_exits_2_with_one_line(args, fragment, tmp_path: Path) -> None
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0], proc.stderr
-
-
-@pytest.mark.slow
-def test_the_search_covers_the_methods_own_knobs(tiny_workdir: Path, tmp_path: Path) -> None:
-    """A tuned baseline searches the method's searchable options with λ (EraseDiff's η): the
-    first trial holds the configured η, the winner's η reaches the held-out runs' method."""
-    proc = cli(
-        "bench",
-        "--config",
-        TINY,
-        *("--set", f"workdir={tiny_workdir}", "--set", "tracking.enabled=false"),
-        *("--set", "env.train_instances=[1]", "--set", "env.test_instances=[2]"),
-        *("--set", "unlearn.steps=2", "--set", "method.lam=0.4"),
-        *("--set", "method.options={erasediff: {eta: 0.7}}"),
-        *("--methods", "erasediff", "--agents", "static", "--seeds", "1"),
-        *("--tune-baselines", "1", "--out", str(tmp_path / "report"), "--json"),
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    res = json.loads(proc.stdout)
-    assert res["plan"]["tuning"]["erasediff|static"]["params"] == pytest.approx(
-        {"lam": 0.4, "eta": 0.7}
-    )
-    md = (tmp_path / "report" / "bench.md").read_text()
-    assert "| erasediff + static (tuned) | lam=0.4, eta=0.7 |" in md
 
 
 def test_searched_options_of_a_tuned_baseline_reach_the_cells_method(tiny_workdir: Path) -> None:

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -168,75 +169,16 @@ def test_tiny_sweep_as_a_job_lands_in_mlflow(cluster, tiny_workdir, tmp_path):
     assert len(kids) == 2 and all("eval/fid" in k.data.metrics for k in kids)
 
 
-@pytest.mark.parametrize("demo", ["t2i_demo", "sdxl_demo"])
-def test_t2i_run_as_a_job_writes_its_pipeline_and_metrics(cluster, tmp_path, demo):
-    """A text-to-image `unlearn run` (a shipped demo pipeline: Stable Diffusion or SDXL
-    format; ESD, 2 steps) as a Ray job: the job succeeds, its run directory holds the
-    unlearned pipeline of the same family and the t2i metrics."""
+def run_as_job(cluster, tmp_path: Path, cfg: dict) -> tuple[Path, dict, Any]:
+    """``unlearn run`` of ``cfg`` submitted as a Ray job that logs to a fresh MLflow store;
+    returns its run directory, its result.json and the store's MLflow run of it."""
     import json
 
     from mlflow.tracking import MlflowClient
 
     job = tmp_path / "job"
     job.mkdir()
-    cfg = yaml.safe_load((REPO / f"configs/{demo}.yaml").read_text())
-    cfg["workdir"] = str(tmp_path / "w")
-    cfg["unlearn"] |= {"steps": 2, "batch_size": 4}
-    cfg["t2i"]["samples_per_prompt"] = 2
-    cfg["eval"] |= {"sampler_steps": 4, "proxy_batch": 4}
-    cfg["forget"]["retain_prompts"] = cfg["forget"]["retain_prompts"][:2]
-    cfg["tracking"] = {"experiment": "t2i-jobs"}
-    (job / "config.yaml").write_text(yaml.safe_dump(cfg))
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    r = submit(
-        cluster,
-        "--follow",
-        "--working-dir",
-        str(job),
-        "--env",
-        f"MLFLOW_TRACKING_URI={uri}",
-        "--",
-        "unlearn",
-        "run",
-        "--config",
-        "config.yaml",
-        timeout=900,
-    )
-    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
-    assert "SUCCEEDED" in r.stdout
-    (run,) = (tmp_path / "w" / "unlearned").iterdir()
-    res = json.loads((run / "result.json").read_text())
-    assert res["status"] == "finished" and res["steps"] == 2
-    for side in ("before", "after"):
-        assert {"concept_rate", "paraphrase_concept_rate", "retain_accuracy", "fid"} <= set(
-            res[side]
-        )
-    model = Path(res["model_dir"])
-    assert model.parent == run and (model / "model_index.json").is_file()
-    assert (model / "unet").is_dir() and (run / "after.png").is_file()
-    family = json.loads((model / "unlearn.json").read_text())["family"]
-    assert family == cfg["model"]["kind"]
-    assert (model / "text_encoder_2").is_dir() == (demo == "sdxl_demo")
-    exp = MlflowClient(uri).get_experiment_by_name("t2i-jobs")
-    (rec,) = MlflowClient(uri).search_runs([exp.experiment_id])
-    assert rec.info.run_id == run.name and "eval/concept_rate" in rec.data.metrics
-
-
-def test_i2i_run_as_a_job_writes_its_model_and_completion_metrics(cluster, tmp_path):
-    """An image-to-image `unlearn run` (the shipped masked autoencoder, encoder unlearning,
-    2 steps) as a Ray job: its run directory holds the model and the forget / retain
-    completion metrics, and MLflow has the run."""
-    import json
-
-    from mlflow.tracking import MlflowClient
-
-    job = tmp_path / "job"
-    job.mkdir()
-    cfg = yaml.safe_load((REPO / "configs/i2i_mae.yaml").read_text())
-    cfg["workdir"] = str(tmp_path / "w")
-    cfg["unlearn"] |= {"steps": 2, "batch_size": 8}
-    cfg["i2i"]["eval_images"] = 20
-    cfg["tracking"] = {"experiment": "i2i-jobs"}
+    cfg = {**cfg, "workdir": str(tmp_path / "w"), "tracking": {"experiment": "jobs"}}
     (job / "config.yaml").write_text(yaml.safe_dump(cfg))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     r = submit(
@@ -251,13 +193,53 @@ def test_i2i_run_as_a_job_writes_its_model_and_completion_metrics(cluster, tmp_p
     (run,) = (tmp_path / "w" / "unlearned").iterdir()
     res = json.loads((run / "result.json").read_text())
     assert res["status"] == "finished" and res["steps"] == 2
+    exp = MlflowClient(uri).get_experiment_by_name("jobs")
+    (rec,) = MlflowClient(uri).search_runs([exp.experiment_id])
+    assert rec.info.run_id == run.name
+    return run, res, rec
+
+
+@pytest.mark.parametrize("demo", ["t2i_demo", "sdxl_demo"])
+def test_t2i_run_as_a_job_writes_its_pipeline_and_metrics(cluster, tmp_path, demo):
+    """A text-to-image `unlearn run` (a shipped demo pipeline: Stable Diffusion or SDXL
+    format; ESD, 2 steps) as a Ray job: the job succeeds, its run directory holds the
+    unlearned pipeline of the same family and the t2i metrics."""
+    import json
+
+    cfg = yaml.safe_load((REPO / f"configs/{demo}.yaml").read_text())
+    cfg["unlearn"] |= {"steps": 2, "batch_size": 4}
+    cfg["t2i"]["samples_per_prompt"] = 2
+    cfg["eval"] |= {"sampler_steps": 4, "proxy_batch": 4}
+    cfg["forget"]["retain_prompts"] = cfg["forget"]["retain_prompts"][:2]
+    run, res, rec = run_as_job(cluster, tmp_path, cfg)
+    for side in ("before", "after"):
+        assert {"concept_rate", "paraphrase_concept_rate", "retain_accuracy", "fid"} <= set(
+            res[side]
+        )
+    model = Path(res["model_dir"])
+    assert model.parent == run and (model / "model_index.json").is_file()
+    assert (model / "unet").is_dir() and (run / "after.png").is_file()
+    family = json.loads((model / "unlearn.json").read_text())["family"]
+    assert family == cfg["model"]["kind"]
+    assert (model / "text_encoder_2").is_dir() == (demo == "sdxl_demo")
+    assert "eval/concept_rate" in rec.data.metrics
+
+
+def test_i2i_run_as_a_job_writes_its_model_and_completion_metrics(cluster, tmp_path):
+    """An image-to-image `unlearn run` (the shipped masked autoencoder, encoder unlearning,
+    2 steps) as a Ray job: its run directory holds the model and the forget / retain
+    completion metrics, and MLflow has the run."""
+    import json
+
+    cfg = yaml.safe_load((REPO / "configs/i2i_mae.yaml").read_text())
+    cfg["unlearn"] |= {"steps": 2, "batch_size": 8}
+    cfg["i2i"]["eval_images"] = 20
+    _, res, rec = run_as_job(cluster, tmp_path, cfg)
     for side in ("before", "after"):
         assert {"forget_rate", "retain_accuracy", "fid", "forget_fid"} <= set(res[side])
     model = Path(res["model_dir"])
     assert json.loads((model / "unlearn.json").read_text())["family"] == "mae"
-    exp = MlflowClient(uri).get_experiment_by_name("i2i-jobs")
-    (rec,) = MlflowClient(uri).search_runs([exp.experiment_id])
-    assert rec.info.run_id == run.name and "eval/forget_fid" in rec.data.metrics
+    assert "eval/forget_fid" in rec.data.metrics
 
 
 def test_job_exit_status_is_mirrored_and_uploads_exclude_junk(cluster, tmp_path):
