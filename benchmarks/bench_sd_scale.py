@@ -21,7 +21,9 @@ its own, largest first.
 
 Run: .venv/bin/python benchmarks/bench_sd_scale.py   (several GiB of RAM; minutes on 2 cores)
      [--cuda] on a GPU; [--width 0.05] the same code on SD-1.5's structure at reduced widths;
-     [--sdxl [--budget-gib 24]] SDXL base instead
+     [--sdxl [--budget-gib 24]] SDXL base instead; [--max-px 512] skip the larger sides (on a
+     CPU one SDXL step at 1024 px takes many minutes); [--repeat N] timed calls per phase
+     after the warm-up (default 2)
 """
 
 from __future__ import annotations
@@ -188,10 +190,18 @@ def main(
     width: float = 1.0,
     family: str = "sd15",
     budget_gib: float = 24.0,
+    max_px: int | None = None,
 ) -> dict[str, dict]:
-    """Every measurement; ``width`` < 1 runs the same code on reduced widths (a smoke run)."""
+    """Every measurement; ``width`` < 1 runs the same code on reduced widths (a smoke run);
+    ``max_px`` leaves out the sides above it (said in the output)."""
     res: dict[str, dict] = {}
     sides = MODELS[family][1]
+    if max_px is not None:
+        kept = tuple(x for x in sides if x * 8 <= max_px) or sides[-1:]
+        left = [x * 8 for x in sides if x not in kept]
+        if left:
+            print(f"  not tried (--max-px {max_px}): {', '.join(f'{p} px' for p in left)}")
+        sides = kept
     side = sides[-1]
     for side in sides:  # the largest side whose LoRA ESD step fits the budget
         res["esd_lora"] = _child("esd_lora", device, repeat, width, family, side)
@@ -247,10 +257,15 @@ if __name__ == "__main__":
         print(json.dumps(out))
     else:
         w = float(sys.argv[sys.argv.index("--width") + 1]) if "--width" in sys.argv else 1.0
-        gib = sys.argv.index("--budget-gib") + 1 if "--budget-gib" in sys.argv else 0
+
+        def arg(flag: str, kind, default):
+            return kind(sys.argv[sys.argv.index(flag) + 1]) if flag in sys.argv else default
+
         main(
             "cuda" if "--cuda" in sys.argv else "cpu",
+            repeat=arg("--repeat", int, 2),
             width=w,
             family="sdxl" if "--sdxl" in sys.argv else "sd15",
-            budget_gib=float(sys.argv[gib]) if gib else 24.0,
+            budget_gib=arg("--budget-gib", float, 24.0),
+            max_px=arg("--max-px", int, None),
         )
