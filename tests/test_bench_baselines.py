@@ -216,3 +216,9 @@ def test_searched_options_of_a_tuned_baseline_reach_the_cells_method(tiny_workdi
     fdiv = get_method(dataclasses.replace(c.method, name="fdiv", options={}))
     assert searched_options(fdiv)["divergence"].search == ("kl", "hellinger", "chi2", "amari")
     assert "anchor" not in searched_options(fdiv)
+
+
+def test_tuned_parameters_print_numbers_and_choices() -> None:
+    from unlearn.bench.baselines import params_text
+
+    assert params_text({"lam": 0.78589, "divergence": "chi2"}) == "lam=0.786, divergence=chi2"

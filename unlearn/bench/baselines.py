@@ -269,6 +269,13 @@ def policy_training_steps(meta: dict[str, Any]) -> int | None:
     return None
 
 
+def params_text(params: dict[str, Any]) -> str:
+    """A tuned baseline's parameters in one line (numbers to 3 digits, choices as named)."""
+    return ", ".join(
+        f"{k}={v:.3g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in params.items()
+    )
+
+
 def compute_markdown(tuned: dict[str, dict], policy_steps: int | None, has_policy: bool) -> str:
     """The report's "Compute of each row" section (empty when nothing was tuned)."""
     if not tuned and not has_policy:
@@ -280,9 +287,7 @@ def compute_markdown(tuned: dict[str, dict], policy_steps: int | None, has_polic
         "|---|---|---|",
     ]
     for t in tuned.values():
-        params = ", ".join(
-            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items()
-        )
+        params = params_text(t["params"])
         lines.append(
             f"| {t['method']} + {t['agent']} (tuned) | {params} | {t['optimiser_steps']:,} "
             f"({t['trials']} trials x {len(t['train_instances'])} train classes "

@@ -130,13 +130,14 @@ def bench(
         typer.echo(json.dumps(res.to_dict(), indent=2, default=str))
     else:
         from unlearn.bench import summary_rows
+        from unlearn.bench.baselines import params_text
 
         cols, cells = summary_rows(res.summaries, res.threshold, lambda s: f"[bold]{s}[/]", True)
         console.print(table(f"bench {res.preset}: {len(res.runs)} runs", cols, cells))
         for name, reason in res.plan.skipped.items():
             console.print(f"left out {name}: {reason}", highlight=False)
         for t in res.plan.tuning.values():
-            params = ", ".join(f"{k}={v:.3g}" for k, v in t["params"].items())
+            params = params_text(t["params"])
             console.print(
                 f"tuned {t['method']} + {t['agent']} on train classes "
                 f"{list(t['train_instances'])}: {params} ({t['trials']} trials, "
