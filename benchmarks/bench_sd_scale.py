@@ -15,9 +15,9 @@ Prints, each measured in a process of its own (so its peak resident memory is it
 
 ``--sdxl``: the same measurements on SDXL base 1.0's UNet, VAE and both text encoders
 (``unlearn.models.sdxl.published``, ``configs/sdxl.yaml``'s method and LoRA) at the largest
-of 1024 / 768 / 512 px whose LoRA ESD step's peak memory (GPU memory on CUDA, resident
-memory on the CPU) fits ``--budget-gib`` (24 by default); each side is tried in a process of
-its own, largest first.
+of 1024 / 768 / 512 / 384 / 256 px whose LoRA ESD step's peak memory (GPU memory on CUDA,
+resident memory on the CPU) fits ``--budget-gib`` (24 by default) and is not killed for
+memory; each side is tried in a process of its own, largest first.
 
 Run: .venv/bin/python benchmarks/bench_sd_scale.py   (several GiB of RAM; minutes on 2 cores)
      [--cuda] on a GPU; [--width 0.05] the same code on SD-1.5's structure at reduced widths;
@@ -46,7 +46,7 @@ FULL_UNET_GIB = 20.0
 
 
 #: the real-checkpoint config and the latent sides (largest first) of each model
-MODELS = {"sd15": ("sd15.yaml", (64,)), "sdxl": ("sdxl.yaml", (128, 96, 64))}
+MODELS = {"sd15": ("sd15.yaml", (64,)), "sdxl": ("sdxl.yaml", (128, 96, 64, 48, 32))}
 
 
 def _cfg(train: str, device: str, family: str = "sd15"):
@@ -175,6 +175,8 @@ def _child(
         text=True,
         check=False,
     )
+    if out.returncode < 0:  # the kernel's out-of-memory killer sends SIGKILL
+        return {"error": f"killed by signal {-out.returncode} (out of memory when 9)"}
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1:] or ["failed"]}
     return json.loads(out.stdout.strip().splitlines()[-1])

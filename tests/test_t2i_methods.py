@@ -218,3 +218,38 @@ def test_t2i_methods_run_with_every_lambda_agent(t2i_workdir, method, agent):
     res = unl.run()
     assert res.status == "finished" and res.steps == 2
     assert all(0.0 <= lam <= 1.0 for lam in res.lambdas)
+
+
+# -- the frozen original under LoRA ------------------------------------------------------------
+@pytest.mark.parametrize("method", ["esd", "fdiv"])
+def test_under_lora_the_original_is_the_live_unet_with_adapters_off(t2i_workdir, method):
+    """A LoRA run's frozen original is no copy (its memory is the model's) and predicts what
+    a frozen copy with the adapters switched off predicts, after the adapters have trained;
+    the live UNet keeps its adapters and its train mode."""
+    from unlearn.methods.common import AdaptersOff, frozen_copy
+
+    unl = unlearner(
+        t2i_workdir, ANCHOR, "model.train=lora", "model.lora_rank=2", f"method.name={method}"
+    )
+    ref = unl.method.ref_unet if method == "esd" else unl.method.anchor.unet
+    assert isinstance(ref, AdaptersOff) and not list(ref.parameters())
+    unl.step(3)
+    unet = unl.model.unet
+    assert any(p.abs().sum() > 0 for n, p in unet.named_parameters() if "lora_B" in n)
+    copy = frozen_copy(unet)
+    copy.disable_adapters()
+    x = torch.randn(2, unl.model.channels, unl.model.resolution, unl.model.resolution)
+    t = torch.tensor([100, 700])
+    labels = torch.tensor([1, 2])
+    unet.train()
+    live = unl.model.eps(x, t, labels).detach()
+    original = unl.model.eps(x, t, labels, unet=ref)
+    assert torch.allclose(original, unl.model.eps(x, t, labels, unet=copy), atol=1e-6)
+    assert not torch.allclose(original, live, atol=1e-6)  # the adapters are back on
+    assert torch.equal(unl.model.eps(x, t, labels).detach(), live) and unet.training
+
+
+def test_a_full_unet_run_keeps_a_frozen_copy(t2i_workdir):
+    unl = unlearner(t2i_workdir, "model.train=unet")
+    ref = unl.method.ref_unet
+    assert list(ref.parameters()) and all(not p.requires_grad for p in ref.parameters())
