@@ -79,7 +79,7 @@ class AdaptersOff(torch.nn.Module):
     """The original model of a LoRA-trained UNet without a copy: the live UNet itself, run
     without gradients, in eval mode, with its adapters switched off for the call. Under LoRA
     only the adapters train, so the base weights this reads are the original ones; on SDXL
-    base this saves the 2.6B-parameter copy (10 GiB in float32), on SD-1.5 0.86B."""
+    base this saves the 2.6B-parameter copy (9.6 GiB in float32), on SD-1.5 0.86B."""
 
     def __init__(self, unet: torch.nn.Module):
         super().__init__()
