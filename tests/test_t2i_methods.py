@@ -247,6 +247,13 @@ def test_under_lora_the_original_is_the_live_unet_with_adapters_off(t2i_workdir,
     assert torch.allclose(original, unl.model.eps(x, t, labels, unet=copy), atol=1e-6)
     assert not torch.allclose(original, live, atol=1e-6)  # the adapters are back on
     assert torch.equal(unl.model.eps(x, t, labels).detach(), live) and unet.training
+    # the episode's snapshot holds what can change (the adapters), and a reset restores them
+    params = dict(unl.model.named_parameters())
+    kept = [k for k in unl._initial if k in params]
+    assert kept and all("lora_" in k for k in kept)
+    unl.reset(0)
+    assert all(torch.equal(params[k], unl._initial[k]) for k in kept)
+    assert torch.equal(unl.model.eps(x, t, labels).detach(), original)  # B = 0 again
 
 
 def test_a_full_unet_run_keeps_a_frozen_copy(t2i_workdir):

@@ -53,6 +53,7 @@ def test_uce_maps_the_concept_to_its_anchor_and_keeps_the_retain_prompts(task):
     before_e = m.c_e @ m.original[name].double().T
     target = m.c_a @ m.original[name].double().T
     before_r = _values(unl, name, m.preserve)
+    state = {k: v.detach().clone() for k, v in unl.model.state_dict().items()}
 
     result = unl.run()
     assert result.steps == 1 and result.status == "finished" and result.lambdas == [0.9]
@@ -68,8 +69,11 @@ def test_uce_maps_the_concept_to_its_anchor_and_keeps_the_retain_prompts(task):
     # nothing outside the cross-attention keys and values changed
     edited = {f"unet.{n}.weight" for n in m.layers}
     for k, v in unl.model.state_dict().items():
-        if k not in edited and k in unl._initial:
-            assert torch.equal(v, unl._initial[k].to(v.device)), k
+        if k not in edited:
+            assert torch.equal(v, state[k].to(v.device)), k
+    # a reset restores the edited projections (they are in the episode's snapshot)
+    unl.reset(0)
+    assert all(torch.equal(v, state[k].to(v.device)) for k, v in unl.model.state_dict().items())
 
 
 def test_lambda_zero_keeps_the_model_and_the_edit_starts_from_the_original(task):

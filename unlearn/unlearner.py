@@ -20,7 +20,6 @@ Episodes reset from an in-memory copy of the starting weights, never from disk.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import time
@@ -167,6 +166,22 @@ class _Sums:
                 setattr(self, name, [None if x is None else x / n for x in grads])
 
 
+def mutable_state(model: torch.nn.Module, method: UnlearningMethod) -> dict[str, torch.Tensor]:
+    """A copy of the tensors a run can change: the parameters that train or that the method
+    edits (a closed form's projections), and every buffer. The rest — a LoRA run's base
+    weights, a frozen text encoder and VAE — is never written, so a reset need not copy it
+    (on SDXL base under LoRA that is the whole 3.5B-parameter pipeline)."""
+    edits = method.closed_form  # a closed form writes its weights whatever they require
+    changing = {id(p) for p in method.trainable_parameters(model) if edits or p.requires_grad}
+    changing |= {id(p) for p in model.parameters() if p.requires_grad}
+    params = {id(p) for p in model.parameters()}
+    return {
+        k: v.detach().clone()
+        for k, v in model.state_dict(keep_vars=True).items()
+        if id(v) in changing or id(v) not in params
+    }
+
+
 class Unlearner:
     """Runs one unlearning episode of ``cfg.unlearn.steps`` optimiser steps.
 
@@ -210,9 +225,7 @@ class Unlearner:
         self.agent.bind(self)
         self.params = [p for p in method.trainable_parameters(model) if p.requires_grad]
         # the episode's starting point, kept in memory: reset never touches disk
-        self._initial = copy.deepcopy(
-            {k: v.detach().clone() for k, v in model.state_dict().items()}
-        )
+        self._initial = mutable_state(model, method)
         self._initial_params = [p.detach().clone() for p in self.params]
         self.reset(cfg.unlearn.seed)
 
@@ -220,7 +233,7 @@ class Unlearner:
     def reset(self, seed: int | None = None) -> float:
         """Restore the starting weights, fresh optimisers; returns the agent's λ0."""
         self.seed = self.cfg.unlearn.seed if seed is None else seed
-        self.model.load_state_dict(self._initial)
+        self.model.load_state_dict(self._initial, strict=False)
         self.model.train()
         self.opt = torch.optim.AdamW(self.params, lr=self.cfg.unlearn.lr, weight_decay=0.0)
         lam0 = self.agent.reset(self.seed)
@@ -526,7 +539,7 @@ class Unlearner:
         The starting weights are restored first so the method's ``setup`` (anchors, n and k)
         sees the pretrained model; ``eval_data`` replaces the proxies and evaluation data.
         """
-        self.model.load_state_dict(self._initial)
+        self.model.load_state_dict(self._initial, strict=False)
         self.split = split
         if eval_data is not None:
             self.eval_data = eval_data
