@@ -33,15 +33,15 @@ def flat_t2i(tmp_path: Path) -> Path:
 
 
 def test_the_selected_methods_options_are_used():
-    assert load_config(T2I).method.options == {"esd": {"eta": 1.0}}
+    assert load_config(T2I).method.options == {"esd": {"eta": 2.5}}
     rest = {"xt": "images", "steps": 50, "guidance": 3.0}  # ESD's other options, defaults
-    assert method().options == {"eta": 1.0, **rest}
+    assert method().options == {"eta": 2.5, **rest}
     assert method("method.options.esd.eta=0.5").options == {"eta": 0.5, **rest}
     assert method("method.options.eta=0.25").options == {"eta": 0.25, **rest}  # over esd's
     fdiv = method("method.name=fdiv", "method.options.fdiv.divergence=chi2")
     assert fdiv.name == "fdiv" and fdiv.options["divergence"] == "chi2"
     # another method's entry is kept (and checked) but never reaches the selected one
-    assert method("method.options.fdiv.divergence=chi2").options == {"eta": 1.0, **rest}
+    assert method("method.options.fdiv.divergence=chi2").options == {"eta": 2.5, **rest}
 
 
 @pytest.mark.parametrize(
@@ -89,12 +89,12 @@ def test_tuner_trials_and_bench_cells_get_their_own_methods_options():
     cfg = load_config(T2I, ["method.options.fdiv.divergence=chi2"])
     trial = apply_params(cfg, {"method.name": "fdiv", "method.lam": 0.5})
     assert trial.method.options_of() == {"divergence": "chi2"}
-    trial = apply_params(cfg, {"method.name": "esd", "method.options.eta": 2.5})
-    assert trial.method.options_of() == {"eta": 2.5}
+    trial = apply_params(cfg, {"method.name": "esd", "method.options.eta": 1.5})
+    assert trial.method.options_of() == {"eta": 1.5}
     trial = apply_params(cfg, {"method.name": "vdu"})
     assert trial.method.options_of() == {}
     assert method_config(cfg, "fdiv").options == {"divergence": "chi2"}
-    assert method_config(cfg, "esd").options == {"eta": 1.0}
+    assert method_config(cfg, "esd").options == {"eta": 2.5}
     assert method_config(cfg, "naive").options == {}
 
 
