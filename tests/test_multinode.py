@@ -332,17 +332,21 @@ def test_sweep_job_runs_on_the_worker_and_survives_losing_it(
     assert new not in (old, cluster["head"])  # resumed on the replacement node
     cluster["worker"] = new
 
-    # each report once, in order (nothing ran twice), each with its checkpoint; a kill in the
-    # moment between the victim's last report and its return restarts it from its final
-    # checkpoint, where it runs no step and repeats only that final report
+    # every report in order, each with its checkpoint. The victim may repeat one report: a
+    # kill between a report reaching the driver and its checkpoint being committed restarts
+    # the trial from the checkpoint before, which re-runs up to that report once (a kill
+    # after its final report repeats only that report); nothing else runs twice
     expected = list(range(every, steps + 1, every))
     for t in (finished_first, victim):
         reported = [r["unlearn/step"] for r in _results(t)]
-        allowed = [expected, [*expected, steps]] if t is victim else [expected]
-        assert reported in allowed, reported
+        once = list(dict.fromkeys(reported))
+        assert once == expected and reported == sorted(reported), reported
+        assert len(reported) - len(once) <= (1 if t is victim else 0), reported
         assert list(t.glob("checkpoint_*"))  # the last ones are kept
     starts = [r["unlearn/step"] for r in _results(victim) if r["iterations_since_restore"] == 1]
-    assert len(starts) == 2 and starts[1] > before  # restored past where it stood at the kill
+    # restored from a checkpoint, not from scratch: its first report is the last one before
+    # the kill (repeated) or the next
+    assert len(starts) == 2 and starts[1] >= before, (starts, before)
 
     client, parent, kids = _runs(uri)
     assert parent.info.status == "FINISHED" and len(kids) == 2
