@@ -175,8 +175,10 @@ def _child(
         text=True,
         check=False,
     )
-    if out.returncode < 0:  # the kernel's out-of-memory killer sends SIGKILL
-        return {"error": f"killed by signal {-out.returncode} (out of memory when 9)"}
+    if out.returncode < 0:
+        sig = -out.returncode
+        why = " (SIGKILL: the kernel's out-of-memory killer sends it)" if sig == 9 else ""
+        return {"error": f"killed by signal {sig}{why}"}
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1:] or ["failed"]}
     return json.loads(out.stdout.strip().splitlines()[-1])

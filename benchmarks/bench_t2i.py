@@ -151,11 +151,18 @@ def method_costs(cfg, model, split, bare, device: str) -> dict[str, dict[str, fl
     return out
 
 
+def _rows(v, b: int):
+    """The first ``b`` rows of a UNet argument (a tensor, or a dict of them: SDXL's added
+    conditioning)."""
+    return {k: x[:b] for k, x in v.items()} if isinstance(v, dict) else v[:b]
+
+
 def generation_ratio(cfg, model, device: str, per_prompt: int = 16) -> float:
     """A data-free concept set (``generate_set``: the config's forget and retain prompts,
     ``per_prompt`` images each, chunks of 64, 25 steps) generated into a fresh cache each
     time, against the ideal: the UNet's forwards x steps x 2 at the chunk's batch."""
     import dataclasses
+    import itertools
     import shutil
     import tempfile
 
@@ -171,7 +178,7 @@ def generation_ratio(cfg, model, device: str, per_prompt: int = 16) -> float:
     g = dataclasses.replace(
         cfg.data.generate, per_prompt=per_prompt, chunk=chunk, steps=25, cache=""
     )
-    runs = iter(range(1000))
+    runs = itertools.count()  # each call generates into a cache of its own
 
     def gen() -> None:
         c = dataclasses.replace(
@@ -182,6 +189,7 @@ def generation_ratio(cfg, model, device: str, per_prompt: int = 16) -> float:
         generate_set(model, c, spec, device)
 
     n = len(prompts) * per_prompt
+    sizes = [min(chunk, n - s) for s in range(0, n, chunk)]  # the chunks generate_set runs
     z = torch.randn(chunk, model.channels, model.resolution, model.resolution).to(device)
     tt = torch.full((chunk,), 500, device=device)
     model.eval()
@@ -190,10 +198,12 @@ def generation_ratio(cfg, model, device: str, per_prompt: int = 16) -> float:
             model.encode_cond([prompts[i % len(prompts)] for i in range(chunk)])
         )
 
-    def unet_forwards() -> None:  # the ideal for the whole set, at the chunk's batch
+    def unet_forwards() -> None:  # the ideal for the whole set: each chunk's forwards
         with torch.no_grad():
-            for _ in range(2 * g.steps * n // chunk):
-                model.unet(z, tt, **kwargs)
+            for b in sizes:
+                kw = {k: _rows(v, b) for k, v in kwargs.items()}
+                for _ in range(2 * g.steps):
+                    model.unet(z[:b], tt[:b], **kw)
 
     try:
         t = interleaved({"gen": gen, "unet": unet_forwards}, repeat=3, number=1)
@@ -300,6 +310,7 @@ def main(config: str = "configs/t2i_demo.yaml") -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main(
-        sys.argv[sys.argv.index("--config") + 1] if "--config" in sys.argv else main.__defaults__[0]
-    )
+    if "--config" in sys.argv:
+        main(sys.argv[sys.argv.index("--config") + 1])
+    else:
+        main()

@@ -355,8 +355,12 @@ def test_sweep_job_runs_on_the_worker_and_survives_losing_it(
     for tid, k in by_trial.items():
         assert k.info.status == "FINISHED" and "eval/fid" in k.data.metrics
         assert k.data.tags["unlearn.node_ids"] == ",".join(trials[tid]["node_ids"])
-        lam = client.get_metric_history(k.info.run_id, "unlearn/lambda")
-        assert sorted(m.step for m in lam) == list(range(1, steps + 1))  # every step once
+        logged = sorted(m.step for m in client.get_metric_history(k.info.run_id, "unlearn/lambda"))
+        assert sorted(set(logged)) == list(range(1, steps + 1)), logged  # every step
+        # once each, but for the victim's steps re-run after a restore from the checkpoint
+        # before its last report (the one repeated report above): at most one interval
+        again = len(logged) - steps
+        assert again == 0 or (tid == victim.name and again <= every), logged
     assert by_trial[victim.name].data.tags["unlearn.restarts"] == "1"
 
 

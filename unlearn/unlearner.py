@@ -226,8 +226,14 @@ class Unlearner:
         self.params = [p for p in method.trainable_parameters(model) if p.requires_grad]
         # the episode's starting point, kept in memory: reset never touches disk
         self._initial = mutable_state(model, method)
-        self._initial_params = [p.detach().clone() for p in self.params]
+        self._initial_params = self._starting_values(self.params)
         self.reset(cfg.unlearn.seed)
+
+    def _starting_values(self, params: list[torch.nn.Parameter]) -> list[torch.Tensor]:
+        """The episode's starting values of ``params``: their tensors in the snapshot (every
+        trained parameter is in it), not another copy."""
+        names = {id(v): k for k, v in self.model.state_dict(keep_vars=True).items()}
+        return [self._initial[names[id(p)]] for p in params]
 
     # -- episode control -------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> float:
@@ -545,5 +551,5 @@ class Unlearner:
             self.eval_data = eval_data
         self.method.setup(self.model, split)
         self.params = [p for p in self.method.trainable_parameters(self.model) if p.requires_grad]
-        self._initial_params = [p.detach().clone() for p in self.params]
+        self._initial_params = self._starting_values(self.params)
         self.reset(self.seed)

@@ -97,22 +97,22 @@ class AdaptersOff(torch.nn.Module):
             unet.train(was)
 
 
-def _lora_only(unet: torch.nn.Module) -> bool:
-    """The UNet carries LoRA adapters and nothing but adapter weights trains."""
-    if not (getattr(unet, "_hf_peft_config_loaded", False) and hasattr(unet, "disable_adapters")):
-        return False
-    return all("lora_" in n for n, p in unet.named_parameters() if p.requires_grad)
+def _has_adapters(unet: torch.nn.Module) -> bool:
+    return bool(getattr(unet, "_hf_peft_config_loaded", False)) and hasattr(
+        unet, "disable_adapters"
+    )
 
 
 def frozen_unet(unet: torch.nn.Module) -> torch.nn.Module:
     """The original t2i UNet's predictions, whatever ``model.train`` adds: under LoRA the
     live UNet with its adapters off (:class:`AdaptersOff`, no copy); otherwise a frozen copy
     (with its adapters, if any, switched off)."""
-    if _lora_only(unet):
-        return AdaptersOff(unet)
+    if not _has_adapters(unet):
+        return frozen_copy(unet)
+    if all("lora_" in n for n, p in unet.named_parameters() if p.requires_grad):
+        return AdaptersOff(unet)  # nothing but the adapters trains: the base is the original
     ref = frozen_copy(unet)
-    if getattr(ref, "_hf_peft_config_loaded", False) and hasattr(ref, "disable_adapters"):
-        ref.disable_adapters()
+    ref.disable_adapters()
     return ref
 
 

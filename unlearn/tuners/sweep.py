@@ -196,7 +196,8 @@ def _run(cfg, space, opts, path, uri, meta, progress, t0) -> SweepResult:
         }
         (path / META).write_text(json.dumps(meta, indent=1))
     grid = tuner.fit()
-    trials = [_trial_result(r, cb) for r in grid]
+    extra = other_table_keys(cfg)
+    trials = [_trial_result(r, cb, extra) for r in grid]
     return finish(cfg, space, opts, path, trials, parent, uri, time.perf_counter() - t0)
 
 
@@ -311,7 +312,7 @@ def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
-def _trial_result(r, cb) -> TrialResult:
+def _trial_result(r, cb, extra: tuple[str, ...] = ()) -> TrialResult:
     m = dict(r.metrics or {})
     tid = Path(r.path).name  # the trial directory is named by the trial id
     fr, fid, score = (
@@ -344,11 +345,16 @@ def _trial_result(r, cb) -> TrialResult:
         run_id=cb.runs.get(tid),
         node_ids=list(cb.nodes.get(tid, [])),
         restarts=cb.restarts.get(tid, 0),
-        metrics=_other_eval(m),
+        metrics={k: v for k in extra if (v := _num(m.get(f"eval/{k}"))) is not None},
     )
 
 
-def _other_eval(m: dict[str, Any]) -> dict[str, float]:
-    """The family's other table figures of a final report (``tune/table_keys`` names them)."""
-    keys = str(m.get("tune/table_keys") or "").split(",")
-    return {k: float(m[f"eval/{k}"]) for k in keys if k and _num(m.get(f"eval/{k}")) is not None}
+#: the evaluation figures every sweep table shows (a family's primary rate is its forget rate)
+TABLE_SHOWN = ("forget_rate", "fid", "concept_rate", "outlier_rate")
+
+
+def other_table_keys(cfg: Config) -> tuple[str, ...]:
+    """The family's other results-table figures (a pipeline's paraphrase concept rate and
+    retain accuracy), which a sweep's table shows beside the forget rate and FID."""
+    keys = family_of(cfg).result_type.table_keys
+    return tuple(k for k in keys if k not in TABLE_SHOWN)

@@ -147,9 +147,6 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     t0 = time.perf_counter()
     after, _ = unl.evaluate()
     final.update(after.metrics("eval/"))
-    # the family's table figures beside the forget rate and FID (a pipeline's paraphrase
-    # concept rate and retain accuracy): the sweep's table shows them
-    final["tune/table_keys"] = ",".join(k for k in after.table_keys if k not in TABLE_SHOWN)
     forget = after.forget_rate
     if cfg.tune.objective == "attacked_forget_rate":
         from unlearn.audit import attacked_rates
@@ -226,10 +223,6 @@ def _save(unl, state: dict, d: Path) -> None:
         "state": state,
     }
     torch.save(payload, d / "trial.pt")
-
-
-#: the evaluation figures every sweep table shows (the family's primary rate is its forget rate)
-TABLE_SHOWN = ("forget_rate", "fid", "concept_rate", "outlier_rate")
 
 
 def _report(metrics: dict[str, Any], unl, state: dict) -> None:
