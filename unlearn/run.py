@@ -11,7 +11,7 @@ import torch
 from unlearn.config import Config
 from unlearn.metrics import EvalResult
 from unlearn.runtime import ProgressFn, no_progress, reporting
-from unlearn.unlearner import Unlearner, UnlearnResult
+from unlearn.unlearner import Unlearner, UnlearnResult, guard_fid
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ def run(
             progress("evaluate after", 0, 1)
             after, samples = unl.evaluate(before.forget_rate if before else None)
             result.after = after
+            guard_fid(cfg, result, before, after)
             _save_samples(cfg, after, samples, out, "after")
             tracker.log_metrics(after.metrics("eval/"))
             progress("evaluate after", 1, 1)
@@ -76,10 +77,15 @@ def run(
         for name in ("before.png", "after.png", "lambda.png", "result.json"):
             if (out / name).exists():
                 tracker.log_artifact(out / name)
+        tracker.set_tag("unlearn.status", result.status)
+        tracker.log_metrics({"unlearn/collapsed": float(result.status == "collapsed")})
         if result.status == "diverged":
             tracker.set_tag("unlearn.failure", result.message)
+        elif result.status == "collapsed":
+            tracker.set_tag("unlearn.collapse", result.message)
         tracker.flush()
-        status = "FINISHED" if result.status == "finished" else "FAILED"
+        # a collapsed run is a result (flagged by its tag), a diverged one a failure
+        status = "FINISHED" if result.status in ("finished", "collapsed") else "FAILED"
         return result
     except TrackingError as e:
         # the store stopped answering: the unlearning is not lost, only its tracking

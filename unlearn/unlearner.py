@@ -25,7 +25,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 
@@ -43,9 +43,11 @@ log = logging.getLogger(__name__)
 
 Callback = Callable[[StepStats], None]
 
-#: how a run ended: its whole budget, stopped early by a non-finite loss or gradient, or
-#: stopped from outside (its tracking store stopped answering; the local outputs are kept)
-RunStatus = Literal["finished", "diverged", "stopped"]
+#: how a run ended: its whole budget, stopped early by a non-finite loss or gradient,
+#: stopped from outside (its tracking store stopped answering; the local outputs are kept),
+#: or its quality collapsed past the configured guard (``guard``: the retain proxy or the
+#: final FID; with ``guard.stop`` it stopped there with the last weights inside the bound)
+RunStatus = Literal["finished", "diverged", "stopped", "collapsed"]
 
 
 class Proxies(NamedTuple):
@@ -96,6 +98,22 @@ class UnlearnResult:
             "before": None if self.before is None else self.before.to_dict(),
             "after": None if self.after is None else self.after.to_dict(),
         }
+
+
+def guard_fid(cfg: Config, result: UnlearnResult, before: Any, after: Any) -> None:
+    """The final-FID half of the quality guard (``guard.fid_multiple``): a run that finished
+    (or already collapsed) with an FID past that multiple of the base model's is marked
+    ``collapsed``, the reason appended to its message. Evaluations without an FID pass."""
+    mult = cfg.guard.fid_multiple
+    b, a = getattr(before, "fid", math.nan), getattr(after, "fid", math.nan)
+    if not mult or result.status not in ("finished", "collapsed"):
+        return
+    if not (math.isfinite(b) and math.isfinite(a)) or a <= mult * b:
+        return
+    why = f"quality collapsed: final FID {a:.4g} > guard.fid_multiple {mult:g} x the base's {b:.4g}"
+    log.warning("%s", why)
+    result.message = f"{result.message}; {why}" if result.status == "collapsed" else why
+    result.status = "collapsed"
 
 
 def _batch(data: ImageData, size: int, g: torch.Generator) -> Batch:
@@ -254,6 +272,7 @@ class Unlearner:
         self.history: list[StepStats] = []
         self.status: RunStatus = "finished"  # how the episode ended (see ``steps``)
         self.message = ""
+        self._guard_reset()
         self.scaler_dtype = torch.bfloat16 if self.device.type == "cuda" else None
         return float(lam0)
 
@@ -422,6 +441,7 @@ class Unlearner:
         )
         if self.cfg.unlearn.eval_every and self.t % self.cfg.unlearn.eval_every == 0:
             stats = self.measure(stats)
+            self._guard_check(stats)
         self.agent.update(stats)
         self.last = stats
         self.history.append(stats)
@@ -480,6 +500,46 @@ class Unlearner:
             *evaluate(self.model, self.classifier, self.cfg, self.eval_data, base_forget_rate)
         )
 
+    # -- the quality guard -----------------------------------------------------------------
+    def _guard_reset(self) -> None:
+        """A new episode's guard: the retain proxy's starting value (one proxy forward; only
+        with ``guard.retain_multiple``) and no collapse yet."""
+        self.collapsed_at: int | None = None
+        self.collapse_message = ""
+        self._guard_ref = math.nan
+        self._in_bound: tuple[int, list[torch.Tensor]] | None = None
+        if self.cfg.guard.retain_multiple and self.eval_data is not None:
+            self._guard_ref = self.proxies().retain
+
+    def _guard_check(self, stats: StepStats) -> None:
+        """Flag a collapse at the first measured retain proxy past its bound; with
+        ``guard.stop``, keep the trained weights of the last measurement inside it."""
+        mult, ref, now = self.cfg.guard.retain_multiple, self._guard_ref, stats.proxy_retain
+        if self.collapsed_at is not None or not mult or not math.isfinite(ref * now):
+            return
+        if now <= mult * ref:
+            if self.cfg.guard.stop:
+                self._in_bound = (self.t, [p.detach().clone() for p in self.params])
+            return
+        self.collapsed_at = self.t
+        self.collapse_message = (
+            f"quality collapsed at step {self.t}: retain proxy {now:.4g} > guard.retain_multiple "
+            f"{mult:g} x its starting {ref:.4g}"
+        )
+        log.warning("%s", self.collapse_message)
+
+    def _restore_in_bound(self) -> None:
+        """``guard.stop``: the weights of the last measurement inside the bound (the
+        starting weights when the first measurement was already past it)."""
+        step, values = self._in_bound or (0, self._initial_params)
+        with torch.no_grad():
+            for p, v in zip(self.params, values, strict=True):
+                p.copy_(v)
+        self.status = "collapsed"
+        self.collapse_message += f"; stopped, weights of step {step} restored"
+        self.message = self.collapse_message
+        log.warning("guard: %s", self.message)
+
     # -- a whole run -----------------------------------------------------------------------
     def steps(self, budget: int | None = None) -> Iterator[StepStats]:
         """The remaining optimiser steps up to ``budget``, one at a time, for a driver that
@@ -502,6 +562,9 @@ class Unlearner:
                 log.warning("%s", e)
                 return
             yield stats
+            if self.collapsed_at is not None and self.cfg.guard.stop:
+                self._restore_in_bound()
+                return
 
     def _budget(self, budget: int | None) -> int:
         """``budget`` (default: the run's), one step at most for a closed-form method."""
@@ -514,6 +577,10 @@ class Unlearner:
             self.last = self.measure(self.last)
             if self.history:
                 self.history[-1] = self.last
+            if self.collapsed_at is None:  # the end is a measurement too
+                self._guard_check(self.last)
+        if self.collapsed_at is not None and self.status == "finished":
+            self.status, self.message = "collapsed", self.collapse_message
         return UnlearnResult(
             steps=self.t,
             wall_time=time.perf_counter() - start,

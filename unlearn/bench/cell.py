@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # torch and diffusers load only when a cell runs (fast CLI er
 
 
 #: a cell's outcome: the loop's own status, or ``error`` when the run raised
-CellStatus = Literal["finished", "diverged", "error"]
+CellStatus = Literal["finished", "diverged", "collapsed", "error"]
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,8 @@ class RunRecord:
     """The numbers of one cell's run (NaN / None where the run has none).
 
     ``status`` is ``finished``, ``diverged`` (kept: the numbers are those of the last good
-    weights) or ``error`` (the run raised; no numbers). ``checks`` are (step, forget rate)
+    weights), ``collapsed`` (the quality guard flagged it; the numbers are those of the
+    weights it returned) or ``error`` (the run raised; no numbers). ``checks`` are (step, forget rate)
     pairs, step 0 being the base model; ``steps_to_forget`` is the first checked step with a
     forget rate below the threshold, None when never reached. With ``bench --audit`` the
     attacked forget rate, the forget rate after benign fine-tuning and the MIA AUC of the
@@ -171,6 +172,7 @@ def run_cell(
     with ``audit``, attack the unlearned model too."""
     from unlearn.task import base_evaluation, make_unlearner
     from unlearn.tracking import Tracker
+    from unlearn.unlearner import guard_fid
 
     setup = make_unlearner(cfg)
     unl = setup.unlearner
@@ -196,6 +198,7 @@ def run_cell(
         check = ForgetCheck(unl, cfg.unlearn.eval_every if every < 0 else every, unl.budget)
         res = unl.run(callbacks=[tracker.step_callback(), check], progress=progress)
         after, samples = unl.evaluate(before.forget_rate)
+        guard_fid(cfg, res, before, after)
         checks = [[0, before.forget_rate], *check.checks]
         if checks[-1][0] != res.steps:
             checks.append([res.steps, after.forget_rate])
@@ -212,8 +215,12 @@ def run_cell(
                 "bench/reached": float(reached is not None),
             }
         )
+        tracker.set_tag("unlearn.status", res.status)
+        tracker.log_metrics({"unlearn/collapsed": float(res.status == "collapsed")})
         if res.status != "finished":
-            tracker.set_tag("unlearn.failure", res.message)
+            tracker.set_tag(
+                "unlearn.collapse" if res.status == "collapsed" else "unlearn.failure", res.message
+            )
         attacked = {}
         if audit:
             from unlearn.audit import attacked_rates
@@ -252,7 +259,7 @@ def run_cell(
             checks=checks,
             **attacked,
         )
-        status = "FINISHED" if res.status == "finished" else "FAILED"
+        status = "FINISHED" if res.status in ("finished", "collapsed") else "FAILED"
         return CellOutcome(record, before, samples, before_samples)
     finally:
         tracker.end(status)

@@ -375,8 +375,16 @@ def cell_config(
 def result_sections(cfg: Config, audit: bool = False) -> tuple[str, ...]:
     """The sections a resumed cell of ``cfg`` must match: ``before_sections`` (the base
     evaluation's, plus the family's own: ``t2i`` on a t2i model, whose samples per prompt
-    and guidance decide its rates), the method, agent and unlearning sections, plus ``audit``."""
-    return (*before_sections(cfg), "method", "agent", "unlearn", *(("audit",) if audit else ()))
+    and guidance decide its rates), the method, agent and unlearning sections, plus ``audit``
+    and, when it is on, the quality ``guard`` (it may stop a run and decides its status)."""
+    return (
+        *before_sections(cfg),
+        "method",
+        "agent",
+        "unlearn",
+        *(("guard",) if cfg.guard.on else ()),
+        *(("audit",) if audit else ()),
+    )
 
 
 def before_sections(cfg: Config) -> tuple[str, ...]:

@@ -67,6 +67,7 @@ def summaries_from_json(data: dict[str, Any], metrics: tuple[str, ...] = ()) -> 
                 finished=s["finished"],
                 diverged=s["diverged"],
                 errors=s["errors"],
+                collapsed=s.get("collapsed", 0),
                 reached=s["reached"],
                 stats={
                     k: Stat(v["n"], _float(v["mean"]), _float(v["std"]), _float(v["ci"]))

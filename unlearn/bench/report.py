@@ -96,6 +96,7 @@ def summary_rows(
         if unknown:
             dist += f" (undecidable: {', '.join(unknown)})"
         div = str(c.diverged) + (f" (+{c.errors} errors)" if c.errors else "")
+        div += f", {c.collapsed} collapsed" if c.collapsed else ""
         rows.append([c.method, c.agent, str(c.runs), div, *cells, dist])
     return cols, rows
 
@@ -202,12 +203,14 @@ def matrix_line(p: dict[str, Any], facts: dict[str, Any]) -> str:
     tuning = p.get("tuning") or {}
     tuned = [m for m in p["methods"] if f"{m}|static" in tuning]
     static = f"Static λ = {p['static_lam']:g} ({p['static_source']})"
+    # the quality guard's count, where a bench ran with it (older records have none)
+    collapsed = f"{facts['collapsed']} collapsed, " if facts.get("collapsed") else ""
     if tuned:
         static += f", except the tuned static rows ({', '.join(tuned)}: see Compute of each row)"
     return (
         f"Matrix: {what} x held-out instances (forgotten) {instances_text(p['instances'])} x "
         f"seeds {p['seeds']} = {facts['runs']} runs ({facts['finished']} finished, "
-        f"{facts['diverged']} diverged, {facts['errors']} errors). {static}."
+        f"{facts['diverged']} diverged, {collapsed}{facts['errors']} errors). {static}."
     )
 
 

@@ -48,7 +48,8 @@ if TYPE_CHECKING:  # torch and diffusers load only when the bench runs (fast CLI
 
 log = logging.getLogger(__name__)
 
-DONE = ("finished", "diverged")  # a diverged run is a result: rerunning it gives the same
+#: a diverged or collapsed run is a result: rerunning it gives the same
+DONE = ("finished", "diverged", "collapsed")
 
 
 @dataclass
@@ -340,6 +341,7 @@ def _write_report(
         "runs": len(runs),
         "finished": sum(r.status == "finished" for r in runs),
         "diverged": sum(r.status == "diverged" for r in runs),
+        "collapsed": sum(r.status == "collapsed" for r in runs),
         "errors": sum(r.status == "error" for r in runs),
     }
     text = bench_markdown(facts, table, front, runs, [f"samples/{g.name}" for g in grids], perf_md)
@@ -353,6 +355,7 @@ def _log_parent(parent: Tracker, res: BenchResult) -> None:
         "bench/ran": res.ran,
         "perf/wall_time": res.wall_time,
         "bench/diverged": sum(r.status == "diverged" for r in res.runs),
+        "bench/collapsed": sum(r.status == "collapsed" for r in res.runs),
         "bench/errors": sum(r.status == "error" for r in res.runs),
     }
     parent.log_metrics(m)

@@ -110,6 +110,8 @@ class CellSummary:
     finished: int = 0
     diverged: int = 0
     errors: int = 0
+    #: runs the quality guard flagged (their numbers count, as the guard returned them)
+    collapsed: int = 0
     reached: int = 0
     values: dict[str, list[float]] = field(default_factory=dict)
     stats: dict[str, Stat] = field(default_factory=dict)
@@ -125,6 +127,7 @@ class CellSummary:
             "finished": self.finished,
             "diverged": self.diverged,
             "errors": self.errors,
+            "collapsed": self.collapsed,
             "reached": self.reached,
             "metrics": {
                 m: {
@@ -151,7 +154,8 @@ def summarize(
     """Summaries of ``groups`` ((method, agent) in table order) from run records.
 
     A record needs ``method``, ``agent``, ``status`` and ``value(metric)``; runs that raised
-    an error carry no numbers, diverged runs count with the numbers of their last good weights.
+    an error carry no numbers, diverged runs count with the numbers of their last good weights,
+    collapsed runs with those of the weights the quality guard returned.
     ``metrics``: which ones (the bench's, plus the family's ``columns`` and ``AUDIT_METRICS``
     with ``--audit``).
     """
@@ -163,6 +167,7 @@ def summarize(
         c.runs += 1
         c.finished += r.status == "finished"
         c.diverged += r.status == "diverged"
+        c.collapsed += r.status == "collapsed"
         c.errors += r.status == "error"
         c.reached += r.steps_to_forget is not None
         for m in metrics:

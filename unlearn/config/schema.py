@@ -383,6 +383,52 @@ class UnlearnConfig:
 
 
 @dataclass(frozen=True)
+class GuardConfig:
+    """The quality guard: a run whose quality collapses is flagged ``collapsed`` (and, with
+    ``stop``, stopped with the last weights still inside the bound)."""
+
+    retain_multiple: float = _f(
+        0.0,
+        doc="collapse when the retain proxy (the fixed-noise denoising loss on held-out retain "
+        "data, measured every unlearn.eval_every steps and at the end) rises past this "
+        "multiple of its value before the first step; 0 = off, else above 1",
+        lo=0.0,
+        hi=1e6,
+    )
+    fid_multiple: float = _f(
+        0.0,
+        doc="collapse when the final FID exceeds this multiple of the base model's (runs that "
+        "evaluate the base model: run, bench); 0 = off, else above 1",
+        lo=0.0,
+        hi=1e6,
+    )
+    stop: bool = _f(
+        False,
+        doc="on a retain-proxy collapse, stop the run and return the weights of the last "
+        "measurement inside the bound (the starting weights when none was) instead of the "
+        "last ones; needs retain_multiple and unlearn.eval_every",
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("retain_multiple", "fid_multiple"):
+            v = getattr(self, name)
+            if 0.0 < v <= 1.0:
+                raise ConfigError(
+                    f"guard.{name}: {v!r} is not allowed; expected 0 (off) or a multiple above "
+                    "1 (the guard flags a rise past it)"
+                )
+        if self.stop and not self.retain_multiple:
+            raise ConfigError(
+                "guard.stop: True is not allowed with guard.retain_multiple=0; expected a "
+                "retain_multiple above 1 (the stop acts on the retain proxy)"
+            )
+
+    @property
+    def on(self) -> bool:
+        return bool(self.retain_multiple or self.fid_multiple)
+
+
+@dataclass(frozen=True)
 class TrackingConfig:
     """MLflow: embedded SQLite store by default, ``MLFLOW_TRACKING_URI`` wins."""
 
@@ -644,6 +690,7 @@ class Config:
     method: MethodConfig = _f(default_factory=MethodConfig)
     agent: AgentConfig = _f(default_factory=AgentConfig)
     unlearn: UnlearnConfig = _f(default_factory=UnlearnConfig)
+    guard: GuardConfig = _f(default_factory=GuardConfig)
     tracking: TrackingConfig = _f(default_factory=TrackingConfig)
     env: EnvConfig = _f(default_factory=EnvConfig)
     rl: RLConfig = _f(default_factory=RLConfig)
@@ -661,6 +708,11 @@ class Config:
                 "(sets are generated from the prompts of a text-to-image pipeline)"
             )
         check_data_source(self.data, self.forget, self.eval)
+        if self.guard.stop and not self.unlearn.eval_every:
+            raise ConfigError(
+                "guard.stop: True is not allowed with unlearn.eval_every=0; expected "
+                "unlearn.eval_every >= 1 (the guard stops at a measurement of the retain proxy)"
+            )
 
     def to_dict(self) -> dict:
         return _to_plain(self)

@@ -263,6 +263,8 @@ class UnlearningEnv(gym.Env):
             "proxies_measured": False,
             "stopped": False,
             "steps_used": self.decision * self.K,
+            # the quality guard (guard.retain_multiple, at unlearn.eval_every) has flagged it
+            "collapsed": self.unlearner.collapsed_at is not None,
         }
         if scale is not None:
             info["scale"] = scale
@@ -306,6 +308,7 @@ class UnlearningEnv(gym.Env):
             forget_loss=last.forget_loss,
             decision=self.decision,
             steps_used=self.decision * self.K,
+            collapsed=self.unlearner.collapsed_at is not None,
         )
         if terminated:
             self._done = True

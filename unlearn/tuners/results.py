@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 #: how a trial ended (``early_stopped``: ASHA stopped it; ``error``: it raised)
-TrialStatus = Literal["finished", "early_stopped", "diverged", "error"]
+TrialStatus = Literal["finished", "early_stopped", "diverged", "collapsed", "error"]
 
 
 @dataclass(frozen=True)

@@ -323,7 +323,8 @@ def _trial_result(r, cb, extra: tuple[str, ...] = ()) -> TrialResult:
     if r.error is not None:
         status = "error"
     elif fr is not None or score is not None:
-        status = "diverged" if m.get("unlearn/status") == "diverged" else "finished"
+        ended = m.get("unlearn/status")
+        status = ended if ended in ("diverged", "collapsed") else "finished"
     else:
         status = "early_stopped"
     return TrialResult(

@@ -220,7 +220,7 @@ def _save(unl, state: dict, d: Path) -> None:
         "agent_opt": unl.agent_opt.state_dict() if unl.agent_opt is not None else None,
         "t": unl.t,
         "history": [dataclasses.asdict(s) for s in unl.history],
-        "state": state,
+        "state": {**state, "collapse": [unl.collapsed_at, unl.collapse_message]},
     }
     torch.save(payload, d / "trial.pt")
 
@@ -274,6 +274,8 @@ def _restore(unl, checkpoint, config: dict[str, Any], base, space: SearchSpace) 
         for group in unl.agent_opt.param_groups:
             group["lr"] = getattr(unl.agent, "lr", group["lr"])
     unl.t = int(p["t"])
+    # the quality guard's flag survives a restore (its reference is the fresh build's start)
+    unl.collapsed_at, unl.collapse_message = p["state"].get("collapse") or (None, "")
     unl.history = [StepStats(**s) for s in p["history"]]
     unl.last = unl.history[-1] if unl.history else None
     log.info("restored trial at step %d", unl.t)
