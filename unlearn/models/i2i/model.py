@@ -269,6 +269,13 @@ class MaskedAutoencoder(I2IModel):
         )
         self.mae = ViTMAEForPreTraining(conf)
         self._sincos_positions()
+        # the pixels' share of a patch token at the start: ViT's default initialisation
+        # (std 0.02) makes a 2x2 patch's embedding ~1/10 of its fixed position embedding, and
+        # the model then learns to ignore the visible pixels and fill every hidden patch with
+        # the data's mean (measured); unit-gain initialisation gives the pixels an equal say
+        nn.init.kaiming_normal_(
+            self.mae.vit.embeddings.patch_embeddings.projection.weight, nonlinearity="linear"
+        )
 
     @torch.no_grad()
     def _sincos_positions(self) -> None:
