@@ -20,9 +20,10 @@ install: $(STAMP)
 demo: install
 	$(BIN)/unlearn demo
 
-# two pytest-xdist workers, a test file per worker at a time (module fixtures stay one per file)
+# two pytest-xdist workers, a test file per worker at a time (module fixtures stay one per
+# file), the longest files first (tests/conftest.py orders them)
 test: install
-	$(BIN)/python -m pytest tests -n 2 --dist loadfile --durations=25
+	$(BIN)/python -m pytest tests -n 2 --dist loadfile --no-loadscope-reorder --durations=25
 
 # the documentation site: a results page out of date with its record, a broken link or a
 # missing page fails the build
@@ -32,7 +33,7 @@ docs: install
 
 # the edit-test loop: unit and contract tests, no Ray cluster, no MLflow server, nothing slow
 test-fast: install
-	$(BIN)/python -m pytest tests -m "not integration and not slow" -n 2 --dist loadfile --durations=10
+	$(BIN)/python -m pytest tests -m "not integration and not slow" -n 2 --dist loadfile --no-loadscope-reorder --durations=10
 
 lint: install
 	$(BIN)/ruff check .
