@@ -81,12 +81,9 @@ def test_run_writes_the_status_to_result_json_and_mlflow(demo_cfg, tmp_path):
     cfg = with_overrides(
         demo_cfg, [*track, *small, "method.name=neggrad", "method.lam=0.9", "unlearn.lr=0.001"]
     )
-    plain = run(cfg)  # unguarded, the control
-    assert plain.status == "finished" and plain.after.fid > 2 * plain.before.fid
     client = MlflowClient(tracking_uri=uri)
-    assert client.get_run(plain.run_id).data.tags["unlearn.status"] == "finished"
-
     flagged = run(with_overrides(cfg, ["guard.fid_multiple=2"]))
+    assert flagged.after.fid > 2 * flagged.before.fid  # the guard's reason, measured
     assert flagged.status == "collapsed" and "final FID" in flagged.message
     on_disk = json.loads((Path(flagged.model_dir).parent / "result.json").read_text())
     assert on_disk["status"] == "collapsed" and "final FID" in on_disk["message"]
