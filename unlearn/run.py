@@ -77,15 +77,8 @@ def run(
         for name in ("before.png", "after.png", "lambda.png", "result.json"):
             if (out / name).exists():
                 tracker.log_artifact(out / name)
-        tracker.set_tag("unlearn.status", result.status)
-        tracker.log_metrics({"unlearn/collapsed": float(result.status == "collapsed")})
-        if result.status == "diverged":
-            tracker.set_tag("unlearn.failure", result.message)
-        elif result.status == "collapsed":
-            tracker.set_tag("unlearn.collapse", result.message)
+        status = track_status(tracker, result)
         tracker.flush()
-        # a collapsed run is a result (flagged by its tag), a diverged one a failure
-        status = "FINISHED" if result.status in ("finished", "collapsed") else "FAILED"
         return result
     except TrackingError as e:
         # the store stopped answering: the unlearning is not lost, only its tracking
@@ -109,6 +102,18 @@ def run(
         raise
     finally:
         tracker.end(status)
+
+
+def track_status(tracker, result: UnlearnResult) -> str:
+    """Tag a tracked run with how it ended (``unlearn.status``, the metric
+    ``unlearn/collapsed``, the reason in ``unlearn.failure`` or ``unlearn.collapse``); returns
+    the MLflow run status: a collapsed run is a result (FINISHED), a diverged one FAILED."""
+    tracker.set_tag("unlearn.status", result.status)
+    tracker.log_metrics({"unlearn/collapsed": float(result.status == "collapsed")})
+    if result.status != "finished":
+        key = "unlearn.collapse" if result.status == "collapsed" else "unlearn.failure"
+        tracker.set_tag(key, result.message)
+    return "FINISHED" if result.status in ("finished", "collapsed") else "FAILED"
 
 
 def _save_outputs(unl: Unlearner, result: UnlearnResult, out: Path) -> None:

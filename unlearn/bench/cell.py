@@ -170,6 +170,7 @@ def run_cell(
 ) -> CellOutcome:
     """Build, evaluate the base model (unless ``before`` is given), unlearn, evaluate, track;
     with ``audit``, attack the unlearned model too."""
+    from unlearn.run import track_status
     from unlearn.task import base_evaluation, make_unlearner
     from unlearn.tracking import Tracker
     from unlearn.unlearner import guard_fid
@@ -215,12 +216,7 @@ def run_cell(
                 "bench/reached": float(reached is not None),
             }
         )
-        tracker.set_tag("unlearn.status", res.status)
-        tracker.log_metrics({"unlearn/collapsed": float(res.status == "collapsed")})
-        if res.status != "finished":
-            tracker.set_tag(
-                "unlearn.collapse" if res.status == "collapsed" else "unlearn.failure", res.message
-            )
+        ended = track_status(tracker, res)
         attacked = {}
         if audit:
             from unlearn.audit import attacked_rates
@@ -259,7 +255,7 @@ def run_cell(
             checks=checks,
             **attacked,
         )
-        status = "FINISHED" if res.status in ("finished", "collapsed") else "FAILED"
+        status = ended
         return CellOutcome(record, before, samples, before_samples)
     finally:
         tracker.end(status)

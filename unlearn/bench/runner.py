@@ -52,6 +52,21 @@ log = logging.getLogger(__name__)
 DONE = ("finished", "diverged", "collapsed")
 
 
+def status_counts(runs) -> dict[str, int]:
+    """How many runs ended each way (finished, diverged, collapsed, errors)."""
+    ended = [r.status for r in runs]
+    return {k: ended.count(s) for k, s in STATUS_KEYS.items()}
+
+
+#: a count's key -> the status it counts
+STATUS_KEYS = {
+    "finished": "finished",
+    "diverged": "diverged",
+    "collapsed": "collapsed",
+    "errors": "error",
+}
+
+
 @dataclass
 class BenchResult:
     """What a bench produced; ``path`` holds bench.md, results.json and the plots."""
@@ -339,10 +354,7 @@ def _write_report(
         "samples": family_of(cfg).samples_text(cfg),
         "plan": res.plan.to_dict(),
         "runs": len(runs),
-        "finished": sum(r.status == "finished" for r in runs),
-        "diverged": sum(r.status == "diverged" for r in runs),
-        "collapsed": sum(r.status == "collapsed" for r in runs),
-        "errors": sum(r.status == "error" for r in runs),
+        **status_counts(runs),
     }
     text = bench_markdown(facts, table, front, runs, [f"samples/{g.name}" for g in grids], perf_md)
     res.artifacts["bench_md"] = out / "bench.md"
@@ -354,9 +366,7 @@ def _log_parent(parent: Tracker, res: BenchResult) -> None:
         "bench/runs": len(res.runs),
         "bench/ran": res.ran,
         "perf/wall_time": res.wall_time,
-        "bench/diverged": sum(r.status == "diverged" for r in res.runs),
-        "bench/collapsed": sum(r.status == "collapsed" for r in res.runs),
-        "bench/errors": sum(r.status == "error" for r in res.runs),
+        **{f"bench/{k}": v for k, v in status_counts(res.runs).items() if k != "finished"},
     }
     parent.log_metrics(m)
     for s in res.summaries:
