@@ -191,6 +191,15 @@ def test_rows_run_each_method_under_its_own_agents_only(tiny_workdir: Path) -> N
         (["bench", "--rows", "siss:nope"], "--rows: unknown agent 'nope' in siss:nope"),
         (["bench", "--rows", "sis:static"], "--rows: unknown method 'sis' in sis:static"),
         (["bench", "--rows", "siss:static", "--methods", "siss"], "--rows: give either"),
+        (["bench", "--rows", "siss:swept"], "--rows: swept needs --swept-from SWEEP"),
+        (
+            ["bench", "--rows", "siss:static", "--swept-from", "."],
+            "--swept-from: no swept row to run it",
+        ),
+        (
+            ["bench", "--rows", "siss:swept", "--swept-from", "."],
+            "has no unlearn_sweep.json",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, fragment, tmp_path: Path) -> None:

@@ -56,6 +56,41 @@ def test_t2i_bad_input_exits_2_with_one_line(tmp_path, saved_pipeline, extra, fr
     assert not (tmp_path / "runs").exists() and not list(tmp_path.glob("unlearned*"))
 
 
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (  # an instance the pipeline cannot measure
+            [
+                "env.instances={curly: {concept: curly, prompts: [a handwritten digit]}}",
+                "env.test_instances=[2, curly]",
+            ],
+            "env.instances.curly: forget.concept: 'curly' names no digit",
+        ),
+        (  # an instance in both sets
+            [
+                "env.instances={thin: {concept: thin, prompts: [a digit with thin strokes]}}",
+                "env.train_instances=[1, thin]",
+                "env.test_instances=[thin]",
+            ],
+            "env.test_instances: 'thin' is not allowed; it is also in",
+        ),
+        (["env.test_instances=[2, thin]"], "'thin' is not allowed; it is not a class"),
+    ],
+)
+@pytest.mark.slow
+def test_t2i_bench_bad_instances_exit_2(t2i_workdir, tmp_path, extra, fragment):
+    empty = tmp_path / "defaults.yaml"
+    empty.write_text("{}\n")
+    sets = [*T2I_TINY, f"workdir={t2i_workdir}", *extra]
+    out = tmp_path / "report"
+    args = ["--config", str(empty), *[a for s in sets for a in ("--set", s)], "--out", str(out)]
+    r = cli_here("bench", "--rows", "esd:static", *args)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr[-2000:]
+    assert fragment in lines[0]
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_t2i_search_parameter_the_method_does_not_take_exits_2(tmp_path, saved_pipeline):
     space = tmp_path / "space.yaml"

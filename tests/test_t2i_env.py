@@ -17,6 +17,8 @@ ENV = [
     "env.proxy_batch=4",
     "env.final_eval_samples=10",
     "forget.retain_prompts=[a handwritten digit one, a handwritten digit two, the digit five]",
+    "env.instances={thick: {concept: thick, prompts: [a handwritten digit with thick strokes], "
+    "paraphrases: [a digit with thick strokes]}}",
 ]
 
 
@@ -30,20 +32,49 @@ def env(t2i_workdir):
 
 
 def test_instance_forget_exchanges_the_concept_digit():
-    from unlearn.data.prompts import instance_forget
+    from unlearn.config import load_config
+    from unlearn.families import instance_forget
 
-    f = t2i_cfg(*ENV).forget
-    three = instance_forget(f, "t2i", 3)
+    cfg = t2i_cfg(*ENV)
+    three = instance_forget(cfg, 3)
     assert three.concept == "three"
     assert three.prompts == ("a handwritten digit three",)
     assert three.paraphrases == ("the number 3",)
-    one = instance_forget(f, "t2i", 1)  # the retain prompt naming 1 now names 7
+    one = instance_forget(cfg, 1)  # the retain prompt naming 1 now names 7
     assert one.retain_prompts == (
         "a handwritten digit seven",
         "a handwritten digit two",
         "the digit five",
     )
-    assert instance_forget(f, "ddpm", 4).classes == (4,)
+    assert instance_forget(load_config(None, []), 4).classes == (4,)
+    # a named instance: its own fields; what to forget and the retain prompts start empty,
+    # the anchor is the config's
+    thick = instance_forget(cfg, "thick")
+    assert thick.concept == "thick" and thick.retain_prompts == ()
+    assert thick.prompts == ("a handwritten digit with thick strokes",)
+    assert thick.anchor == cfg.forget.anchor
+
+
+def test_a_named_attribute_instance_forgets_its_own_prompts(env):
+    """A named instance (env.instances) is reset to like a class: its own concept, prompts,
+    paraphrases and, for an attribute, every digit as a retain prompt."""
+    u = env.unwrapped
+    _, info = env.reset(seed=0, options={"instance": "thick"})
+    assert info["instance"] == "thick" and info["split"] == "custom"
+    spec = u.unlearner.eval_data.spec
+    assert spec.concept == "thick" and spec.target == ("attribute", "thick")
+    assert spec.paraphrases == ("a digit with thick strokes",)
+    assert len(spec.retain) == 10 and all(p.startswith("a handwritten digit ") for p in spec.retain)
+    forget_ids = set(u.unlearner.split.forget.labels.tolist())
+    prompts = {u.unlearner.model.prompts[i] for i in forget_ids}
+    assert prompts == {"a handwritten digit with thick strokes"}
+    done = False
+    while not done:
+        _, _, term, trunc, info = env.step(np.array([0.7], dtype=np.float32))
+        done = term or trunc
+    assert info["instance"] == "thick" and 0.0 <= info["eval/forget_rate"] <= 1.0
+    with pytest.raises(ValueError, match="not a name of env.instances"):
+        env.reset(seed=0, options={"instance": "thin"})
 
 
 def test_env_episodes_forget_the_instance_concept(env):

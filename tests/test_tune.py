@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from helpers import REPO, UNLEARN, clean_env, cli, cli_here, share_pretrained
 
+from unlearn.config import ConfigError
+
 TINY_YAML = REPO / "configs" / "tiny.yaml"  # same pretrained cache entry as conftest's TINY
 pytestmark = pytest.mark.integration
 #: the console command runs torch single-threaded (the trials share two CPUs)
@@ -121,6 +123,27 @@ def test_asha_with_random_search_and_weighted_score(ray_local, tiny_workdir, tmp
     assert res.best in done and res.best.score == min(t.score for t in done)
     rows = (res.path / "report" / "results.csv").read_text().splitlines()
     assert len(rows) == 7 and "method.lam" in rows[0]
+
+    # the bench's swept row runs the winner's every searched setting; the others keep theirs
+    from unlearn.bench import BenchOptions, parse_rows
+    from unlearn.bench.matrix import Cell, cell_config, plan
+
+    bench = BenchOptions(rows=parse_rows("siss:static,siss:swept"), swept_from=str(res.path))
+    pl = plan(cfg, bench)
+    won = res.best.params
+    swept = cell_config(cfg, Cell("siss", "swept", 2, 1), pl.static_lam, bench, "x", {}, pl.swept)
+    assert swept.method.lam == pytest.approx(won["method.lam"])
+    assert swept.method.scale == pytest.approx(won["method.scale"])
+    assert swept.unlearn.lr == pytest.approx(won["unlearn.lr"])
+    assert swept.unlearn.seed == 1 and swept.agent.name == "static" and swept.agent.options == {}
+    static = cell_config(cfg, Cell("siss", "static", 2, 1), pl.static_lam, bench, "x", {}, pl.swept)
+    assert static.unlearn.lr == cfg.unlearn.lr and static.agent.options == {"lam": cfg.method.lam}
+    assert pl.swept_source["trial"] == res.best.trial_id
+    with pytest.raises(ConfigError, match="winner is method 'siss'; name the row siss:swept"):
+        plan(
+            cfg,
+            BenchOptions(rows=parse_rows("naive:static,erasediff:swept"), swept_from=str(res.path)),
+        )
 
 
 def test_trial_threads_match_cpus(ray_local, tiny_workdir, tmp_path):

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from unlearn.config import AgentConfig, Config, ConfigError, MethodConfig, check_number_map
-from unlearn.families import family_of
+from unlearn.families import instance_forget
 from unlearn.options import Opt
 
 if TYPE_CHECKING:
@@ -157,15 +157,13 @@ class _TrainRuns:
         for c in cfg.env.train_instances:
             c_cfg = dataclasses.replace(
                 cfg,
-                forget=dataclasses.replace(
-                    family_of(cfg).instance_forget(cfg.forget, int(c)), indices=()
-                ),
+                forget=dataclasses.replace(instance_forget(cfg, c), indices=()),
             )
             task = None  # the first class loads the data; the others re-split it
             if setup is not None and isinstance(setup.task, ForgetTask):
                 task = retarget(setup.task, c_cfg, setup.unlearner.model)
             setup = make_unlearner(c_cfg, task=task)
-            self.units[int(c)] = setup.unlearner
+            self.units[c] = setup.unlearner
         self.scaled = all(hasattr(u.method, "scale") for u in self.units.values())
 
         first = next(iter(self.units.values())).method

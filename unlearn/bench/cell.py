@@ -44,7 +44,7 @@ class RunRecord:
 
     method: str
     agent: str
-    instance: int
+    instance: int | str
     seed: int
     status: CellStatus
     digest: str

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from unlearn.config import AgentConfig, Config, ConfigError, MethodConfig, read_yaml
-from unlearn.families import family_of
+from unlearn.families import check_named_instances, family_of, instance_forget, instance_label
 
 #: method variant -> (method.name, method.form); other method fields keep the config's values
 METHOD_VARIANTS: dict[str, tuple[str, str]] = {
@@ -50,7 +50,10 @@ AGENT_VARIANTS = (
     "dual",
     "policy",
     "hybrid",
+    "swept",
 )
+#: sections a swept row may not take from its sweep: they decide how every row is measured
+MEASURED_SECTIONS = ("data", "forget", "eval", "pretrain", "t2i", "i2i", "env", "bench", "audit")
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,8 @@ class BenchOptions:
         schedule_from: a PBT ``schedule.json`` replayed by the schedule agent (default cosine).
         policy: exported RL policy directory; adds the policy agent and makes it the hybrid's
             coarse agent.
+        swept_from: an ``unlearn tune`` sweep folder whose best trial the ``swept`` rows run
+            with every parameter the sweep searched or fixed (λ, η, steps, ...) as found.
         out: report folder (default ``WORKDIR/reports/bench-<preset>``).
         resume: skip cells already finished in ``out/results.json`` (same cell config).
         perf: add a Performance section measured by the repository's ``benchmarks/``.
@@ -123,6 +128,7 @@ class BenchOptions:
     static_from: str | None = None
     schedule_from: str | None = None
     policy: str | None = None
+    swept_from: str | None = None
     out: str | None = None
     resume: bool = False
     perf: bool = False
@@ -144,7 +150,7 @@ class Cell:
 
     method: str
     agent: str
-    instance: int
+    instance: int | str  # a class, a name of env.instances, or OUTLIER
     seed: int
 
     @property
@@ -153,7 +159,7 @@ class Cell:
 
     @property
     def name(self) -> str:
-        where = "outlier" if self.instance == OUTLIER else f"c{self.instance}"
+        where = "outlier" if self.instance == OUTLIER else instance_label(self.instance)
         return f"{self.method}-{self.agent}-{where}-s{self.seed}"
 
 
@@ -163,7 +169,7 @@ class Plan:
 
     methods: list[str]
     agents: list[str]
-    instances: list[int]
+    instances: list[int | str]
     seeds: list[int]
     static_lam: float
     static_source: str
@@ -176,6 +182,10 @@ class Plan:
     lam_free: list[str] = field(default_factory=list)
     #: ``--rows``: the (method, agent) pairs that run; None = every method x every agent
     rows: list[list[str]] | None = None
+    #: the ``swept`` rows' settings: a sweep's winner as dotted config paths -> values, and
+    #: where they came from (``sweep``, ``trial``, ``objective``)
+    swept: dict[str, Any] = field(default_factory=dict)
+    swept_source: dict[str, Any] = field(default_factory=dict)
 
     def agents_of(self, method: str) -> list[str]:
         """The agents a method runs under (every agent, or the first for a λ-free method;
@@ -270,6 +280,13 @@ def check_options(opts: BenchOptions) -> None:
         raise ConfigError(f"--policy: {opts.policy!r} does not exist (exported policy dir)")
     if "policy" in (opts.agents or ()) and not opts.policy:
         raise ConfigError("--agents: policy needs --policy DIR (an exported policy)")
+    named = {a for _, a in opts.rows or ()} | set(opts.agents or ())
+    if "swept" in named and not opts.swept_from:
+        raise ConfigError("--rows: swept needs --swept-from SWEEP (an `unlearn tune` folder)")
+    if opts.swept_from and "swept" not in named:
+        raise ConfigError("--swept-from: no swept row to run it; add METHOD:swept to --rows")
+    if opts.swept_from and not Path(opts.swept_from).expanduser().is_dir():
+        raise ConfigError(f"--swept-from: {opts.swept_from!r} is not a sweep folder")
     if opts.tune_baselines is not None and not 1 <= opts.tune_baselines <= 100000:
         raise ConfigError(
             f"--tune-baselines: {opts.tune_baselines} is out of range; expected 1..100000 trials"
@@ -299,6 +316,49 @@ def static_lam_from(path: str | Path) -> float:
     return float(lam)
 
 
+def swept_from(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A finished sweep's winner: (dotted path -> value of every parameter its space fixed
+    or searched, the source: sweep name, best trial, objective and score).
+
+    ``path`` is the sweep folder ``WORKDIR/tune/<sweep>`` (its ``unlearn_sweep.json`` and
+    ``report/sweep.json``). Parameters of the sections that decide how runs are measured
+    (``MEASURED_SECTIONS``: data, forget, eval, t2i, ...) are refused: every row of a bench
+    is measured alike.
+    """
+    import json
+
+    from unlearn.tuners.space import from_dict, trial_values
+
+    p = Path(path).expanduser().resolve()
+    meta_file, report = p / "unlearn_sweep.json", p / "report" / "sweep.json"
+    for f, what in ((meta_file, "a started sweep"), (report, "a finished sweep's report")):
+        if not f.is_file():
+            raise ConfigError(f"--swept-from: {str(p)!r} has no {f.relative_to(p)} ({what})")
+    try:
+        space = from_dict(json.loads(meta_file.read_text())["space"])
+        result = json.loads(report.read_text())
+    except (ValueError, KeyError) as e:
+        raise ConfigError(f"--swept-from: {str(p)!r} holds an unreadable sweep: {e}") from None
+    best = next((t for t in result.get("trials", []) if t["trial_id"] == result.get("best")), None)
+    if best is None:
+        raise ConfigError(f"--swept-from: sweep {p.name} has no best trial (none evaluated)")
+    values = trial_values(space, best.get("params") or {})
+    bad = [k for k in values if k.split(".")[0] in MEASURED_SECTIONS]
+    if bad:
+        raise ConfigError(
+            f"--swept-from: sweep {p.name} sets {bad[0]}, which changes how a run is measured; "
+            f"a swept row may take only method, agent, unlearn and model settings"
+        )
+    source = {
+        "sweep": p.name,
+        "path": str(p),
+        "trial": best["trial_id"],
+        "objective": result.get("objective"),
+        "score": best.get("score"),
+    }
+    return values, source
+
+
 def agent_config(
     name: str, lam: float, opts: BenchOptions, baseline: dict[str, float] | None = None
 ) -> AgentConfig:
@@ -324,6 +384,8 @@ def agent_config(
         return AgentConfig("hybrid", "", {"coarse": {"name": "static", "options": {"lam": lam}}})
     if name in VARIATIONAL_OBJECTIVES:
         return AgentConfig("variational", "", {"objective": VARIATIONAL_OBJECTIVES[name]})
+    if name == "swept":  # the sweep's own agent replaces it (cell_config); static at method.lam
+        return AgentConfig("static", "", {})
     return AgentConfig(name, "", {})
 
 
@@ -342,10 +404,12 @@ def cell_config(
     opts: BenchOptions,
     experiment: str,
     baselines: dict[str, dict[str, float]] | None = None,
+    swept: dict[str, Any] | None = None,
 ) -> Config:
     """The config of one cell: method variant, agent variant, instance class, seed (a tuned
     or configured baseline's ``scale`` becomes the cell's ``method.scale``, its searched
-    method options — ESD's η, ... — the cell's ``method.options``)."""
+    method options — ESD's η, ... — the cell's ``method.options``; a ``swept`` cell takes
+    every value of ``swept``, the sweep's winner)."""
     from unlearn.bench.baselines import AGENT_PARAMS
 
     baseline = (baselines or {}).get(f"{cell.method}|{cell.agent}")
@@ -358,11 +422,11 @@ def cell_config(
     forget = cfg.forget  # the memorised outlier: as configured
     if cell.instance != OUTLIER:
         forget = dataclasses.replace(
-            family_of(cfg).instance_forget(cfg.forget, cell.instance),
+            instance_forget(cfg, cell.instance),
             indices=(),
             outlier=dataclasses.replace(cfg.forget.outlier, copies=0),
         )
-    return dataclasses.replace(
+    out = dataclasses.replace(
         cfg,
         method=method,
         agent=agent_config(cell.agent, lam, opts, baseline),
@@ -370,6 +434,11 @@ def cell_config(
         unlearn=dataclasses.replace(cfg.unlearn, seed=cell.seed),
         tracking=dataclasses.replace(cfg.tracking, experiment=experiment),
     )
+    if cell.agent == "swept" and swept:
+        from unlearn.tuners.space import apply_params
+
+        out = apply_params(out, {k: v for k, v in swept.items() if k != "unlearn.seed"})
+    return out
 
 
 def result_sections(cfg: Config, audit: bool = False) -> tuple[str, ...]:
@@ -409,7 +478,7 @@ def plan(cfg: Config, opts: BenchOptions) -> Plan:
         )
     preset = PRESETS[opts.preset]
     memorised = bool(cfg.forget.outlier.copies) and not cfg.forget.classes
-    instances = [OUTLIER] if memorised else [int(c) for c in cfg.env.test_instances]
+    instances = [OUTLIER] if memorised else list(cfg.env.test_instances)
     if memorised and opts.tune_baselines:
         raise ConfigError(
             "--tune-baselines: the search unlearns the classes of env.train_instances; a "
@@ -440,11 +509,15 @@ def plan(cfg: Config, opts: BenchOptions) -> Plan:
         from unlearn.bench.baselines import decay_from_config
 
         decay = decay_from_config(cfg)
+    swept, swept_source = {}, {}
+    if "swept" in agents:  # before the model loads
+        swept, swept_source = swept_from(opts.swept_from or "")
     from unlearn.agents import get_agent  # torch and the models: after the cheap checks
     from unlearn.methods import METHODS, check_compatible, get_method
     from unlearn.pretrain import load_pretrained
 
     model, _, _ = load_pretrained(cfg)
+    check_named_instances(cfg, model)
     methods, lam_free = [], []
     candidates = chosen_methods or preset.methods
     if not chosen_methods and not any(
@@ -468,6 +541,14 @@ def plan(cfg: Config, opts: BenchOptions) -> Plan:
             + (f" (and {len(skipped) - 3} more)" if len(skipped) > 3 else "")
         )
     baselines = {f"{m}|decay": decay for m in methods} if decay else {}
+    if "swept" in agents:
+        winner = swept.get("method.name", cfg.method.name)
+        wrong = [m for m in methods if "swept" in agents_named(m, agents, rows) and m != winner]
+        if wrong:
+            raise ConfigError(
+                f"--rows: {wrong[0]}:swept, but sweep {swept_source['sweep']}'s winner is "
+                f"method {winner!r}; name the row {winner}:swept"
+            )
     for a in agents:
         get_agent(agent_config(a, lam, opts), default_lam=cfg.method.lam)
     n = opts.seeds or preset.seeds
@@ -483,4 +564,11 @@ def plan(cfg: Config, opts: BenchOptions) -> Plan:
         baselines,
         lam_free=lam_free,
         rows=rows,
+        swept=swept,
+        swept_source=swept_source,
     )
+
+
+def agents_named(method: str, agents: list[str], rows: list[list[str]] | None) -> list[str]:
+    """The agents ``method`` runs under before λ-free methods are cut to one row."""
+    return [a for a in agents if rows is None or [method, a] in rows]

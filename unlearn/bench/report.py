@@ -141,13 +141,15 @@ def legend_text(t2i: bool, audit: bool) -> str:
     return " ".join([LEGEND, *([T2I_LEGEND] if t2i else []), *audit_legend])
 
 
-def instances_text(instances: Sequence[int]) -> str:
+def instances_text(instances: Sequence[int | str]) -> str:
     """``class [2, 8]``, or ``the memorised outlier`` for the memorisation bench."""
     from unlearn.bench.matrix import OUTLIER
 
     if list(instances) == [OUTLIER]:
         return "the memorised outlier"
-    return f"class {list(instances)}"
+    if all(isinstance(c, int) for c in instances):
+        return f"class {list(instances)}"
+    return "instances [" + ", ".join(map(str, instances)) + "]"  # named ones among them
 
 
 def plot_pareto_runs(records: Sequence[RunRecord], path: Path) -> tuple[Path, list[RunRecord]]:
@@ -207,6 +209,16 @@ def matrix_line(p: dict[str, Any], facts: dict[str, Any]) -> str:
     collapsed = f"{facts['collapsed']} collapsed, " if facts.get("collapsed") else ""
     if tuned:
         static += f", except the tuned static rows ({', '.join(tuned)}: see Compute of each row)"
+    src = p.get("swept_source") or {}
+    if src:
+        shown = ", ".join(
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+            for k, v in (p.get("swept") or {}).items()
+        )
+        static += (
+            f"; the swept rows run sweep {src['sweep']}'s best trial ({src['trial']}, objective "
+            f"{src['objective']}): {shown}"
+        )
     return (
         f"Matrix: {what} x held-out instances (forgotten) {instances_text(p['instances'])} x "
         f"seeds {p['seeds']} = {facts['runs']} runs ({facts['finished']} finished, "

@@ -39,7 +39,7 @@ from unlearn.bench.report import (
 )
 from unlearn.bench.stats import METRICS, CellSummary, summarize
 from unlearn.config import Config, ConfigError
-from unlearn.families import family_of
+from unlearn.families import family_of, instance_key
 
 if TYPE_CHECKING:  # torch and diffusers load only when the bench runs (fast CLI errors)
     from unlearn.metrics import EvalResult
@@ -132,6 +132,8 @@ def reusable_before(old: dict[str, Any], cfg: Config) -> dict[str, Any]:
     then, now = old.get("config") or {}, cfg.to_dict()
     if any(then.get(s) != now[s] for s in sections):
         return {}
+    if (then.get("env") or {}).get("instances", {}) != now["env"]["instances"]:
+        return {}  # a named instance may forget something else now
     return old.get("before") or {}
 
 
@@ -166,7 +168,8 @@ def run_bench(
         _tune(cfg, pl, opts, old, progress)
     cells = pl.cells()
     configs = {
-        c.key: cell_config(cfg, c, pl.static_lam, opts, experiment, pl.baselines) for c in cells
+        c.key: cell_config(cfg, c, pl.static_lam, opts, experiment, pl.baselines, pl.swept)
+        for c in cells
     }
     sections = result_sections(cfg, opts.audit)
     digests = {k: c.digest(*sections) for k, c in configs.items()}
@@ -175,8 +178,9 @@ def run_bench(
         r = RunRecord.from_dict(d)
         if r.status in DONE and digests.get(r.key) == r.digest:
             records[r.key] = r
-    before: dict[int, EvalResult] = {
-        int(k): family_of(cfg).result_from_dict(v) for k, v in reusable_before(old, cfg).items()
+    before: dict[int | str, EvalResult] = {
+        instance_key(k): family_of(cfg).result_from_dict(v)
+        for k, v in reusable_before(old, cfg).items()
     }
     perf = PerfResult(**old["perf"]) if old.get("perf") and not opts.perf else None
     parent = _open_parent(bench_cfg, opts.preset, opts, old.get("parent_run_id"))

@@ -59,6 +59,13 @@ def bench(
     policy: Annotated[
         Path | None, typer.Option(help="Exported RL policy dir: adds the policy agent.")
     ] = None,
+    swept_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="An `unlearn tune` sweep folder (WORKDIR/tune/NAME): the METHOD:swept rows "
+            "run its best trial's settings (λ, η, steps, ...) on the held-out instances."
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Report folder (default: WORKDIR/reports/bench-PRESET).")
     ] = None,
@@ -114,6 +121,7 @@ def bench(
         static_from=None if static_from is None else str(static_from),
         schedule_from=None if schedule_from is None else str(schedule_from),
         policy=None if policy is None else str(policy),
+        swept_from=None if swept_from is None else str(swept_from),
         out=None if out is None else str(out),
         resume=resume,
         perf=perf,

@@ -50,6 +50,7 @@ from unlearn.config.schema import (
     UnlearnConfig,
     digest_of,
     direct_options,
+    named_forget,
     options_of,
     pin_options,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "default_config_path",
     "digest_of",
     "direct_options",
+    "named_forget",
     "from_mapping",
     "load_config",
     "options_of",

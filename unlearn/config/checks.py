@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 from unlearn.config.errors import ConfigError
 
@@ -87,12 +88,78 @@ def check_trial_resources(value: object, where: str = "tune.trial_resources") ->
     return out
 
 
-def check_held_out(train: Sequence[int], test: Sequence[int]) -> None:
+#: forget fields a named instance starts empty (what it forgets): not the config's concept's
+INSTANCE_RESET = (
+    "classes",
+    "indices",
+    "concept",
+    "prompts",
+    "paraphrases",
+    "retain_prompts",
+    "caption",
+    "caption_images",
+)
+
+
+def check_instance_list(
+    field: str, items: Sequence[Any], named: dict[str, Any]
+) -> tuple[int | str, ...]:
+    """``env.train_instances`` / ``test_instances``: classes (integers) or names of
+    ``env.instances``; a number written as text ("2") is the class."""
+    out: list[int | str] = []
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+            raise ConfigError(
+                f"{field}: {v!r} is not allowed; expected a class (integer) or a name of "
+                "env.instances"
+            )
+        if isinstance(v, float):
+            if not v.is_integer():
+                raise ConfigError(f"{field}: {v!r} is not allowed; expected a class (integer)")
+            v = int(v)
+        if isinstance(v, str):
+            v = v.strip()
+            if v.lstrip("-").isdigit():
+                v = int(v)
+            elif v not in named:
+                known = ", ".join(named) or "none defined"
+                raise ConfigError(
+                    f"{field}: {v!r} is not allowed; it is not a class and not a name of "
+                    f"env.instances ({known})"
+                )
+        if v in out:
+            raise ConfigError(f"{field}: {v!r} is listed twice; list each instance once")
+        out.append(v)
+    return tuple(out)
+
+
+def check_named_instances(named: dict[str, Any], forget_fields: Sequence[str]) -> None:
+    """``env.instances``: names that are not numbers, each a mapping of forget fields."""
+    for name, spec in named.items():
+        if not isinstance(name, str) or not name.strip() or name.strip().lstrip("-").isdigit():
+            raise ConfigError(
+                f"env.instances: {name!r} is not allowed as a name; expected text that is not "
+                "a number (numbers are classes)"
+            )
+        if not isinstance(spec, dict) or not spec:
+            raise ConfigError(
+                f"env.instances.{name}: {spec!r} is not allowed; expected a mapping of forget "
+                "fields, e.g. {concept: thick, prompts: [...]}"
+            )
+        unknown = sorted(set(spec) - set(forget_fields))
+        if unknown:
+            raise ConfigError(
+                f"env.instances.{name}.{unknown[0]}: unknown key; allowed keys: "
+                f"{', '.join(forget_fields)}"
+            )
+
+
+def check_held_out(train: Sequence[int | str], test: Sequence[int | str]) -> None:
     """``env.test_instances`` must not share an instance with ``env.train_instances``."""
     both = [c for c in test if c in train]
     if both:
         raise ConfigError(
-            f"env.test_instances: {both[0]} is not allowed; it is also in "
+            f"env.test_instances: {both[0]!r} is not allowed; it is also in "
             f"env.train_instances {list(train)}, and a held-out instance "
             "must not be trained on"
         )

@@ -19,6 +19,8 @@ from unlearn.config.checks import (
     check_clip_model,
     check_data_source,
     check_held_out,
+    check_instance_list,
+    check_named_instances,
     check_residual,
     check_trial_resources,
 )
@@ -498,15 +500,29 @@ class EnvConfig:
         "pipeline, adversarial (the post-attack concept rate of the adversarial-prompt attack)",
         choices=("relearn", "adversarial"),
     )
-    train_instances: tuple[int, ...] = _f(
-        (1, 3, 5, 7), doc="classes (t2i: digit concepts) to forget during training"
+    train_instances: tuple[int | str, ...] = _f(
+        (1, 3, 5, 7),
+        doc="instances to forget during training: classes (t2i: digit concepts) or names "
+        "of env.instances",
     )
-    test_instances: tuple[int, ...] = _f(
-        (2, 8), doc="held-out classes (t2i: digit concepts) for evaluation; none trained on"
+    test_instances: tuple[int | str, ...] = _f(
+        (2, 8),
+        doc="held-out instances for evaluation (classes or names of env.instances); none "
+        "trained on",
+    )
+    instances: dict[str, dict] = _f(
+        default_factory=dict,
+        doc="named instances: name -> forget-section fields of what it forgets (t2i: "
+        "{concept: thick, prompts: [...], paraphrases: [...]}; images: {classes: [3, 5]}); "
+        "fields it does not give keep the forget section's, except what to forget and the "
+        "retain prompts, which start empty",
     )
 
     def __post_init__(self) -> None:
         check_residual(self.residual)
+        for name in ("train_instances", "test_instances"):
+            items = check_instance_list(f"env.{name}", getattr(self, name), self.instances)
+            object.__setattr__(self, name, items)
         check_held_out(self.train_instances, self.test_instances)
 
 
@@ -708,6 +724,9 @@ class Config:
                 "(sets are generated from the prompts of a text-to-image pipeline)"
             )
         check_data_source(self.data, self.forget, self.eval)
+        check_named_instances(self.env.instances, [f.name for f in dataclasses.fields(self.forget)])
+        for name in self.env.instances:  # each named instance's forget section validates
+            named_forget(self.forget, self.env.instances, name)
         if self.guard.stop and not self.unlearn.eval_every:
             raise ConfigError(
                 "guard.stop: True is not allowed with unlearn.eval_every=0; expected "
@@ -727,6 +746,16 @@ class Config:
     @property
     def workdir_path(self) -> Path:
         return Path(self.workdir).expanduser().resolve()
+
+
+def named_forget(forget: ForgetConfig, named: dict[str, dict], name: str) -> ForgetConfig:
+    """The forget section of the named instance ``name`` of ``env.instances``: its fields
+    over ``forget``'s, with what to forget and the retain prompts starting empty."""
+    from unlearn.config.checks import INSTANCE_RESET
+    from unlearn.config.loader import from_mapping
+
+    base = {k: v for k, v in _to_plain(forget).items() if k not in INSTANCE_RESET}
+    return from_mapping(ForgetConfig, {**base, **named[name]}, f"env.instances.{name}")
 
 
 def digest_of(obj: Any) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from unlearn.config import PROMPT_KINDS, ConfigError, ForgetConfig
+from unlearn.config import ConfigError, ForgetConfig
 from unlearn.data.captions import DIGIT_WORDS, AttributeThresholds, concept_of
 from unlearn.data.datasets import ImageData
 from unlearn.data.forget import ForgetSplit
@@ -267,16 +267,6 @@ def _swap_digits(text: str, a: int, b: int) -> str:
     wa, wb, na, nb = DIGIT_WORDS[a], DIGIT_WORDS[b], str(a), str(b)
     swap = {wa: wb, wb: wa, na: nb, nb: na}
     return " ".join(swap.get(w.lower(), w) for w in text.split())
-
-
-def instance_forget(forget: ForgetConfig, kind: str, c: int) -> ForgetConfig:
-    """The forget spec of env / bench instance ``c`` for a model of ``kind``: class ``c``, or
-    for a prompt-conditioned kind :func:`concept_instance_forget`. Drivers ask the model
-    family instead (``family_of(cfg).instance_forget``); this form is kept for callers that
-    hold only the kind."""
-    if kind not in PROMPT_KINDS:
-        return dataclasses.replace(forget, classes=(c,))
-    return concept_instance_forget(forget, c)
 
 
 def concept_instance_forget(forget: ForgetConfig, c: int) -> ForgetConfig:

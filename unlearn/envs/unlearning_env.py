@@ -13,7 +13,7 @@ import numpy as np
 
 from unlearn.config import AgentConfig, Config, ConfigError, check_residual, from_mapping
 from unlearn.envs.instances import Instance, InstanceBank
-from unlearn.families import family_of
+from unlearn.families import family_of, instance_forget
 from unlearn.observation import (
     ObservationBuilder,
     action_names,
@@ -70,9 +70,7 @@ def env_config(cfg: Config) -> Config:
             cfg.unlearn, steps=e.decisions * e.steps_per_decision, eval_every=0
         ),
         eval=dataclasses.replace(cfg.eval, num_samples=e.final_eval_samples),
-        forget=family_of(cfg).instance_forget(cfg.forget, e.train_instances[0])
-        if e.train_instances
-        else cfg.forget,
+        forget=instance_forget(cfg, e.train_instances[0]) if e.train_instances else cfg.forget,
     )
 
 
@@ -408,12 +406,12 @@ class UnlearningEnv(gym.Env):
             )
         split = str(options.get("split", "train"))
         if "instance" in options:
-            c = self.bank.check(int(options["instance"]))
+            c = self.bank.check(options["instance"])
             pools = {"train": self.cfg.env.train_instances, "test": self.cfg.env.test_instances}
             split = next((k for k, v in pools.items() if c in v), "custom")
         else:
             pool = self.bank.pool(split)
-            c = int(pool[int(self.np_random.integers(len(pool)))])
+            c = pool[int(self.np_random.integers(len(pool)))]
         seed = options.get("seed")
         if seed is None:
             seed = int(self.np_random.integers(0, 2**31 - 1))

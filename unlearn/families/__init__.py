@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from unlearn.config import Config, ConfigError
+from unlearn.config import Config, ConfigError, ForgetConfig, named_forget
 from unlearn.families.base import EvalReport, Family, InstanceData, Setup, check_result
 from unlearn.families.i2i import I2I
 from unlearn.families.image import IMAGE
@@ -48,6 +48,43 @@ def family_of(cfg: Config) -> Family:
     return family_of_kind(cfg.model.kind)
 
 
+def instance_forget(cfg: Config, c: int | str) -> ForgetConfig:
+    """The forget section of env / bench instance ``c``: a name of ``env.instances`` (its
+    own fields) or a class, which the family turns into a forget spec (on t2i: the config's
+    digit concept exchanged for ``c``)."""
+    if isinstance(c, str):
+        return named_forget(cfg.forget, cfg.env.instances, c)
+    return family_of(cfg).instance_forget(cfg.forget, c)
+
+
+def check_named_instances(cfg: Config, model: torch.nn.Module) -> None:
+    """Every named instance of ``env.train_instances`` / ``test_instances`` must be something
+    the model can forget and the family can measure; one line naming the instance otherwise."""
+    import dataclasses
+
+    family = family_of(cfg)
+    for c in (*cfg.env.train_instances, *cfg.env.test_instances):
+        if isinstance(c, str):
+            try:
+                family.check_instance(
+                    dataclasses.replace(cfg, forget=instance_forget(cfg, c)), model
+                )
+            except ConfigError as e:
+                raise ConfigError(f"env.instances.{c}: {e}") from None
+
+
+def instance_key(k: int | str) -> int | str:
+    """An instance as read back from JSON (keys are text): "2" -> 2, "thick" -> "thick"."""
+    if isinstance(k, str) and k.strip().lstrip("-").isdigit():
+        return int(k)
+    return k
+
+
+def instance_label(c: int | str) -> str:
+    """A short label of an instance for names and tables: c2 for a class, the name otherwise."""
+    return f"c{c}" if isinstance(c, int) else str(c)
+
+
 def family_of_dir(path: str | Path) -> Family | None:
     """The family whose saved model ``path`` holds, or None when none recognises it."""
     p = Path(path).expanduser()
@@ -79,4 +116,8 @@ __all__ = [
     "family_of_dir",
     "family_of_kind",
     "family_of_model",
+    "check_named_instances",
+    "instance_forget",
+    "instance_key",
+    "instance_label",
 ]

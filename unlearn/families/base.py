@@ -182,6 +182,11 @@ class Family(Protocol):
         """The forget specification of instance ``c``."""
         ...
 
+    def check_instance(self, cfg: Config, model: torch.nn.Module) -> None:
+        """ConfigError when ``cfg.forget`` (a named instance's) asks what ``model`` cannot
+        forget or measure; cheap, before any run."""
+        ...
+
     def instance_classes(self, task: Any) -> list[int]:
         """The instances ``task``'s data allows."""
         ...

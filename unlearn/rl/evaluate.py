@@ -25,7 +25,7 @@ PolicyFn = Callable[[np.ndarray], np.ndarray]
 @dataclass(frozen=True)
 class Episode:
     agent: str
-    instance: int
+    instance: int | str
     seed: int
     forget_rate: float
     fid: float
@@ -84,7 +84,7 @@ def load_policy_fn(source: str, cfg: Config) -> tuple[PolicyFn, str]:
     return fn, f"policy ({facts['algorithm']} checkpoint)"
 
 
-def run_episode(env: Any, act: PolicyFn, instance: int, seed: int, name: str) -> Episode:
+def run_episode(env: Any, act: PolicyFn, instance: int | str, seed: int, name: str) -> Episode:
     obs, _ = env.reset(seed=seed, options={"instance": instance, "seed": seed})
     total, info, done = 0.0, {}, False
     while not done:
@@ -134,7 +134,7 @@ def evaluate(
     for name, fn in agents.items():
         for c in instances:
             for s in range(seeds):
-                out[name].episodes.append(run_episode(env, fn, int(c), s, name))
+                out[name].episodes.append(run_episode(env, fn, c, s, name))
                 done += 1
                 progress("rl eval", done, total)
     return list(out.values())

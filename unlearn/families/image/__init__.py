@@ -138,6 +138,9 @@ class ImageFamily:
     def instance_forget(self, forget: ForgetConfig, c: int) -> ForgetConfig:
         return dataclasses.replace(forget, classes=(c,))
 
+    def check_instance(self, cfg: Config, model: torch.nn.Module) -> None:
+        return None  # the classes are checked against the data when the instance is split
+
     def instance_classes(self, task: Any) -> list[int]:
         return sorted(int(c) for c in task.splits.train.labels.unique() if int(c) >= 0)
 

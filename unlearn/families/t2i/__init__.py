@@ -158,6 +158,11 @@ class T2IFamily:
 
         return concept_instance_forget(forget, c)
 
+    def check_instance(self, cfg: Config, model: torch.nn.Module) -> None:
+        from unlearn.data.prompts import prompt_spec
+
+        prompt_spec(cfg.forget, model.tokenizer, cfg.eval.concept_measure)
+
     def instance_classes(self, task: Any) -> list[int]:
         from unlearn.data.captions import DIGIT_WORDS
 
