@@ -209,18 +209,37 @@ def default_config_path() -> Path:
     return Path(__file__).parents[1] / "assets" / "demo.yaml"
 
 
+def _read_config(p: Path, seen: tuple[Path, ...]) -> dict:
+    """A config file's mapping; ``extends: BASE.yaml`` (relative to the file) is read first
+    and the file's sections merge over it, key by key (lists and values replace)."""
+    values = read_yaml(p, "config") or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"config: {p} must hold a mapping at the top level")
+    base = values.pop("extends", None)
+    if base is None:
+        return values
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"extends: {base!r} in {p} is not allowed; expected a YAML file path")
+    target = (p.expanduser().resolve().parent / base).resolve()
+    if target in seen or target == p.expanduser().resolve():
+        raise ConfigError(f"extends: {base!r} in {p} is not allowed; the files extend each other")
+    return _merged(_read_config(target, (*seen, p.expanduser().resolve())), values)
+
+
+def _merged(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Load a YAML config (or the defaults when ``path`` is None) and apply ``--set`` overrides.
 
     Relative ``workdir`` resolves against the current directory, so every later path is
     absolute (Tune trials and Ray jobs change their working directory).
     """
-    values: dict = {}
-    if path is not None:
-        p = Path(path)
-        values = read_yaml(p, "config") or {}
-        if not isinstance(values, dict):
-            raise ConfigError(f"config: {p} must hold a mapping at the top level")
+    values = _read_config(Path(path), ()) if path is not None else {}
     values = apply_overrides(values, overrides or [])
     cfg = from_mapping(Config, values)
     return dataclasses.replace(cfg, workdir=str(cfg.workdir_path))
