@@ -40,10 +40,12 @@ def test_tune_baselines_searches_train_classes_and_runs_the_winners_held_out(
         "--methods",
         "siss",
         "--agents",
-        "static,decay",
+        "static,decay,oracle-static",
         "--seeds",
         "1",
         "--tune-baselines",
+        "2",
+        "--oracle",
         "2",
         "--out",
         str(out),
@@ -53,7 +55,10 @@ def test_tune_baselines_searches_train_classes_and_runs_the_winners_held_out(
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(proc.stdout)
     tuning = res["plan"]["tuning"]
-    assert set(tuning) == {"siss|static", "siss|decay"}
+    assert set(tuning) == {"siss|static", "siss|decay", "siss|oracle-static|2"}
+    # the oracle: the same search on the held-out class itself, its compute counted
+    oracle = tuning.pop("siss|oracle-static|2")
+    assert oracle["train_instances"] == [2] and oracle["optimiser_steps"] == 2 * 1 * 3
     for t in tuning.values():
         assert t["train_instances"] == [1, 5] and t["trials"] == 2
         assert t["optimiser_steps"] == 2 * 2 * 3  # trials x train classes x steps
@@ -67,8 +72,10 @@ def test_tune_baselines_searches_train_classes_and_runs_the_winners_held_out(
     lams = runs["decay"]["lambdas"]
     assert lams[0] == pytest.approx(p["start"])  # linear start -> end over the budget
     assert lams == pytest.approx([p["start"] + (p["end"] - p["start"]) * i / 3 for i in range(3)])
+    assert runs["oracle-static"]["lambdas"] == pytest.approx([oracle["params"]["lam"]] * 3)
     md = (out / "bench.md").read_text()
     assert "## Compute of each row" in md and "| siss + decay (tuned) |" in md
+    assert "| siss + oracle-static on 2 |" in md and "held-out instance 2 itself" in md
 
 
 @pytest.mark.slow
@@ -192,6 +199,9 @@ def test_rows_run_each_method_under_its_own_agents_only(tiny_workdir: Path) -> N
         (["bench", "--rows", "sis:static"], "--rows: unknown method 'sis' in sis:static"),
         (["bench", "--rows", "siss:static", "--methods", "siss"], "--rows: give either"),
         (["bench", "--rows", "siss:swept"], "--rows: swept needs --swept-from SWEEP"),
+        (["bench", "--rows", "siss:oracle-static"], "--rows: oracle-static needs --oracle N"),
+        (["bench", "--rows", "siss:static", "--oracle", "2"], "--oracle: no oracle row"),
+        (["bench", "--rows", "siss:oracle-decay", "--oracle", "0"], "--oracle: 0 is out of range"),
         (
             ["bench", "--rows", "siss:static", "--swept-from", "."],
             "--swept-from: no swept row to run it",

@@ -286,6 +286,13 @@ def compute_markdown(tuned: dict[str, dict], policy_steps: int | None, has_polic
     ]
     for t in tuned.values():
         params = params_text(t["params"])
+        if str(t["agent"]).startswith("oracle-"):  # searched on the held-out instance itself
+            (c,) = t["train_instances"]
+            lines.append(
+                f"| {t['method']} + {t['agent']} on {c} | {params} | {t['optimiser_steps']:,} "
+                f"({t['trials']} trials on held-out instance {c} itself, before its runs) |"
+            )
+            continue
         lines.append(
             f"| {t['method']} + {t['agent']} (tuned) | {params} | {t['optimiser_steps']:,} "
             f"({t['trials']} trials x {len(t['train_instances'])} train classes "

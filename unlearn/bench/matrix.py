@@ -51,7 +51,11 @@ AGENT_VARIANTS = (
     "policy",
     "hybrid",
     "swept",
+    "oracle-static",
+    "oracle-decay",
 )
+#: the per-instance oracle rows and the baseline each searches on the held-out instance itself
+ORACLE = {"oracle-static": "static", "oracle-decay": "decay"}
 #: sections a swept row may not take from its sweep: they decide how every row is measured
 MEASURED_SECTIONS = ("data", "forget", "eval", "pretrain", "t2i", "i2i", "env", "bench", "audit")
 
@@ -103,6 +107,9 @@ class BenchOptions:
         schedule_from: a PBT ``schedule.json`` replayed by the schedule agent (default cosine).
         policy: exported RL policy directory; adds the policy agent and makes it the hybrid's
             coarse agent.
+        oracle: Optuna trials of the per-instance oracle (rows ``METHOD:oracle-static`` /
+            ``oracle-decay``): the ``--tune-baselines`` search run on each held-out instance
+            itself, whose winner then runs on that instance; its compute is counted per instance.
         swept_from: an ``unlearn tune`` sweep folder whose best trial the ``swept`` rows run
             with every parameter the sweep searched or fixed (λ, η, steps, ...) as found.
         out: report folder (default ``WORKDIR/reports/bench-<preset>``).
@@ -129,6 +136,7 @@ class BenchOptions:
     schedule_from: str | None = None
     policy: str | None = None
     swept_from: str | None = None
+    oracle: int | None = None
     out: str | None = None
     resume: bool = False
     perf: bool = False
@@ -281,6 +289,18 @@ def check_options(opts: BenchOptions) -> None:
     if "policy" in (opts.agents or ()) and not opts.policy:
         raise ConfigError("--agents: policy needs --policy DIR (an exported policy)")
     named = {a for _, a in opts.rows or ()} | set(opts.agents or ())
+    if opts.oracle is not None and not 1 <= opts.oracle <= 100000:
+        raise ConfigError(f"--oracle: {opts.oracle} is out of range; expected 1..100000 trials")
+    oracles = sorted(named & set(ORACLE))
+    if oracles and not opts.oracle:
+        raise ConfigError(
+            f"--rows: {oracles[0]} needs --oracle N (search trials per held-out instance)"
+        )
+    if opts.oracle and not oracles:
+        raise ConfigError(
+            "--oracle: no oracle row to search for; add METHOD:oracle-static or "
+            "METHOD:oracle-decay to --rows"
+        )
     if "swept" in named and not opts.swept_from:
         raise ConfigError("--rows: swept needs --swept-from SWEEP (an `unlearn tune` folder)")
     if opts.swept_from and "swept" not in named:
@@ -365,6 +385,7 @@ def agent_config(
     """The ``agent`` section of one agent variant (``baseline``: static / decay parameters)."""
     from unlearn.bench.baselines import decay_agent
 
+    name = ORACLE.get(name, name)  # an oracle row: its baseline, searched per instance
     if name == "static":
         return AgentConfig("static", "", {"lam": (baseline or {}).get("lam", lam)})
     if name == "decay":
@@ -412,7 +433,11 @@ def cell_config(
     every value of ``swept``, the sweep's winner)."""
     from unlearn.bench.baselines import AGENT_PARAMS
 
-    baseline = (baselines or {}).get(f"{cell.method}|{cell.agent}")
+    # an oracle's parameters are its instance's own; the other baselines are one per row
+    baselines = baselines or {}
+    baseline = baselines.get(oracle_key(cell.method, cell.agent, cell.instance)) or baselines.get(
+        f"{cell.method}|{cell.agent}"
+    )
     method = method_config(cfg, cell.method)
     if baseline and "scale" in baseline:
         method = dataclasses.replace(method, scale=float(baseline["scale"]))
@@ -567,6 +592,11 @@ def plan(cfg: Config, opts: BenchOptions) -> Plan:
         swept=swept,
         swept_source=swept_source,
     )
+
+
+def oracle_key(method: str, agent: str, instance: int | str) -> str:
+    """The key of a per-instance oracle's parameters in ``Plan.baselines`` / ``tuning``."""
+    return f"{method}|{agent}|{instance}"
 
 
 def agents_named(method: str, agents: list[str], rows: list[list[str]] | None) -> list[str]:

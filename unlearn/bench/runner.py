@@ -164,7 +164,7 @@ def run_bench(
     bench_cfg = dataclasses.replace(
         cfg, tracking=dataclasses.replace(cfg.tracking, experiment=experiment)
     )
-    if opts.tune_baselines:
+    if opts.tune_baselines or opts.oracle:
         _tune(cfg, pl, opts, old, progress)
     cells = pl.cells()
     configs = {
@@ -274,28 +274,49 @@ def run_bench(
 
 
 def _tune(cfg: Config, pl: Plan, opts: BenchOptions, old: dict, progress) -> None:
-    """Fill ``pl.baselines`` / ``pl.tuning`` by the Optuna search (a resumed bench with the
-    same trials and config reuses the earlier search)."""
+    """Fill ``pl.baselines`` / ``pl.tuning`` by the Optuna searches: ``--tune-baselines`` on the
+    train instances, ``--oracle`` on each held-out instance itself (a resumed bench with the
+    same trials and config reuses the earlier searches)."""
     from unlearn.bench.baselines import tune_baselines
-    from unlearn.bench.matrix import method_config
+    from unlearn.bench.matrix import ORACLE, method_config, oracle_key
 
-    prev = old.get("plan") or {}
-    same = (
-        old.get("config") == cfg.to_dict()
-        and (old.get("options") or {}).get("tune_baselines") == opts.tune_baselines
-    )
+    prev = (old.get("plan") or {}).get("tuning") or {}
+    same_cfg = old.get("config") == cfg.to_dict()
+    prev_opts = old.get("options") or {}
     methods = [m for m in pl.methods if m not in pl.lam_free]  # λ-free: nothing to tune
-    pairs = [(m, a) for m, a in pl.groups() if m in methods and a in ("static", "decay")]
-    wanted = [f"{m}|{a}" for m, a in pairs]  # in the table's order
-    if not wanted:
-        return
-    if same and set(wanted) <= set(prev.get("tuning") or {}):
-        pl.tuning = {k: prev["tuning"][k] for k in wanted}
-    else:
+    pl.tuning = {}
+
+    def search(run_cfg: Config, trials: int, option: str, pairs, key) -> None:
+        wanted = {key(m, a): (m, a) for m, a in pairs}
+        if not wanted:
+            return
+        if same_cfg and prev_opts.get(option) == trials and set(wanted) <= set(prev):
+            pl.tuning.update({k: prev[k] for k in wanted})
+            return
         tuned = tune_baselines(
-            cfg, methods, pl.agents, opts.tune_baselines, method_config, progress, pairs
+            run_cfg, methods, sorted({a for _, a in pairs}), trials, method_config, progress, pairs
         )
-        pl.tuning = {k: t.to_dict() for k, t in tuned.items()}
+        for k, (m, a) in wanted.items():
+            pl.tuning[k] = tuned[f"{m}|{a}"].to_dict()
+
+    groups = [(m, a) for m, a in pl.groups() if m in methods]
+    if opts.tune_baselines:
+        pairs = [(m, a) for m, a in groups if a in ("static", "decay")]
+        search(cfg, opts.tune_baselines, "tune_baselines", pairs, lambda m, a: f"{m}|{a}")
+    if opts.oracle:
+        pairs = [(m, ORACLE[a]) for m, a in groups if a in ORACLE]
+        for c in pl.instances:  # the same search, on the held-out instance itself
+            env = dataclasses.replace(cfg.env, train_instances=(c,), test_instances=())
+            search(
+                dataclasses.replace(cfg, env=env),
+                opts.oracle,
+                "oracle",
+                pairs,
+                lambda m, a, c=c: oracle_key(m, f"oracle-{a}", c),
+            )
+        for k, t in pl.tuning.items():
+            if k.count("|") == 2:
+                t["agent"] = k.split("|")[1]
     pl.baselines.update({k: dict(t["params"]) for k, t in pl.tuning.items()})
 
 

@@ -59,6 +59,14 @@ def bench(
     policy: Annotated[
         Path | None, typer.Option(help="Exported RL policy dir: adds the policy agent.")
     ] = None,
+    oracle: Annotated[
+        int | None,
+        typer.Option(
+            help="Optuna trials of the per-instance oracle: rows METHOD:oracle-static / "
+            "oracle-decay run the --tune-baselines search on each held-out instance itself "
+            "and then its winner there (compute counted per instance)."
+        ),
+    ] = None,
     swept_from: Annotated[
         Path | None,
         typer.Option(
@@ -122,6 +130,7 @@ def bench(
         schedule_from=None if schedule_from is None else str(schedule_from),
         policy=None if policy is None else str(policy),
         swept_from=None if swept_from is None else str(swept_from),
+        oracle=oracle,
         out=None if out is None else str(out),
         resume=resume,
         perf=perf,
@@ -146,9 +155,13 @@ def bench(
             console.print(f"left out {name}: {reason}", highlight=False)
         for t in res.plan.tuning.values():
             params = params_text(t["params"])
+            where = (
+                f"held-out instance {t['train_instances'][0]} itself"
+                if str(t["agent"]).startswith("oracle-")
+                else f"train classes {list(t['train_instances'])}"
+            )
             console.print(
-                f"tuned {t['method']} + {t['agent']} on train classes "
-                f"{list(t['train_instances'])}: {params} ({t['trials']} trials, "
+                f"tuned {t['method']} + {t['agent']} on {where}: {params} ({t['trials']} trials, "
                 f"{t['optimiser_steps']:,} optimiser steps)",
                 highlight=False,
             )
