@@ -241,3 +241,16 @@ def test_tuned_parameters_print_numbers_and_choices() -> None:
     from unlearn.bench.baselines import params_text
 
     assert params_text({"lam": 0.78589, "divergence": "chi2"}) == "lam=0.786, divergence=chi2"
+
+
+def test_a_record_older_than_a_config_field_still_matches_its_config(tmp_path: Path) -> None:
+    """A results.json written before a config field existed resumes (its searches and base
+    evaluations reused): the field reads as its default, not as a change."""
+    from unlearn.bench.runner import recorded_config
+
+    cfg = load_config(TINY, [f"workdir={tmp_path}"])
+    old = cfg.to_dict()
+    del old["env"]["instances"], old["guard"]
+    assert recorded_config({"config": old}) == cfg.to_dict()
+    changed = load_config(TINY, [f"workdir={tmp_path}", "method.lam=0.25"]).to_dict()
+    assert recorded_config({"config": changed}) != cfg.to_dict()

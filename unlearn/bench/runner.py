@@ -125,11 +125,23 @@ def _load(path: Path) -> dict[str, Any]:
         raise ConfigError(f"--resume: {path} is not valid JSON: {e}") from None
 
 
+def recorded_config(old: dict[str, Any]) -> dict[str, Any]:
+    """The config an earlier ``results.json`` recorded, read through today's schema: a field
+    added since then holds its default, so it alone does not make the record stale."""
+    from unlearn.config import from_mapping
+
+    then = old.get("config") or {}
+    try:
+        return from_mapping(Config, then).to_dict()
+    except (ConfigError, TypeError):
+        return then
+
+
 def reusable_before(old: dict[str, Any], cfg: Config) -> dict[str, Any]:
     """The base model's evaluations of an earlier ``results.json`` that still hold for
     ``cfg`` (same data, forget, model, pretrain, eval and, on t2i, t2i sections), else none."""
     sections = before_sections(cfg)
-    then, now = old.get("config") or {}, cfg.to_dict()
+    then, now = recorded_config(old), cfg.to_dict()
     if any(then.get(s) != now[s] for s in sections):
         return {}
     if (then.get("env") or {}).get("instances", {}) != now["env"]["instances"]:
@@ -281,7 +293,7 @@ def _tune(cfg: Config, pl: Plan, opts: BenchOptions, old: dict, progress) -> Non
     from unlearn.bench.matrix import ORACLE, method_config, oracle_key
 
     prev = (old.get("plan") or {}).get("tuning") or {}
-    same_cfg = old.get("config") == cfg.to_dict()
+    same_cfg = recorded_config(old) == cfg.to_dict()
     prev_opts = old.get("options") or {}
     methods = [m for m in pl.methods if m not in pl.lam_free]  # λ-free: nothing to tune
     pl.tuning = {}
