@@ -143,8 +143,7 @@ def test_the_kind_check_leaves_other_code_alone(line):
 
 # -- the registry ------------------------------------------------------------------------------
 def test_registry_serves_every_configurable_kind_once():
-    from unlearn.config import MODEL_FAMILIES, MODEL_KINDS
-    from unlearn.data.prompts import PROMPT_KINDS
+    from unlearn.config import MODEL_FAMILIES, MODEL_KINDS, PROMPT_KINDS
     from unlearn.families import FAMILIES
 
     assert {n: tuple(f.kinds) for n, f in FAMILIES.items()} == MODEL_FAMILIES

@@ -274,6 +274,12 @@ def params_text(params: dict[str, Any]) -> str:
     )
 
 
+def train_text(instances) -> str:
+    """``2 train classes [3, 5]``, or ``5 train instances [1, 3, thick, ...]`` with names."""
+    kind = "classes" if all(isinstance(c, int) for c in instances) else "instances"
+    return f"{len(instances)} train {kind} [{', '.join(map(str, instances))}]"
+
+
 def compute_markdown(tuned: dict[str, dict], policy_steps: int | None, has_policy: bool) -> str:
     """The report's "Compute of each row" section (empty when nothing was tuned)."""
     if not tuned and not has_policy:
@@ -295,8 +301,7 @@ def compute_markdown(tuned: dict[str, dict], policy_steps: int | None, has_polic
             continue
         lines.append(
             f"| {t['method']} + {t['agent']} (tuned) | {params} | {t['optimiser_steps']:,} "
-            f"({t['trials']} trials x {len(t['train_instances'])} train classes "
-            f"{list(t['train_instances'])}) |"
+            f"({t['trials']} trials x {train_text(t['train_instances'])}) |"
         )
     if has_policy:
         shown = f"{policy_steps:,}" if policy_steps is not None else "not in the policy metadata"

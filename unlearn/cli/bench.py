@@ -147,7 +147,7 @@ def bench(
         typer.echo(json.dumps(res.to_dict(), indent=2, default=str))
     else:
         from unlearn.bench import summary_rows
-        from unlearn.bench.baselines import params_text
+        from unlearn.bench.baselines import params_text, train_text
 
         cols, cells = summary_rows(res.summaries, res.threshold, lambda s: f"[bold]{s}[/]", True)
         console.print(table(f"bench {res.preset}: {len(res.runs)} runs", cols, cells))
@@ -158,7 +158,7 @@ def bench(
             where = (
                 f"held-out instance {t['train_instances'][0]} itself"
                 if str(t["agent"]).startswith("oracle-")
-                else f"train classes {list(t['train_instances'])}"
+                else train_text(t["train_instances"])
             )
             console.print(
                 f"tuned {t['method']} + {t['agent']} on {where}: {params} ({t['trials']} trials, "

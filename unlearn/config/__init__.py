@@ -16,6 +16,7 @@ from unlearn.config.loader import (
     default_config_path,
     from_mapping,
     load_config,
+    named_forget,
     parse_override,
     read_yaml,
     set_path,
@@ -50,7 +51,6 @@ from unlearn.config.schema import (
     UnlearnConfig,
     digest_of,
     direct_options,
-    named_forget,
     options_of,
     pin_options,
 )

@@ -17,8 +17,16 @@ from typing import Any
 
 import yaml
 
+from unlearn.config.checks import INSTANCE_RESET
 from unlearn.config.errors import ConfigError
-from unlearn.config.schema import MODEL_FAMILIES, MODEL_KINDS, Config, MethodConfig, pin_options
+from unlearn.config.schema import (
+    MODEL_FAMILIES,
+    MODEL_KINDS,
+    Config,
+    ForgetConfig,
+    MethodConfig,
+    pin_options,
+)
 
 
 def _allowed(f: dataclasses.Field) -> str:
@@ -105,7 +113,18 @@ def from_mapping(cls: type, values: dict, prefix: str = "") -> Any:
             if (lo is not None and v < lo) or (hi is not None and v > hi) or v != v:
                 raise ConfigError(f"{path}: {v!r} is out of range; expected {_allowed(f)}")
         kwargs[name] = v
-    return cls(**kwargs)
+    out = cls(**kwargs)
+    if cls is Config:  # each named instance's forget section validates as a forget section
+        for name in out.env.instances:
+            named_forget(out.forget, out.env.instances, name)
+    return out
+
+
+def named_forget(forget: ForgetConfig, named: dict[str, dict], name: str) -> ForgetConfig:
+    """The forget section of the named instance ``name`` of ``env.instances``: its fields
+    over ``forget``'s, with what to forget and the retain prompts starting empty."""
+    base = {k: v for k, v in dataclasses.asdict(forget).items() if k not in INSTANCE_RESET}
+    return from_mapping(ForgetConfig, {**base, **named[name]}, f"env.instances.{name}")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -725,8 +725,6 @@ class Config:
             )
         check_data_source(self.data, self.forget, self.eval)
         check_named_instances(self.env.instances, [f.name for f in dataclasses.fields(self.forget)])
-        for name in self.env.instances:  # each named instance's forget section validates
-            named_forget(self.forget, self.env.instances, name)
         if self.guard.stop and not self.unlearn.eval_every:
             raise ConfigError(
                 "guard.stop: True is not allowed with unlearn.eval_every=0; expected "
@@ -746,16 +744,6 @@ class Config:
     @property
     def workdir_path(self) -> Path:
         return Path(self.workdir).expanduser().resolve()
-
-
-def named_forget(forget: ForgetConfig, named: dict[str, dict], name: str) -> ForgetConfig:
-    """The forget section of the named instance ``name`` of ``env.instances``: its fields
-    over ``forget``'s, with what to forget and the retain prompts starting empty."""
-    from unlearn.config.checks import INSTANCE_RESET
-    from unlearn.config.loader import from_mapping
-
-    base = {k: v for k, v in _to_plain(forget).items() if k not in INSTANCE_RESET}
-    return from_mapping(ForgetConfig, {**base, **named[name]}, f"env.instances.{name}")
 
 
 def digest_of(obj: Any) -> str:
