@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TUNED = ("static", "decay")
+#: the per-instance oracle rows and the baseline each searches on the held-out instance itself
+ORACLE = {"oracle-static": "static", "oracle-decay": "decay"}
 #: the parameters of a tuned baseline that are the agent's or the scale; the rest are
 #: searched method options
 AGENT_PARAMS = ("lam", "start", "end", "scale")
@@ -280,6 +282,14 @@ def train_text(instances) -> str:
     return f"{len(instances)} train {kind} [{', '.join(map(str, instances))}]"
 
 
+def searched_on(t: dict[str, Any]) -> str:
+    """Where a search recorded in ``Plan.tuning`` ran: the train instances, or for an oracle
+    row the held-out instance itself."""
+    if t["agent"] in ORACLE:
+        return f"held-out instance {t['train_instances'][0]} itself"
+    return train_text(t["train_instances"])
+
+
 def compute_markdown(tuned: dict[str, dict], policy_steps: int | None, has_policy: bool) -> str:
     """The report's "Compute of each row" section (empty when nothing was tuned)."""
     if not tuned and not has_policy:
@@ -292,17 +302,13 @@ def compute_markdown(tuned: dict[str, dict], policy_steps: int | None, has_polic
     ]
     for t in tuned.values():
         params = params_text(t["params"])
-        if str(t["agent"]).startswith("oracle-"):  # searched on the held-out instance itself
-            (c,) = t["train_instances"]
-            lines.append(
-                f"| {t['method']} + {t['agent']} on {c} | {params} | {t['optimiser_steps']:,} "
-                f"({t['trials']} trials on held-out instance {c} itself, before its runs) |"
-            )
-            continue
-        lines.append(
-            f"| {t['method']} + {t['agent']} (tuned) | {params} | {t['optimiser_steps']:,} "
-            f"({t['trials']} trials x {train_text(t['train_instances'])}) |"
-        )
+        if t["agent"] in ORACLE:
+            row = f"{t['method']} + {t['agent']} on {t['train_instances'][0]}"
+            how = f"{t['trials']} trials on {searched_on(t)}, before its runs"
+        else:
+            row = f"{t['method']} + {t['agent']} (tuned)"
+            how = f"{t['trials']} trials x {searched_on(t)}"
+        lines.append(f"| {row} | {params} | {t['optimiser_steps']:,} ({how}) |")
     if has_policy:
         shown = f"{policy_steps:,}" if policy_steps is not None else "not in the policy metadata"
         lines.append(f"| policy (RL training) | exported policy | {shown} |")

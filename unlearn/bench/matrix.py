@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from unlearn.bench.baselines import AGENT_PARAMS, ORACLE, decay_agent, decay_from_config
 from unlearn.config import AgentConfig, Config, ConfigError, MethodConfig, read_yaml
 from unlearn.families import check_named_instances, family_of, instance_forget, instance_label
 
@@ -54,8 +55,6 @@ AGENT_VARIANTS = (
     "oracle-static",
     "oracle-decay",
 )
-#: the per-instance oracle rows and the baseline each searches on the held-out instance itself
-ORACLE = {"oracle-static": "static", "oracle-decay": "decay"}
 #: sections a swept row may not take from its sweep: they decide how every row is measured
 MEASURED_SECTIONS = ("data", "forget", "eval", "pretrain", "t2i", "i2i", "env", "bench", "audit")
 
@@ -383,8 +382,6 @@ def agent_config(
     name: str, lam: float, opts: BenchOptions, baseline: dict[str, float] | None = None
 ) -> AgentConfig:
     """The ``agent`` section of one agent variant (``baseline``: static / decay parameters)."""
-    from unlearn.bench.baselines import decay_agent
-
     name = ORACLE.get(name, name)  # an oracle row: its baseline, searched per instance
     if name == "static":
         return AgentConfig("static", "", {"lam": (baseline or {}).get("lam", lam)})
@@ -431,8 +428,6 @@ def cell_config(
     or configured baseline's ``scale`` becomes the cell's ``method.scale``, its searched
     method options — ESD's η, ... — the cell's ``method.options``; a ``swept`` cell takes
     every value of ``swept``, the sweep's winner)."""
-    from unlearn.bench.baselines import AGENT_PARAMS
-
     # an oracle's parameters are its instance's own; the other baselines are one per row
     baselines = baselines or {}
     baseline = baselines.get(oracle_key(cell.method, cell.agent, cell.instance)) or baselines.get(
@@ -531,8 +526,6 @@ def plan(cfg: Config, opts: BenchOptions) -> Plan:
         skipped["policy"] = "no exported policy given (--policy DIR)"
     decay = None
     if "decay" in agents and not opts.tune_baselines:  # fails before the model loads
-        from unlearn.bench.baselines import decay_from_config
-
         decay = decay_from_config(cfg)
     swept, swept_source = {}, {}
     if "swept" in agents:  # before the model loads
@@ -566,19 +559,11 @@ def plan(cfg: Config, opts: BenchOptions) -> Plan:
             + (f" (and {len(skipped) - 3} more)" if len(skipped) > 3 else "")
         )
     baselines = {f"{m}|decay": decay for m in methods} if decay else {}
-    if "swept" in agents:
-        winner = swept.get("method.name", cfg.method.name)
-        wrong = [m for m in methods if "swept" in agents_named(m, agents, rows) and m != winner]
-        if wrong:
-            raise ConfigError(
-                f"--rows: {wrong[0]}:swept, but sweep {swept_source['sweep']}'s winner is "
-                f"method {winner!r}; name the row {winner}:swept"
-            )
     for a in agents:
         get_agent(agent_config(a, lam, opts), default_lam=cfg.method.lam)
     n = opts.seeds or preset.seeds
     seeds = [cfg.unlearn.seed + i for i in range(n)]
-    return Plan(
+    pl = Plan(
         methods,
         agents,
         instances,
@@ -592,13 +577,16 @@ def plan(cfg: Config, opts: BenchOptions) -> Plan:
         swept=swept,
         swept_source=swept_source,
     )
+    winner = swept.get("method.name", cfg.method.name)
+    wrong = [m for m, a in pl.groups() if a == "swept" and m != winner]
+    if wrong:
+        raise ConfigError(
+            f"--rows: {wrong[0]}:swept, but sweep {swept_source['sweep']}'s winner is "
+            f"method {winner!r}; name the row {winner}:swept"
+        )
+    return pl
 
 
 def oracle_key(method: str, agent: str, instance: int | str) -> str:
     """The key of a per-instance oracle's parameters in ``Plan.baselines`` / ``tuning``."""
     return f"{method}|{agent}|{instance}"
-
-
-def agents_named(method: str, agents: list[str], rows: list[list[str]] | None) -> list[str]:
-    """The agents ``method`` runs under before λ-free methods are cut to one row."""
-    return [a for a in agents if rows is None or [method, a] in rows]

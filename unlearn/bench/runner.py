@@ -38,8 +38,8 @@ from unlearn.bench.report import (
     summary_rows,
 )
 from unlearn.bench.stats import METRICS, CellSummary, summarize
-from unlearn.config import Config, ConfigError
-from unlearn.families import family_of, instance_key
+from unlearn.config import Config, ConfigError, instance_key
+from unlearn.families import family_of
 
 if TYPE_CHECKING:  # torch and diffusers load only when the bench runs (fast CLI errors)
     from unlearn.metrics import EvalResult
@@ -289,46 +289,37 @@ def _tune(cfg: Config, pl: Plan, opts: BenchOptions, old: dict, progress) -> Non
     """Fill ``pl.baselines`` / ``pl.tuning`` by the Optuna searches: ``--tune-baselines`` on the
     train instances, ``--oracle`` on each held-out instance itself (a resumed bench with the
     same trials and config reuses the earlier searches)."""
-    from unlearn.bench.baselines import tune_baselines
-    from unlearn.bench.matrix import ORACLE, method_config, oracle_key
+    from unlearn.bench.baselines import ORACLE, tune_baselines
+    from unlearn.bench.matrix import method_config, oracle_key
 
     prev = (old.get("plan") or {}).get("tuning") or {}
     same_cfg = recorded_config(old) == cfg.to_dict()
     prev_opts = old.get("options") or {}
     methods = [m for m in pl.methods if m not in pl.lam_free]  # λ-free: nothing to tune
+    groups = [(m, a) for m, a in pl.groups() if m in methods]
     pl.tuning = {}
 
-    def search(run_cfg: Config, trials: int, option: str, pairs, key) -> None:
-        wanted = {key(m, a): (m, a) for m, a in pairs}
-        if not wanted:
+    def search(run_cfg: Config, trials: int, option: str, rows: dict[str, tuple[str, str]]):
+        """``rows``: tuning key -> (method, the row's agent); the search runs its baseline."""
+        if not rows:
             return
-        if same_cfg and prev_opts.get(option) == trials and set(wanted) <= set(prev):
-            pl.tuning.update({k: prev[k] for k in wanted})
+        if same_cfg and prev_opts.get(option) == trials and set(rows) <= set(prev):
+            pl.tuning.update({k: prev[k] for k in rows})
             return
-        tuned = tune_baselines(
-            run_cfg, methods, sorted({a for _, a in pairs}), trials, method_config, progress, pairs
-        )
-        for k, (m, a) in wanted.items():
-            pl.tuning[k] = tuned[f"{m}|{a}"].to_dict()
+        pairs = [(m, ORACLE.get(a, a)) for m, a in rows.values()]
+        agents = sorted({a for _, a in pairs})
+        tuned = tune_baselines(run_cfg, methods, agents, trials, method_config, progress, pairs)
+        for k, (m, a) in rows.items():
+            pl.tuning[k] = {**tuned[f"{m}|{ORACLE.get(a, a)}"].to_dict(), "agent": a}
 
-    groups = [(m, a) for m, a in pl.groups() if m in methods]
     if opts.tune_baselines:
-        pairs = [(m, a) for m, a in groups if a in ("static", "decay")]
-        search(cfg, opts.tune_baselines, "tune_baselines", pairs, lambda m, a: f"{m}|{a}")
+        rows = {f"{m}|{a}": (m, a) for m, a in groups if a in ("static", "decay")}
+        search(cfg, opts.tune_baselines, "tune_baselines", rows)
     if opts.oracle:
-        pairs = [(m, ORACLE[a]) for m, a in groups if a in ORACLE]
         for c in pl.instances:  # the same search, on the held-out instance itself
             env = dataclasses.replace(cfg.env, train_instances=(c,), test_instances=())
-            search(
-                dataclasses.replace(cfg, env=env),
-                opts.oracle,
-                "oracle",
-                pairs,
-                lambda m, a, c=c: oracle_key(m, f"oracle-{a}", c),
-            )
-        for k, t in pl.tuning.items():
-            if k.count("|") == 2:
-                t["agent"] = k.split("|")[1]
+            rows = {oracle_key(m, a, c): (m, a) for m, a in groups if a in ORACLE}
+            search(dataclasses.replace(cfg, env=env), opts.oracle, "oracle", rows)
     pl.baselines.update({k: dict(t["params"]) for k, t in pl.tuning.items()})
 
 

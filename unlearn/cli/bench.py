@@ -147,7 +147,7 @@ def bench(
         typer.echo(json.dumps(res.to_dict(), indent=2, default=str))
     else:
         from unlearn.bench import summary_rows
-        from unlearn.bench.baselines import params_text, train_text
+        from unlearn.bench.baselines import params_text, searched_on
 
         cols, cells = summary_rows(res.summaries, res.threshold, lambda s: f"[bold]{s}[/]", True)
         console.print(table(f"bench {res.preset}: {len(res.runs)} runs", cols, cells))
@@ -155,13 +155,9 @@ def bench(
             console.print(f"left out {name}: {reason}", highlight=False)
         for t in res.plan.tuning.values():
             params = params_text(t["params"])
-            where = (
-                f"held-out instance {t['train_instances'][0]} itself"
-                if str(t["agent"]).startswith("oracle-")
-                else train_text(t["train_instances"])
-            )
             console.print(
-                f"tuned {t['method']} + {t['agent']} on {where}: {params} ({t['trials']} trials, "
+                f"tuned {t['method']} + {t['agent']} on {searched_on(t)}: {params} "
+                f"({t['trials']} trials, "
                 f"{t['optimiser_steps']:,} optimiser steps)",
                 highlight=False,
             )

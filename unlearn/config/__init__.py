@@ -9,7 +9,7 @@ fields live in :mod:`~unlearn.config.checks`.
 
 from __future__ import annotations
 
-from unlearn.config.checks import RESIDUAL_SPEC, check_number_map, check_residual
+from unlearn.config.checks import RESIDUAL_SPEC, check_number_map, check_residual, instance_key
 from unlearn.config.errors import ConfigError
 from unlearn.config.loader import (
     apply_overrides,
@@ -89,6 +89,7 @@ __all__ = [
     "default_config_path",
     "digest_of",
     "direct_options",
+    "instance_key",
     "named_forget",
     "from_mapping",
     "load_config",

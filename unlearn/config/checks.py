@@ -101,6 +101,14 @@ INSTANCE_RESET = (
 )
 
 
+def instance_key(v: int | str) -> int | str:
+    """An instance as written in text (YAML, a JSON key, a reset option): "2" is class 2,
+    any other text a name."""
+    if isinstance(v, str) and v.strip().lstrip("-").isdigit():
+        return int(v)
+    return v
+
+
 def check_instance_list(
     field: str, items: Sequence[Any], named: dict[str, Any]
 ) -> tuple[int | str, ...]:
@@ -118,10 +126,8 @@ def check_instance_list(
                 raise ConfigError(f"{field}: {v!r} is not allowed; expected a class (integer)")
             v = int(v)
         if isinstance(v, str):
-            v = v.strip()
-            if v.lstrip("-").isdigit():
-                v = int(v)
-            elif v not in named:
+            v = instance_key(v.strip())
+            if isinstance(v, str) and v not in named:
                 known = ", ".join(named) or "none defined"
                 raise ConfigError(
                     f"{field}: {v!r} is not allowed; it is not a class and not a name of "
@@ -133,10 +139,10 @@ def check_instance_list(
     return tuple(out)
 
 
-def check_named_instances(named: dict[str, Any], forget_fields: Sequence[str]) -> None:
+def check_instance_specs(named: dict[str, Any], forget_fields: Sequence[str]) -> None:
     """``env.instances``: names that are not numbers, each a mapping of forget fields."""
     for name, spec in named.items():
-        if not isinstance(name, str) or not name.strip() or name.strip().lstrip("-").isdigit():
+        if not isinstance(name, str) or not name.strip() or isinstance(instance_key(name), int):
             raise ConfigError(
                 f"env.instances: {name!r} is not allowed as a name; expected text that is not "
                 "a number (numbers are classes)"

@@ -20,7 +20,7 @@ from unlearn.config.checks import (
     check_data_source,
     check_held_out,
     check_instance_list,
-    check_named_instances,
+    check_instance_specs,
     check_residual,
     check_trial_resources,
 )
@@ -724,7 +724,7 @@ class Config:
                 "(sets are generated from the prompts of a text-to-image pipeline)"
             )
         check_data_source(self.data, self.forget, self.eval)
-        check_named_instances(self.env.instances, [f.name for f in dataclasses.fields(self.forget)])
+        check_instance_specs(self.env.instances, [f.name for f in dataclasses.fields(self.forget)])
         if self.guard.stop and not self.unlearn.eval_every:
             raise ConfigError(
                 "guard.stop: True is not allowed with unlearn.eval_every=0; expected "

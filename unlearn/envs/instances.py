@@ -14,13 +14,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from unlearn.config import Config, ConfigError
+from unlearn.config import Config, ConfigError, instance_key
 from unlearn.families import (
     InstanceData,
     check_named_instances,
     family_of,
     instance_forget,
-    instance_key,
 )
 from unlearn.metrics import EvalResult
 from unlearn.task import ForgetTask

@@ -10,6 +10,7 @@ here.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -60,8 +61,6 @@ def instance_forget(cfg: Config, c: int | str) -> ForgetConfig:
 def check_named_instances(cfg: Config, model: torch.nn.Module) -> None:
     """Every named instance of ``env.train_instances`` / ``test_instances`` must be something
     the model can forget and the family can measure; one line naming the instance otherwise."""
-    import dataclasses
-
     family = family_of(cfg)
     for c in (*cfg.env.train_instances, *cfg.env.test_instances):
         if isinstance(c, str):
@@ -71,13 +70,6 @@ def check_named_instances(cfg: Config, model: torch.nn.Module) -> None:
                 )
             except ConfigError as e:
                 raise ConfigError(f"env.instances.{c}: {e}") from None
-
-
-def instance_key(k: int | str) -> int | str:
-    """An instance as read back from JSON (keys are text): "2" -> 2, "thick" -> "thick"."""
-    if isinstance(k, str) and k.strip().lstrip("-").isdigit():
-        return int(k)
-    return k
 
 
 def instance_label(c: int | str) -> str:
@@ -118,6 +110,5 @@ __all__ = [
     "family_of_model",
     "check_named_instances",
     "instance_forget",
-    "instance_key",
     "instance_label",
 ]
