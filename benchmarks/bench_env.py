@@ -10,6 +10,10 @@ Prints, measured in one run:
 - RLlib PPO sampling throughput, env steps/s, with 1 vs 2 env runners
 
 Run: .venv/bin/python benchmarks/bench_env.py   (about two minutes on 2 cores)
+
+``--t2i`` measures the env's overhead on the text-to-image demo pipeline instead
+(``configs/t2i_policy.yaml``: 8 decisions of 5 ESD steps; the shipped pipeline), at the
+configured proxy cadence and with proxies only at the episode's end: about two minutes.
 """
 
 from __future__ import annotations
@@ -189,7 +193,31 @@ def bench_rllib(cfg, runners: tuple[int, ...] = (1, 2), iterations: int = 3) -> 
     return out
 
 
+def main_t2i(episodes: int = 4) -> dict[str, float]:
+    """env.step vs the same ESD steps on the t2i demo pipeline (2 threads, the machine's)."""
+    from unlearn.config import load_config
+
+    results: dict[str, float] = {}
+    path = REPO / "configs" / "t2i_policy.yaml"
+    print("-- env.step vs K direct ESD steps on the t2i demo pipeline (no end-of-episode eval) --")
+    for every in (5, 40):
+        cfg = load_config(path, ["workdir=/tmp/unlearn-bench-t2i", f"env.proxy_every={every}"])
+        r = bench_env_step(cfg, episodes=episodes)
+        note = "target <= 1.05" if every == 40 else "the policy's training cadence"
+        print(
+            f"T={cfg.env.decisions} K={cfg.env.steps_per_decision} proxy_every={every:<3} env "
+            f"{r['env_episode_ms']:.0f} ms  direct {r['direct_episode_ms']:.0f} ms  ratio "
+            f"{r['ratio']:.3f}x  (proxies {r['proxies_ms']:.1f} ms x "
+            f"{r['measurements_per_episode']:.0f} per episode; vs steps+proxies "
+            f"{r['ratio_vs_steps_plus_measurements']:.3f}x)   {note}"
+        )
+        results.update({f"t2i_proxy_every{every}_{k}": v for k, v in r.items()})
+    return results
+
+
 def main() -> dict[str, float]:
+    if "--t2i" in sys.argv[1:]:
+        return main_t2i()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 

@@ -37,6 +37,8 @@ def test_tune_baselines_searches_train_classes_and_runs_the_winners_held_out(
         "env.test_instances=[2]",
         "--set",
         "unlearn.steps=3",
+        "--set",
+        "bench.search_steps={min: 2, max: 5}",
         "--methods",
         "siss",
         "--agents",
@@ -58,21 +60,25 @@ def test_tune_baselines_searches_train_classes_and_runs_the_winners_held_out(
     assert set(tuning) == {"siss|static", "siss|decay", "siss|oracle-static|2"}
     # the oracle: the same search on the held-out class itself, its compute counted
     oracle = tuning.pop("siss|oracle-static|2")
-    assert oracle["train_instances"] == [2] and oracle["optimiser_steps"] == 2 * 1 * 3
+    assert oracle["train_instances"] == [2]
+    # the step budget is searched too (bench.search_steps), the configured 3 first; the
+    # compute counts each trial's own steps
+    assert 2 <= oracle["params"]["steps"] <= 5 and oracle["optimiser_steps"] >= 3 + 2
     for t in tuning.values():
         assert t["train_instances"] == [1, 5] and t["trials"] == 2
-        assert t["optimiser_steps"] == 2 * 2 * 3  # trials x train classes x steps
-    assert set(tuning["siss|static"]["params"]) == {"lam", "scale"}
-    assert set(tuning["siss|decay"]["params"]) == {"start", "end", "scale"}
+        assert 2 * (3 + 2) <= t["optimiser_steps"] <= 2 * (3 + 5)  # train classes x steps
+    assert set(tuning["siss|static"]["params"]) == {"lam", "scale", "steps"}
+    assert set(tuning["siss|decay"]["params"]) == {"start", "end", "scale", "steps"}
     runs = {r["agent"]: r for r in res["runs"]}
     assert {r["instance"] for r in res["runs"]} == {2}  # only the held-out class is reported
-    lam = tuning["siss|static"]["params"]["lam"]
-    assert runs["static"]["lambdas"] == pytest.approx([lam] * 3)
+    p = tuning["siss|static"]["params"]
+    assert runs["static"]["lambdas"] == pytest.approx([p["lam"]] * p["steps"])
     p = tuning["siss|decay"]["params"]
-    lams = runs["decay"]["lambdas"]
-    assert lams[0] == pytest.approx(p["start"])  # linear start -> end over the budget
-    assert lams == pytest.approx([p["start"] + (p["end"] - p["start"]) * i / 3 for i in range(3)])
-    assert runs["oracle-static"]["lambdas"] == pytest.approx([oracle["params"]["lam"]] * 3)
+    lams, n = runs["decay"]["lambdas"], p["steps"]
+    assert lams[0] == pytest.approx(p["start"])  # linear start -> end over the winner's budget
+    assert lams == pytest.approx([p["start"] + (p["end"] - p["start"]) * i / n for i in range(n)])
+    p = oracle["params"]
+    assert runs["oracle-static"]["lambdas"] == pytest.approx([p["lam"]] * p["steps"])
     md = (out / "bench.md").read_text()
     assert "## Compute of each row" in md and "| siss + decay (tuned) |" in md
     assert "| siss + oracle-static on 2 |" in md and "held-out instance 2 itself" in md
@@ -194,6 +200,15 @@ def test_rows_run_each_method_under_its_own_agents_only(tiny_workdir: Path) -> N
         (["bench", "--agents", "variational-nope"], "--agents: unknown name 'variational-nope'"),
         (["run", "--set", "env.forget_probe=-1"], "env.forget_probe"),
         (["bench", "--set", "bench.check_every=-2"], "bench.check_every"),
+        (
+            ["bench", "--set", "bench.search_steps={min: 50, max: 20}"],
+            "bench.search_steps: min 50 is above max 20",
+        ),
+        (
+            ["bench", "--set", "bench.search_steps={min: 2.5, max: 20}"],
+            "bench.search_steps.min: 2.5 is not a whole number of steps",
+        ),
+        (["bench", "--set", "bench.search_steps={max: 20}"], "bench.search_steps.min: missing"),
         (["bench", "--rows", "siss"], "--rows: 'siss' is not METHOD:AGENT"),
         (["bench", "--rows", "siss:nope"], "--rows: unknown agent 'nope' in siss:nope"),
         (["bench", "--rows", "sis:static"], "--rows: unknown method 'sis' in sis:static"),

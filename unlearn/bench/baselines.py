@@ -40,9 +40,9 @@ log = logging.getLogger(__name__)
 TUNED = ("static", "decay")
 #: the per-instance oracle rows and the baseline each searches on the held-out instance itself
 ORACLE = {"oracle-static": "static", "oracle-decay": "decay"}
-#: the parameters of a tuned baseline that are the agent's or the scale; the rest are
-#: searched method options
-AGENT_PARAMS = ("lam", "start", "end", "scale")
+#: the parameters of a tuned baseline that are the agent's, the scale or the step budget
+#: (``bench.search_steps``); the rest are searched method options
+AGENT_PARAMS = ("lam", "start", "end", "scale", "steps")
 LAM_RANGE = (0.01, 0.99)
 SCALE_RANGE = (0.0, 1.0)
 
@@ -89,9 +89,13 @@ def searched_options(method) -> dict[str, Opt]:
     return {k: o for k, o in type(method).OPTIONS.items() if o.search is not None}
 
 
-def _suggest(trial, agent: str, scaled: bool, knobs: dict[str, Opt]) -> dict[str, Any]:
+def _suggest(
+    trial, agent: str, scaled: bool, knobs: dict[str, Opt], steps: dict[str, int]
+) -> dict[str, Any]:
     p = _suggest_agent(trial, agent, scaled)
     p.update({k: o.suggest(trial, k) for k, o in knobs.items()})
+    if steps:
+        p["steps"] = trial.suggest_int("steps", steps["min"], steps["max"], log=True)
     return p
 
 
@@ -119,6 +123,9 @@ def configured_trial(
     p = _configured_agent(cfg, agent, scaled)
     if p:
         p.update(knobs or {})
+        if cfg.bench.search_steps:
+            lo, hi = cfg.bench.search_steps["min"], cfg.bench.search_steps["max"]
+            p["steps"] = min(max(cfg.unlearn.steps, lo), hi)
     return p
 
 
@@ -169,18 +176,26 @@ class _TrainRuns:
         self.scaled = all(hasattr(u.method, "scale") for u in self.units.values())
 
         first = next(iter(self.units.values())).method
+        #: the step budgets searched (none for a closed-form method: its budget is one step)
+        self.steps = {} if first.closed_form else dict(cfg.bench.search_steps)
         #: the method's searched options and their configured values
         self.knobs = searched_options(first)
         self.configured = {k: _in_range(o, first.options[k]) for k, o in self.knobs.items()}
 
     def score(
-        self, agent_cfg: AgentConfig, scale: float | None, options: dict[str, Any] | None = None
+        self,
+        agent_cfg: AgentConfig,
+        scale: float | None,
+        options: dict[str, Any] | None = None,
+        steps: int | None = None,
     ) -> float:
         from unlearn.agents import get_agent
         from unlearn.tuners.trainable import score
 
         scores = []
         for unl in self.units.values():
+            if steps is not None:
+                unl.budget = int(steps)  # before the agent binds: a schedule spans the budget
             unl.agent = get_agent(agent_cfg, default_lam=self.cfg.method.lam)
             unl.agent.bind(unl)
             if scale is not None:
@@ -229,15 +244,17 @@ def tune_baselines(
         study = optuna.create_study(direction="minimize", sampler=sampler)
 
         def objective(trial, a=a, runs=runs) -> float:
-            p = _suggest(trial, a, runs.scaled, runs.knobs)
+            p = _suggest(trial, a, runs.scaled, runs.knobs, runs.steps)
             agent = (
                 AgentConfig("static", "", {"lam": p["lam"]})
                 if a == "static"
                 else decay_agent(p["start"], p["end"])
             )
-            return runs.score(agent, p.get("scale"), {k: p[k] for k in runs.knobs})
+            return runs.score(agent, p.get("scale"), {k: p[k] for k in runs.knobs}, p.get("steps"))
 
         first = configured_trial(m_cfg, a, runs.scaled, runs.configured)
+        if first and not runs.steps:
+            first.pop("steps", None)
         if first:
             study.enqueue_trial(first)
         for k in range(trials):
@@ -245,7 +262,9 @@ def tune_baselines(
                 progress(f"tune {m} + {a}", i * trials + k, len(todo) * trials)
             study.optimize(objective, n_trials=1)
         best = study.best_trial
-        steps = trials * len(runs.units) * cfg.unlearn.steps
+        steps = len(runs.units) * sum(
+            t.params.get("steps", cfg.unlearn.steps) for t in study.trials
+        )
         out[f"{m}|{a}"] = Tuned(
             m,
             a,

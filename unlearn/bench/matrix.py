@@ -425,8 +425,8 @@ def cell_config(
     swept: dict[str, Any] | None = None,
 ) -> Config:
     """The config of one cell: method variant, agent variant, instance class, seed (a tuned
-    or configured baseline's ``scale`` becomes the cell's ``method.scale``, its searched
-    method options — ESD's η, ... — the cell's ``method.options``; a ``swept`` cell takes
+    or configured baseline's ``scale`` becomes the cell's ``method.scale``, its searched step
+    budget the cell's ``unlearn.steps``, its searched method options — ESD's η, ... — the cell's ``method.options``; a ``swept`` cell takes
     every value of ``swept``, the sweep's winner)."""
     # an oracle's parameters are its instance's own; the other baselines are one per row
     baselines = baselines or {}
@@ -451,7 +451,12 @@ def cell_config(
         method=method,
         agent=agent_config(cell.agent, lam, opts, baseline),
         forget=forget,
-        unlearn=dataclasses.replace(cfg.unlearn, seed=cell.seed),
+        unlearn=dataclasses.replace(
+            cfg.unlearn,
+            seed=cell.seed,
+            # a searched step budget (bench.search_steps) is the tuned row's own
+            steps=int((baseline or {}).get("steps", cfg.unlearn.steps)),
+        ),
         tracking=dataclasses.replace(cfg.tracking, experiment=experiment),
     )
     if cell.agent == "swept" and swept:

@@ -27,6 +27,7 @@ from unlearn.bench.matrix import (
     result_sections,
 )
 from unlearn.bench.perf import PerfResult, perf_markdown, run_perf
+from unlearn.bench.recovery import recovery, recovery_markdown
 from unlearn.bench.report import (
     bench_markdown,
     check_publish,
@@ -262,12 +263,24 @@ def run_bench(
         # rendered once: the report and the published results page show the same tables
         cols, rows = summary_rows(summaries, opts.threshold, lambda s: f"**{s}**")
         table = markdown_table(cols, rows)
-        compute_md = _compute_md(pl, opts)
+        policy_steps = _policy_steps(opts)
+        compute_md = _compute_md(pl, opts, policy_steps)
         if compute_md:
             table = f"{table}\n\n{compute_md}"
+        # with an oracle row: how much of its advantage each other row of the method recovers
+        recovered = recovery(runs, cfg.tune.fid_weight)
+        if recovered:
+            table = f"{table}\n\n{recovery_markdown(recovered, cfg.tune.fid_weight)}"
         perf_md = perf_markdown(perf) if perf is not None else ""
         _write_report(cfg, opts, result, table, perf_md)
-        save({"summary": [s.to_dict() for s in summaries], "threshold": opts.threshold})
+        save(
+            {
+                "summary": [s.to_dict() for s in summaries],
+                "threshold": opts.threshold,
+                **({"recovery": recovered} if recovered else {}),
+                **({"policy_steps": policy_steps} if "policy" in pl.agents else {}),
+            }
+        )
         if opts.publish:
             from unlearn.bench.pages import publish
 
@@ -323,15 +336,20 @@ def _tune(cfg: Config, pl: Plan, opts: BenchOptions, old: dict, progress) -> Non
     pl.baselines.update({k: dict(t["params"]) for k, t in pl.tuning.items()})
 
 
-def _compute_md(pl: Plan, opts: BenchOptions) -> str:
-    from unlearn.bench.baselines import compute_markdown, policy_training_steps
+def _policy_steps(opts: BenchOptions) -> int | None:
+    """The optimiser steps the bench's policy trained with (None: not in its metadata)."""
+    if not opts.policy:
+        return None
+    from unlearn.bench.baselines import policy_training_steps
+    from unlearn.export.policy_file import read_metadata
 
-    steps = None
-    if opts.policy:
-        from unlearn.export.policy_file import read_metadata
+    return policy_training_steps(read_metadata(Path(opts.policy).expanduser()))
 
-        steps = policy_training_steps(read_metadata(Path(opts.policy).expanduser()))
-    return compute_markdown(pl.tuning, steps, "policy" in pl.agents)
+
+def _compute_md(pl: Plan, opts: BenchOptions, policy_steps: int | None) -> str:
+    from unlearn.bench.baselines import compute_markdown
+
+    return compute_markdown(pl.tuning, policy_steps, "policy" in pl.agents)
 
 
 def _shown(path: Path, cfg: Config) -> str:

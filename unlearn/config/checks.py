@@ -1,4 +1,5 @@
-"""Checks that span several fields: bounded number maps (``env.residual``, ``bench.decay``),
+"""Checks that span several fields: bounded number maps (``env.residual``, ``bench.decay``,
+``bench.search_steps``),
 custom trial resources (``tune.trial_resources``), the held-out instances of the env, and CLIP
 evaluation against the model family.
 
@@ -59,6 +60,27 @@ def check_residual(value: object, where: str = "env.residual") -> dict[str, floa
         raise ConfigError(f"{where}: {value!r} is not allowed; expected {{start, end, width}}")
     hint = "a residual λ action needs {start, end, width}"
     return check_number_map(value, where, RESIDUAL_SPEC, tuple(RESIDUAL_SPEC), hint)
+
+
+#: ``bench.search_steps``: the range of ``unlearn.steps`` a baseline search covers
+SEARCH_STEPS_SPEC = {"min": (1.0, 1e6, False), "max": (1.0, 1e6, False)}
+
+
+def check_search_steps(value: object, where: str = "bench.search_steps") -> dict[str, int]:
+    """The step budgets a baseline search covers, ``{min, max}`` (whole numbers, 1 <= min <=
+    max); ``{}``: the search keeps ``unlearn.steps``."""
+    if value is None or value == {}:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {value!r} is not allowed; expected {{min: N, max: M}}")
+    hint = "a step-budget search needs {min: N, max: M}"
+    out = check_number_map(value, where, SEARCH_STEPS_SPEC, ("min", "max"), hint)
+    for key, v in out.items():
+        if v != int(v):
+            raise ConfigError(f"{where}.{key}: {value[key]!r} is not a whole number of steps")
+    if out["min"] > out["max"]:
+        raise ConfigError(f"{where}: min {int(out['min'])} is above max {int(out['max'])}")
+    return {k: int(v) for k, v in out.items()}
 
 
 #: resources Ray itself names: a trial asks for them through tune.cpus_per_trial and

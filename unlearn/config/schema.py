@@ -22,6 +22,7 @@ from unlearn.config.checks import (
     check_instance_list,
     check_instance_specs,
     check_residual,
+    check_search_steps,
     check_trial_resources,
 )
 from unlearn.config.errors import ConfigError
@@ -600,6 +601,15 @@ class BenchConfig:
         "evaluation",
         lo=-1,
     )
+    search_steps: dict = _f(
+        default_factory=dict,
+        doc="the step budgets --tune-baselines and --oracle also search: {min: N, max: M} "
+        "(unlearn.steps drawn log-uniformly; the winner's steps are its rows' budget); {} = "
+        "every trial runs unlearn.steps",
+    )
+
+    def __post_init__(self) -> None:
+        check_search_steps(self.search_steps)
 
 
 @dataclass(frozen=True)
