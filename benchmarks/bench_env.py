@@ -55,7 +55,8 @@ def bench_env_step(cfg, episodes: int = 8) -> dict[str, float]:
     cfg = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, final_eval=False))
     env = UnlearningEnv(cfg)
     unl, K = env.unlearner, env.K
-    act = np.array([0.5], dtype=np.float32)
+    act = np.zeros(env.action_space.shape, dtype=np.float32)
+    act[0] = 0.5  # λ 0.5; a stop entry (if any) stays 0: run every decision
     n_prox = cfg.env.proxy_batch
 
     def env_episode(ep: int) -> tuple[float, int]:
@@ -193,7 +194,7 @@ def bench_rllib(cfg, runners: tuple[int, ...] = (1, 2), iterations: int = 3) -> 
     return out
 
 
-def main_t2i(episodes: int = 4) -> dict[str, float]:
+def main_t2i(episodes: int = 10) -> dict[str, float]:
     """env.step vs the same ESD steps on the t2i demo pipeline (2 threads, the machine's)."""
     from unlearn.config import load_config
 

@@ -10,7 +10,8 @@ better). Per held-out instance, the oracle's advantage is ``global − oracle`` 
 ``global − row``, paired by seed; the headline fraction is the mean gain over the mean
 advantage across every (instance, seed) pair, with a percentile bootstrap interval over
 those pairs. Where the oracle's advantage is not distinguishable from 0 the fraction means
-nothing; the section says so and gives the smallest advantage the runs could have shown.
+nothing; the section says so and gives the smallest mean difference the runs' seed-to-seed
+spread lets a paired interval tell from 0.
 """
 
 from __future__ import annotations
@@ -113,9 +114,27 @@ def _entry(m, glob, oracle, row, keys, g, o, p) -> dict[str, Any]:
         "advantage_shown": bool(shown),
         "fraction": frac,
         "fraction_ci": [_none(lo), _none(hi)],
-        # the smallest mean advantage a 95% interval of this width would have told from 0
-        "detectable": _none(a.ci),
+        # the smallest mean difference between two rows the runs' own seed-to-seed spread
+        # lets a paired 95% interval tell from 0 (the advantage's interval is no guide when
+        # the oracle chose the global setting: its runs are then the same runs)
+        "detectable": _none(_detectable(keys, g)),
     }
+
+
+def _detectable(keys: list[tuple], g: dict[tuple, float]) -> float:
+    """t · √2 · s_w / √n: s_w the global row's score spread over the seeds of an instance
+    (pooled over instances), n the pairs; NaN with fewer than two seeds per instance."""
+    from scipy import stats
+
+    groups: dict[Any, list[float]] = {}
+    for k in keys:
+        groups.setdefault(k[0], []).append(g[k])
+    dev = [(v - np.mean(vs)) ** 2 for vs in groups.values() if len(vs) > 1 for v in vs]
+    dof = sum(len(vs) - 1 for vs in groups.values() if len(vs) > 1)
+    if dof < 1:
+        return math.nan
+    s_w = math.sqrt(sum(dev) / dof)
+    return float(stats.t.ppf(0.975, dof) * math.sqrt(2) * s_w / math.sqrt(len(keys)))
 
 
 def _none(v: float) -> float | None:
@@ -168,8 +187,9 @@ def recovery_markdown(entries: Sequence[dict[str, Any]], fid_weight: float, leve
             lines.append(
                 f"The oracle's advantage over the global setting is not distinguishable from 0 "
                 f"({_ci(e['advantage'])}, {e['pairs']} pairs): there is nothing to recover, "
-                f"and the fraction is undefined. These runs could have shown a mean advantage "
-                f"of about {_f(e['detectable'])} or more."
+                f"and the fraction is undefined. With the seed-to-seed spread of these runs, a "
+                f"mean difference of about {_f(e['detectable'])} or more between two rows would "
+                "have been told from 0."
             )
         lines.append("")
     return "\n".join(lines)
