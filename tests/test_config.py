@@ -83,9 +83,20 @@ def test_extends_merges_the_file_over_its_base_and_refuses_a_cycle(tmp_path):
     (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
     with pytest.raises(ConfigError, match="extends: 'a.yaml' in .* the files extend each other"):
         load_config(tmp_path / "a.yaml")
-    (tmp_path / "c.yaml").write_text("extends: [x]\n")
-    with pytest.raises(ConfigError, match=r"extends: \['x'\] .* expected a YAML file path"):
+    (tmp_path / "c.yaml").write_text("extends: [base.yaml, 7]\n")
+    with pytest.raises(ConfigError, match=r"extends: 7 .* expected a YAML file path"):
         load_config(tmp_path / "c.yaml")
+    # a list merges in order, the file last: the SDXL demo with the shared concept sets
+    sdxl = load_config(REPO / "configs" / "sdxl_instances.yaml")
+    sdxl_base = load_config(REPO / "configs" / "sdxl_demo.yaml")
+    assert sdxl.model == sdxl_base.model and sdxl.name == "sdxl-instances"
+    assert sdxl.env.instances == cfg.env.instances and sdxl.env.train_instances == (
+        1,
+        3,
+        5,
+        "thick",
+        "left",
+    )
     (tmp_path / "d.yaml").write_text("extends: nope.yaml\n")
     with pytest.raises(ConfigError, match="nope.yaml' does not exist"):
         load_config(tmp_path / "d.yaml")

@@ -104,6 +104,8 @@ def test_rl_trains_on_concepts_and_its_policy_drives_a_t2i_run(work):
         *cfg,
         "--set",
         "bench.search_steps={min: 1, max: 3}",
+        "--set",
+        "env.train_instances=[1]",
         "--rows",
         "esd:static,esd:oracle-static,esd:policy",
         "--policy",
@@ -128,5 +130,6 @@ def test_rl_trains_on_concepts_and_its_policy_drives_a_t2i_run(work):
     (entry,) = stored["recovery"]
     assert (entry["row"], entry["global"], entry["oracle"]) == ("policy", "static", "oracle-static")
     assert entry["pairs"] == 2 and [c["instance"] for c in entry["instances"]] == [2]
+    assert entry["advantage"]["n"] == 2 and entry["gain"]["n"] == 2
     md = (work / "recovery" / "bench.md").read_text()
     assert "## Oracle advantage recovered" in md and "| 2 | 2 |" in md

@@ -229,20 +229,32 @@ def default_config_path() -> Path:
 
 
 def _read_config(p: Path, seen: tuple[Path, ...]) -> dict:
-    """A config file's mapping; ``extends: BASE.yaml`` (relative to the file) is read first
-    and the file's sections merge over it, key by key (lists and values replace)."""
+    """A config file's mapping; ``extends: BASE.yaml`` (relative to the file), or a list of
+    them merged in order, is read first and the file's sections merge over it, key by key
+    (lists and values replace)."""
     values = read_yaml(p, "config") or {}
     if not isinstance(values, dict):
         raise ConfigError(f"config: {p} must hold a mapping at the top level")
-    base = values.pop("extends", None)
-    if base is None:
+    bases = values.pop("extends", None)
+    if bases is None:
         return values
-    if not isinstance(base, str) or not base.strip():
-        raise ConfigError(f"extends: {base!r} in {p} is not allowed; expected a YAML file path")
-    target = (p.expanduser().resolve().parent / base).resolve()
-    if target in seen or target == p.expanduser().resolve():
-        raise ConfigError(f"extends: {base!r} in {p} is not allowed; the files extend each other")
-    return _merged(_read_config(target, (*seen, p.expanduser().resolve())), values)
+    here = p.expanduser().resolve()
+    merged: dict = {}
+    bases = bases if isinstance(bases, list) and bases else [bases]
+    for base in bases:
+        if not isinstance(base, str) or not base.strip():
+            raise ConfigError(
+                f"extends: {base!r} in {p} is not allowed; expected a YAML file path or a "
+                "list of them"
+            )
+    for base in bases:
+        target = (here.parent / base).resolve()
+        if target in seen or target == here:
+            raise ConfigError(
+                f"extends: {base!r} in {p} is not allowed; the files extend each other"
+            )
+        merged = _merged(merged, _read_config(target, (*seen, here)))
+    return _merged(merged, values)
 
 
 def _merged(base: dict, over: dict) -> dict:
