@@ -42,7 +42,7 @@ def test_tune_baselines_searches_train_classes_and_runs_the_winners_held_out(
         "--methods",
         "siss",
         "--agents",
-        "static,decay,oracle-static",
+        "static,decay,oracle-static,dual",
         "--seeds",
         "1",
         "--tune-baselines",
@@ -82,6 +82,11 @@ def test_tune_baselines_searches_train_classes_and_runs_the_winners_held_out(
     md = (out / "bench.md").read_text()
     assert "## Compute of each row" in md and "| siss + decay (tuned) |" in md
     assert "| siss + oracle-static on 2 |" in md and "held-out instance 2 itself" in md
+    # with the oracle beside them, every other row's share of its advantage is reported
+    (entry,) = json.loads((out / "results.json").read_text())["recovery"]
+    assert (entry["row"], entry["global"], entry["oracle"]) == ("dual", "static", "oracle-static")
+    assert entry["pairs"] == 1 and [c["instance"] for c in entry["instances"]] == [2]
+    assert "## Oracle advantage recovered" in md and "### siss: dual vs static (tuned)" in md
 
 
 @pytest.mark.slow

@@ -97,39 +97,3 @@ def test_rl_trains_on_concepts_and_its_policy_drives_a_t2i_run(work):
     res = last_json(run)
     assert {"concept_rate", "retain_accuracy", "fid"} <= set(res["after"])
     assert res["model_dir"] and Path(res["model_dir"], "model_index.json").is_file()
-    # the policy beside the global search and the per-concept oracle (λ, η and the steps
-    # searched): the report says how much of the oracle's advantage the policy recovers
-    bench = cli(
-        "bench",
-        *cfg,
-        "--set",
-        "bench.search_steps={min: 1, max: 3}",
-        "--set",
-        "env.train_instances=[1]",
-        "--rows",
-        "esd:static,esd:oracle-static,esd:policy",
-        "--policy",
-        str(work / "pol"),
-        "--tune-baselines",
-        "1",
-        "--oracle",
-        "1",
-        "--seeds",
-        "2",
-        "--out",
-        str(work / "recovery"),
-        "--json",
-        cwd=work,
-    )
-    assert bench.returncode == 0, bench.stderr[-3000:]
-    res = json.loads(bench.stdout)
-    assert {r["agent"] for r in res["runs"]} == {"static", "oracle-static", "policy"}
-    tuning = res["plan"]["tuning"]
-    assert {"lam", "eta", "steps"} <= set(tuning["esd|static"]["params"])
-    stored = json.loads((work / "recovery" / "results.json").read_text())
-    (entry,) = stored["recovery"]
-    assert (entry["row"], entry["global"], entry["oracle"]) == ("policy", "static", "oracle-static")
-    assert entry["pairs"] == 2 and [c["instance"] for c in entry["instances"]] == [2]
-    assert entry["advantage"]["n"] == 2 and entry["gain"]["n"] == 2
-    md = (work / "recovery" / "bench.md").read_text()
-    assert "## Oracle advantage recovered" in md and "| 2 | 2 |" in md
