@@ -113,7 +113,11 @@ def _suggest_agent(trial, agent: str, scaled: bool) -> dict[str, float]:
 
 
 def configured_trial(
-    cfg: Config, agent: str, scaled: bool, knobs: dict[str, Any] | None = None
+    cfg: Config,
+    agent: str,
+    scaled: bool,
+    knobs: dict[str, Any] | None = None,
+    steps: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The search's first trial: the baseline as configured (static: ``method.lam`` and
     ``method.scale``; decay: ``bench.decay`` when set; ``knobs``: the searched options'
@@ -123,9 +127,8 @@ def configured_trial(
     p = _configured_agent(cfg, agent, scaled)
     if p:
         p.update(knobs or {})
-        if cfg.bench.search_steps:
-            lo, hi = cfg.bench.search_steps["min"], cfg.bench.search_steps["max"]
-            p["steps"] = min(max(cfg.unlearn.steps, lo), hi)
+        if steps:
+            p["steps"] = min(max(cfg.unlearn.steps, steps["min"]), steps["max"])
     return p
 
 
@@ -252,9 +255,7 @@ def tune_baselines(
             )
             return runs.score(agent, p.get("scale"), {k: p[k] for k in runs.knobs}, p.get("steps"))
 
-        first = configured_trial(m_cfg, a, runs.scaled, runs.configured)
-        if first and not runs.steps:
-            first.pop("steps", None)
+        first = configured_trial(m_cfg, a, runs.scaled, runs.configured, runs.steps)
         if first:
             study.enqueue_trial(first)
         for k in range(trials):

@@ -426,8 +426,9 @@ def cell_config(
 ) -> Config:
     """The config of one cell: method variant, agent variant, instance class, seed (a tuned
     or configured baseline's ``scale`` becomes the cell's ``method.scale``, its searched step
-    budget the cell's ``unlearn.steps``, its searched method options — ESD's η, ... — the cell's ``method.options``; a ``swept`` cell takes
-    every value of ``swept``, the sweep's winner)."""
+    budget the cell's ``unlearn.steps``, its searched method options — ESD's η, ... — the
+    cell's ``method.options``; a ``swept`` cell takes every value of ``swept``, the sweep's
+    winner)."""
     # an oracle's parameters are its instance's own; the other baselines are one per row
     baselines = baselines or {}
     baseline = baselines.get(oracle_key(cell.method, cell.agent, cell.instance)) or baselines.get(

@@ -138,7 +138,6 @@ def bench_sections(data: dict[str, Any]) -> str:
     """A bench record's generated part: summary, compute, base model, runs, performance."""
     from unlearn.bench.baselines import compute_markdown
     from unlearn.bench.perf import PerfResult, perf_markdown
-    from unlearn.bench.recovery import recovery_markdown
 
     plan = data.get("plan") or {}
     audit = bool((data.get("options") or {}).get("audit"))
@@ -153,15 +152,9 @@ def bench_sections(data: dict[str, Any]) -> str:
         summary_table(data),
         "",
     ]
-    # a record made with a policy row holds the policy's training compute
-    compute = compute_markdown(
-        plan.get("tuning") or {}, data.get("policy_steps"), "policy_steps" in data
-    )
+    compute = compute_markdown(plan.get("tuning") or {}, None, False)
     if compute:
         parts += [compute.replace("## Compute", "### Compute"), ""]
-    if data.get("recovery"):
-        fid_weight = ((data.get("config") or {}).get("tune") or {}).get("fid_weight", 0.01)
-        parts += [recovery_markdown(data["recovery"], fid_weight, level=3), ""]
     parts += ["## Base model", "", base_table(data), ""]
     parts += ["## Every run", "", runs_table(data), ""]
     if data.get("perf"):

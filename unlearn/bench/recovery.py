@@ -149,14 +149,12 @@ def _ci(d: dict[str, Any]) -> str:
     return f"{_f(d['mean'])} ± {_f(d['ci'])}" if d.get("ci") is not None else _f(d["mean"])
 
 
-def recovery_markdown(entries: Sequence[dict[str, Any]], fid_weight: float, level: int = 2) -> str:
-    """The report's "Oracle advantage recovered" section (empty without an oracle row), its
-    heading at ``level`` (a results page nests it one deeper)."""
+def recovery_markdown(entries: Sequence[dict[str, Any]], fid_weight: float) -> str:
+    """The report's "Oracle advantage recovered" section (empty without an oracle row)."""
     if not entries:
         return ""
-    h = "#" * level
     lines = [
-        f"{h} Oracle advantage recovered",
+        "## Oracle advantage recovered",
         "",
         f"Score per run: forget rate + {fid_weight:g} x FID, as the searches score (lower is "
         "better). Advantage = global - oracle, gain = global - row, paired by seed; "
@@ -165,7 +163,7 @@ def recovery_markdown(entries: Sequence[dict[str, Any]], fid_weight: float, leve
     ]
     for e in entries:
         lines += [
-            f"{h}# {e['method']}: {e['row']} vs {e['global']} (tuned) and {e['oracle']}",
+            f"### {e['method']}: {e['row']} vs {e['global']} (tuned) and {e['oracle']}",
             "",
             f"| instance | n | global | oracle | {e['row']} | oracle advantage | {e['row']} gain |",
             "|---|---|---|---|---|---|---|",

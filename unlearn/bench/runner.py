@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from unlearn.bench.baselines import compute_markdown
 from unlearn.bench.cell import CellOutcome, RunRecord, run_cell, save_grids
 from unlearn.bench.matrix import (
     BenchOptions,
@@ -264,7 +265,7 @@ def run_bench(
         cols, rows = summary_rows(summaries, opts.threshold, lambda s: f"**{s}**")
         table = markdown_table(cols, rows)
         policy_steps = _policy_steps(opts)
-        compute_md = _compute_md(pl, opts, policy_steps)
+        compute_md = compute_markdown(pl.tuning, policy_steps, "policy" in pl.agents)
         if compute_md:
             table = f"{table}\n\n{compute_md}"
         # with an oracle row: how much of its advantage each other row of the method recovers
@@ -344,12 +345,6 @@ def _policy_steps(opts: BenchOptions) -> int | None:
     from unlearn.export.policy_file import read_metadata
 
     return policy_training_steps(read_metadata(Path(opts.policy).expanduser()))
-
-
-def _compute_md(pl: Plan, opts: BenchOptions, policy_steps: int | None) -> str:
-    from unlearn.bench.baselines import compute_markdown
-
-    return compute_markdown(pl.tuning, policy_steps, "policy" in pl.agents)
 
 
 def _shown(path: Path, cfg: Config) -> str:

@@ -609,7 +609,7 @@ class BenchConfig:
     )
 
     def __post_init__(self) -> None:
-        check_search_steps(self.search_steps)
+        object.__setattr__(self, "search_steps", check_search_steps(self.search_steps))
 
 
 @dataclass(frozen=True)
